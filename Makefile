@@ -1,0 +1,50 @@
+# recstop: `make run` starts the whole local stack, `make test` runs the whole suite.
+# Both set themselves up (virtualenv, install) on a fresh machine.
+
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: help install run test test-unit test-integration lint format flower clean
+
+help:
+	@echo "make run    - the whole local stack: Redis, Vobiz sandbox, worker, Flower (Ctrl-C stops it)"
+	@echo "make test   - the whole test suite (starts its own redis-server, sandbox and workers)"
+	@echo "make lint   - ruff and mypy --strict"
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/python scripts/run_stack.py
+
+flower: $(STAMP)
+	$(BIN)/celery -A worker flower --port=5555
+
+test: $(STAMP)
+	$(BIN)/pytest -q
+
+test-unit: $(STAMP)
+	$(BIN)/pytest -q tests/unit
+
+test-integration: $(STAMP)
+	$(BIN)/pytest -q tests/integration
+
+lint: $(STAMP)
+	$(BIN)/ruff check worker producers vobiz_sandbox tests scripts
+	$(BIN)/ruff format --check worker producers vobiz_sandbox tests scripts
+	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff format worker producers vobiz_sandbox tests scripts
+	$(BIN)/ruff check --fix worker producers vobiz_sandbox tests scripts
+
+clean:
+	rm -rf $(VENV) .run .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,210 @@
+"""The ``recstop`` command line. Exit 0 on success, 2 on bad input, 1 on any other failure."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, NoReturn, TextIO
+
+from redis.exceptions import RedisError
+
+from producers.producer import Producer
+from worker.errors import ConfigError, InvalidStopRequest, RecstopError
+from worker.settings import Settings
+from worker.status import iso
+from worker.store import redis_client
+
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+
+class Failure(Exception):
+    """A command failed for a reason other than bad input (exit 1)."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="recstop", description="Stop Vobiz call recordings through a queue."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    enqueue = sub.add_parser("enqueue", help="enqueue a stop (now, after --delay, or --at a time)")
+    enqueue.add_argument("call_uuid")
+    enqueue.add_argument("--url", help="stop only this recording (default: every recording)")
+    when = enqueue.add_mutually_exclusive_group()
+    when.add_argument(
+        "--delay", type=float, metavar="SECONDS", help="run the stop this many seconds from now"
+    )
+    when.add_argument("--at", metavar="ISO8601", help="run the stop at this time (with a timezone)")
+    enqueue.add_argument("--auth-id", help="Vobiz account (default: VOBIZ_AUTH_ID)")
+    enqueue.add_argument("--request-id", help="correlation id carried into logs and status")
+    enqueue.add_argument("--not-after", metavar="ISO8601", help="give up after this time")
+    enqueue.add_argument("--json", action="store_true", help="print JSON")
+
+    cancel = sub.add_parser("cancel", help="cancel a pending or scheduled stop")
+    cancel.add_argument("call_uuid")
+    cancel.add_argument("--url")
+
+    status = sub.add_parser("status", help="show whether and when a recording was stopped")
+    status.add_argument("call_uuid")
+    status.add_argument("--url")
+    status.add_argument("--json", action="store_true")
+
+    dlq = sub.add_parser("dlq", help="dead letters").add_subparsers(dest="dlq_command", required=True)
+    dlq_list = dlq.add_parser("list", help="list dead letters, newest first")
+    dlq_list.add_argument("--json", action="store_true")
+    dlq_list.add_argument("--limit", type=int, default=100)
+    dlq.add_parser("show", help="show one dead letter with every attempt").add_argument("id")
+    replay = dlq.add_parser("replay", help="enqueue dead letters again")
+    replay.add_argument("ids", nargs="*", metavar="ID")
+    replay.add_argument("--all", action="store_true")
+    dlq.add_parser("purge", help="delete every dead letter")
+
+    sandbox = sub.add_parser("sandbox", help="run the Vobiz API sandbox (for tests and demos)")
+    sandbox.add_argument("--host", default="127.0.0.1")
+    sandbox.add_argument("--port", type=int, default=8765)
+    sandbox.add_argument("--auth-id", default=os.environ.get("VOBIZ_AUTH_ID") or "MA_DEMO0001")
+    sandbox.add_argument("--auth-token", default=os.environ.get("VOBIZ_AUTH_TOKEN") or "demo-token")
+    sandbox.add_argument(
+        "--auto-calls", action="store_true", help="treat unknown calls as live and recording"
+    )
+    sandbox.add_argument("--nothing-to-stop", choices=["404", "204"], default="404")
+    return parser
+
+
+def _print_json(data: Any, out: TextIO) -> None:  # noqa: ANN401
+    out.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def _enqueue(producer: Producer, args: argparse.Namespace, out: TextIO) -> None:
+    handle = producer.stop_recording(
+        args.call_uuid,
+        args.url,
+        auth_id=args.auth_id,
+        delay=args.delay,
+        at=args.at,
+        request_id=args.request_id,
+        not_after=args.not_after,
+    )
+    if args.json:
+        _print_json(handle.__dict__, out)
+    else:
+        note = " (deduplicated: a stop for this recording is already pending)" if handle.deduplicated else ""
+        out.write(f"{handle.state} task_id={handle.task_id}{note}\n")
+
+
+def _cancel(producer: Producer, args: argparse.Namespace, out: TextIO) -> None:
+    result = producer.cancel(args.call_uuid, args.url)
+    if not result.cancelled:
+        raise Failure(f"nothing to cancel: the stop is {result.state}")
+    out.write("cancelled\n")
+
+
+def _status(producer: Producer, args: argparse.Namespace, out: TextIO) -> None:
+    record = producer.status(args.call_uuid, args.url)
+    if record is None:
+        raise Failure("no stop is known for this call and URL")
+    data = record.to_dict()
+    if args.json:
+        _print_json(data, out)
+        return
+    for name in (
+        "call_uuid",
+        "url",
+        "state",
+        "attempts",
+        "last_http_status",
+        "last_error",
+        "task_id",
+        "request_id",
+        "enqueued_at",
+        "first_attempt_at",
+        "finished_at",
+        "dead_reason",
+        "settled_by",
+    ):
+        if data.get(name) not in (None, ""):
+            out.write(f"{name:17} {data[name]}\n")
+
+
+def _dlq(producer: Producer, args: argparse.Namespace, out: TextIO) -> None:
+    store = producer.dead_letters
+    if args.dlq_command == "list":
+        entries = store.list(limit=args.limit)
+        if args.json:
+            _print_json([e.to_dict() for e in entries], out)
+            return
+        out.writelines(f"{e.id}  {iso(e.dead_at)}  {e.reason:18}  {e.call_uuid or '-'}  {e.error or ''}\n" for e in entries)
+        out.write(f"{store.count()} dead letter(s)\n")
+    elif args.dlq_command == "show":
+        entry = store.get(args.id)
+        if entry is None:
+            raise Failure(f"no dead letter {args.id!r}")
+        _print_json(entry.to_dict(), out)
+    elif args.dlq_command == "replay":
+        if bool(args.ids) == bool(args.all):
+            raise InvalidStopRequest("replay", "give dead-letter IDs or --all, not both or neither")
+        results = producer.replay(None if args.all else args.ids)
+        failed = [r for r in results if r.error]
+        out.writelines(f"{r.entry_id}  {'error: ' + r.error if r.error else 'task_id=' + str(r.task_id)}\n" for r in results)
+        if failed:
+            raise Failure(f"{len(failed)} of {len(results)} dead letter(s) could not be replayed")
+    else:
+        out.write(f"purged {store.purge()} dead letter(s)\n")
+
+
+def _sandbox(args: argparse.Namespace) -> None:
+    from vobiz_sandbox import serve  # noqa: PLC0415 - the sandbox is only imported when asked for
+
+    serve(
+        args.host,
+        args.port,
+        accounts={args.auth_id: args.auth_token},
+        auto_calls=args.auto_calls,
+        nothing_to_stop=args.nothing_to_stop,
+    )
+
+
+COMMANDS: dict[str, Callable[[Producer, argparse.Namespace, TextIO], None]] = {
+    "enqueue": _enqueue,
+    "cancel": _cancel,
+    "status": _status,
+    "dlq": _dlq,
+}
+
+
+def run(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: TextIO | None = None) -> int:
+    """Run the CLI and return its exit code."""
+    stdout, stderr = out or sys.stdout, err or sys.stderr
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    if args.command == "sandbox":
+        _sandbox(args)
+        return EXIT_OK
+    try:
+        settings = Settings.from_env()
+        with Producer(settings, redis_client(settings.redis)) as producer:
+            COMMANDS[args.command](producer, args, stdout)
+    except (InvalidStopRequest, ConfigError) as exc:
+        stderr.write(f"recstop: error: {exc}\n")
+        return EXIT_USAGE
+    except (Failure, RecstopError) as exc:
+        stderr.write(f"recstop: {exc}\n")
+        return EXIT_FAILURE
+    except RedisError as exc:
+        stderr.write(f"recstop: Redis unavailable: {type(exc).__name__}\n")
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+def main() -> NoReturn:
+    """Console-script entry point."""
+    sys.exit(run())
+
+
+if __name__ == "__main__":
+    main()

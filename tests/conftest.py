@@ -1,0 +1,111 @@
+"""Fixtures: each test gets its own redis-server, sandbox and worker processes."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from support import RedisServer, WorkerProcess
+
+from producers import Producer
+from vobiz_sandbox import SandboxClient, SandboxServer
+from worker.settings import Settings
+from worker.store import redis_client
+
+AUTH_ID = "MA_TESTACCT01"
+TOKEN = "tok-Sekr3t-9f8e7d6c5b4a"  # noqa: S105 - a test token, searched for in every key and log line
+OTHER_AUTH_ID = "SA_SUBACCT02"
+OTHER_TOKEN = "tok-Other-0a1b2c3d4e5f"  # noqa: S105
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A private redis-server on a free port."""
+    server = RedisServer(tmp_path / "redis").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def sandbox() -> Iterator[SandboxServer]:
+    """A real Vobiz sandbox HTTP server on loopback, knowing the test account."""
+    with SandboxServer(accounts={AUTH_ID: TOKEN}) as server:
+        yield server
+
+
+@pytest.fixture
+def sandbox_client(sandbox: SandboxServer) -> Iterator[SandboxClient]:
+    """A control client for the sandbox."""
+    with SandboxClient(sandbox.base_url) as client:
+        yield client
+
+
+@pytest.fixture
+def env(redis_server: RedisServer, sandbox: SandboxServer) -> dict[str, str]:
+    """Environment for workers and producers: fast retries, short timeouts, JSON logs."""
+    return {
+        "RECSTOP_BROKER_URL": redis_server.url,
+        "VOBIZ_API_BASE": sandbox.api_base,
+        "VOBIZ_AUTH_ID": AUTH_ID,
+        "VOBIZ_AUTH_TOKEN": TOKEN,
+        "RECSTOP_BACKOFF_BASE_S": "0.2",
+        "RECSTOP_BACKOFF_CAP_S": "2",
+        "RECSTOP_MAX_ATTEMPTS": "6",
+        "RECSTOP_CONNECT_TIMEOUT_S": "1",
+        "RECSTOP_READ_TIMEOUT_S": "2",
+        "RECSTOP_CONCURRENCY": "8",
+        "RECSTOP_SCHEDULER_POLL_S": "0.05",
+        "RECSTOP_LOG_FORMAT": "json",
+        "RECSTOP_VISIBILITY_TIMEOUT_S": "60",
+    }
+
+
+@pytest.fixture
+def start_worker(
+    env: dict[str, str], tmp_path: Path, redis_server: RedisServer
+) -> Iterator[Callable[..., WorkerProcess]]:
+    """Start real ``celery -A worker worker`` processes; all are stopped at the end of the test."""
+    started: list[WorkerProcess] = []
+
+    def start(name: str | None = None, wait: bool = True, **overrides: str) -> WorkerProcess:
+        worker_name = name or f"w{len(started) + 1}"
+        proc = WorkerProcess(
+            {**env, **overrides},
+            tmp_path / f"{worker_name}.log",
+            name=worker_name,
+            redis_url=redis_server.url,
+        )
+        started.append(proc)
+        return proc.start(wait=wait)
+
+    yield start
+    for proc in started:
+        proc.stop()
+
+
+@pytest.fixture
+def settings(env: dict[str, str]) -> Settings:
+    """The settings a producer on this test's stack reads."""
+    return Settings.from_env(env)
+
+
+@pytest.fixture
+def producer(settings: Settings) -> Iterator[Producer]:
+    """A Python producer connected to the test's Redis."""
+    with Producer(settings, redis_client(settings.redis)) as prod:
+        yield prod
+
+
+@pytest.fixture
+def call(sandbox_client: SandboxClient) -> Callable[..., str]:
+    """Create a live call with one recording on the sandbox; returns its call_uuid."""
+
+    def make(recordings: int = 1) -> str:
+        call_uuid = sandbox_client.create_call(AUTH_ID, str(uuid.uuid4()))
+        for _ in range(recordings):
+            sandbox_client.start_recording(call_uuid)
+        return call_uuid
+
+    return make

@@ -1,0 +1,111 @@
+"""Delayed stops, cancellation, duplicates from many processes, and the visibility timeout."""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from support import wait_for
+from test_stop_flow import deletes, final
+
+from producers import Producer
+from worker.settings import Settings
+from worker.store import redis_client
+
+pytestmark = pytest.mark.integration
+
+
+def _enqueue_many(env, call_uuid, count, barrier, results):
+    settings = Settings.from_env(env)
+    with Producer(settings, redis_client(settings.redis)) as producer:
+        barrier.wait(30)
+        for _ in range(count):
+            handle = producer.stop_recording(call_uuid)
+            results.put((handle.task_id, handle.deduplicated))
+
+
+def test_same_stop_enqueued_50_times_from_5_processes_deletes_once(env, start_worker, sandbox_client, call, producer):
+    """50 concurrent enqueues of one stop (5 processes) → one task id, 49 deduplicated, one DELETE."""
+    start_worker()
+    call_uuid = call()
+    # The DELETE takes 1.5 s (under the 2 s read timeout), so the stop stays pending for the whole burst.
+    sandbox_client.set_faults([{"kind": "latency", "latency_ms": 1500, "call_uuid": call_uuid}])
+    ctx = multiprocessing.get_context("spawn")
+    barrier, results = ctx.Barrier(5), ctx.Queue()
+    procs = [ctx.Process(target=_enqueue_many, args=(env, call_uuid, 10, barrier, results)) for _ in range(5)]
+    for proc in procs:
+        proc.start()
+    handles = [results.get(timeout=60) for _ in range(50)]
+    for proc in procs:
+        proc.join(30)
+        assert proc.exitcode == 0
+    assert len({task_id for task_id, _ in handles}) == 1
+    assert sum(1 for _, dedup in handles if not dedup) == 1
+    assert final(producer, call_uuid).state == "stopped"
+    assert len(deletes(sandbox_client, call_uuid)) == 1
+
+
+def test_delayed_stop_runs_at_its_time_and_once(producer, start_worker, sandbox_client, call):
+    """delay=2 → scheduled, then exactly one DELETE within 1 s of the due time."""
+    start_worker()
+    call_uuid = call()
+    before = time.time()
+    handle = producer.stop_recording(call_uuid, delay=2)
+    assert handle.state == "scheduled"
+    assert producer.status(call_uuid).state == "scheduled"
+    record = final(producer, call_uuid)
+    assert record.state == "stopped"
+    [request] = deletes(sandbox_client, call_uuid)
+    assert before + 2 <= request["time"] <= before + 3
+
+
+def test_stop_at_a_time(producer, start_worker, sandbox_client, call):
+    """at=<ISO time> → runs at that time."""
+    start_worker()
+    call_uuid = call()
+    due = datetime.now(UTC) + timedelta(seconds=1.5)
+    producer.stop_recording(call_uuid, at=due.isoformat())
+    assert final(producer, call_uuid).state == "stopped"
+    [request] = deletes(sandbox_client, call_uuid)
+    assert due.timestamp() <= request["time"] <= due.timestamp() + 1
+
+
+def test_cancel_before_due_means_no_delete(producer, start_worker, sandbox_client, call, redis_server):
+    """A scheduled stop cancelled before it is due → state cancelled, no DELETE ever."""
+    start_worker()
+    call_uuid = call()
+    producer.stop_recording(call_uuid, delay=1.5)
+    result = producer.cancel(call_uuid)
+    assert (result.state, result.cancelled) == ("cancelled", True)
+    # Another stop on a different call, due later, proves the scheduler went past the cancelled one.
+    other = call()
+    producer.stop_recording(other, delay=2)
+    final(producer, other)
+    assert producer.status(call_uuid).state == "cancelled"
+    assert deletes(sandbox_client, call_uuid) == []
+    assert producer.cancel(call_uuid).cancelled is False
+
+
+def test_enqueue_while_scheduled_is_deduplicated(producer, call):
+    """A second enqueue of a scheduled stop returns the scheduled one."""
+    call_uuid = call()
+    first = producer.stop_recording(call_uuid, delay=60)
+    second = producer.stop_recording(call_uuid)
+    assert second.deduplicated
+    assert second.task_id == first.task_id
+
+
+def test_delay_longer_than_visibility_timeout_deletes_once(producer, start_worker, sandbox_client, call, redis_server):
+    """A 5 s delay with a 1 s broker visibility timeout still gives exactly one DELETE."""
+    start_worker(RECSTOP_VISIBILITY_TIMEOUT_S="1")
+    start_worker(RECSTOP_VISIBILITY_TIMEOUT_S="1")
+    call_uuid = call()
+    producer.stop_recording(call_uuid, delay=5)
+    assert final(producer, call_uuid).state == "stopped"
+    # Give the restore sweeps (every second) time to redeliver anything they wrongly would.
+    client = redis_server.client()
+    settle_until = time.time() + 3
+    wait_for(lambda: time.time() > settle_until and client.hlen("unacked") == 0, timeout_s=10)
+    assert len(deletes(sandbox_client, call_uuid)) == 1

@@ -1,0 +1,41 @@
+"""Command line: ``python -m vobiz_sandbox --port 8787 --account MA_TEST:secret``."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+from vobiz_sandbox.server import serve
+
+
+def _account(text: str) -> tuple[str, str]:
+    auth_id, sep, token = text.partition(":")
+    if not sep or not auth_id or not token:
+        raise argparse.ArgumentTypeError("expected AUTH_ID:TOKEN")
+    return auth_id, token
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Parse arguments and serve until SIGINT/SIGTERM."""
+    parser = argparse.ArgumentParser(prog="python -m vobiz_sandbox", description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8787, help="0 picks a free port")
+    parser.add_argument("--account", type=_account, action="append", default=[], metavar="ID:TOKEN")
+    parser.add_argument("--auto-calls", action="store_true", help="unknown calls get one recording")
+    parser.add_argument("--nothing-to-stop", choices=("404", "204"), default="404")
+    parser.add_argument("--seed", type=int, default=None, help="seed for fault probabilities")
+    parser.add_argument("--verbose", action="store_true", help="access log to stderr")
+    args = parser.parse_args(argv)
+    serve(
+        args.host,
+        args.port,
+        accounts=dict(args.account),
+        auto_calls=args.auto_calls,
+        nothing_to_stop=args.nothing_to_stop,
+        seed=args.seed,
+        verbose=args.verbose,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,190 @@
+"""The control API under ``/_sandbox/``: set up accounts, calls, faults; read the request log."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Callable, Mapping
+from urllib.parse import parse_qs, urlsplit
+
+from vobiz_sandbox.api import SEGMENT, valid_id
+from vobiz_sandbox.bodies import Reply
+from vobiz_sandbox.faults import FaultConfig, FaultConfigError
+from vobiz_sandbox.state import SandboxState, recording_url
+
+Body = Mapping[str, object]
+Query = Mapping[str, list[str]]
+Action = Callable[[SandboxState, tuple[str, ...], Body, Query], Reply]
+
+
+class ControlError(Exception):
+    """A control request that cannot be served: status and reason."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+def _flag(body: Body, key: str) -> bool | None:
+    value = body.get(key)
+    if value is not None and not isinstance(value, bool):
+        raise ControlError(400, f"{key} must be a boolean")
+    return value
+
+
+def _text(body: Body, key: str, *, required: bool = False) -> str | None:
+    value = body.get(key)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value:
+        raise ControlError(400, f"{key} must be a non-empty string")
+    return value
+
+
+def _add_account(state: SandboxState, _: tuple[str, ...], body: Body, __: Query) -> Reply:
+    auth_id, token = _text(body, "auth_id", required=True), _text(body, "token", required=True)
+    if not valid_id(auth_id):
+        raise ControlError(400, f"auth_id must match {SEGMENT}")
+    assert auth_id is not None
+    assert token is not None
+    active = _flag(body, "active")
+    state.add_account(auth_id, token, active=active is not False)
+    return Reply(201, {"auth_id": auth_id, "active": active is not False})
+
+
+def _update_account(state: SandboxState, ids: tuple[str, ...], body: Body, _: Query) -> Reply:
+    active, token = _flag(body, "active"), _text(body, "token")
+    try:
+        account = state.update_account(ids[0], active=active, token=token)
+    except KeyError:
+        raise ControlError(404, f"no account {ids[0]}") from None
+    return Reply(200, {"auth_id": ids[0], "active": account.active})
+
+
+def _create_call(state: SandboxState, _: tuple[str, ...], body: Body, __: Query) -> Reply:
+    auth_id = _text(body, "auth_id", required=True)
+    call_uuid = _text(body, "call_uuid") or str(uuid.uuid4())
+    if not valid_id(call_uuid):
+        raise ControlError(400, f"call_uuid must match {SEGMENT}")
+    assert auth_id is not None
+    try:
+        state.create_call(auth_id, call_uuid)
+    except KeyError:
+        raise ControlError(400, f"no account {auth_id}") from None
+    except ValueError as error:
+        raise ControlError(409, str(error)) from None
+    return Reply(201, {"call_uuid": call_uuid})
+
+
+def _get_call(state: SandboxState, ids: tuple[str, ...], _: Body, __: Query) -> Reply:
+    call = state.call(ids[0])
+    if call is None:
+        raise ControlError(404, f"no call {ids[0]}")
+    body = {"call_uuid": ids[0], "auth_id": call.auth_id, "recordings": call.active_recordings}
+    return Reply(200, body)
+
+
+def _hang_up(state: SandboxState, ids: tuple[str, ...], _: Body, __: Query) -> Reply:
+    if not state.hang_up(ids[0]):
+        raise ControlError(404, f"no call {ids[0]}")
+    return Reply(204)
+
+
+def _start_recording(state: SandboxState, ids: tuple[str, ...], body: Body, _: Query) -> Reply:
+    url = _text(body, "url") or recording_url()
+    try:
+        state.start_recording(ids[0], url)
+    except KeyError:
+        raise ControlError(404, f"no call {ids[0]}") from None
+    except ValueError as error:
+        raise ControlError(409, str(error)) from None
+    return Reply(201, {"url": url})
+
+
+def _requests(state: SandboxState, _: tuple[str, ...], __: Body, query: Query) -> Reply:
+    call_uuid = query.get("call_uuid", [None])[-1]
+    since = query.get("since_seq", [None])[-1]
+    if since is not None and not since.isdigit():
+        raise ControlError(400, "since_seq must be a non-negative integer")
+    found = state.requests(call_uuid=call_uuid, since_seq=None if since is None else int(since))
+    return Reply(200, {"requests": found})
+
+
+def _clear_requests(state: SandboxState, _: tuple[str, ...], __: Body, ___: Query) -> Reply:
+    state.clear_requests()
+    return Reply(204)
+
+
+def _set_faults(state: SandboxState, _: tuple[str, ...], body: Body, __: Query) -> Reply:
+    try:
+        state.set_faults(FaultConfig.from_json(body))
+    except FaultConfigError as error:
+        raise ControlError(400, str(error)) from None
+    return Reply(200, state.faults())
+
+
+def _clear_faults(state: SandboxState, _: tuple[str, ...], __: Body, ___: Query) -> Reply:
+    state.set_faults(FaultConfig())
+    return Reply(204)
+
+
+def _configure(state: SandboxState, _: tuple[str, ...], body: Body, __: Query) -> Reply:
+    try:
+        state.configure(auto_calls=_flag(body, "auto_calls"), nothing_to_stop=_text(body, "nothing_to_stop"))
+    except ValueError as error:
+        raise ControlError(400, str(error)) from None
+    return Reply(200, state.config())
+
+
+_ID = f"({SEGMENT})"
+ROUTES: tuple[tuple[str, re.Pattern[str], Action], ...] = tuple(
+    (method, re.compile(f"/_sandbox/{pattern}"), action)
+    for method, pattern, action in (
+        ("GET", "health", lambda *_: Reply(200, {"ok": True})),
+        ("POST", "accounts", _add_account),
+        ("PATCH", f"accounts/{_ID}", _update_account),
+        ("POST", "calls", _create_call),
+        ("GET", f"calls/{_ID}", _get_call),
+        ("DELETE", f"calls/{_ID}", _hang_up),
+        ("POST", f"calls/{_ID}/recordings", _start_recording),
+        ("GET", "requests", _requests),
+        ("DELETE", "requests", _clear_requests),
+        ("GET", "faults", lambda state, *_: Reply(200, state.faults())),
+        ("PUT", "faults", _set_faults),
+        ("DELETE", "faults", _clear_faults),
+        ("GET", "config", lambda state, *_: Reply(200, state.config())),
+        ("PUT", "config", _configure),
+    )
+)
+
+
+def handle(state: SandboxState, method: str, raw_path: str, raw_body: bytes) -> Reply:
+    """Serve one control request; errors are ``{"error": "<reason>"}``."""
+    parts = urlsplit(raw_path)
+    allowed = [m for m, pattern, _ in ROUTES if pattern.fullmatch(parts.path)]
+    for route_method, pattern, action in ROUTES:
+        found = pattern.fullmatch(parts.path)
+        if found is None or route_method != method:
+            continue
+        try:
+            return action(state, found.groups(), _parse_body(raw_body), parse_qs(parts.query))
+        except ControlError as error:
+            return Reply(error.status, {"error": error.reason})
+    if allowed:
+        body = {"error": f"method {method} not allowed", "allowed": allowed}
+        return Reply(405, body, (("Allow", ", ".join(allowed)),))
+    return Reply(404, {"error": f"no control route {parts.path}"})
+
+
+def _parse_body(raw_body: bytes) -> Body:
+    if not raw_body.strip():
+        return {}
+    try:
+        data = json.loads(raw_body)
+    except (ValueError, RecursionError) as error:
+        raise ControlError(400, f"malformed JSON body: {error}") from None
+    if not isinstance(data, dict):
+        raise ControlError(400, "the body must be a JSON object")
+    return data

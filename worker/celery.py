@@ -1,0 +1,46 @@
+"""Entry point for ``celery -A worker ...``: read the environment once, configure logs, build the app."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from celery import signals
+
+from worker.app import create_app
+from worker.logs import configure_logging
+from worker.settings import Settings
+
+settings = Settings.from_env()
+
+
+@signals.setup_logging.connect(weak=False)
+def _setup_logging(**_: Any) -> None:  # noqa: ANN401
+    configure_logging(level=settings.log_level, fmt=settings.log_format, secrets=settings.accounts.secrets())
+
+
+@signals.celeryd_init.connect(weak=False)
+def _quiet_banner(instance: Any = None, **_: Any) -> None:  # noqa: ANN401
+    """Configure logs before Celery's first warning; drop its ASCII banner (see ``worker_ready``)."""
+    _setup_logging()
+    if instance is not None:
+        instance.quiet = True
+
+
+@signals.worker_ready.connect(weak=False)
+def _ready(**_: Any) -> None:  # noqa: ANN401
+    """One structured line in place of the banner."""
+    if not settings.accounts.tokens:
+        structlog.get_logger("recstop.worker").warning(
+            "no_credentials", hint="set VOBIZ_AUTH_ID/VOBIZ_AUTH_TOKEN or RECSTOP_CREDENTIALS_FILE"
+        )
+    structlog.get_logger("recstop.worker").info(
+        "worker_ready",
+        api_base=settings.api.base_url,
+        accounts=sorted(settings.accounts.auth_ids),
+        concurrency=settings.concurrency,
+        visibility_timeout_s=settings.redis.visibility_timeout_s,
+    )
+
+
+app = create_app(settings)

@@ -1,0 +1,55 @@
+"""Celery configuration derived from the settings: at-least-once, JSON only, Flower events."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from worker.keys import QUEUE, TASK_NAME
+from worker.settings import Settings
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """The Celery settings recstop needs, for workers and producers alike."""
+    redis = settings.redis
+    return {
+        "broker_url": redis.url,
+        "broker_transport_options": {
+            # Messages held by a worker that died come back after this many seconds. Safe to keep
+            # low: recstop never uses ETA/countdown (delays live in recstop:schedule instead).
+            "visibility_timeout": redis.visibility_timeout_s,
+            "unacked_restore_interval": max(1, min(10, redis.visibility_timeout_s // 4)),
+            "unacked_restore_throttle": 1,
+            "socket_timeout": redis.socket_timeout_s,
+            "socket_connect_timeout": redis.socket_timeout_s,
+            "health_check_interval": 10,
+        },
+        "broker_connection_retry": True,
+        "broker_connection_retry_on_startup": True,
+        "broker_connection_max_retries": None,
+        "broker_channel_error_retry": True,
+        "result_backend": None,
+        "task_ignore_result": True,
+        "task_serializer": "json",
+        "result_serializer": "json",
+        "accept_content": ["json"],
+        "result_accept_content": ["json"],
+        "event_serializer": "json",
+        "task_default_queue": QUEUE,
+        "task_routes": {TASK_NAME: {"queue": QUEUE}},
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "task_acks_on_failure_or_timeout": True,
+        "task_send_sent_event": True,
+        "worker_send_task_events": True,
+        "task_track_started": True,
+        "worker_pool": "threads",
+        "worker_concurrency": settings.concurrency,
+        "worker_prefetch_multiplier": 1,
+        "worker_cancel_long_running_tasks_on_connection_loss": False,
+        "worker_hijack_root_logger": False,
+        "worker_redirect_stdouts": False,
+        "worker_enable_remote_control": True,
+        "task_time_limit": None,
+        "timezone": "UTC",
+        "enable_utc": True,
+    }

@@ -1,0 +1,136 @@
+"""The dead-letter store: stops that cannot succeed, with their reason and every attempt."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from redis import Redis
+
+from worker import keys
+from worker.redaction import Redactor
+from worker.scripts import Scripts
+from worker.settings import Retention
+from worker.status import iso
+
+MAX_PAYLOAD_CHARS: Final = 16_384
+
+
+def new_entry_id() -> str:
+    """A short, unique dead-letter id."""
+    return uuid.uuid4().hex[:16]
+
+
+def encode_payload(payload: object, redactor: Redactor) -> str:
+    """The original message as JSON text: secrets masked, bounded in size."""
+    try:
+        text = json.dumps(redactor.value(payload), default=repr, separators=(",", ":"))
+    except (TypeError, ValueError, RecursionError):
+        text = json.dumps(repr(payload))
+    if len(text) > MAX_PAYLOAD_CHARS:
+        return json.dumps({"truncated": True, "chars": len(text), "head": text[:MAX_PAYLOAD_CHARS]})
+    return text
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """One dead-lettered stop."""
+
+    id: str
+    reason: str
+    task_id: str
+    dead_at: float
+    payload: Any
+    error: str | None = None
+    http_status: int | None = None
+    key: str | None = None
+    call_uuid: str | None = None
+    url: str | None = None
+    auth_id: str | None = None
+    request_id: str | None = None
+    attempts: tuple[Mapping[str, Any], ...] = ()
+
+    @classmethod
+    def from_redis(cls, data: Mapping[str, str]) -> DeadLetter:
+        """Build from the entry hash."""
+        http = data.get("http_status")
+        return cls(
+            id=data["id"],
+            reason=data.get("reason", ""),
+            task_id=data.get("task_id", ""),
+            dead_at=float(data.get("dead_at") or 0),
+            payload=json.loads(data["payload"]) if data.get("payload") else None,
+            error=data.get("error") or None,
+            http_status=int(http) if http else None,
+            key=data.get("key") or None,
+            call_uuid=data.get("call_uuid") or None,
+            url=data.get("url") or None,
+            auth_id=data.get("auth_id") or None,
+            request_id=data.get("request_id") or None,
+            attempts=tuple(json.loads(data.get("attempts") or "[]")),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view."""
+        out = dict(self.__dict__)
+        out["dead_at"] = iso(self.dead_at)
+        out["attempts"] = list(self.attempts)
+        return out
+
+
+class DeadLetters:
+    """List, read, add and remove dead letters; the connection is passed in."""
+
+    def __init__(self, client: Redis, retention: Retention, redactor: Redactor | None = None) -> None:
+        self.client = client
+        self.retention = retention
+        self.redactor = redactor or Redactor(())
+        self.scripts = Scripts.register(client)
+
+    def add_malformed(self, task_id: str, payload: object, error: str) -> str:
+        """Dead-letter a message that is not a valid stop; return the entry id."""
+        entry_id = new_entry_id()
+        fields = {
+            "id": entry_id,
+            "task_id": task_id,
+            "reason": "malformed",
+            "error": self.redactor.text(error)[:1000],
+            "payload": encode_payload(payload, self.redactor),
+            "attempts": "[]",
+        }
+        args: list[Any] = [f"{keys.PREFIX}:dlq:", entry_id, self.retention.dlq_max_entries]
+        args.append(self.retention.dlq_max_age_s)
+        for name, value in fields.items():
+            args.extend((name, value))
+        self.scripts.run("deadletter", [keys.DLQ_INDEX], args)
+        return entry_id
+
+    def list(self, limit: int = 100) -> list[DeadLetter]:
+        """The newest dead letters first."""
+        ids = self.client.zrange(keys.DLQ_INDEX, 0, limit - 1, desc=True)
+        pipe = self.client.pipeline(transaction=False)
+        for entry_id in ids:
+            pipe.hgetall(keys.dlq_entry_key(entry_id))
+        return [DeadLetter.from_redis(data) for data in pipe.execute() if data]
+
+    def get(self, entry_id: str) -> DeadLetter | None:
+        """One dead letter, or None."""
+        data = self.client.hgetall(keys.dlq_entry_key(entry_id))
+        return DeadLetter.from_redis(data) if data else None
+
+    def count(self) -> int:
+        """How many dead letters are stored."""
+        return int(self.client.zcard(keys.DLQ_INDEX))
+
+    def remove(self, *entry_ids: str) -> int:
+        """Delete the given entries; return how many existed."""
+        if not entry_ids:
+            return 0
+        return int(self.scripts.run("dlq_remove", [keys.DLQ_INDEX], [f"{keys.PREFIX}:dlq:", *entry_ids]))
+
+    def purge(self) -> int:
+        """Delete every entry; return how many there were."""
+        return int(self.scripts.run("dlq_remove", [keys.DLQ_INDEX], [f"{keys.PREFIX}:dlq:"]))

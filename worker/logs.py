@@ -1,0 +1,98 @@
+"""Structured logging: structlog processors shared by our lines and by Celery's own."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterable
+from typing import Any, Literal, TextIO
+
+import structlog
+from structlog.typing import EventDict, Processor, WrappedLogger
+
+from worker.redaction import Redactor
+
+#: Fields every task line carries (None when unknown), so lines can be grouped per call.
+TASK_FIELDS = ("call_uuid", "task_id", "attempt", "auth_id", "request_id")
+
+
+class RedactSecrets:
+    """Processor: mask every known token value anywhere in the event."""
+
+    def __init__(self, secrets: Iterable[str]) -> None:
+        self._redactor = Redactor(secrets)
+
+    def __call__(self, _logger: WrappedLogger, _name: str, event: EventDict) -> EventDict:
+        return {key: self._redactor.value(value) for key, value in event.items()}
+
+
+def fill_task_fields(_logger: WrappedLogger, _name: str, event: EventDict) -> EventDict:
+    """Processor: lines logged inside a task carry all the task fields, even when unknown."""
+    if "task_id" in event:
+        for name in TASK_FIELDS:
+            event.setdefault(name, None)
+    return event
+
+
+def _renderer(fmt: Literal["auto", "json", "console"], stream: TextIO) -> Processor:
+    console = fmt == "console" or (fmt == "auto" and stream.isatty())
+    if console:
+        return structlog.dev.ConsoleRenderer()
+    return structlog.processors.JSONRenderer(sort_keys=False)
+
+
+def configure_logging(
+    *,
+    level: str = "INFO",
+    fmt: Literal["auto", "json", "console"] = "auto",
+    secrets: Iterable[str] = (),
+    stream: TextIO | None = None,
+) -> None:
+    """Route structlog and the standard library (Celery included) through one pipeline."""
+    out = stream or sys.stdout
+    shared: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        fill_task_fields,
+        structlog.processors.format_exc_info,
+        RedactSecrets(secrets),
+    ]
+    structlog.configure(
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *shared,
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[structlog.stdlib.ExtraAdder(), *shared],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, _renderer(fmt, out)],
+    )
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(level)
+    logging.captureWarnings(True)  # warnings.warn (Celery's SecurityWarning ...) becomes a JSON line too
+    # Celery's per-task "received"/"succeeded" lines repeat our own attempt lines without the
+    # call context; our "attempt" line is the one line per attempt.
+    for noisy in ("celery.app.trace", "celery.worker.strategy"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+
+
+def reset_logging() -> None:
+    """Undo ``configure_logging`` (for tests and embedding)."""
+    structlog.reset_defaults()
+    logging.captureWarnings(False)
+    logging.getLogger().handlers = []
+
+
+def get_logger(name: str, **initial: Any) -> structlog.stdlib.BoundLogger:  # noqa: ANN401
+    """A named structlog logger."""
+    logger: structlog.stdlib.BoundLogger = structlog.get_logger(name, **initial)
+    return logger

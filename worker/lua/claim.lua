@@ -1,0 +1,24 @@
+-- Scheduler: lease the stops that are due, mark them ready, return what to publish.
+-- KEYS: schedule   ARGV: status_prefix, lease_s, limit
+local schedule = KEYS[1]
+local now = now_s()
+local lease_until = fmt(now + tonumber(ARGV[2]))
+local due = redis.call('ZRANGE', schedule, '-inf', fmt(now), 'BYSCORE', 'LIMIT', 0, tonumber(ARGV[3]))
+local out = {}
+for _, member in ipairs(due) do
+  local status = ARGV[1] .. member
+  local r = redis.call('HMGET', status, 'state', 'task_id', 'call_uuid', 'url', 'auth_id',
+    'request_id', 'not_after', 'attempts')
+  if not pending(r[1]) then
+    redis.call('ZREM', schedule, member)
+  else
+    redis.call('ZADD', schedule, lease_until, member)
+    redis.call('HSET', status, 'phase', 'ready')
+    if r[1] == 'scheduled' then redis.call('HSET', status, 'state', 'queued') end
+    table.insert(out, {member, lease_until, r[2], r[3], r[4], r[5], r[6], r[7], r[8]})
+  end
+end
+local first = redis.call('ZRANGE', schedule, 0, 0, 'WITHSCORES')
+local wait = ''
+if #first == 2 then wait = fmt(math.max(0, tonumber(first[2]) - now)) end
+return {out, wait}

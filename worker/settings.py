@@ -1,0 +1,287 @@
+"""Settings: read once from the environment at an entry point, then passed around frozen."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, Literal
+
+from worker.errors import ConfigError
+from worker.validation import validate_auth_id
+
+DEFAULT_API_BASE: Final = "https://api.vobiz.ai/api/v1"
+DEFAULT_BROKER_URL: Final = "redis://localhost:6379/0"
+Jitter = Literal["full", "equal", "none"]
+
+
+class Secret:
+    """A string that never shows itself in a repr, a log line or an exception text."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """Return the secret value; call only where it is sent to the API."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class RedisSettings:
+    """Where the broker and the state store live, and how long to wait for them."""
+
+    url: str = DEFAULT_BROKER_URL
+    socket_timeout_s: float = 5.0
+    visibility_timeout_s: int = 120
+
+    @classmethod
+    def from_dsn(cls, url: str, **overrides: Any) -> RedisSettings:  # noqa: ANN401 - dataclass kwargs
+        """Build settings for a Redis URL (``redis://``, ``rediss://`` or ``unix://``)."""
+        if not url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError(f"RECSTOP_BROKER_URL must be a redis://, rediss:// or unix:// URL, got {url!r}")
+        return cls(url=url, **overrides)
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    """How to reach the Vobiz API."""
+
+    base_url: str = DEFAULT_API_BASE
+    connect_timeout_s: float = 3.05
+    read_timeout_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """When a transient failure is tried again, and when the stop is given up."""
+
+    max_attempts: int = 12
+    backoff_base_s: float = 1.0
+    backoff_cap_s: float = 300.0
+    jitter: Jitter = "full"
+    retry_after_cap_s: float = 600.0
+    deadline_s: float = 3600.0
+
+
+@dataclass(frozen=True)
+class Retention:
+    """How long records are kept."""
+
+    status_s: int = 7 * 86400
+    dlq_max_entries: int = 10_000
+    dlq_max_age_s: int = 180 * 86400
+
+
+@dataclass(frozen=True)
+class Accounts:
+    """Vobiz credentials: the default account plus any from the credentials file."""
+
+    default_auth_id: str | None = None
+    tokens: Mapping[str, Secret] = field(default_factory=dict)
+
+    def token_for(self, auth_id: str) -> Secret | None:
+        """Return the token for an account, or None when the account is unknown."""
+        return self.tokens.get(auth_id)
+
+    @property
+    def auth_ids(self) -> frozenset[str]:
+        """Every account this process knows: those with a token, and the default account.
+
+        A producer needs no tokens: ``VOBIZ_AUTH_ID`` alone names the default account.
+        """
+        known = set(self.tokens)
+        if self.default_auth_id:
+            known.add(self.default_auth_id)
+        return frozenset(known)
+
+    def secrets(self) -> frozenset[str]:
+        """Every token value, for the log redaction processor."""
+        return frozenset(token.reveal() for token in self.tokens.values())
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything a worker or producer process needs, read once at its entry point."""
+
+    redis: RedisSettings = field(default_factory=RedisSettings)
+    api: ApiSettings = field(default_factory=ApiSettings)
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    retention: Retention = field(default_factory=Retention)
+    accounts: Accounts = field(default_factory=Accounts)
+    concurrency: int = 32
+    scheduler_poll_s: float = 0.2
+    log_level: str = "INFO"
+    log_format: Literal["auto", "json", "console"] = "auto"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Parse settings from an environment mapping (``os.environ`` when omitted)."""
+        env = os.environ if environ is None else environ
+        values = {spec.name: spec.read(env) for spec in ENV_SPECS}
+        return cls(
+            redis=RedisSettings.from_dsn(
+                values["RECSTOP_BROKER_URL"],
+                socket_timeout_s=values["RECSTOP_REDIS_SOCKET_TIMEOUT_S"],
+                visibility_timeout_s=values["RECSTOP_VISIBILITY_TIMEOUT_S"],
+            ),
+            api=ApiSettings(
+                base_url=values["VOBIZ_API_BASE"].rstrip("/"),
+                connect_timeout_s=values["RECSTOP_CONNECT_TIMEOUT_S"],
+                read_timeout_s=values["RECSTOP_READ_TIMEOUT_S"],
+            ),
+            retry=RetryPolicy(
+                max_attempts=values["RECSTOP_MAX_ATTEMPTS"],
+                backoff_base_s=values["RECSTOP_BACKOFF_BASE_S"],
+                backoff_cap_s=values["RECSTOP_BACKOFF_CAP_S"],
+                jitter=values["RECSTOP_BACKOFF_JITTER"],
+                retry_after_cap_s=values["RECSTOP_RETRY_AFTER_CAP_S"],
+                deadline_s=values["RECSTOP_DEADLINE_S"],
+            ),
+            retention=Retention(
+                status_s=values["RECSTOP_STATUS_RETENTION_S"],
+                dlq_max_entries=values["RECSTOP_DLQ_MAX_ENTRIES"],
+                dlq_max_age_s=values["RECSTOP_DLQ_MAX_AGE_S"],
+            ),
+            accounts=load_accounts(
+                values["VOBIZ_AUTH_ID"], values["VOBIZ_AUTH_TOKEN"], values["RECSTOP_CREDENTIALS_FILE"]
+            ),
+            concurrency=values["RECSTOP_CONCURRENCY"],
+            scheduler_poll_s=values["RECSTOP_SCHEDULER_POLL_S"],
+            log_level=values["RECSTOP_LOG_LEVEL"].upper(),
+            log_format=values["RECSTOP_LOG_FORMAT"],
+        )
+
+
+def load_accounts(auth_id: str | None, token: str | None, credentials_file: str | None) -> Accounts:
+    """Combine the default account with the credentials file (a JSON object auth_id → token)."""
+    tokens: dict[str, Secret] = {}
+    if credentials_file:
+        path = Path(credentials_file)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"cannot read RECSTOP_CREDENTIALS_FILE {path}: {type(exc).__name__}") from None
+        if not isinstance(data, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) and v for k, v in data.items()
+        ):
+            raise ConfigError(f"{path} must be a JSON object mapping auth_id to a non-empty token")
+        for key, value in data.items():
+            tokens[_checked_auth_id(key)] = Secret(value)
+    if token and not auth_id:
+        raise ConfigError("VOBIZ_AUTH_TOKEN is set but VOBIZ_AUTH_ID is not")
+    if auth_id:
+        auth_id = _checked_auth_id(auth_id)
+        if token:
+            tokens[auth_id] = Secret(token)
+    return Accounts(default_auth_id=auth_id or None, tokens=tokens)
+
+
+def _checked_auth_id(auth_id: str) -> str:
+    try:
+        return validate_auth_id(auth_id)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """One environment variable: its name, parser, default and meaning (the README table)."""
+
+    name: str
+    parse: Callable[[str], Any]
+    default: Any
+    help: str
+
+    def read(self, env: Mapping[str, str]) -> Any:  # noqa: ANN401 - each spec has its own type
+        """Return the parsed value, or the default when unset or empty."""
+        raw = env.get(self.name, "")
+        if raw == "":
+            return self.default
+        try:
+            return self.parse(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{self.name}: {exc}") from None
+
+
+def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
+    def parse(raw: str) -> Any:  # noqa: ANN401 - int or float
+        value = kind(raw)
+        if value <= 0:
+            raise ValueError(f"must be > 0, got {raw!r}")
+        return value
+
+    return parse
+
+
+def _choice(*options: str) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        if raw.lower() not in options:
+            raise ValueError(f"must be one of {', '.join(options)}, got {raw!r}")
+        return raw.lower()
+
+    return parse
+
+
+def _str(raw: str) -> str:
+    return raw
+
+
+ENV_SPECS: Final[tuple[EnvSpec, ...]] = (
+    EnvSpec("VOBIZ_AUTH_ID", _str, None, "Default Vobiz account (`MA_...` or `SA_...`)."),
+    EnvSpec("VOBIZ_AUTH_TOKEN", _str, None, "Token of the default account (worker only)."),
+    EnvSpec("RECSTOP_CREDENTIALS_FILE", _str, None, "JSON file `{auth_id: token}` for more accounts."),
+    EnvSpec("VOBIZ_API_BASE", _str, DEFAULT_API_BASE, "Vobiz API base URL."),
+    EnvSpec("RECSTOP_BROKER_URL", _str, DEFAULT_BROKER_URL, "Redis URL: broker and state store."),
+    EnvSpec("RECSTOP_REDIS_SOCKET_TIMEOUT_S", _positive(float), 5.0, "Redis socket timeout."),
+    EnvSpec(
+        "RECSTOP_VISIBILITY_TIMEOUT_S",
+        _positive(int),
+        120,
+        "Seconds before a message held by a dead worker is delivered again.",
+    ),
+    EnvSpec("RECSTOP_CONNECT_TIMEOUT_S", _positive(float), 3.05, "HTTP connect timeout."),
+    EnvSpec("RECSTOP_READ_TIMEOUT_S", _positive(float), 10.0, "HTTP read timeout."),
+    EnvSpec("RECSTOP_MAX_ATTEMPTS", _positive(int), 12, "Attempts before a stop is dead-lettered."),
+    EnvSpec("RECSTOP_BACKOFF_BASE_S", _positive(float), 1.0, "First retry delay (doubles each time)."),
+    EnvSpec("RECSTOP_BACKOFF_CAP_S", _positive(float), 300.0, "Largest retry delay."),
+    EnvSpec(
+        "RECSTOP_BACKOFF_JITTER",
+        _choice("full", "equal", "none"),
+        "full",
+        "Jitter: `full` = uniform(0, d), `equal` = uniform(d/2, d), `none` = d.",
+    ),
+    EnvSpec("RECSTOP_RETRY_AFTER_CAP_S", _positive(float), 600.0, "Largest Retry-After honoured."),
+    EnvSpec(
+        "RECSTOP_DEADLINE_S",
+        _positive(float),
+        3600.0,
+        "Default give-up deadline after the stop is due (`not_after` overrides it).",
+    ),
+    EnvSpec("RECSTOP_STATUS_RETENTION_S", _positive(int), 7 * 86400, "How long status records live."),
+    EnvSpec("RECSTOP_DLQ_MAX_ENTRIES", _positive(int), 10_000, "Dead letters kept at most."),
+    EnvSpec("RECSTOP_DLQ_MAX_AGE_S", _positive(int), 180 * 86400, "Dead letters older are dropped."),
+    EnvSpec("RECSTOP_CONCURRENCY", _positive(int), 32, "Worker threads per process."),
+    EnvSpec("RECSTOP_SCHEDULER_POLL_S", _positive(float), 0.2, "Scheduler poll interval."),
+    EnvSpec("RECSTOP_LOG_LEVEL", _str, "INFO", "Log level."),
+    EnvSpec(
+        "RECSTOP_LOG_FORMAT",
+        _choice("auto", "json", "console"),
+        "auto",
+        "`auto`: console on a TTY, JSON lines otherwise.",
+    ),
+)

@@ -1,0 +1,52 @@
+"""The Celery task: decode the message, call the plain executor, map the outcome. No logic here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from celery import Celery, Task
+from celery.exceptions import Reject
+from redis.exceptions import RedisError
+
+from worker.deadletters import DeadLetters
+from worker.errors import InvalidStopRequest
+from worker.execute import Executor
+from worker.keys import TASK_NAME
+from worker.validation import decode_task_message
+
+log = structlog.get_logger("recstop.task")
+
+
+def register_tasks(app: Celery, executor: Executor, deadletters: DeadLetters) -> Task:
+    """Register ``recstop.stop_recording`` on ``app``; its collaborators are passed in."""
+
+    @app.task(name=TASK_NAME, bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)  # type: ignore[untyped-decorator]
+    def stop_recording(self: Task, *args: Any, **kwargs: Any) -> dict[str, Any]:  # noqa: ANN401
+        task_id = self.request.id
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(
+            task_id=task_id,
+            call_uuid=kwargs.get("call_uuid") if isinstance(kwargs.get("call_uuid"), str) else None,
+            request_id=kwargs.get("request_id") if isinstance(kwargs.get("request_id"), str) else None,
+            auth_id=kwargs.get("auth_id") if isinstance(kwargs.get("auth_id"), str) else None,
+            attempt=None,
+        )
+        try:
+            try:
+                request = decode_task_message(args, kwargs)
+            except InvalidStopRequest as exc:
+                entry = deadletters.add_malformed(
+                    task_id, {"task": TASK_NAME, "args": args, "kwargs": kwargs}, str(exc)
+                )
+                log.warning("message_malformed", reason=str(exc), dlq_id=entry)
+                return {"state": "dead", "detail": "malformed"}
+            return executor.run(request, task_id).as_dict()
+        except RedisError as exc:
+            # The outcome could not be recorded: hand the message back rather than lose the stop.
+            log.error("state_store_unavailable", error=type(exc).__name__)  # noqa: TRY400
+            raise Reject(f"redis unavailable: {type(exc).__name__}", requeue=True) from None
+        finally:
+            structlog.contextvars.clear_contextvars()
+
+    return stop_recording  # type: ignore[no-any-return]
