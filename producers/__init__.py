@@ -1,11 +1,11 @@
 """recstop producers: enqueue stop-recording tasks from Python code or the ``recstop`` CLI."""
 
 from producers.producer import CancelResult, Producer, ReplayResult, StopHandle
-from worker.errors import BrokerUnavailable, InvalidStopRequest, RecstopError, UnknownAccount
+from worker.errors import BrokerUnavailableError, InvalidStopRequest, RecstopError, UnknownAccountError
 from worker.settings import Settings
 
 __all__ = [
-    "BrokerUnavailable",
+    "BrokerUnavailableError",
     "CancelResult",
     "InvalidStopRequest",
     "Producer",
@@ -13,5 +13,5 @@ __all__ = [
     "ReplayResult",
     "Settings",
     "StopHandle",
-    "UnknownAccount",
+    "UnknownAccountError",
 ]

@@ -20,7 +20,7 @@ from worker.store import redis_client
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
 
-class Failure(Exception):
+class CommandFailedError(Exception):
     """A command failed for a reason other than bad input (exit 1)."""
 
 
@@ -98,14 +98,14 @@ def _enqueue(producer: Producer, args: argparse.Namespace, out: TextIO) -> None:
 def _cancel(producer: Producer, args: argparse.Namespace, out: TextIO) -> None:
     result = producer.cancel(args.call_uuid, args.url)
     if not result.cancelled:
-        raise Failure(f"nothing to cancel: the stop is {result.state}")
+        raise CommandFailedError(f"nothing to cancel: the stop is {result.state}")
     out.write("cancelled\n")
 
 
 def _status(producer: Producer, args: argparse.Namespace, out: TextIO) -> None:
     record = producer.status(args.call_uuid, args.url)
     if record is None:
-        raise Failure("no stop is known for this call and URL")
+        raise CommandFailedError("no stop is known for this call and URL")
     data = record.to_dict()
     if args.json:
         _print_json(data, out)
@@ -136,21 +136,27 @@ def _dlq(producer: Producer, args: argparse.Namespace, out: TextIO) -> None:
         if args.json:
             _print_json([e.to_dict() for e in entries], out)
             return
-        out.writelines(f"{e.id}  {iso(e.dead_at)}  {e.reason:18}  {e.call_uuid or '-'}  {e.error or ''}\n" for e in entries)
+        out.writelines(
+            f"{e.id}  {iso(e.dead_at)}  {e.reason:18}  {e.call_uuid or '-'}  {e.error or ''}\n"
+            for e in entries
+        )
         out.write(f"{store.count()} dead letter(s)\n")
     elif args.dlq_command == "show":
         entry = store.get(args.id)
         if entry is None:
-            raise Failure(f"no dead letter {args.id!r}")
+            raise CommandFailedError(f"no dead letter {args.id!r}")
         _print_json(entry.to_dict(), out)
     elif args.dlq_command == "replay":
         if bool(args.ids) == bool(args.all):
             raise InvalidStopRequest("replay", "give dead-letter IDs or --all, not both or neither")
         results = producer.replay(None if args.all else args.ids)
         failed = [r for r in results if r.error]
-        out.writelines(f"{r.entry_id}  {'error: ' + r.error if r.error else 'task_id=' + str(r.task_id)}\n" for r in results)
+        out.writelines(
+            f"{r.entry_id}  {'error: ' + r.error if r.error else 'task_id=' + str(r.task_id)}\n"
+            for r in results
+        )
         if failed:
-            raise Failure(f"{len(failed)} of {len(results)} dead letter(s) could not be replayed")
+            raise CommandFailedError(f"{len(failed)} of {len(results)} dead letter(s) could not be replayed")
     else:
         out.write(f"purged {store.purge()} dead letter(s)\n")
 
@@ -192,7 +198,7 @@ def run(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: Te
     except (InvalidStopRequest, ConfigError) as exc:
         stderr.write(f"recstop: error: {exc}\n")
         return EXIT_USAGE
-    except (Failure, RecstopError) as exc:
+    except (CommandFailedError, RecstopError) as exc:
         stderr.write(f"recstop: {exc}\n")
         return EXIT_FAILURE
     except RedisError as exc:

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Final
+from typing import Final, Self
 
 import structlog
 from celery import Celery
@@ -15,7 +15,7 @@ from redis.exceptions import RedisError
 
 from worker.config import celery_config
 from worker.deadletters import DeadLetter, DeadLetters
-from worker.errors import BrokerUnavailable, InvalidStopRequest, UnknownAccount
+from worker.errors import BrokerUnavailableError, InvalidStopRequest, UnknownAccountError
 from worker.keys import stop_key
 from worker.publish import publish_stop
 from worker.settings import Settings
@@ -89,7 +89,7 @@ class Producer:
         self.app.close()
         self.redis.close()
 
-    def __enter__(self) -> Producer:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *_: object) -> None:
@@ -106,7 +106,7 @@ class Producer:
         request_id: str | None = None,
         not_after: datetime | str | None = None,
     ) -> StopHandle:
-        """Enqueue a stop, now or later. Raises InvalidStopRequest or BrokerUnavailable."""
+        """Enqueue a stop, now or later. Raises InvalidStopRequest or BrokerUnavailableError."""
         request = validate_stop(call_uuid, url, auth_id, request_id, not_after)
         request = self._with_account(request)
         delay_s, at_epoch = _timing(delay, at)
@@ -116,9 +116,9 @@ class Producer:
         accounts = self.settings.accounts
         auth_id = request.auth_id or accounts.default_auth_id
         if auth_id is None:
-            raise UnknownAccount(None)
+            raise UnknownAccountError(None)
         if accounts.auth_ids and auth_id not in accounts.auth_ids:
-            raise UnknownAccount(auth_id)
+            raise UnknownAccountError(auth_id)
         return StopRequest(request.call_uuid, request.url, auth_id, request.request_id, request.not_after)
 
     def _enqueue(
@@ -133,16 +133,16 @@ class Producer:
         try:
             result = self.store.enqueue(request, task_id, delay_s=delay_s, at_epoch=at_epoch, dlq_id=dlq_id)
         except RedisError as exc:
-            raise BrokerUnavailable(f"could not store the stop: {type(exc).__name__}") from None
+            raise BrokerUnavailableError(f"could not store the stop: {type(exc).__name__}") from None
         handle = StopHandle(result.task_id, result.deduplicated, result.state, request.call_uuid, request.url)
         if result.deduplicated or result.state != "queued":
             return handle
         member = stop_key(request.call_uuid, request.url)
         try:
             publish_stop(self.app, task_id, request.to_kwargs())
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - kombu, redis or socket errors alike: not stored
             self._rollback(member, task_id)
-            raise BrokerUnavailable(f"could not publish the stop: {type(exc).__name__}") from None
+            raise BrokerUnavailableError(f"could not publish the stop: {type(exc).__name__}") from None
         try:
             self.store.confirm_published(member, result.schedule_score)
         except RedisError:
@@ -166,7 +166,7 @@ class Producer:
         try:
             state, changed = self.store.cancel(call_uuid, url)
         except RedisError as exc:
-            raise BrokerUnavailable(f"could not cancel: {type(exc).__name__}") from None
+            raise BrokerUnavailableError(f"could not cancel: {type(exc).__name__}") from None
         return CancelResult(state, changed)
 
     def status(self, call_uuid: str, url: str | None = None) -> StatusRecord | None:
@@ -176,7 +176,7 @@ class Producer:
         try:
             return self.store.status(call_uuid, url)
         except RedisError as exc:
-            raise BrokerUnavailable(f"could not read the status: {type(exc).__name__}") from None
+            raise BrokerUnavailableError(f"could not read the status: {type(exc).__name__}") from None
 
     def replay(self, entry_ids: Iterable[str] | None = None) -> list[ReplayResult]:
         """Re-enqueue dead letters (all when ``entry_ids`` is None) under their own stop key."""

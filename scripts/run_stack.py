@@ -65,10 +65,14 @@ class Stack:
     def __init__(self) -> None:
         self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
 
-    def spawn(self, name: str, argv: list[str], env: dict[str, str], log: Path | None = None) -> subprocess.Popen[bytes]:
+    def spawn(
+        self, name: str, argv: list[str], env: dict[str, str], log: Path | None = None
+    ) -> subprocess.Popen[bytes]:
         """Start one part; its output goes to the terminal, or to a log file under .run/."""
         out = log.open("ab") if log else None
-        proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT if out else None)
+        proc = subprocess.Popen(
+            argv, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT if out else None
+        )
         self.procs.append((name, proc))
         return proc
 
@@ -87,6 +91,43 @@ class Stack:
                 proc.wait()
 
 
+def start_redis(stack: Stack, env: dict[str, str]) -> str:
+    """A private redis-server with AOF when RECSTOP_BROKER_URL is unset; sets it in ``env``."""
+    if env.get("RECSTOP_BROKER_URL"):
+        return f"redis      {env['RECSTOP_BROKER_URL']}   (from RECSTOP_BROKER_URL)"
+    port = pick_port(6390)
+    (RUN / "redis").mkdir(exist_ok=True)
+    argv = [
+        redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(RUN / "redis"),
+        "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
+        "--maxmemory-policy", "noeviction", "--logfile", str(RUN / "redis.log"),
+    ]  # fmt: skip
+    wait_port(port, "redis-server", stack.spawn("redis", argv, env))
+    env["RECSTOP_BROKER_URL"] = f"redis://127.0.0.1:{port}/0"
+    return f"redis      redis://127.0.0.1:{port}/0   (private, AOF in .run/redis)"
+
+
+def start_sandbox(stack: Stack, env: dict[str, str]) -> list[str]:
+    """The Vobiz sandbox with a demo account when no credentials are set; points ``env`` at it."""
+    if env.get("VOBIZ_AUTH_ID") and (env.get("VOBIZ_AUTH_TOKEN") or env.get("RECSTOP_CREDENTIALS_FILE")):
+        return [f"vobiz      {env.get('VOBIZ_API_BASE', 'https://api.vobiz.ai/api/v1')}   (real credentials)"]
+    port = pick_port(8765)
+    argv = [
+        sys.executable, "-m", "producers.cli", "sandbox", "--port", str(port), "--auto-calls",
+        "--auth-id", DEMO_AUTH_ID, "--auth-token", DEMO_TOKEN,
+    ]  # fmt: skip
+    wait_port(port, "vobiz sandbox", stack.spawn("sandbox", argv, env, RUN / "sandbox.log"))
+    env.update(
+        VOBIZ_API_BASE=f"http://127.0.0.1:{port}/api/v1",
+        VOBIZ_AUTH_ID=DEMO_AUTH_ID,
+        VOBIZ_AUTH_TOKEN=DEMO_TOKEN,
+    )
+    return [
+        f"sandbox    http://127.0.0.1:{port}/api/v1   (demo account {DEMO_AUTH_ID}; every call is live)",
+        f"           requests it received: curl http://127.0.0.1:{port}/_sandbox/requests",
+    ]
+
+
 def main() -> int:
     """Start the stack and wait for Ctrl-C."""
     RUN.mkdir(exist_ok=True)
@@ -95,38 +136,18 @@ def main() -> int:
     lines: list[str] = []
     exports: dict[str, str] = {}
 
-    if not env.get("RECSTOP_BROKER_URL"):
-        port = pick_port(6390)
-        (RUN / "redis").mkdir(exist_ok=True)
-        argv = [redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(RUN / "redis"),
-                "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
-                "--maxmemory-policy", "noeviction", "--logfile", str(RUN / "redis.log")]
-        wait_port(port, "redis-server", stack.spawn("redis", argv, env))
-        env["RECSTOP_BROKER_URL"] = f"redis://127.0.0.1:{port}/0"
-        lines.append(f"redis      redis://127.0.0.1:{port}/0   (private, AOF in .run/redis)")
-    else:
-        lines.append(f"redis      {env['RECSTOP_BROKER_URL']}   (from RECSTOP_BROKER_URL)")
+    lines.append(start_redis(stack, env))
     exports["RECSTOP_BROKER_URL"] = env["RECSTOP_BROKER_URL"]
-
-    if not (env.get("VOBIZ_AUTH_ID") and (env.get("VOBIZ_AUTH_TOKEN") or env.get("RECSTOP_CREDENTIALS_FILE"))):
-        port = pick_port(8765)
-        argv = [sys.executable, "-m", "producers.cli", "sandbox", "--port", str(port), "--auto-calls",
-                "--auth-id", DEMO_AUTH_ID, "--auth-token", DEMO_TOKEN]
-        wait_port(port, "vobiz sandbox", stack.spawn("sandbox", argv, env, RUN / "sandbox.log"))
-        env.update(VOBIZ_API_BASE=f"http://127.0.0.1:{port}/api/v1", VOBIZ_AUTH_ID=DEMO_AUTH_ID,
-                   VOBIZ_AUTH_TOKEN=DEMO_TOKEN)
-        lines.append(f"sandbox    http://127.0.0.1:{port}/api/v1   (demo account {DEMO_AUTH_ID}; every call is live)")
-        lines.append(f"           requests it received: curl http://127.0.0.1:{port}/_sandbox/requests")
-    else:
-        lines.append(f"vobiz      {env.get('VOBIZ_API_BASE', 'https://api.vobiz.ai/api/v1')}   (real credentials)")
+    lines.extend(start_sandbox(stack, env))
     exports["VOBIZ_AUTH_ID"] = env["VOBIZ_AUTH_ID"]
 
     celery = [sys.executable, "-m", "celery", "-A", "worker"]
     stack.spawn("worker", [*celery, "worker", "-n", "recstop@%h", "--loglevel", "INFO"], env)
     lines.append("worker     celery -A worker worker   (logs below)")
     flower_port = pick_port(5555)
-    flower = stack.spawn("flower", [*celery, "flower", f"--port={flower_port}", "--address=127.0.0.1"], env,
-                         RUN / "flower.log")
+    flower = stack.spawn(
+        "flower", [*celery, "flower", f"--port={flower_port}", "--address=127.0.0.1"], env, RUN / "flower.log"
+    )
     wait_port(flower_port, "flower", flower)
     lines.append(f"flower     http://127.0.0.1:{flower_port}   (log in .run/flower.log)")
 

@@ -190,8 +190,14 @@ class WorkerProcess:
             self.proc.wait(10)
 
 
-def publish_raw(redis_url: str, kwargs: Any, args: Any = (), *, task_id: str | None = None,
-                name: str = "recstop.stop_recording") -> str:
+def publish_raw(
+    redis_url: str,
+    kwargs: Any,
+    args: Any = (),
+    *,
+    task_id: str | None = None,
+    name: str = "recstop.stop_recording",
+) -> str:
     """Publish a task message the way a non-Python producer would: no producer-side validation."""
     import uuid  # noqa: PLC0415
 

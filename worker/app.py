@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 from dataclasses import dataclass
@@ -9,6 +10,7 @@ from typing import Any
 
 from celery import Celery, bootsteps
 from redis import Redis
+from redis.exceptions import RedisError
 
 from worker import keys
 from worker.config import celery_config
@@ -57,7 +59,7 @@ def create_app(settings: Settings, *, redis: Redis | None = None, main: str = "r
     )
     register_tasks(app, executor, deadletters)
     runtime = Runtime(settings, client, store, deadletters, executor)
-    app.recstop = runtime  # type: ignore[attr-defined]
+    app.recstop = runtime
     app.steps["worker"].add(_scheduler_step(app, runtime))
     return app
 
@@ -90,9 +92,7 @@ def _scheduler_step(app: Celery, runtime: Runtime) -> type[bootsteps.StartStopSt
 
         def stop(self, _worker: Any) -> None:  # noqa: ANN401
             self.scheduler.stop()
-            try:
+            with contextlib.suppress(RedisError):  # best effort: the entry goes stale anyway
                 runtime.redis.hdel(keys.WORKERS, self.hostname)
-            except Exception:  # noqa: BLE001, S110 - best effort on shutdown
-                pass
 
     return SchedulerStep

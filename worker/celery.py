@@ -14,12 +14,10 @@ from worker.settings import Settings
 settings = Settings.from_env()
 
 
-@signals.setup_logging.connect(weak=False)
 def _setup_logging(**_: Any) -> None:  # noqa: ANN401
     configure_logging(level=settings.log_level, fmt=settings.log_format, secrets=settings.accounts.secrets())
 
 
-@signals.celeryd_init.connect(weak=False)
 def _quiet_banner(instance: Any = None, **_: Any) -> None:  # noqa: ANN401
     """Configure logs before Celery's first warning; drop its ASCII banner (see ``worker_ready``)."""
     _setup_logging()
@@ -27,7 +25,6 @@ def _quiet_banner(instance: Any = None, **_: Any) -> None:  # noqa: ANN401
         instance.quiet = True
 
 
-@signals.worker_ready.connect(weak=False)
 def _ready(**_: Any) -> None:  # noqa: ANN401
     """One structured line in place of the banner."""
     if not settings.accounts.tokens:
@@ -42,5 +39,10 @@ def _ready(**_: Any) -> None:  # noqa: ANN401
         visibility_timeout_s=settings.redis.visibility_timeout_s,
     )
 
+
+# Celery sends these signals; connecting explicitly keeps the handlers typed.
+signals.setup_logging.connect(_setup_logging, weak=False)
+signals.celeryd_init.connect(_quiet_banner, weak=False)
+signals.worker_ready.connect(_ready, weak=False)
 
 app = create_app(settings)

@@ -6,7 +6,7 @@ import json
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from redis import Redis
 
@@ -110,15 +110,16 @@ class DeadLetters:
 
     def list(self, limit: int = 100) -> list[DeadLetter]:
         """The newest dead letters first."""
-        ids = self.client.zrange(keys.DLQ_INDEX, 0, limit - 1, desc=True)
+        ids = cast("list[str]", self.client.zrange(keys.DLQ_INDEX, 0, limit - 1, desc=True))
         pipe = self.client.pipeline(transaction=False)
         for entry_id in ids:
             pipe.hgetall(keys.dlq_entry_key(entry_id))
-        return [DeadLetter.from_redis(data) for data in pipe.execute() if data]
+        rows = cast("list[dict[str, str]]", pipe.execute())
+        return [DeadLetter.from_redis(data) for data in rows if data]
 
     def get(self, entry_id: str) -> DeadLetter | None:
         """One dead letter, or None."""
-        data = self.client.hgetall(keys.dlq_entry_key(entry_id))
+        data = cast("dict[str, str]", self.client.hgetall(keys.dlq_entry_key(entry_id)))
         return DeadLetter.from_redis(data) if data else None
 
     def count(self) -> int:

@@ -20,14 +20,14 @@ class InvalidStopRequest(RecstopError, ValueError):  # noqa: N818 - reads as a n
         self.reason = reason
 
 
-class UnknownAccount(InvalidStopRequest):
+class UnknownAccountError(InvalidStopRequest):
     """The stop names an auth_id this deployment holds no credentials for."""
 
     def __init__(self, auth_id: str | None) -> None:
         super().__init__("auth_id", f"no credentials configured for account {auth_id!r}")
 
 
-class BrokerUnavailable(RecstopError):
+class BrokerUnavailableError(RecstopError):
     """Redis could not be reached; the stop was not stored and the caller must retry."""
 
 

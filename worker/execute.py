@@ -16,7 +16,7 @@ from worker.deadletters import encode_payload, new_entry_id
 from worker.errors import ApiError, PermanentApiError, RetryableApiError
 from worker.keys import TASK_NAME
 from worker.redaction import Redactor
-from worker.settings import Accounts, RetryPolicy
+from worker.settings import Accounts, RetryPolicy, Secret
 from worker.store import StopStore
 from worker.validation import StopRequest
 from worker.vobiz import VobizClient
@@ -43,6 +43,33 @@ class Outcome:
         }
 
 
+@dataclass
+class _Run:
+    """The working state of one task run, filled in as the attempt proceeds."""
+
+    request: StopRequest
+    task_id: str
+    lock_token: str
+    attempt: int
+    payload: str
+    result: str = ""
+    http_status: int | None = None
+    error: str = ""
+    started_at: float = 0.0
+    attempt_record: dict[str, Any] | None = None
+
+    def fields(self) -> dict[str, Any]:
+        """The keyword arguments ``StopStore.finish`` takes from this run."""
+        return {
+            "lock_token": self.lock_token,
+            "attempt": self.attempt_record,
+            "http_status": self.http_status,
+            "error": self.error,
+            "payload": self.payload,
+            "started_at": self.started_at,
+        }
+
+
 @dataclass(frozen=True)
 class Executor:
     """Everything one attempt needs, passed in explicitly."""
@@ -65,89 +92,91 @@ class Executor:
         attempt = admission.attempts + 1
         auth_id = admission.auth_id or request.auth_id or self.accounts.default_auth_id
         structlog.contextvars.bind_contextvars(attempt=attempt, auth_id=auth_id)
-        common: dict[str, Any] = {"lock_token": token, "payload": self._payload(request, task_id)}
+        run = _Run(request, task_id, token, attempt, self._payload(request, task_id))
         if admission.decision == "expired":
-            return self._dead(
-                request, task_id, attempt, None, "deadline", "not_after passed before the attempt", common
-            )
+            return self._dead(run, "deadline", "not_after passed before the attempt")
         secret = self.accounts.token_for(auth_id) if auth_id else None
         if auth_id is None or secret is None:
-            error = f"no credentials configured for account {auth_id!r}"
-            return self._dead(request, task_id, attempt, None, "unknown_account", error, common)
+            return self._dead(run, "unknown_account", f"no credentials configured for account {auth_id!r}")
+        failure = self._attempt(run, auth_id, secret)
+        if failure is None:
+            state, detail = self.store.finish(request, task_id, result=run.result, **run.fields())
+            log.info("stop_finished", state=state)
+            return Outcome(state, detail, attempt, run.http_status)
+        return self._failed(run, failure)
 
+    def _failed(self, run: _Run, failure: ApiError) -> Outcome:
+        """Dead-letter a permanent failure or the last attempt; schedule a retry otherwise."""
+        if isinstance(failure, PermanentApiError):
+            if failure.is_credentials_problem:
+                log.error("credentials_rejected", http_status=run.http_status, error=run.error)
+            return self._dead(run, f"http_{run.http_status}", run.error)
+        if run.attempt >= self.policy.max_attempts:
+            return self._dead(run, "attempts_exhausted", run.error)
+        return self._retry(run, failure)
+
+    def _attempt(self, run: _Run, auth_id: str, secret: Secret) -> ApiError | None:
+        """Call the API once; fill in the run's attempt record; return the failure, if any."""
         started_at = time.time()
         clock = time.perf_counter()
+        request = run.request
+        failure: ApiError | None = None
         try:
             verdict = self.api.stop_recording(
                 auth_id=auth_id, token=secret, call_uuid=request.call_uuid, url=request.url
             )
         except ApiError as exc:
-            failure: ApiError | None = exc
-            result, http_status = ("retry" if isinstance(exc, RetryableApiError) else "dead"), exc.http_status
+            failure = exc
+            run.result = "retry" if isinstance(exc, RetryableApiError) else "dead"
+            run.http_status = exc.http_status
+            run.error = self.redactor.text(exc.message)
         else:
-            failure, result, http_status = None, str(verdict.kind), verdict.http_status
+            run.result, run.http_status = str(verdict.kind), verdict.http_status
         duration_ms = round((time.perf_counter() - clock) * 1000, 1)
-        error = self.redactor.text(failure.message) if failure else ""
-        record = {
-            "attempt": attempt,
+        run.started_at = started_at
+        run.attempt_record = {
+            "attempt": run.attempt,
             "at": round(started_at, 3),
-            "outcome": result,
-            "http_status": http_status,
-            "error": error or None,
+            "outcome": run.result,
+            "http_status": run.http_status,
+            "error": run.error or None,
             "duration_ms": duration_ms,
         }
         log.info(
-            "attempt", outcome=result, http_status=http_status, duration_ms=duration_ms, error=error or None
+            "attempt",
+            outcome=run.result,
+            http_status=run.http_status,
+            duration_ms=duration_ms,
+            error=run.error or None,
         )
-        if isinstance(failure, PermanentApiError) and failure.is_credentials_problem:
-            log.error("credentials_rejected", http_status=http_status, error=error)
-        common.update(attempt=record, http_status=http_status, error=error, started_at=started_at)
+        return failure
 
-        if result == "retry":
-            if attempt >= self.policy.max_attempts:
-                return self._dead(request, task_id, attempt, http_status, "attempts_exhausted", error, common)
-            assert isinstance(failure, ApiError)
-            delay_s = retry_delay(
-                attempt,
-                base_s=self.policy.backoff_base_s,
-                cap_s=self.policy.backoff_cap_s,
-                jitter=self.policy.jitter,
-                retry_after_s=failure.retry_after_s,
-                retry_after_cap_s=self.policy.retry_after_cap_s,
-                rand=self.rand,
-            )
-            state, detail = self.store.finish(
-                request, task_id, result="retry", delay_s=delay_s, dlq_id=new_entry_id(), **common
-            )
-            if state == "dead":
-                log.warning("stop_dead", reason=detail, error=error)
-            else:
-                log.info("retry_scheduled", delay_s=round(delay_s, 3), state=state)
-            return Outcome(state, detail, attempt, http_status)
-        if result == "dead":
-            reason = f"http_{http_status}"
-            return self._dead(request, task_id, attempt, http_status, reason, error, common)
-        state, detail = self.store.finish(request, task_id, result=result, **common)
-        log.info("stop_finished", state=state)
-        return Outcome(state, detail, attempt, http_status)
-
-    def _dead(
-        self,
-        request: StopRequest,
-        task_id: str,
-        attempt: int,
-        http_status: int | None,
-        reason: str,
-        error: str,
-        common: dict[str, Any],
-    ) -> Outcome:
-        fields = {**common, "error": error, "http_status": http_status}
-        fields.setdefault("attempt", None)
+    def _retry(self, run: _Run, failure: ApiError) -> Outcome:
+        delay_s = retry_delay(
+            run.attempt,
+            base_s=self.policy.backoff_base_s,
+            cap_s=self.policy.backoff_cap_s,
+            jitter=self.policy.jitter,
+            retry_after_s=failure.retry_after_s,
+            retry_after_cap_s=self.policy.retry_after_cap_s,
+            rand=self.rand,
+        )
         state, detail = self.store.finish(
-            request, task_id, result="dead", reason=reason, dlq_id=new_entry_id(), **fields
+            run.request, run.task_id, result="retry", delay_s=delay_s, dlq_id=new_entry_id(), **run.fields()
+        )
+        if state == "dead":
+            log.warning("stop_dead", reason=detail, error=run.error)
+        else:
+            log.info("retry_scheduled", delay_s=round(delay_s, 3), state=state)
+        return Outcome(state, detail, run.attempt, run.http_status)
+
+    def _dead(self, run: _Run, reason: str, error: str) -> Outcome:
+        run.error = error
+        state, detail = self.store.finish(
+            run.request, run.task_id, result="dead", reason=reason, dlq_id=new_entry_id(), **run.fields()
         )
         log.warning("stop_dead", reason=detail or reason, error=error, state=state)
-        return Outcome(state, detail or reason, attempt, http_status)
+        return Outcome(state, detail or reason, run.attempt, run.http_status)
 
     def _payload(self, request: StopRequest, task_id: str) -> str:
         return encode_payload(

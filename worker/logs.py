@@ -23,6 +23,7 @@ class RedactSecrets:
         self._redactor = Redactor(secrets)
 
     def __call__(self, _logger: WrappedLogger, _name: str, event: EventDict) -> EventDict:
+        """Return the event with secrets masked."""
         return {key: self._redactor.value(value) for key, value in event.items()}
 
 
@@ -78,7 +79,9 @@ def configure_logging(
     root = logging.getLogger()
     root.handlers = [handler]
     root.setLevel(level)
-    logging.captureWarnings(True)  # warnings.warn (Celery's SecurityWarning ...) becomes a JSON line too
+    logging.captureWarnings(
+        capture=True
+    )  # warnings.warn (Celery's SecurityWarning ...) becomes a JSON line too
     # Celery's per-task "received"/"succeeded" lines repeat our own attempt lines without the
     # call context; our "attempt" line is the one line per attempt.
     for noisy in ("celery.app.trace", "celery.worker.strategy"):
@@ -88,7 +91,7 @@ def configure_logging(
 def reset_logging() -> None:
     """Undo ``configure_logging`` (for tests and embedding)."""
     structlog.reset_defaults()
-    logging.captureWarnings(False)
+    logging.captureWarnings(capture=False)
     logging.getLogger().handlers = []
 
 

@@ -21,7 +21,6 @@ log = structlog.get_logger("recstop.task")
 def register_tasks(app: Celery, executor: Executor, deadletters: DeadLetters) -> Task:
     """Register ``recstop.stop_recording`` on ``app``; its collaborators are passed in."""
 
-    @app.task(name=TASK_NAME, bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)  # type: ignore[untyped-decorator]
     def stop_recording(self: Task, *args: Any, **kwargs: Any) -> dict[str, Any]:  # noqa: ANN401
         task_id = self.request.id
         structlog.contextvars.clear_contextvars()
@@ -49,4 +48,7 @@ def register_tasks(app: Celery, executor: Executor, deadletters: DeadLetters) ->
         finally:
             structlog.contextvars.clear_contextvars()
 
-    return stop_recording  # type: ignore[no-any-return]
+    task: Task = app.task(
+        name=TASK_NAME, bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True
+    )(stop_recording)
+    return task

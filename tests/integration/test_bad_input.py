@@ -6,12 +6,13 @@ import os
 import subprocess
 import sys
 import uuid
+from pathlib import Path
 
 import pytest
 from support import ROOT, publish_raw, wait_for
 from test_stop_flow import final
 
-from worker.errors import InvalidStopRequest, UnknownAccount
+from worker.errors import InvalidStopRequest, UnknownAccountError
 
 pytestmark = pytest.mark.integration
 GOOD = "3f2b8c1e-7a4d-4e2b-9c1a-0d9e8f7a6b5c"
@@ -22,8 +23,10 @@ BAD_URLS = ["ftp://host/rec.mp3", "https://h/" + "a" * 3000]
 
 def cli(env, *args):
     """Run the real ``recstop`` console script."""
-    exe = os.path.join(os.path.dirname(sys.executable), "recstop")
-    return subprocess.run([exe, *args], env={**os.environ, **env}, capture_output=True, text=True, timeout=60, cwd=ROOT)
+    exe = str(Path(sys.executable).parent / "recstop")
+    return subprocess.run(  # noqa: PLW1510 - the exit code is what the tests assert
+        [exe, *args], env={**os.environ, **env}, capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
 
 
 @pytest.mark.parametrize("call_uuid", BAD_CALLS)
@@ -42,13 +45,13 @@ def test_producer_rejects_bad_url(producer, url):
 
 
 def test_producer_rejects_unknown_account(producer):
-    """An auth_id without configured credentials raises UnknownAccount."""
-    with pytest.raises(UnknownAccount, match="MA_NOBODY99"):
+    """An auth_id without configured credentials raises UnknownAccountError."""
+    with pytest.raises(UnknownAccountError, match="MA_NOBODY99"):
         producer.stop_recording(GOOD, auth_id="MA_NOBODY99")
 
 
 def test_producer_rejects_delay_and_at_together(producer):
-    """delay and at are exclusive; negative delays are refused."""
+    """Delay and at are exclusive; negative delays are refused."""
     with pytest.raises(InvalidStopRequest, match="delay"):
         producer.stop_recording(GOOD, delay=1, at="2030-01-01T00:00:00Z")
     with pytest.raises(InvalidStopRequest, match="delay"):
@@ -95,7 +98,9 @@ def test_cli_exits_2_with_the_reason(env, args):
         ((), {}, "call_uuid"),
     ],
 )
-def test_raw_malformed_messages_are_dead_lettered(producer, start_worker, redis_server, call, args, kwargs, reason):
+def test_raw_malformed_messages_are_dead_lettered(
+    producer, start_worker, redis_server, call, args, kwargs, reason
+):
     """Malformed raw messages → dead letter 'malformed' with the reason; the worker keeps serving."""
     worker = start_worker()
     task_id = publish_raw(redis_server.url, kwargs, args)

@@ -23,7 +23,10 @@ def test_enqueue_then_status(env, start_worker, call, producer):
     assert status.returncode == 0
     data = json.loads(status.stdout)
     assert (data["state"], data["task_id"], data["request_id"], data["attempts"]) == (
-        "stopped", handle["task_id"], "cli-1", 1,
+        "stopped",
+        handle["task_id"],
+        "cli-1",
+        1,
     )
     assert data["finished_at"].endswith("+00:00")
     text = cli(env, "status", call_uuid)

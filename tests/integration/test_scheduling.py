@@ -26,7 +26,9 @@ def _enqueue_many(env, call_uuid, count, barrier, results):
             results.put((handle.task_id, handle.deduplicated))
 
 
-def test_same_stop_enqueued_50_times_from_5_processes_deletes_once(env, start_worker, sandbox_client, call, producer):
+def test_same_stop_enqueued_50_times_from_5_processes_deletes_once(
+    env, start_worker, sandbox_client, call, producer
+):
     """50 concurrent enqueues of one stop (5 processes) → one task id, 49 deduplicated, one DELETE."""
     start_worker()
     call_uuid = call()
@@ -72,7 +74,7 @@ def test_stop_at_a_time(producer, start_worker, sandbox_client, call):
     assert due.timestamp() <= request["time"] <= due.timestamp() + 1
 
 
-def test_cancel_before_due_means_no_delete(producer, start_worker, sandbox_client, call, redis_server):
+def test_cancel_before_due_means_no_delete(producer, start_worker, sandbox_client, call):
     """A scheduled stop cancelled before it is due → state cancelled, no DELETE ever."""
     start_worker()
     call_uuid = call()
@@ -97,7 +99,9 @@ def test_enqueue_while_scheduled_is_deduplicated(producer, call):
     assert second.task_id == first.task_id
 
 
-def test_delay_longer_than_visibility_timeout_deletes_once(producer, start_worker, sandbox_client, call, redis_server):
+def test_delay_longer_than_visibility_timeout_deletes_once(
+    producer, start_worker, sandbox_client, call, redis_server
+):
     """A 5 s delay with a 1 s broker visibility timeout still gives exactly one DELETE."""
     start_worker(RECSTOP_VISIBILITY_TIMEOUT_S="1")
     start_worker(RECSTOP_VISIBILITY_TIMEOUT_S="1")

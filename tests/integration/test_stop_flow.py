@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import uuid
 
@@ -48,7 +49,9 @@ def test_stop_all_sends_one_delete_with_exact_path_and_headers(producer, start_w
     assert sandbox_client.call(call_uuid)["recordings"] == []
 
 
-def test_stop_one_sends_the_url_body_and_leaves_other_recordings(producer, start_worker, sandbox_client, call):
+def test_stop_one_sends_the_url_body_and_leaves_other_recordings(
+    producer, start_worker, sandbox_client, call
+):
     """Stop-one: one DELETE with {"URL": ...}; only that recording stops."""
     start_worker()
     call_uuid = call(recordings=0)
@@ -64,12 +67,23 @@ def test_stop_one_sends_the_url_body_and_leaves_other_recordings(producer, start
 
 
 @pytest.mark.parametrize("shape", ["v1", "v2"])
-def test_404_in_both_shapes_is_already_stopped_without_retry(producer, start_worker, sandbox_client, call, shape):
+def test_404_in_both_shapes_is_already_stopped_without_retry(
+    producer, start_worker, sandbox_client, call, shape
+):
     """404 (either error body shape) → already_stopped after one attempt."""
     start_worker()
     call_uuid = call()
-    sandbox_client.set_faults([{"kind": "status", "status": 404, "shape": shape, "call_uuid": call_uuid,
-                                "message": "Recording not found"}])
+    sandbox_client.set_faults(
+        [
+            {
+                "kind": "status",
+                "status": 404,
+                "shape": shape,
+                "call_uuid": call_uuid,
+                "message": "Recording not found",
+            }
+        ]
+    )
     producer.stop_recording(call_uuid)
     record = final(producer, call_uuid)
     assert (record.state, record.attempts, record.last_http_status) == ("already_stopped", 1, 404)
@@ -86,7 +100,7 @@ def test_unknown_call_is_already_stopped(producer, start_worker, sandbox_client)
 
 
 def test_503_three_times_then_204_retries_with_growing_gaps(producer, start_worker, sandbox_client, call):
-    """503 ×3 then 204 → stopped after 4 attempts, each gap longer than the last."""
+    """503 three times then 204 → stopped after 4 attempts, each gap longer than the last."""
     start_worker(RECSTOP_BACKOFF_JITTER="none", RECSTOP_BACKOFF_BASE_S="0.3")
     call_uuid = call()
     sandbox_client.set_faults([{"kind": "status", "status": 503, "times": 3, "call_uuid": call_uuid}])
@@ -96,7 +110,7 @@ def test_503_three_times_then_204_retries_with_growing_gaps(producer, start_work
     assert [a["outcome"] for a in record.attempt_log] == ["retry", "retry", "retry", "stopped"]
     times = [r["time"] for r in deletes(sandbox_client, call_uuid)]
     assert len(times) == 4
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert gaps[0] >= 0.3
     assert gaps[0] < gaps[1] < gaps[2]
     assert gaps[2] >= 1.2
@@ -132,7 +146,7 @@ def test_401_dead_letters_at_once_and_replay_after_fixing_credentials_stops(
     producer, start_worker, sandbox_client, call
 ):
     """401 → dead letter after one attempt; replay with the right token → stopped, entry gone."""
-    wrong = start_worker(VOBIZ_AUTH_TOKEN="tok-wrong-000")
+    wrong = start_worker(VOBIZ_AUTH_TOKEN="tok-wrong-000")  # noqa: S106 - a deliberately wrong token
     call_uuid = call()
     producer.stop_recording(call_uuid)
     record = final(producer, call_uuid)
@@ -196,7 +210,9 @@ def test_stop_all_settles_pending_single_recording_stops(producer, start_worker,
     assert len(deletes(sandbox_client, call_uuid)) == 1
 
 
-def test_redelivered_message_causes_no_second_delete(producer, start_worker, sandbox_client, call, redis_server):
+def test_redelivered_message_causes_no_second_delete(
+    producer, start_worker, sandbox_client, call, redis_server
+):
     """The same message delivered again after success (same task id) does not DELETE again."""
     start_worker()
     call_uuid = call()
@@ -210,13 +226,16 @@ def test_redelivered_message_causes_no_second_delete(producer, start_worker, san
     assert len(deletes(sandbox_client, call_uuid)) == 1
 
 
-def test_raw_producer_message_gets_the_same_guarantees(producer, start_worker, sandbox_client, call, redis_server):
+def test_raw_producer_message_gets_the_same_guarantees(
+    producer, start_worker, sandbox_client, call, redis_server
+):
     """A plain protocol-v2 JSON message from another language is executed and recorded."""
     start_worker()
     call_uuid = call()
     task_id = publish_raw(redis_server.url, {"call_uuid": call_uuid, "request_id": "go-svc-1"})
     record = final(producer, call_uuid)
     assert (record.state, record.task_id, record.request_id) == ("stopped", task_id, "go-svc-1")
+    assert len(deletes(sandbox_client, call_uuid)) == 1
 
 
 def test_unknown_account_at_the_worker_is_dead_lettered(producer, start_worker, redis_server):
