@@ -145,8 +145,12 @@ def main() -> int:
     stack.spawn("worker", [*celery, "worker", "-n", "recstop@%h", "--loglevel", "INFO"], env)
     lines.append("worker     celery -A worker worker   (logs below)")
     flower_port = pick_port(5555)
+    flower_env = {**env, "FLOWER_UNAUTHENTICATED_API": "true"}  # bound to 127.0.0.1 only
     flower = stack.spawn(
-        "flower", [*celery, "flower", f"--port={flower_port}", "--address=127.0.0.1"], env, RUN / "flower.log"
+        "flower",
+        [*celery, "flower", f"--port={flower_port}", "--address=127.0.0.1"],
+        flower_env,
+        RUN / "flower.log",
     )
     wait_port(flower_port, "flower", flower)
     lines.append(f"flower     http://127.0.0.1:{flower_port}   (log in .run/flower.log)")
@@ -161,6 +165,7 @@ def main() -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)  # also when started from a shell that ignores SIGINT
     try:
         while all(proc.poll() is None for _, proc in stack.procs):
             time.sleep(0.5)

@@ -15,9 +15,9 @@ from worker.settings import Settings
 from worker.store import redis_client
 
 AUTH_ID = "MA_TESTACCT01"
-TOKEN = "tok-Sekr3t-9f8e7d6c5b4a"  # noqa: S105 - a test token, searched for in every key and log line
+TOKEN = "tok-Sekr3t-9f8e7d6c5b4a"
 OTHER_AUTH_ID = "SA_SUBACCT02"
-OTHER_TOKEN = "tok-Other-0a1b2c3d4e5f"  # noqa: S105
+OTHER_TOKEN = "tok-Other-0a1b2c3d4e5f"
 
 
 @pytest.fixture

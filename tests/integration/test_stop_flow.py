@@ -146,7 +146,7 @@ def test_401_dead_letters_at_once_and_replay_after_fixing_credentials_stops(
     producer, start_worker, sandbox_client, call
 ):
     """401 → dead letter after one attempt; replay with the right token → stopped, entry gone."""
-    wrong = start_worker(VOBIZ_AUTH_TOKEN="tok-wrong-000")  # noqa: S106 - a deliberately wrong token
+    wrong = start_worker(VOBIZ_AUTH_TOKEN="tok-wrong-000")
     call_uuid = call()
     producer.stop_recording(call_uuid)
     record = final(producer, call_uuid)
@@ -301,3 +301,19 @@ def test_every_log_line_is_json_with_task_context(producer, start_worker, sandbo
         assert line["call_uuid"] == call_uuid
         assert line["request_id"] == "trace-7"
     assert TOKEN not in json.dumps(records)
+
+
+@pytest.mark.parametrize(
+    ("fault", "error"),
+    [({"kind": "hang", "hang_s": 5}, "timeout"), ({"kind": "reset"}, "connection")],
+)
+def test_hang_and_reset_are_retried(producer, start_worker, sandbox_client, call, fault, error):
+    """A response that never comes (read timeout) or a connection reset is retried, then stops."""
+    start_worker()
+    call_uuid = call()
+    sandbox_client.set_faults([{**fault, "times": 1, "call_uuid": call_uuid}])
+    producer.stop_recording(call_uuid)
+    record = final(producer, call_uuid)
+    assert (record.state, record.attempts) == ("stopped", 2)
+    assert error in record.attempt_log[0]["error"]
+    assert record.attempt_log[0]["http_status"] is None

@@ -16,9 +16,9 @@ import requests
 from vobiz_sandbox import SandboxClient, SandboxError, SandboxServer
 
 AUTH_ID = "MA_SANDBOX01"
-TOKEN = "tok-8c1f0e2d-secret"  # noqa: S105 - a sandbox-only credential
-WRONG_TOKEN = "wrong-token-xyz"  # noqa: S105
-NEW_TOKEN = "tok-rotated"  # noqa: S105
+TOKEN = "tok-8c1f0e2d-secret"
+WRONG_TOKEN = "wrong-token-xyz"
+NEW_TOKEN = "tok-rotated"
 
 
 @pytest.fixture

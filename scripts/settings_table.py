@@ -1,0 +1,37 @@
+"""Print the README's configuration table from the settings definition (`worker.settings.ENV_SPECS`).
+
+`python scripts/settings_table.py --write` rewrites the table in README.md between its markers.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from worker.settings import ENV_SPECS
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+BEGIN, END = "<!-- settings-table:begin -->", "<!-- settings-table:end -->"
+
+
+def table() -> str:
+    """The markdown table, one row per environment variable."""
+    rows = ["| Variable | Default | Meaning |", "|---|---|---|"]
+    for spec in ENV_SPECS:
+        default = "—" if spec.default is None else f"`{spec.default}`"
+        rows.append(f"| `{spec.name}` | {default} | {spec.help} |")
+    return "\n".join(rows)
+
+
+def rewrite(text: str) -> str:
+    """README text with the table between the markers replaced."""
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    return f"{head}{BEGIN}\n{table()}\n{END}{tail}"
+
+
+if __name__ == "__main__":
+    if "--write" in sys.argv:
+        README.write_text(rewrite(README.read_text(encoding="utf-8")), encoding="utf-8")
+    else:
+        print(table())
