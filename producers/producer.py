@@ -116,7 +116,7 @@ class Producer:
         accounts = self.settings.accounts
         auth_id = request.auth_id or accounts.default_auth_id
         if auth_id is None:
-            raise UnknownAccountError(None)
+            raise InvalidStopRequest("auth_id", "not given, and no default account (VOBIZ_AUTH_ID) is set")
         if accounts.auth_ids and auth_id not in accounts.auth_ids:
             raise UnknownAccountError(auth_id)
         return StopRequest(request.call_uuid, request.url, auth_id, request.request_id, request.not_after)
@@ -135,20 +135,22 @@ class Producer:
         except RedisError as exc:
             raise BrokerUnavailableError(f"could not store the stop: {type(exc).__name__}") from None
         handle = StopHandle(result.task_id, result.deduplicated, result.state, request.call_uuid, request.url)
-        if result.deduplicated or result.state != "queued":
+        if not result.publish:
             return handle
         member = stop_key(request.call_uuid, request.url)
         try:
-            publish_stop(self.app, task_id, request.to_kwargs())
+            publish_stop(self.app, result.task_id, request.to_kwargs())
         except Exception as exc:  # noqa: BLE001 - kombu, redis or socket errors alike: not stored
-            self._rollback(member, task_id)
+            if not result.deduplicated:
+                self._rollback(member, result.task_id)
+            # A pulled-forward stop stays in the schedule: the scheduler publishes it shortly.
             raise BrokerUnavailableError(f"could not publish the stop: {type(exc).__name__}") from None
         try:
             self.store.confirm_published(member, result.schedule_score)
         except RedisError:
             # Harmless: the scheduler publishes it once more after the grace period; the
             # worker recognises the duplicate.
-            log.warning("confirm_failed", task_id=task_id)
+            log.warning("confirm_failed", task_id=result.task_id)
         return handle
 
     def _rollback(self, member: str, task_id: str) -> None:

@@ -41,6 +41,8 @@ class Enqueued:
     deduplicated: bool
     state: str
     schedule_score: str
+    #: The caller must publish the message now (a new queued stop, or a scheduled one pulled forward).
+    publish: bool = False
 
 
 @dataclass(frozen=True)
@@ -110,10 +112,10 @@ class StopStore:
                 dlq_id,
             ],
         )
-        found_task, flag, state, score = reply
+        found_task, flag, state, score, publish = reply
         if flag == "invalid":
             raise InvalidStopRequest("not_after", state)
-        return Enqueued(found_task, flag == "1", state, score)
+        return Enqueued(found_task, flag == "1", state, score, publish == "publish")
 
     def confirm_published(self, member: str, score: str) -> bool:
         """Drop the safety-net schedule entry once the message is published."""

@@ -113,3 +113,26 @@ def test_delay_longer_than_visibility_timeout_deletes_once(
     settle_until = time.time() + 3
     wait_for(lambda: time.time() > settle_until and client.hlen("unacked") == 0, timeout_s=10)
     assert len(deletes(sandbox_client, call_uuid)) == 1
+
+
+def test_stop_now_pulls_a_scheduled_stop_forward(producer, start_worker, sandbox_client, call):
+    """An immediate stop for a key scheduled an hour ahead runs now, under the scheduled task id."""
+    start_worker()
+    call_uuid = call()
+    scheduled = producer.stop_recording(call_uuid, delay=3600)
+    now = producer.stop_recording(call_uuid)
+    assert (now.deduplicated, now.task_id, now.state) == (True, scheduled.task_id, "queued")
+    record = final(producer, call_uuid)
+    assert (record.state, record.task_id) == ("stopped", scheduled.task_id)
+    assert len(deletes(sandbox_client, call_uuid)) == 1
+
+
+def test_sooner_delay_moves_a_scheduled_stop_earlier(producer, call):
+    """A second enqueue with an earlier time moves the scheduled stop up; a later one does not."""
+    call_uuid = call()
+    producer.stop_recording(call_uuid, delay=3600)
+    producer.stop_recording(call_uuid, delay=600)
+    due = producer.status(call_uuid).due_at
+    producer.stop_recording(call_uuid, delay=1800)
+    assert producer.status(call_uuid).due_at == due
+    assert due - time.time() < 601

@@ -86,3 +86,35 @@ def test_two_workers_cannot_hold_one_key(client):
     )
     assert state == "stopped"
     assert not client.exists(f"recstop:lock:{request.call_uuid}/all")
+
+
+def test_stale_lock_of_a_failed_run_is_rechecked_not_lost(client):
+    """A redelivered message that meets its own run's lock schedules a re-check at lock expiry."""
+    store = StopStore(client, RetryPolicy(), Retention())
+    request = validate_stop(str(uuid.uuid4()), auth_id="MA_TESTACCT01")
+    enqueued = store.enqueue(request, "task-1")
+    store.confirm_published(f"{request.call_uuid}/all", enqueued.schedule_score)
+    assert store.begin(request, "task-1", lock_token="task-1:a", lock_ttl_ms=1500).decision == "run"
+    # ... the worker dies or loses Redis before finish(); the message comes back:
+    assert store.begin(request, "task-1", lock_token="task-1:b", lock_ttl_ms=1500).detail == "busy"
+    score = client.zscore("recstop:schedule", f"{request.call_uuid}/all")
+    assert score is not None
+    assert score - float(client.hget(f"recstop:status:{request.call_uuid}/all", "enqueued_at")) < 3
+
+
+def test_a_later_success_clears_the_keys_dead_letter(client):
+    """A new stop for a key that was dead-lettered removes that dead letter once it succeeds."""
+    store = StopStore(client, RetryPolicy(), Retention())
+    letters = DeadLetters(client, Retention())
+    request = validate_stop(str(uuid.uuid4()), auth_id="MA_TESTACCT01")
+    store.enqueue(request, "task-1")
+    store.begin(request, "task-1", lock_token="task-1:a", lock_ttl_ms=5000)
+    store.finish(
+        request, "task-1", lock_token="task-1:a", result="dead", attempt=None, reason="http_403", dlq_id="d1"
+    )
+    assert letters.count() == 1
+    store.enqueue(request, "task-2")
+    store.begin(request, "task-2", lock_token="task-2:a", lock_ttl_ms=5000)
+    store.finish(request, "task-2", lock_token="task-2:a", result="stopped", attempt={"attempt": 1})
+    assert letters.count() == 0
+    assert store.status(request.call_uuid).state == "stopped"

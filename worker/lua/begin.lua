@@ -30,22 +30,28 @@ end
 local function adopt(state, phase)
   local not_after = now + tonumber(ARGV[10])
   if ARGV[9] ~= '' then not_after = tonumber(ARGV[9]) end
+  local dlq_id = redis.call('HGET', status, 'dlq_id') or ''
   redis.call('DEL', status, attempts)
   redis.call('HSET', status, 'call_uuid', ARGV[5], 'url', ARGV[6], 'auth_id', ARGV[7],
     'request_id', ARGV[8], 'task_id', task_id, 'state', state, 'phase', phase, 'attempts', 0,
-    'enqueued_at', fmt(now), 'due_at', fmt(now), 'not_after', fmt(not_after), 'dlq_id', '')
+    'enqueued_at', fmt(now), 'due_at', fmt(now), 'not_after', fmt(not_after), 'dlq_id', dlq_id)
   redis.call('SADD', targets, ARGV[12])
   expire_all({status, targets}, tonumber(ARGV[11]) + math.max(0, not_after - now))
 end
 
 if redis.call('SET', lock, token, 'NX', 'PX', tonumber(ARGV[4])) == false then
+  -- Someone holds the key. Whoever it is, look again when the lock would expire: if the holder
+  -- finishes first, that entry is dropped (terminal) or replaced (retry); if the holder died or
+  -- could not record its outcome, the stop runs again then instead of being lost.
+  local recheck = fmt(now + math.max(tonumber(ARGV[13]), redis.call('PTTL', lock) / 1000))
   local holder = redis.call('GET', lock) or ''
   if string.sub(holder, 1, #task_id + 1) == task_id .. ':' then
+    redis.call('ZADD', schedule, 'LT', recheck, member)
     return {'skip', 'busy'}
   end
-  -- The key is locked by a different run: try this one again shortly, from the schedule.
+  -- Locked by a different run: this run waits in the schedule until then.
   if new_run then adopt('queued', 'waiting') else redis.call('HSET', status, 'phase', 'waiting') end
-  redis.call('ZADD', schedule, fmt(now + tonumber(ARGV[13])), member)
+  redis.call('ZADD', schedule, recheck, member)
   return {'skip', 'deferred'}
 end
 if new_run then adopt('queued', 'ready') end
