@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import structlog
 from celery import signals
 
 from worker.app import create_app
-from worker.logs import configure_logging
+from worker.logs import configure_logging, install_json_say
 from worker.settings import Settings
 
 settings = Settings.from_env()
@@ -21,6 +22,7 @@ def _setup_logging(**_: Any) -> None:  # noqa: ANN401
 def _quiet_banner(instance: Any = None, **_: Any) -> None:  # noqa: ANN401
     """Configure logs before Celery's first warning; drop its ASCII banner (see ``worker_ready``)."""
     _setup_logging()
+    install_json_say(settings.log_format, sys.stdout)
     if instance is not None:
         instance.quiet = True
 

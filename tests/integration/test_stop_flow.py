@@ -301,6 +301,8 @@ def test_every_log_line_is_json_with_task_context(producer, start_worker, sandbo
         assert line["call_uuid"] == call_uuid
         assert line["request_id"] == "trace-7"
     assert TOKEN not in json.dumps(records)
+    worker.stop()  # Celery's shutdown messages, written from its signal handler, are JSON too
+    assert any("shutdown" in r["event"] for r in worker.log_records())
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,78 @@
+"""Logging: one JSON pipeline for our lines and the standard library's, with secrets masked."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+import pytest
+import structlog
+
+from worker.logs import configure_logging, reset_logging
+
+
+@pytest.fixture
+def stream():
+    """A captured log stream; logging is reset afterwards."""
+    out = io.StringIO()
+    configure_logging(level="INFO", fmt="json", secrets=["tok-very-secret"], stream=out)
+    yield out
+    reset_logging()
+
+
+def lines(stream):
+    """Every captured line, parsed as JSON."""
+    return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+
+def test_structlog_and_stdlib_lines_are_both_json(stream):
+    """A structlog line and a plain logging line (as Celery writes) both come out as JSON."""
+    structlog.get_logger("recstop.test").info("ours", n=1)
+    logging.getLogger("celery.worker").warning("theirs %s", "formatted")
+    ours, theirs = lines(stream)
+    assert (ours["event"], ours["n"], ours["level"]) == ("ours", 1, "info")
+    assert (theirs["event"], theirs["logger"], theirs["level"]) == (
+        "theirs formatted",
+        "celery.worker",
+        "warning",
+    )
+    assert ours["timestamp"].endswith("Z")
+
+
+def test_secrets_are_masked_everywhere(stream):
+    """A token in the message, a field, a nested value or an exception text is masked."""
+    log = structlog.get_logger("recstop.test")
+    log.info("token tok-very-secret", header={"X-Auth-Token": "tok-very-secret"})
+    logging.getLogger("other").error("leak %s", "tok-very-secret")
+    try:
+        raise ValueError("tok-very-secret")  # noqa: TRY301
+    except ValueError:
+        log.exception("failed")
+    text = stream.getvalue()
+    assert "tok-very-secret" not in text
+    assert text.count("***") >= 4
+
+
+def test_task_lines_carry_every_context_field(stream):
+    """Inside a task (task_id bound), missing context fields are present as null."""
+    structlog.contextvars.bind_contextvars(task_id="t1", call_uuid="c1")
+    try:
+        structlog.get_logger("recstop.test").info("attempt")
+    finally:
+        structlog.contextvars.clear_contextvars()
+    [line] = lines(stream)
+    assert {k: line[k] for k in ("task_id", "call_uuid", "attempt", "auth_id", "request_id")} == {
+        "task_id": "t1",
+        "call_uuid": "c1",
+        "attempt": None,
+        "auth_id": None,
+        "request_id": None,
+    }
+
+
+def test_reset_removes_the_handler():
+    """reset_logging undoes configure_logging."""
+    configure_logging(fmt="json", stream=io.StringIO())
+    reset_logging()
+    assert logging.getLogger().handlers == []
