@@ -1,4 +1,4 @@
-"""One attempt at one stop, as a plain function: admit, call the API, record the outcome."""
+"""One attempt at one stop, in plain code (no Celery): admit, call the API, record the outcome."""
 
 from __future__ import annotations
 

@@ -277,7 +277,9 @@ ENV_SPECS: Final[tuple[EnvSpec, ...]] = (
     EnvSpec("RECSTOP_DLQ_MAX_AGE_S", _positive(int), 180 * 86400, "Dead letters older are dropped."),
     EnvSpec("RECSTOP_CONCURRENCY", _positive(int), 32, "Worker threads per process."),
     EnvSpec("RECSTOP_SCHEDULER_POLL_S", _positive(float), 0.2, "Scheduler poll interval."),
-    EnvSpec("RECSTOP_LOG_LEVEL", _str, "INFO", "Log level."),
+    EnvSpec(
+        "RECSTOP_LOG_LEVEL", _choice("debug", "info", "warning", "error", "critical"), "info", "Log level."
+    ),
     EnvSpec(
         "RECSTOP_LOG_FORMAT",
         _choice("auto", "json", "console"),

@@ -52,6 +52,7 @@ def test_credentials_file_adds_accounts(tmp_path):
         ({"RECSTOP_MAX_ATTEMPTS": "0"}, "RECSTOP_MAX_ATTEMPTS"),
         ({"RECSTOP_READ_TIMEOUT_S": "fast"}, "RECSTOP_READ_TIMEOUT_S"),
         ({"RECSTOP_BACKOFF_JITTER": "lots"}, "RECSTOP_BACKOFF_JITTER"),
+        ({"RECSTOP_LOG_LEVEL": "loud"}, "RECSTOP_LOG_LEVEL"),
         ({"RECSTOP_BROKER_URL": "amqp://x"}, "RECSTOP_BROKER_URL"),
         ({"VOBIZ_AUTH_TOKEN": "t"}, "VOBIZ_AUTH_ID"),
         ({"VOBIZ_AUTH_ID": "bad id"}, "auth_id"),
