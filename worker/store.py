@@ -98,11 +98,7 @@ class StopStore:
             [
                 key,
                 task_id,
-                request.call_uuid,
-                request.url or "",
-                request.auth_id or "",
-                request.request_id or "",
-                _epoch(request),
+                *_request_args(request),
                 self.retry.deadline_s,
                 "" if delay_s is None else f"{delay_s:.3f}",
                 "" if at_epoch is None else f"{at_epoch:.3f}",
@@ -174,11 +170,7 @@ class StopStore:
                 task_id,
                 lock_token,
                 lock_ttl_ms,
-                request.call_uuid,
-                request.url or "",
-                request.auth_id or "",
-                request.request_id or "",
-                _epoch(request),
+                *_request_args(request),
                 self.retry.deadline_s,
                 self.retention.status_s,
                 keys.target_of(request.url),
@@ -254,8 +246,10 @@ class StopStore:
         return StatusRecord.from_redis(data, log)
 
 
-def _epoch(request: StopRequest) -> str:
-    return "" if request.not_after is None else f"{request.not_after.timestamp():.3f}"
+def _request_args(request: StopRequest) -> list[str]:
+    """A stop's fields as script arguments, in the order every script takes them."""
+    not_after = "" if request.not_after is None else f"{request.not_after.timestamp():.3f}"
+    return [request.call_uuid, request.url or "", request.auth_id or "", request.request_id or "", not_after]
 
 
 def _iso_or_none(epoch: str | None) -> str | None:
