@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any, Literal, TextIO
+from typing import Literal, TextIO
 
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
@@ -97,12 +97,6 @@ def reset_logging() -> None:
     structlog.reset_defaults()
     logging.captureWarnings(capture=False)
     logging.getLogger().handlers = []
-
-
-def get_logger(name: str, **initial: Any) -> structlog.stdlib.BoundLogger:  # noqa: ANN401
-    """A named structlog logger."""
-    logger: structlog.stdlib.BoundLogger = structlog.get_logger(name, **initial)
-    return logger
 
 
 def json_say(msg: str, f: TextIO | None = None) -> None:

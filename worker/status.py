@@ -26,11 +26,6 @@ class State(StrEnum):
         """Still going to be attempted."""
         return self in {State.SCHEDULED, State.QUEUED, State.RETRYING}
 
-    @property
-    def succeeded(self) -> bool:
-        """The recording is known not to be recording any more."""
-        return self in {State.STOPPED, State.ALREADY_STOPPED}
-
 
 def iso(epoch: float | None) -> str | None:
     """Epoch seconds as an ISO-8601 UTC string."""
