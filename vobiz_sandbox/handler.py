@@ -91,7 +91,8 @@ class SandboxHandler(BaseHTTPRequestHandler):
         route = api.match(self.raw_path)
         header_id, token = self.headers.get("X-Auth-ID"), self.headers.get("X-Auth-Token")
 
-        def log(status: int | None, fault: FaultRule | None) -> None:
+        def log(status: int | None, fault: FaultRule | None, reply: Reply | None = None) -> None:
+            header, in_body = _retry_after(reply)
             entry = LoggedRequest(
                 time=received,
                 method=self.command,
@@ -103,6 +104,8 @@ class SandboxHandler(BaseHTTPRequestHandler):
                 status=status,
                 fault=None if fault is None else fault.kind,
                 duration_ms=round((time.monotonic() - started) * 1000, 3),
+                retry_after=header,
+                retry_after_body=in_body,
             )
             state.log(entry)
 
@@ -123,7 +126,7 @@ class SandboxHandler(BaseHTTPRequestHandler):
             reply = rule.reply()
         else:
             reply = api.handle(state, self.command, self.raw_path, body, header_id=header_id, token=token)
-        log(reply.status, rule)
+        log(reply.status, rule, reply)
         self._send(reply)
 
     def _read_body(self) -> bytes | None:
@@ -189,6 +192,17 @@ class SandboxHandler(BaseHTTPRequestHandler):
         """Access log to stderr, only when the server is verbose."""
         if self._host.verbose:
             sys.stderr.write(f"{self.address_string()} - {format % args}\n")
+
+
+def _retry_after(reply: Reply | None) -> tuple[str | None, object]:
+    """The Retry-After header and the body's ``details.retryAfter`` of an answer, if present."""
+    if reply is None:
+        return None, None
+    header = next((value for name, value in reply.headers if name.lower() == "retry-after"), None)
+    body = reply.body if isinstance(reply.body, dict) else {}
+    error = body.get("error")
+    details = error.get("details") if isinstance(error, dict) else None
+    return header, details.get("retryAfter") if isinstance(details, dict) else None
 
 
 def _loggable(body: bytes) -> object:

@@ -23,6 +23,8 @@ class LoggedRequest:
     status: int | None
     fault: str | None
     duration_ms: float
+    retry_after: str | None = None  # the Retry-After header sent, if any
+    retry_after_body: object = None  # details.retryAfter in the body sent, if any
 
 
 class RequestLog:

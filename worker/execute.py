@@ -161,6 +161,9 @@ class Executor:
             retry_after_cap_s=self.policy.retry_after_cap_s,
             rand=self.rand,
         )
+        if run.attempt_record is not None:
+            # Kept in the attempt log, so the gap before the next attempt can be checked.
+            run.attempt_record["retry_in_s"] = round(delay_s, 3)
         state, detail = self.store.finish(
             run.request, run.task_id, result="retry", delay_s=delay_s, dlq_id=new_entry_id(), **run.fields()
         )

@@ -319,3 +319,50 @@ def test_hang_and_reset_are_retried(producer, start_worker, sandbox_client, call
     assert (record.state, record.attempts) == ("stopped", 2)
     assert error in record.attempt_log[0]["error"]
     assert record.attempt_log[0]["http_status"] is None
+
+
+def test_same_request_id_after_success_is_deduplicated(producer, start_worker, sandbox_client, call):
+    """A producer's retry (same request_id) after the stop finished sends no second DELETE."""
+    start_worker()
+    call_uuid = call()
+    first = producer.stop_recording(call_uuid, request_id="pci-7")
+    final(producer, call_uuid)
+    again = producer.stop_recording(call_uuid, request_id="pci-7")
+    assert (again.task_id, again.deduplicated, again.state) == (first.task_id, True, "stopped")
+    fresh = producer.stop_recording(call_uuid, request_id="pci-8")
+    assert not fresh.deduplicated
+    record = final(producer, call_uuid)
+    assert (record.task_id, record.state) == (fresh.task_id, "already_stopped")
+    assert len(deletes(sandbox_client, call_uuid)) == 2
+
+
+def test_raw_message_of_a_finished_request_is_skipped(
+    producer, start_worker, sandbox_client, call, redis_server
+):
+    """A raw producer's second message (new task id, same request_id) after success is skipped."""
+    worker = start_worker()
+    call_uuid = call()
+    publish_raw(redis_server.url, {"call_uuid": call_uuid, "request_id": "go-svc-9"})
+    final(producer, call_uuid)
+    second = publish_raw(redis_server.url, {"call_uuid": call_uuid, "request_id": "go-svc-9"})
+    wait_for(
+        lambda: any(
+            r.get("event") == "stop_skipped" and r.get("task_id") == second for r in worker.log_records()
+        ),
+        what="the second message to be skipped",
+    )
+    assert len(deletes(sandbox_client, call_uuid)) == 1
+
+
+def test_retry_delay_is_kept_in_the_attempt_log(producer, start_worker, sandbox_client, call):
+    """Each retried attempt records the delay chosen, and the next DELETE comes no sooner."""
+    start_worker()
+    call_uuid = call()
+    sandbox_client.set_faults([{"kind": "status", "status": 503, "times": 2, "call_uuid": call_uuid}])
+    producer.stop_recording(call_uuid)
+    record = final(producer, call_uuid)
+    times = [r["time"] for r in deletes(sandbox_client, call_uuid)]
+    delays = [a["retry_in_s"] for a in record.attempt_log[:2]]
+    assert record.state == "stopped"
+    assert all(0 <= d <= 2 for d in delays)
+    assert [b - a >= d - 0.01 for a, b, d in zip(times[:-1], times[1:], delays, strict=True)] == [True, True]

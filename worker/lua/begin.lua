@@ -10,7 +10,7 @@ local now = now_s()
 if redis.call('EXISTS', task_index) == 1 then
   return {'skip', 'duplicate'}
 end
-local r = redis.call('HMGET', status, 'task_id', 'state', 'phase')
+local r = redis.call('HMGET', status, 'task_id', 'state', 'phase', 'request_id')
 local new_run = false
 if not r[2] then
   new_run = true
@@ -23,6 +23,9 @@ elseif pending(r[2]) then
     redis.call('ZADD', schedule, 'XX', 'LT', fmt(now), member)
   end
   return {'skip', 'merged', r[1]}
+elseif ARGV[8] ~= '' and r[4] == ARGV[8] and (r[2] == 'stopped' or r[2] == 'already_stopped') then
+  -- Another message of a request that already stopped this key (a raw producer's retry).
+  return {'skip', 'duplicate_request'}
 else
   new_run = true
 end

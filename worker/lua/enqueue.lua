@@ -7,7 +7,7 @@ local member, task_id = ARGV[1], ARGV[2]
 local now = now_s()
 local due = now
 if ARGV[10] ~= '' then due = tonumber(ARGV[10]) elseif ARGV[9] ~= '' then due = now + tonumber(ARGV[9]) end
-local cur = redis.call('HMGET', status, 'state', 'task_id', 'phase', 'due_at', 'dlq_id')
+local cur = redis.call('HMGET', status, 'state', 'task_id', 'phase', 'due_at', 'dlq_id', 'request_id')
 if pending(cur[1]) then
   -- Deduplicated. A stop wanted sooner than a scheduled one pulls it forward: "stop now" must
   -- never wait for a stop that was scheduled for later.
@@ -22,6 +22,10 @@ if pending(cur[1]) then
     redis.call('ZADD', schedule, fmt(due), member)
   end
   return {cur[2], '1', redis.call('HGET', status, 'state'), '', ''}
+end
+if ARGV[6] ~= '' and cur[6] == ARGV[6] and (cur[1] == 'stopped' or cur[1] == 'already_stopped') then
+  -- The same request (same request_id) already stopped this key: a producer's retry, not a new stop.
+  return {cur[2], '1', cur[1], '', ''}
 end
 local not_after = due + tonumber(ARGV[8])
 if ARGV[7] ~= '' then not_after = tonumber(ARGV[7]) end
