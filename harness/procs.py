@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -55,16 +55,29 @@ def redis_server_binary() -> str:
 class RedisServer:
     """A private redis-server on a free port in its own directory; killable and restartable."""
 
-    def __init__(self, directory: Path, *, appendonly: bool = False) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        appendonly: bool = False,
+        appendfsync: str = "everysec",
+        extra_args: Sequence[str] = (),
+        url: str | None = None,
+    ) -> None:
+        # extra_args go last on the command line (ACL users, TLS ports ...), so they win; url then
+        # says how to reach the server (credentials, rediss://...?ssl_ca_certs=...).
         self.directory = directory
         self.port = free_port()
         self.appendonly = appendonly
+        self.appendfsync = appendfsync
+        self.extra_args = tuple(extra_args)
+        self._url = url
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        """The ``redis://`` URL of this server."""
-        return f"redis://127.0.0.1:{self.port}/0"
+        """The URL of this server: ``redis://127.0.0.1:<port>/0`` unless one was given."""
+        return self._url or f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> RedisServer:
         """Start the server and wait until it answers PING."""
@@ -81,18 +94,40 @@ class RedisServer:
             "",
             "--appendonly",
             "yes" if self.appendonly else "no",
+            "--appendfsync",
+            self.appendfsync,
             "--protected-mode",
             "no",
             "--logfile",
             str(self.directory / "redis.log"),
+            *self.extra_args,
         ]
         self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         client = self.client()
         wait_for(lambda: _pings(client), timeout_s=10, what="redis-server to accept connections")
         return self
 
+    def crash(self) -> None:
+        """SIGKILL the server: no shutdown, no final AOF flush (what a crash looks like)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.proc = None
+
+    def pause(self) -> None:
+        """SIGSTOP the server: connections stay open but nothing answers (a hung host)."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT a paused server."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGCONT)
+
     def client(self, *, decode: bool = True) -> redis.Redis:
-        """A plain client for this server."""
+        """A plain client for this server (through ``url`` when one was given)."""
+        if self._url is not None:
+            return redis.Redis.from_url(self._url, decode_responses=decode, socket_timeout=5)
         return redis.Redis(host="127.0.0.1", port=self.port, decode_responses=decode, socket_timeout=5)
 
     def stop(self) -> None:

@@ -1,0 +1,124 @@
+"""A scenario's result, the checks it made, and the one table the suite prints."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from chaos.verify import Tally
+
+
+@dataclass(frozen=True)
+class Check:
+    """One assertion a scenario made, with what it measured."""
+
+    name: str
+    ok: bool
+    detail: str = ""
+
+
+@dataclass
+class ScenarioResult:
+    """Everything one scenario reports: the tally, its checks and its figures."""
+
+    name: str
+    tally: Tally
+    recovery_s: float | None = None
+    checks: list[Check] = field(default_factory=list)
+    figures: dict[str, Any] = field(default_factory=dict)
+    elapsed_s: float = 0.0
+
+    def check(self, name: str, ok: bool, detail: str = "") -> None:  # noqa: FBT001 - reads as an assertion
+        """Record a check."""
+        self.checks.append(Check(name, bool(ok), detail))
+
+    def check_accepted(self, accepted: int, wanted: int) -> None:
+        """Record that the producer accepted every stop the scenario sent."""
+        self.check("every stop accepted", accepted == wanted, f"{accepted}/{wanted}")
+
+    @property
+    def lost(self) -> int:
+        """Accepted stops without a terminal outcome the sandbox agrees with."""
+        return len(self.tally.lost)
+
+    @property
+    def passed(self) -> bool:
+        """Nothing lost and every check held."""
+        return self.lost == 0 and all(c.ok for c in self.checks)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON form of this result."""
+        return {
+            "scenario": self.name,
+            **self.tally.as_dict(),
+            "recovery_s": None if self.recovery_s is None else round(self.recovery_s, 2),
+            "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in self.checks],
+            "figures": self.figures,
+            "elapsed_s": round(self.elapsed_s, 1),
+            "passed": self.passed,
+        }
+
+
+COLUMNS = (
+    "scenario",
+    "sent",
+    "stopped",
+    "already",
+    "dead (reason)",
+    "lost",
+    "dup DELETEs",
+    "recovery",
+    "checks",
+)
+
+
+def _row(result: ScenarioResult) -> list[str]:
+    tally = result.tally
+    dead = ", ".join(f"{n} {reason}" for reason, n in sorted(tally.dead.items())) or "0"
+    failed = [c.name for c in result.checks if not c.ok]
+    checks = f"{len(result.checks) - len(failed)}/{len(result.checks)} ok" + (
+        f" (FAILED: {'; '.join(failed)})" if failed else ""
+    )
+    recovery = "-" if result.recovery_s is None else f"{result.recovery_s:.1f} s"
+    return [
+        result.name,
+        str(tally.sent),
+        str(tally.stopped),
+        str(tally.already_stopped),
+        dead,
+        str(result.lost),
+        str(tally.duplicate_deletes),
+        recovery,
+        checks,
+    ]
+
+
+def table(results: list[ScenarioResult]) -> str:
+    """The results as one Markdown table (it reads fine in a terminal too)."""
+    rows = [list(COLUMNS), *(_row(r) for r in results)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
+    lines = [
+        "| " + " | ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) + " |" for row in rows
+    ]
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(lines)
+
+
+def details(results: list[ScenarioResult]) -> str:
+    """Every check and figure, one scenario per block."""
+    out: list[str] = []
+    for result in results:
+        out.append(f"{result.name} ({result.elapsed_s:.0f} s)")
+        out.extend(f"  [{'ok' if c.ok else 'FAIL'}] {c.name}: {c.detail}" for c in result.checks)
+        out.extend(f"  {key} = {value}" for key, value in result.figures.items())
+        out.extend(f"  LOST {example}" for example in result.tally.lost[:5])
+    return "\n".join(out)
+
+
+def write_json(results: list[ScenarioResult], path: Path, profile: str) -> None:
+    """Write the figures as JSON."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = {"profile": profile, "scenarios": [r.as_dict() for r in results]}
+    path.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")

@@ -1,0 +1,77 @@
+"""The Vobiz sandbox as its own process, so that load on it never competes with the caller's GIL."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from harness.procs import ROOT, free_port, wait_for
+from vobiz_sandbox import SandboxClient
+
+
+class SandboxProcess:
+    """``python -m vobiz_sandbox`` on a free loopback port, with a control client."""
+
+    def __init__(
+        self,
+        log_path: Path,
+        accounts: Mapping[str, str],
+        *,
+        auto_calls: bool = True,
+        seed: int | None = None,
+    ) -> None:
+        self.log_path = log_path
+        self.accounts = dict(accounts)
+        self.auto_calls = auto_calls
+        self.seed = seed
+        self.port = free_port()
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.client = SandboxClient(self.base_url, timeout_s=30.0)
+
+    @property
+    def base_url(self) -> str:
+        """Where the sandbox listens."""
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def api_base(self) -> str:
+        """The Vobiz API base URL that workers are configured with."""
+        return f"{self.base_url}/api/v1"
+
+    def start(self) -> SandboxProcess:
+        """Start the server and wait until its health endpoint answers."""
+        argv = [sys.executable, "-m", "vobiz_sandbox", "--port", str(self.port)]
+        for auth_id, token in self.accounts.items():
+            argv += ["--account", f"{auth_id}:{token}"]
+        if self.auto_calls:
+            argv.append("--auto-calls")
+        if self.seed is not None:
+            argv += ["--seed", str(self.seed)]
+        self._log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(argv, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT)
+        wait_for(self._healthy, timeout_s=20, interval_s=0.1, what="the sandbox to answer")
+        return self
+
+    def _healthy(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(f"sandbox exited with {self.proc.returncode}")
+        try:
+            return self.client.health()
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        """Terminate the server and close the control client."""
+        self.client.close()
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self.proc = None
+        self._log.close()
