@@ -16,7 +16,8 @@ settings = Settings.from_env()
 
 
 def _setup_logging(**_: Any) -> None:  # noqa: ANN401
-    configure_logging(level=settings.log_level, fmt=settings.log_format, secrets=settings.accounts.secrets())
+    # API tokens and the Redis password: Celery masks the broker URL itself, but errors may echo it.
+    configure_logging(level=settings.log_level, fmt=settings.log_format, secrets=settings.secrets())
 
 
 def _quiet_banner(instance: Any = None, **_: Any) -> None:  # noqa: ANN401
@@ -35,6 +36,7 @@ def _ready(**_: Any) -> None:  # noqa: ANN401
         )
     structlog.get_logger("recstop.worker").info(
         "worker_ready",
+        broker=settings.redis.safe_url,
         api_base=settings.api.base_url,
         accounts=sorted(settings.accounts.auth_ids),
         concurrency=settings.concurrency,

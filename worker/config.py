@@ -13,6 +13,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     redis = settings.redis
     return {
         "broker_url": redis.url,
+        "broker_use_ssl": redis.tls_options(),  # rediss:// only; explicit, else kombu skips verification
         "broker_transport_options": {
             # Messages held by a worker that died come back after this many seconds. Safe to keep
             # low: recstop never uses ETA/countdown (delays live in recstop:schedule instead).

@@ -4,17 +4,26 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from worker.errors import ConfigError
 from worker.validation import validate_auth_id
 
 DEFAULT_API_BASE: Final = "https://api.vobiz.ai/api/v1"
 DEFAULT_BROKER_URL: Final = "redis://localhost:6379/0"
+MASK_TEXT: Final = "***"
 Jitter = Literal["full", "equal", "none"]
+CertReqs = Literal["required", "optional", "none"]
+_CERT_REQS: Final[Mapping[str, ssl.VerifyMode]] = {
+    "required": ssl.CERT_REQUIRED,
+    "optional": ssl.CERT_OPTIONAL,
+    "none": ssl.CERT_NONE,
+}
 
 
 class Secret:
@@ -43,18 +52,115 @@ class Secret:
 
 @dataclass(frozen=True)
 class RedisSettings:
-    """Where the broker and the state store live, and how long to wait for them."""
+    """Where the broker and the state store live, how to reach them (TLS), and how long to wait.
+
+    A password or an ACL user comes in the URL (``redis://user:password@host:6379/0``); it never
+    shows in a repr (see ``safe_url``). The ``tls_*`` options apply to ``rediss://`` URLs only.
+    """
 
     url: str = DEFAULT_BROKER_URL
     socket_timeout_s: float = 5.0
     visibility_timeout_s: int = 120
+    tls_ca_file: str | None = None
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+    tls_cert_reqs: CertReqs = "required"
 
     @classmethod
     def from_dsn(cls, url: str, **overrides: Any) -> RedisSettings:  # noqa: ANN401 - dataclass kwargs
-        """Build settings for a Redis URL (``redis://``, ``rediss://`` or ``unix://``)."""
+        """Build checked settings for a Redis URL (``redis://``, ``rediss://`` or ``unix://``)."""
         if not url.startswith(("redis://", "rediss://", "unix://")):
-            raise ConfigError(f"RECSTOP_BROKER_URL must be a redis://, rediss:// or unix:// URL, got {url!r}")
-        return cls(url=url, **overrides)
+            raise ConfigError(
+                f"RECSTOP_BROKER_URL must be a redis://, rediss:// or unix:// URL, got {mask_url(url)!r}"
+            )
+        settings = cls(url=url, **overrides)
+        settings._check_tls()
+        return settings
+
+    def _check_tls(self) -> None:
+        files = {
+            "RECSTOP_REDIS_TLS_CA_FILE": self.tls_ca_file,
+            "RECSTOP_REDIS_TLS_CERT_FILE": self.tls_cert_file,
+            "RECSTOP_REDIS_TLS_KEY_FILE": self.tls_key_file,
+        }
+        given = [name for name, value in files.items() if value]
+        if self.tls_cert_reqs not in _CERT_REQS:
+            choices = ", ".join(_CERT_REQS)
+            raise ConfigError(
+                f"RECSTOP_REDIS_TLS_CERT_REQS must be one of {choices}, got {self.tls_cert_reqs!r}"
+            )
+        if self.tls_cert_reqs != "required":
+            given.append("RECSTOP_REDIS_TLS_CERT_REQS")
+        if given and not self.tls:
+            names = ", ".join(given)
+            raise ConfigError(
+                f"{names} set, but RECSTOP_BROKER_URL is not a rediss:// URL: {self.safe_url!r}"
+            )
+        for name, value in files.items():
+            if value and not Path(value).is_file():
+                raise ConfigError(f"{name}: no such file {value}")
+        if self.tls_key_file and not self.tls_cert_file:
+            raise ConfigError("RECSTOP_REDIS_TLS_KEY_FILE is set but RECSTOP_REDIS_TLS_CERT_FILE is not")
+        if self.tls_ca_file and self.tls_cert_reqs == "none":
+            raise ConfigError(
+                "RECSTOP_REDIS_TLS_CA_FILE is set but RECSTOP_REDIS_TLS_CERT_REQS=none turns verification off"
+            )
+
+    @property
+    def tls(self) -> bool:
+        """Whether the URL asks for TLS (``rediss://``)."""
+        return self.url.startswith("rediss://")
+
+    def tls_options(self) -> dict[str, Any] | None:
+        """redis-py's ``ssl_*`` connection options for a ``rediss://`` URL (also kombu's ``broker_use_ssl``).
+
+        Always explicit: without them kombu's Redis transport would not verify the server (CERT_NONE).
+        """
+        if not self.tls:
+            return None
+        options: dict[str, Any] = {"ssl_cert_reqs": _CERT_REQS[self.tls_cert_reqs]}
+        if self.tls_ca_file:
+            options["ssl_ca_certs"] = self.tls_ca_file
+        if self.tls_cert_file:
+            options["ssl_certfile"] = self.tls_cert_file
+        if self.tls_key_file:
+            options["ssl_keyfile"] = self.tls_key_file
+        return options
+
+    @property
+    def safe_url(self) -> str:
+        """The URL with its password masked, for messages."""
+        return mask_url(self.url)
+
+    def secrets(self) -> frozenset[str]:
+        """The password in the URL (as written and decoded), for the log redaction processor."""
+        password = _url_password(self.url)
+        return frozenset({password, unquote(password)} - {""}) if password else frozenset()
+
+    def __repr__(self) -> str:
+        return (
+            f"RedisSettings(url={self.safe_url!r}, socket_timeout_s={self.socket_timeout_s!r}, "
+            f"visibility_timeout_s={self.visibility_timeout_s!r}, tls_ca_file={self.tls_ca_file!r}, "
+            f"tls_cert_file={self.tls_cert_file!r}, tls_key_file={self.tls_key_file!r}, "
+            f"tls_cert_reqs={self.tls_cert_reqs!r})"
+        )
+
+
+def _url_password(url: str) -> str | None:
+    try:
+        return urlsplit(url).password
+    except ValueError:  # an unparsable port: no password can be told apart
+        return None
+
+
+def mask_url(url: str) -> str:
+    """``url`` with the password (if any) replaced by ``***``; user, host and path stay."""
+    if not _url_password(url):
+        return url
+    parts = urlsplit(url)
+    userinfo, _, hostport = parts.netloc.rpartition("@")
+    user = userinfo.partition(":")[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:{MASK_TEXT}@{hostport}"))
 
 
 @dataclass(frozen=True)
@@ -128,6 +234,10 @@ class Settings:
     log_level: str = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
 
+    def secrets(self) -> frozenset[str]:
+        """Every secret this process holds (API tokens, the Redis password), for log redaction."""
+        return self.accounts.secrets() | self.redis.secrets()
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Parse settings from an environment mapping (``os.environ`` when omitted)."""
@@ -138,6 +248,10 @@ class Settings:
                 values["RECSTOP_BROKER_URL"],
                 socket_timeout_s=values["RECSTOP_REDIS_SOCKET_TIMEOUT_S"],
                 visibility_timeout_s=values["RECSTOP_VISIBILITY_TIMEOUT_S"],
+                tls_ca_file=values["RECSTOP_REDIS_TLS_CA_FILE"],
+                tls_cert_file=values["RECSTOP_REDIS_TLS_CERT_FILE"],
+                tls_key_file=values["RECSTOP_REDIS_TLS_KEY_FILE"],
+                tls_cert_reqs=values["RECSTOP_REDIS_TLS_CERT_REQS"],
             ),
             api=ApiSettings(
                 base_url=values["VOBIZ_API_BASE"].rstrip("/"),
@@ -246,8 +360,38 @@ ENV_SPECS: Final[tuple[EnvSpec, ...]] = (
     EnvSpec("VOBIZ_AUTH_TOKEN", _str, None, "Token of the default account (worker only)."),
     EnvSpec("RECSTOP_CREDENTIALS_FILE", _str, None, "JSON file `{auth_id: token}` for more accounts."),
     EnvSpec("VOBIZ_API_BASE", _str, DEFAULT_API_BASE, "Vobiz API base URL."),
-    EnvSpec("RECSTOP_BROKER_URL", _str, DEFAULT_BROKER_URL, "Redis URL: broker and state store."),
+    EnvSpec(
+        "RECSTOP_BROKER_URL",
+        _str,
+        DEFAULT_BROKER_URL,
+        "Redis URL: broker and state store. A password or ACL user goes in the URL "
+        "(`redis://user:password@host:6379/0`); `rediss://` for TLS.",
+    ),
     EnvSpec("RECSTOP_REDIS_SOCKET_TIMEOUT_S", _positive(float), 5.0, "Redis socket timeout."),
+    EnvSpec(
+        "RECSTOP_REDIS_TLS_CA_FILE",
+        _str,
+        None,
+        "PEM file of the CA(s) that sign the Redis server certificate (`rediss://`; default: system CAs).",
+    ),
+    EnvSpec(
+        "RECSTOP_REDIS_TLS_CERT_FILE",
+        _str,
+        None,
+        "PEM client certificate, for a Redis server with `tls-auth-clients yes` (`rediss://`).",
+    ),
+    EnvSpec(
+        "RECSTOP_REDIS_TLS_KEY_FILE",
+        _str,
+        None,
+        "PEM private key of the client certificate (`rediss://`).",
+    ),
+    EnvSpec(
+        "RECSTOP_REDIS_TLS_CERT_REQS",
+        _choice("required", "optional", "none"),
+        "required",
+        "Verify the Redis server certificate and host name: `required`, `optional`, `none` (insecure).",
+    ),
     EnvSpec(
         "RECSTOP_VISIBILITY_TIMEOUT_S",
         _positive(int),

@@ -22,7 +22,7 @@ PUBLISH_GRACE_S: Final = 15.0
 
 
 def redis_client(settings: RedisSettings) -> Redis:
-    """A Redis client for recstop's own keys (strings decoded), from explicit settings."""
+    """A Redis client for recstop's own keys (strings decoded), from explicit settings (TLS included)."""
     return Redis.from_url(
         settings.url,
         decode_responses=True,
@@ -30,6 +30,7 @@ def redis_client(settings: RedisSettings) -> Redis:
         socket_connect_timeout=settings.socket_timeout_s,
         health_check_interval=10,
         retry_on_timeout=False,
+        **(settings.tls_options() or {}),
     )
 
 

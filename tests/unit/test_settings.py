@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
+import logging
+import ssl
 
 import pytest
+from redis.connection import SSLConnection
 
+from worker.config import celery_config
 from worker.errors import ConfigError
+from worker.logs import configure_logging, reset_logging
 from worker.settings import ENV_SPECS, Settings
+from worker.store import redis_client
 
 
 def test_defaults():
@@ -78,3 +85,124 @@ def test_every_setting_is_documented():
     """Every environment variable has a help text (the README table is built from these)."""
     assert all(spec.help for spec in ENV_SPECS)
     assert len({spec.name for spec in ENV_SPECS}) == len(ENV_SPECS)
+
+
+# --- Redis: password and TLS -----------------------------------------------------------------
+
+
+@pytest.fixture
+def pem_files(tmp_path):
+    """Three existing files standing in for the CA, client certificate and key (not parsed here)."""
+    files = {name: tmp_path / f"{name}.pem" for name in ("ca", "cert", "key")}
+    for path in files.values():
+        path.write_text("-----BEGIN CERTIFICATE-----\n")
+    return {name: str(path) for name, path in files.items()}
+
+
+def test_tls_files_become_redis_py_and_kombu_ssl_options(pem_files):
+    """The TLS files reach redis-py's client and Celery's broker_use_ssl, verification required."""
+    settings = Settings.from_env(
+        {
+            "RECSTOP_BROKER_URL": "rediss://recstop:pw@redis.internal:6380/0",
+            "RECSTOP_REDIS_TLS_CA_FILE": pem_files["ca"],
+            "RECSTOP_REDIS_TLS_CERT_FILE": pem_files["cert"],
+            "RECSTOP_REDIS_TLS_KEY_FILE": pem_files["key"],
+        }
+    )
+    expected = {
+        "ssl_cert_reqs": ssl.CERT_REQUIRED,
+        "ssl_ca_certs": pem_files["ca"],
+        "ssl_certfile": pem_files["cert"],
+        "ssl_keyfile": pem_files["key"],
+    }
+    assert settings.redis.tls_options() == expected
+    assert celery_config(settings)["broker_use_ssl"] == expected
+    pool = redis_client(settings.redis).connection_pool
+    assert issubclass(pool.connection_class, SSLConnection)
+    assert {k: pool.connection_kwargs[k] for k in expected} == expected
+    assert (pool.connection_kwargs["username"], pool.connection_kwargs["password"]) == ("recstop", "pw")
+
+
+@pytest.mark.parametrize(("reqs", "mode"), [("required", ssl.CERT_REQUIRED), ("optional", ssl.CERT_OPTIONAL)])
+def test_rediss_without_files_still_verifies_the_server(reqs, mode):
+    """rediss:// alone verifies against the system CAs: kombu's own default would be CERT_NONE."""
+    settings = Settings.from_env(
+        {"RECSTOP_BROKER_URL": "rediss://redis.internal:6380/0", "RECSTOP_REDIS_TLS_CERT_REQS": reqs}
+    )
+    assert celery_config(settings)["broker_use_ssl"] == {"ssl_cert_reqs": mode}
+
+
+def test_plain_redis_has_no_ssl_options():
+    """A redis:// URL sets no ssl options anywhere."""
+    settings = Settings.from_env({"RECSTOP_BROKER_URL": "redis://127.0.0.1:6379/0"})
+    assert settings.redis.tls_options() is None
+    assert celery_config(settings)["broker_use_ssl"] is None
+    assert not issubclass(redis_client(settings.redis).connection_pool.connection_class, SSLConnection)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (
+            {"RECSTOP_REDIS_TLS_CA_FILE": "{ca}"},
+            r"RECSTOP_REDIS_TLS_CA_FILE set, but RECSTOP_BROKER_URL is not a rediss://",
+        ),
+        (
+            {"RECSTOP_REDIS_TLS_CERT_REQS": "none"},
+            r"RECSTOP_REDIS_TLS_CERT_REQS set, but RECSTOP_BROKER_URL is not a rediss://",
+        ),
+        ({"RECSTOP_REDIS_TLS_CERT_REQS": "maybe"}, r"RECSTOP_REDIS_TLS_CERT_REQS: must be one of"),
+        (
+            {"RECSTOP_BROKER_URL": "rediss://h:6380/0", "RECSTOP_REDIS_TLS_CA_FILE": "/nonexistent/ca.pem"},
+            r"RECSTOP_REDIS_TLS_CA_FILE: no such file /nonexistent/ca.pem",
+        ),
+        (
+            {"RECSTOP_BROKER_URL": "rediss://h:6380/0", "RECSTOP_REDIS_TLS_KEY_FILE": "{key}"},
+            r"RECSTOP_REDIS_TLS_KEY_FILE is set but RECSTOP_REDIS_TLS_CERT_FILE is not",
+        ),
+        (
+            {
+                "RECSTOP_BROKER_URL": "rediss://h:6380/0",
+                "RECSTOP_REDIS_TLS_CA_FILE": "{ca}",
+                "RECSTOP_REDIS_TLS_CERT_REQS": "none",
+            },
+            r"RECSTOP_REDIS_TLS_CERT_REQS=none turns verification off",
+        ),
+    ],
+)
+def test_bad_tls_settings_fail_with_the_variable_name(pem_files, env, message):
+    """TLS options without rediss://, missing files, a key without its certificate → ConfigError."""
+    with pytest.raises(ConfigError, match=message):
+        Settings.from_env({k: v.format(**pem_files) for k, v in env.items()})
+
+
+def test_redis_password_stays_out_of_reprs_and_errors(pem_files):
+    """The URL's password is masked in the settings repr and config errors, and is a redaction secret."""
+    url = "redis://recstop:hunter2-Pw%40x@redis.internal:6379/0"
+    settings = Settings.from_env(
+        {"RECSTOP_BROKER_URL": url, "VOBIZ_AUTH_ID": "MA_MAIN0001", "VOBIZ_AUTH_TOKEN": "tok-m"}
+    )
+    assert "hunter2" not in repr(settings)
+    assert settings.redis.safe_url == "redis://recstop:***@redis.internal:6379/0"
+    assert settings.secrets() == {"tok-m", "hunter2-Pw%40x", "hunter2-Pw@x"}
+    for env in (
+        {"RECSTOP_BROKER_URL": "amqp://recstop:hunter2@mq/"},
+        {"RECSTOP_BROKER_URL": url, "RECSTOP_REDIS_TLS_CA_FILE": pem_files["ca"]},
+    ):
+        with pytest.raises(ConfigError) as info:
+            Settings.from_env(env)
+        assert "hunter2" not in str(info.value)
+        assert "recstop:***@" in str(info.value)
+
+
+def test_worker_log_lines_mask_the_redis_password():
+    """The worker's log redaction (Settings.secrets) masks the Redis password like a token."""
+    settings = Settings.from_env({"RECSTOP_BROKER_URL": "redis://:s3cr3t-redis-pw@h:6379/0"})
+    out = io.StringIO()
+    configure_logging(fmt="json", secrets=settings.secrets(), stream=out)
+    try:
+        logging.getLogger("kombu").error("cannot connect to redis://:s3cr3t-redis-pw@h:6379/0")
+    finally:
+        reset_logging()
+    assert "s3cr3t-redis-pw" not in out.getvalue()
+    assert "redis://:***@h:6379/0" in out.getvalue()
