@@ -9,7 +9,7 @@ from pathlib import Path
 
 from chaos.profiles import Profile
 from chaos.report import ScenarioResult
-from chaos.scenarios import graceful, redis_restart, worker_kill
+from chaos.scenarios import api_chaos, graceful, redis_down, redis_restart, worker_kill
 from chaos.verify import Tally
 
 Scenario = Callable[[Profile, Path | None], ScenarioResult]
@@ -21,6 +21,8 @@ SCENARIOS: dict[str, Scenario] = {
     "graceful_term_kill": graceful.run_term_kill,
     "redis_restart_everysec": redis_restart.run_everysec,
     "redis_restart_always": redis_restart.run_always,
+    "redis_down": redis_down.run,
+    "api_chaos": api_chaos.run,
 }
 
 
