@@ -9,7 +9,7 @@ from pathlib import Path
 
 from chaos.profiles import Profile
 from chaos.report import ScenarioResult
-from chaos.scenarios import api_chaos, graceful, redis_down, redis_restart, worker_kill
+from chaos.scenarios import api_chaos, graceful, redis_down, redis_restart, storm, worker_kill
 from chaos.verify import Tally
 
 Scenario = Callable[[Profile, Path | None], ScenarioResult]
@@ -23,6 +23,7 @@ SCENARIOS: dict[str, Scenario] = {
     "redis_restart_always": redis_restart.run_always,
     "redis_down": redis_down.run,
     "api_chaos": api_chaos.run,
+    "storm": storm.run,
 }
 
 
