@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from types import FrameType
 
+from worker.settings import mask_url
+
 ROOT = Path(__file__).resolve().parent.parent
 RUN = ROOT / ".run"
 DEMO_AUTH_ID = "MA_DEMO0001"
@@ -94,7 +96,7 @@ class Stack:
 def start_redis(stack: Stack, env: dict[str, str]) -> str:
     """A private redis-server with AOF when RECSTOP_BROKER_URL is unset; sets it in ``env``."""
     if env.get("RECSTOP_BROKER_URL"):
-        return f"redis      {env['RECSTOP_BROKER_URL']}   (from RECSTOP_BROKER_URL)"
+        return f"redis      {mask_url(env['RECSTOP_BROKER_URL'])}   (from RECSTOP_BROKER_URL)"
     port = pick_port(6390)
     (RUN / "redis").mkdir(exist_ok=True)
     argv = [
