@@ -137,7 +137,7 @@ def _dlq(producer: Producer, args: argparse.Namespace, out: TextIO) -> None:
             _print_json([e.to_dict() for e in entries], out)
             return
         out.writelines(
-            f"{e.id}  {iso(e.dead_at)}  {e.reason:18}  {e.call_uuid or '-'}  {e.error or ''}\n"
+            f"{e.id}  {iso(e.dead_at)}  {e.reason:20}  {e.call_uuid or '-'}  {e.error or ''}\n"
             for e in entries
         )
         out.write(f"{store.count()} dead letter(s)\n")

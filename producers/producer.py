@@ -196,6 +196,13 @@ class Producer:
         if entry is None:
             return ReplayResult(entry_id, None, error="no such dead letter")
         payload = entry.payload if isinstance(entry.payload, dict) else {}
+        if payload.get("raw") is True:
+            return ReplayResult(
+                entry_id,
+                None,
+                error=f"cannot replay a malformed message ({entry.reason}): the worker refused it before "
+                "decoding, so it holds no stop to enqueue",
+            )
         try:
             original = decode_task_message(payload.get("args", ()), payload.get("kwargs"))
         except InvalidStopRequest as exc:

@@ -6,9 +6,11 @@ import random
 from collections.abc import Callable
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Literal
+from typing import Final, Literal
 
 Jitter = Literal["full", "equal", "none"]
+#: The longest Retry-After taken from a response (about 116 days); retry_delay caps it further.
+MAX_RETRY_AFTER_S: Final = 10**7
 
 
 def compute_backoff(
@@ -40,8 +42,10 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     text = value.strip()
     if not text:
         return None
-    if text.isdigit():
-        return float(int(text))
+    if text.isascii() and text.isdigit():  # "²" passes str.isdigit, yet int() refuses it
+        # Long digit strings are clamped as text: int() refuses 4,300+ digits, float() overflows.
+        seconds = MAX_RETRY_AFTER_S if len(text) > 9 else min(int(text), MAX_RETRY_AFTER_S)  # noqa: PLR2004
+        return float(seconds)
     try:
         moment = parsedate_to_datetime(text)
     except (TypeError, ValueError, IndexError, OverflowError):
@@ -49,7 +53,7 @@ def parse_retry_after(value: str | None, *, now: datetime | None = None) -> floa
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     current = now or datetime.now(UTC)
-    return max(0.0, (moment - current).total_seconds())
+    return min(max(0.0, (moment - current).total_seconds()), float(MAX_RETRY_AFTER_S))
 
 
 def retry_delay(

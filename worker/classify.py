@@ -149,8 +149,9 @@ def _seconds(value: object) -> float | None:
         return None
     if isinstance(value, int | float) and 0 <= value < 10**7:
         return float(value)
-    if isinstance(value, str) and value.strip().isdigit():
-        return float(int(value.strip()))
+    text = value.strip() if isinstance(value, str) else ""
+    if text.isascii() and text.isdigit() and len(text) <= 7:  # noqa: PLR2004 - below 10**7, as numbers
+        return float(int(text))
     return None
 
 

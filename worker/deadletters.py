@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import uuid
 from collections.abc import Mapping
@@ -17,6 +18,9 @@ from worker.settings import Retention
 from worker.status import iso
 
 MAX_PAYLOAD_CHARS: Final = 16_384
+#: Binary bodies keep this many bytes: their base64 text is MAX_PAYLOAD_CHARS long.
+MAX_RAW_BODY_BYTES: Final = MAX_PAYLOAD_CHARS // 4 * 3
+MAX_HEADER_CHARS: Final = 200
 
 
 def new_entry_id() -> str:
@@ -33,6 +37,42 @@ def encode_payload(payload: object, redactor: Redactor) -> str:
     if len(text) > MAX_PAYLOAD_CHARS:
         return json.dumps({"truncated": True, "chars": len(text), "head": text[:MAX_PAYLOAD_CHARS]})
     return text
+
+
+def encode_raw_body(body: object, redactor: Redactor) -> dict[str, Any]:
+    """A refused message's body as stored, never deserialized: printable UTF-8 as text, else base64.
+
+    Secrets are masked before the body is cut to its bound, so no part of a token survives.
+    """
+    if isinstance(body, bytes | bytearray | memoryview):
+        raw = bytes(body)
+    elif isinstance(body, str):
+        raw = body.encode("utf-8", "surrogatepass")
+    else:
+        raw = repr(body).encode("utf-8", "backslashreplace")
+    out: dict[str, Any] = {"body_bytes": len(raw)}
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and all(ch.isprintable() or ch in "\t\n\r" for ch in text):
+        text = redactor.text(text)
+        out["body_text"] = text[:MAX_PAYLOAD_CHARS]
+        out["body_truncated"] = len(text) > MAX_PAYLOAD_CHARS
+        return out
+    # latin-1 maps every byte to one character and back, so ASCII tokens are masked in place.
+    masked = redactor.text(raw.decode("latin-1")).encode("latin-1")
+    out["body_base64"] = base64.b64encode(masked[:MAX_RAW_BODY_BYTES]).decode("ascii")
+    out["body_truncated"] = len(masked) > MAX_RAW_BODY_BYTES
+    return out
+
+
+def header_text(value: object, redactor: Redactor) -> str | None:
+    """A header value as bounded, redacted text (``repr`` for anything that is not a string)."""
+    if value is None:
+        return None
+    text = value if isinstance(value, str) else repr(value)
+    return redactor.text(text)[:MAX_HEADER_CHARS]
 
 
 @dataclass(frozen=True)
@@ -92,15 +132,49 @@ class DeadLetters:
 
     def add_malformed(self, task_id: str, payload: object, error: str) -> str:
         """Dead-letter a message that is not a valid stop; return the entry id."""
-        entry_id = new_entry_id()
-        fields = {
-            "id": entry_id,
-            "task_id": task_id,
-            "reason": "malformed",
-            "error": self.redactor.text(error)[:1000],
-            "payload": encode_payload(payload, self.redactor),
-            "attempts": "[]",
+        return self._add(
+            {
+                "task_id": task_id,
+                "reason": "malformed",
+                "error": self.redactor.text(error)[:1000],
+                "payload": encode_payload(payload, self.redactor),
+            }
+        )
+
+    def add_raw(
+        self,
+        reason: str,
+        error: str,
+        *,
+        body: object,
+        content_type: object,
+        content_encoding: object,
+        headers: Mapping[str, object],
+    ) -> str:
+        """Dead-letter a broker message refused before decoding; its body is kept raw, never decoded."""
+        task_id = header_text(headers.get("id"), self.redactor) or ""
+        payload = {
+            "raw": True,
+            "content_type": header_text(content_type, self.redactor),
+            "content_encoding": header_text(content_encoding, self.redactor),
+            "headers": {
+                "task": header_text(headers.get("task"), self.redactor),
+                "id": task_id or None,
+            },
+            **encode_raw_body(body, self.redactor),
         }
+        return self._add(
+            {
+                "task_id": task_id,
+                "reason": reason,
+                "error": self.redactor.text(error)[:1000],
+                "payload": json.dumps(payload, separators=(",", ":")),
+            }
+        )
+
+    def _add(self, entry: Mapping[str, str]) -> str:
+        entry_id = new_entry_id()
+        fields = {"id": entry_id, **entry, "attempts": "[]"}
         args: list[Any] = [f"{keys.PREFIX}:dlq:", entry_id, self.retention.dlq_max_entries]
         args.append(self.retention.dlq_max_age_s)
         for name, value in fields.items():

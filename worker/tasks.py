@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 import structlog
 from celery import Celery, Task
@@ -16,6 +16,7 @@ from worker.keys import TASK_NAME
 from worker.validation import decode_task_message
 
 log = structlog.get_logger("recstop.task")
+MAX_CONTEXT_CHARS: Final = 128
 
 
 def register_tasks(app: Celery, executor: Executor, deadletters: DeadLetters) -> Task:
@@ -26,9 +27,9 @@ def register_tasks(app: Celery, executor: Executor, deadletters: DeadLetters) ->
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(
             task_id=task_id,
-            call_uuid=kwargs.get("call_uuid") if isinstance(kwargs.get("call_uuid"), str) else None,
-            request_id=kwargs.get("request_id") if isinstance(kwargs.get("request_id"), str) else None,
-            auth_id=kwargs.get("auth_id") if isinstance(kwargs.get("auth_id"), str) else None,
+            call_uuid=_context_value(kwargs.get("call_uuid")),
+            request_id=_context_value(kwargs.get("request_id")),
+            auth_id=_context_value(kwargs.get("auth_id")),
             attempt=None,
         )
         try:
@@ -52,3 +53,8 @@ def register_tasks(app: Celery, executor: Executor, deadletters: DeadLetters) ->
         name=TASK_NAME, bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True
     )(stop_recording)
     return task
+
+
+def _context_value(value: object) -> str | None:
+    """A message field for the log context, bounded: a 1 MB call_uuid must not make 1 MB log lines."""
+    return value[:MAX_CONTEXT_CHARS] if isinstance(value, str) else None

@@ -57,7 +57,10 @@ def validate_url(value: object) -> str | None:
         raise InvalidStopRequest("url", f"longer than {MAX_URL_LENGTH} characters")
     if any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):  # noqa: PLR2004
         raise InvalidStopRequest("url", "contains whitespace or control characters")
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+    except ValueError:  # "Invalid IPv6 URL", netloc characters that NFKC-normalise to "/?#@:"
+        raise InvalidStopRequest("url", f"is not a valid URL: {_preview(value)}") from None
     if parts.scheme not in {"http", "https"} or not parts.netloc:
         raise InvalidStopRequest("url", f"must be an absolute http(s) URL, got {_preview(value)}")
     return value
@@ -98,7 +101,10 @@ def parse_instant(field: str, value: object) -> datetime | None:
         raise InvalidStopRequest(field, "must be an ISO-8601 string with a timezone")
     if moment.tzinfo is None:
         raise InvalidStopRequest(field, "must carry a timezone (e.g. 2026-01-01T12:00:00Z)")
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+05:00 or 9999-12-31T23:59-05:00 leave the datetime range
+        raise InvalidStopRequest(field, "is out of the representable range") from None
 
 
 def validate_stop(

@@ -1,0 +1,304 @@
+"""Poison messages: dead-lettered with their reason, never unpickled, and the worker keeps serving."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import pathlib
+import pickle
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+
+import pytest
+import redis
+from conftest import TOKEN
+from kombu.message import Message
+from support import free_port, lpush_raw_message, wait_for
+from test_stop_flow import deletes, final
+
+from producers import cli
+from worker.consumer import Poison, PoisonHandler
+from worker.deadletters import MAX_PAYLOAD_CHARS, DeadLetters
+from worker.keys import QUEUE, TASK_NAME
+from worker.redaction import Redactor
+from worker.settings import Retention
+
+pytestmark = pytest.mark.integration
+GOOD = "3f2b8c1e-7a4d-4e2b-9c1a-0d9e8f7a6b5c"
+EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
+
+
+class Touch:
+    """Unpickling this creates ``path``: proof that a pickle body was deserialized."""
+
+    def __init__(self, path: pathlib.Path) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (pathlib.Path.touch, (self.path,))
+
+
+@dataclass
+class Poisoned:
+    """One raw message to publish, and the dead-letter reason it must get."""
+
+    name: str
+    reason: str
+    body: bytes
+    content_type: str | None = "application/json"
+    headers: dict[str, object] | None = None
+    task_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+    def publish(self, redis_url: str) -> None:
+        headers = {"task": TASK_NAME, "id": self.task_id} if self.headers is None else self.headers
+        lpush_raw_message(redis_url, self.body, headers=headers, content_type=self.content_type)
+
+
+def task_body(kwargs: object, args: object = ()) -> bytes:
+    """A Celery protocol 2 body, JSON-encoded without any validation."""
+    return json.dumps([list(args) if isinstance(args, tuple) else args, kwargs, EMBED]).encode()
+
+
+def poison_set(marker_dir: pathlib.Path) -> list[Poisoned]:
+    """Every kind of poison message, each with the reason it must be dead-lettered with."""
+    pickle_marker = marker_dir / "unpickled"
+    yaml_marker = marker_dir / "yaml-applied"
+    one_mb = "x" * 1_000_000
+    tid = str(uuid.uuid4())
+    return [
+        Poisoned("text body", "content_type_refused", b"please stop " + GOOD.encode(), "text/plain"),
+        Poisoned("raw bytes", "content_type_refused", b"\x00\xff\xfe", "application/data"),
+        Poisoned("no content type", "content_type_refused", b"abc", None),
+        Poisoned("msgpack", "content_type_refused", b"\x93\x90\x81\xa1a\x01\xc0", "application/x-msgpack"),
+        Poisoned(
+            "pickle gadget",
+            "content_type_refused",
+            pickle.dumps(Touch(pickle_marker)),
+            "application/x-python-serialize",
+        ),
+        Poisoned(
+            "yaml gadget",
+            "content_type_refused",
+            f"!!python/object/apply:os.system ['touch {yaml_marker}']".encode(),
+            "application/x-yaml",
+        ),
+        Poisoned("1 MB of text", "content_type_refused", one_mb.encode(), "text/plain"),
+        Poisoned("truncated JSON", "undecodable", b'[[], {"call_uuid": '),
+        Poisoned("invalid UTF-8", "undecodable", b'[[], {"call_uuid": "\xff\xfe"}, {}]'),
+        Poisoned(
+            "unknown kombu type tag", "undecodable", task_body({"x": {"__type__": "nope", "__value__": 1}})
+        ),
+        Poisoned("unknown task", "unknown_task", task_body({"call_uuid": GOOD}), headers=None),
+        Poisoned("celery built-in", "unknown_task", task_body({}), headers=None),
+        Poisoned(
+            "no id header", "invalid_message", task_body({"call_uuid": GOOD}), headers={"task": TASK_NAME}
+        ),
+        Poisoned(
+            "protocol 1 body",
+            "invalid_message",
+            json.dumps({"task": TASK_NAME, "id": tid}).encode(),
+            headers={},
+        ),
+        Poisoned("body of two", "invalid_message", b"[[], {}]"),
+        Poisoned("body is an object", "invalid_message", b'{"args": [], "kwargs": {}}'),
+        Poisoned("args not a list", "invalid_message", json.dumps([5, {}, EMBED]).encode()),
+        Poisoned("kwargs not an object", "invalid_message", json.dumps([[], [GOOD], EMBED]).encode()),
+        Poisoned("garbage timelimit", "invalid_message", task_body({"call_uuid": GOOD}), headers=None),
+        Poisoned("eta", "invalid_message", task_body({"call_uuid": GOOD}), headers=None),
+        Poisoned("1 MB header", "invalid_message", task_body({"call_uuid": GOOD}), headers=None),
+        Poisoned("wrong types", "malformed", task_body({"call_uuid": 42, "url": [1], "auth_id": {}})),
+        Poisoned("missing kwargs", "malformed", task_body({})),
+        Poisoned("missing call_uuid", "malformed", task_body({"url": "https://h/r.mp3"})),
+        Poisoned("extra kwargs", "malformed", task_body({"call_uuid": GOOD, "surprise": 1})),
+        Poisoned("kwarg named self", "invalid_message", task_body({"call_uuid": GOOD, "self": 1})),
+        Poisoned("positional args", "malformed", task_body({}, (GOOD,))),
+        Poisoned("1 MB call_uuid", "malformed", task_body({"call_uuid": one_mb})),
+    ]
+
+
+def with_headers(items: list[Poisoned]) -> list[Poisoned]:
+    """Fill in the headers of the cases whose poison is in the headers."""
+    special = {
+        "unknown task": {"task": "recstop.stop_recordings"},
+        "celery built-in": {"task": "celery.backend_cleanup"},
+        "garbage timelimit": {"task": TASK_NAME, "timelimit": "abc"},
+        "eta": {"task": TASK_NAME, "eta": "2030-01-01T00:00:00+00:00"},
+        "1 MB header": {"task": TASK_NAME, "kwargsrepr": "k" * 1_000_000},
+    }
+    for item in items:
+        if item.name in special:
+            item.headers = {**special[item.name], "id": item.task_id}
+        elif item.name in {"no id header", "protocol 1 body"}:
+            item.task_id = ""
+    return items
+
+
+def dead_letters(producer, count, timeout_s=30.0):
+    """Wait until ``count`` dead letters are stored; return them."""
+    try:
+        wait_for(lambda: producer.dead_letters.count() >= count, timeout_s=timeout_s)
+    except AssertionError:
+        have = Counter(e.reason for e in producer.dead_letters.list(limit=count + 10))
+        raise AssertionError(f"expected {count} dead letters, have {dict(have)}") from None
+    return producer.dead_letters.list(limit=count + 10)
+
+
+def test_poison_messages_are_dead_lettered_and_the_worker_keeps_serving(
+    producer, start_worker, redis_server, sandbox_client, call, tmp_path
+):
+    """Each poison message gets its reason; pickle/yaml never run; stops before and after succeed."""
+    worker = start_worker()
+    before = call()
+    producer.stop_recording(before)
+    items = with_headers(poison_set(tmp_path))
+    for item in items:
+        item.publish(redis_server.url)
+    after = call()
+    producer.stop_recording(after)
+
+    entries = dead_letters(producer, len(items))
+    assert Counter(e.reason for e in entries) == Counter(i.reason for i in items)
+    by_id = {i.task_id: i.reason for i in items if i.task_id}
+    assert {e.task_id: e.reason for e in entries if e.task_id} == by_id
+    assert not (tmp_path / "unpickled").exists()
+    assert not (tmp_path / "yaml-applied").exists()
+    assert worker.alive
+    for call_uuid in (before, after):
+        assert final(producer, call_uuid).state == "stopped"
+        assert len(deletes(sandbox_client, call_uuid)) == 1
+    client = redis_server.client()
+    assert client.llen(QUEUE) == 0
+    wait_for(lambda: client.hlen("unacked") == 0, what="every message acked")
+    events = Counter(r.get("event") for r in worker.log_records())
+    assert events["message_dead_lettered"] == sum(i.reason != "malformed" for i in items)
+    assert events["message_malformed"] == sum(i.reason == "malformed" for i in items)
+    assert not [r for r in worker.log_records() if r.get("level") == "critical"]
+    assert max(map(len, worker.log_text().splitlines())) < 20_000  # no 1 MB log lines
+
+
+def test_pickle_gadget_is_real_and_is_stored_as_raw_bytes(
+    producer, start_worker, redis_server, tmp_path, env, monkeypatch
+):
+    """The gadget does create its marker when unpickled; the worker stores its bytes; the CLI shows them."""
+    control = tmp_path / "control"
+    pickle.loads(pickle.dumps(Touch(control)))  # noqa: S301 - proves the gadget works, on purpose
+    assert control.exists()
+    start_worker()
+    marker = tmp_path / "unpickled"
+    payload = pickle.dumps(Touch(marker))
+    item = Poisoned("pickle", "content_type_refused", payload, "application/x-python-serialize")
+    item.publish(redis_server.url)
+    [entry] = dead_letters(producer, 1)
+    assert entry.reason == "content_type_refused"
+    assert "application/x-python-serialize" in entry.error
+    assert entry.payload["raw"] is True
+    assert entry.payload["headers"] == {"task": TASK_NAME, "id": item.task_id}
+    assert entry.payload["content_type"] == "application/x-python-serialize"
+    assert base64.b64decode(entry.payload["body_base64"]) == payload
+    assert not marker.exists()
+    [result] = producer.replay([entry.id])
+    assert result.task_id is None
+    assert "malformed" in result.error
+    assert "content_type_refused" in result.error
+    assert producer.dead_letters.count() == 1
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    listing, shown, replayed = io.StringIO(), io.StringIO(), io.StringIO()
+    assert cli.run(["dlq", "list"], out=listing) == 0
+    assert f"{entry.id}  " in listing.getvalue()
+    assert "content_type_refused" in listing.getvalue()
+    assert cli.run(["dlq", "show", entry.id], out=shown) == 0
+    assert json.loads(shown.getvalue())["payload"]["body_base64"] == entry.payload["body_base64"]
+    assert cli.run(["dlq", "replay", entry.id], out=replayed, err=io.StringIO()) == 1
+    assert "malformed" in replayed.getvalue()
+
+
+def test_huge_raw_body_is_capped_and_tokens_are_masked(producer, start_worker, redis_server):
+    """A 1 MB refused body is stored capped at 16 KiB, with its size, and the token masked."""
+    start_worker()
+    body = (TOKEN + " " + "y" * 1_000_000).encode()
+    Poisoned("big", "content_type_refused", body, "text/plain").publish(redis_server.url)
+    [entry] = dead_letters(producer, 1)
+    assert entry.payload["body_bytes"] == len(body)
+    assert entry.payload["body_truncated"] is True
+    assert len(entry.payload["body_text"]) == MAX_PAYLOAD_CHARS
+    assert entry.payload["body_text"].startswith("*** yyy")
+    stored = redis_server.client().hgetall(f"recstop:dlq:{entry.id}")
+    assert stored
+    assert not [name for name, value in stored.items() if TOKEN in value]
+
+
+def test_hundreds_of_mixed_poison_messages_while_serving_stops(
+    producer, start_worker, redis_server, sandbox_client, call, tmp_path
+):
+    """240 mixed poison messages are all dead-lettered within the deadline; good stops keep succeeding."""
+    worker = start_worker()
+    kinds = with_headers(poison_set(tmp_path))
+    good: list[str] = []
+    sent: list[Poisoned] = []
+    for n in range(240):
+        kind = kinds[n % len(kinds)]
+        item = Poisoned(kind.name, kind.reason, kind.body, kind.content_type, kind.headers)
+        if kind.headers is not None and "id" in kind.headers:
+            item.headers = {**kind.headers, "id": item.task_id}
+        elif kind.task_id == "":
+            item.task_id = ""
+        item.publish(redis_server.url)
+        sent.append(item)
+        if n % 24 == 0:
+            good.append(call())
+            producer.stop_recording(good[-1])
+
+    entries = dead_letters(producer, len(sent), timeout_s=90)
+    assert len(entries) == len(sent)
+    assert Counter(e.reason for e in entries) == Counter(i.reason for i in sent)
+    for call_uuid in good:
+        assert final(producer, call_uuid).state == "stopped"
+        assert len(deletes(sandbox_client, call_uuid)) == 1
+    assert not (tmp_path / "unpickled").exists()
+    assert not (tmp_path / "yaml-applied").exists()
+    assert worker.alive
+
+
+class RecordingChannel:
+    """The part of a kombu channel that ``Message.ack`` uses; records every ack."""
+
+    no_ack_consumers = None
+
+    def __init__(self) -> None:
+        self.acked: list[str] = []
+
+    def basic_ack(self, delivery_tag, **_):
+        self.acked.append(delivery_tag)
+
+
+def raw_message(channel: RecordingChannel) -> Message:
+    return Message(
+        body=b"\x80\x04K\x01.",
+        delivery_tag="tag-1",
+        content_type="application/x-python-serialize",
+        headers={"task": TASK_NAME, "id": "t-1"},
+        channel=channel,
+    )
+
+
+def test_redis_down_leaves_the_poison_message_unacked_for_redelivery(redis_server):
+    """When the dead letter cannot be stored, the message is not acked; once Redis answers, it is."""
+    retention = Retention()
+    dead = redis.Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=0.5, retry=None)
+    channel = RecordingChannel()
+    message = raw_message(channel)
+    poison = Poison("content_type_refused", "pickle")
+    assert PoisonHandler(DeadLetters(dead, retention))(message, poison) is None
+    assert channel.acked == []
+    assert not message.acknowledged
+
+    live = DeadLetters(redis_server.client(), retention, Redactor(()))
+    entry_id = PoisonHandler(live)(message, poison)
+    assert entry_id is not None
+    assert channel.acked == ["tag-1"]
+    entry = live.get(entry_id)
+    assert (entry.reason, entry.task_id) == ("content_type_refused", "t-1")
