@@ -6,6 +6,7 @@ from typing import Any
 
 from worker.keys import QUEUE, TASK_NAME
 from worker.settings import Settings
+from worker.transport import TRANSPORT
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -13,6 +14,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     redis = settings.redis
     return {
         "broker_url": redis.url,
+        # kombu's Redis transport with its poison-item and closed-connection holes closed.
+        "broker_transport": TRANSPORT,
         "broker_use_ssl": redis.tls_options(),  # rediss:// only; explicit, else kombu skips verification
         "broker_transport_options": {
             # Messages held by a worker that died come back after this many seconds. Safe to keep

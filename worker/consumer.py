@@ -30,6 +30,7 @@ from redis.exceptions import RedisError
 
 from worker.deadletters import DeadLetters
 from worker.errors import ConfigError
+from worker.transport import BAD_ENVELOPE
 
 log = structlog.get_logger("recstop.consumer")
 #: Celery's ack helpers log through a stdlib logger; ours goes through the same structlog pipeline.
@@ -70,6 +71,8 @@ def inspect_message(message: Any, accepted_tasks: Collection[str]) -> Poison | N
     if message.errors:
         return Poison(UNDECODABLE, "the body could not be decompressed or encoded")
     content_type = message.content_type
+    if content_type == BAD_ENVELOPE:
+        return Poison(UNDECODABLE, "the queue item is not a kombu message envelope (kept as raw bytes)")
     if content_type != ACCEPTED_CONTENT_TYPE:
         return Poison(CONTENT_TYPE_REFUSED, f"content type {content_type!r:.80} is not accepted (JSON only)")
     return _check_task(headers, accepted_tasks) or _check_options(headers) or _check_body(message)

@@ -5,19 +5,17 @@ from __future__ import annotations
 import base64
 import io
 import json
-import pathlib
 import pickle
-import uuid
 from collections import Counter
-from dataclasses import dataclass, field
 
 import pytest
 import redis
 from conftest import TOKEN
 from kombu.message import Message
-from support import free_port, lpush_raw_message, wait_for
+from support import free_port, wait_for
 from test_stop_flow import deletes, final
 
+from harness.poison import Poisoned, Touch, poison_set
 from producers import cli
 from worker.consumer import Poison, PoisonHandler
 from worker.deadletters import MAX_PAYLOAD_CHARS, DeadLetters
@@ -26,113 +24,6 @@ from worker.redaction import Redactor
 from worker.settings import Retention
 
 pytestmark = pytest.mark.integration
-GOOD = "3f2b8c1e-7a4d-4e2b-9c1a-0d9e8f7a6b5c"
-EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
-
-
-class Touch:
-    """Unpickling this creates ``path``: proof that a pickle body was deserialized."""
-
-    def __init__(self, path: pathlib.Path) -> None:
-        self.path = path
-
-    def __reduce__(self):
-        return (pathlib.Path.touch, (self.path,))
-
-
-@dataclass
-class Poisoned:
-    """One raw message to publish, and the dead-letter reason it must get."""
-
-    name: str
-    reason: str
-    body: bytes
-    content_type: str | None = "application/json"
-    headers: dict[str, object] | None = None
-    task_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-
-    def publish(self, redis_url: str) -> None:
-        headers = {"task": TASK_NAME, "id": self.task_id} if self.headers is None else self.headers
-        lpush_raw_message(redis_url, self.body, headers=headers, content_type=self.content_type)
-
-
-def task_body(kwargs: object, args: object = ()) -> bytes:
-    """A Celery protocol 2 body, JSON-encoded without any validation."""
-    return json.dumps([list(args) if isinstance(args, tuple) else args, kwargs, EMBED]).encode()
-
-
-def poison_set(marker_dir: pathlib.Path) -> list[Poisoned]:
-    """Every kind of poison message, each with the reason it must be dead-lettered with."""
-    pickle_marker = marker_dir / "unpickled"
-    yaml_marker = marker_dir / "yaml-applied"
-    one_mb = "x" * 1_000_000
-    tid = str(uuid.uuid4())
-    return [
-        Poisoned("text body", "content_type_refused", b"please stop " + GOOD.encode(), "text/plain"),
-        Poisoned("raw bytes", "content_type_refused", b"\x00\xff\xfe", "application/data"),
-        Poisoned("no content type", "content_type_refused", b"abc", None),
-        Poisoned("msgpack", "content_type_refused", b"\x93\x90\x81\xa1a\x01\xc0", "application/x-msgpack"),
-        Poisoned(
-            "pickle gadget",
-            "content_type_refused",
-            pickle.dumps(Touch(pickle_marker)),
-            "application/x-python-serialize",
-        ),
-        Poisoned(
-            "yaml gadget",
-            "content_type_refused",
-            f"!!python/object/apply:os.system ['touch {yaml_marker}']".encode(),
-            "application/x-yaml",
-        ),
-        Poisoned("1 MB of text", "content_type_refused", one_mb.encode(), "text/plain"),
-        Poisoned("truncated JSON", "undecodable", b'[[], {"call_uuid": '),
-        Poisoned("invalid UTF-8", "undecodable", b'[[], {"call_uuid": "\xff\xfe"}, {}]'),
-        Poisoned(
-            "unknown kombu type tag", "undecodable", task_body({"x": {"__type__": "nope", "__value__": 1}})
-        ),
-        Poisoned("unknown task", "unknown_task", task_body({"call_uuid": GOOD}), headers=None),
-        Poisoned("celery built-in", "unknown_task", task_body({}), headers=None),
-        Poisoned(
-            "no id header", "invalid_message", task_body({"call_uuid": GOOD}), headers={"task": TASK_NAME}
-        ),
-        Poisoned(
-            "protocol 1 body",
-            "invalid_message",
-            json.dumps({"task": TASK_NAME, "id": tid}).encode(),
-            headers={},
-        ),
-        Poisoned("body of two", "invalid_message", b"[[], {}]"),
-        Poisoned("body is an object", "invalid_message", b'{"args": [], "kwargs": {}}'),
-        Poisoned("args not a list", "invalid_message", json.dumps([5, {}, EMBED]).encode()),
-        Poisoned("kwargs not an object", "invalid_message", json.dumps([[], [GOOD], EMBED]).encode()),
-        Poisoned("garbage timelimit", "invalid_message", task_body({"call_uuid": GOOD}), headers=None),
-        Poisoned("eta", "invalid_message", task_body({"call_uuid": GOOD}), headers=None),
-        Poisoned("1 MB header", "invalid_message", task_body({"call_uuid": GOOD}), headers=None),
-        Poisoned("wrong types", "malformed", task_body({"call_uuid": 42, "url": [1], "auth_id": {}})),
-        Poisoned("missing kwargs", "malformed", task_body({})),
-        Poisoned("missing call_uuid", "malformed", task_body({"url": "https://h/r.mp3"})),
-        Poisoned("extra kwargs", "malformed", task_body({"call_uuid": GOOD, "surprise": 1})),
-        Poisoned("kwarg named self", "invalid_message", task_body({"call_uuid": GOOD, "self": 1})),
-        Poisoned("positional args", "malformed", task_body({}, (GOOD,))),
-        Poisoned("1 MB call_uuid", "malformed", task_body({"call_uuid": one_mb})),
-    ]
-
-
-def with_headers(items: list[Poisoned]) -> list[Poisoned]:
-    """Fill in the headers of the cases whose poison is in the headers."""
-    special = {
-        "unknown task": {"task": "recstop.stop_recordings"},
-        "celery built-in": {"task": "celery.backend_cleanup"},
-        "garbage timelimit": {"task": TASK_NAME, "timelimit": "abc"},
-        "eta": {"task": TASK_NAME, "eta": "2030-01-01T00:00:00+00:00"},
-        "1 MB header": {"task": TASK_NAME, "kwargsrepr": "k" * 1_000_000},
-    }
-    for item in items:
-        if item.name in special:
-            item.headers = {**special[item.name], "id": item.task_id}
-        elif item.name in {"no id header", "protocol 1 body"}:
-            item.task_id = ""
-    return items
 
 
 def dead_letters(producer, count, timeout_s=30.0):
@@ -152,7 +43,7 @@ def test_poison_messages_are_dead_lettered_and_the_worker_keeps_serving(
     worker = start_worker()
     before = call()
     producer.stop_recording(before)
-    items = with_headers(poison_set(tmp_path))
+    items = poison_set(tmp_path)
     for item in items:
         item.publish(redis_server.url)
     after = call()
@@ -236,16 +127,11 @@ def test_hundreds_of_mixed_poison_messages_while_serving_stops(
 ):
     """240 mixed poison messages are all dead-lettered within the deadline; good stops keep succeeding."""
     worker = start_worker()
-    kinds = with_headers(poison_set(tmp_path))
+    kinds = poison_set(tmp_path)
     good: list[str] = []
     sent: list[Poisoned] = []
     for n in range(240):
-        kind = kinds[n % len(kinds)]
-        item = Poisoned(kind.name, kind.reason, kind.body, kind.content_type, kind.headers)
-        if kind.headers is not None and "id" in kind.headers:
-            item.headers = {**kind.headers, "id": item.task_id}
-        elif kind.task_id == "":
-            item.task_id = ""
+        item = kinds[n % len(kinds)].copy()
         item.publish(redis_server.url)
         sent.append(item)
         if n % 24 == 0:

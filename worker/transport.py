@@ -1,0 +1,109 @@
+"""kombu's Redis transport with two holes closed, selected by ``broker_transport``.
+
+1. A list item that is not a kombu envelope (not JSON, headers that are not an object, no
+   properties...) makes kombu raise inside the worker's event loop: the worker exits and the
+   item is gone. Here such an item is wrapped in an envelope of content type ``BAD_ENVELOPE``,
+   keeping its raw bytes, so the consumer dead-letters it like any other poison message.
+2. When Redis goes away, a channel of the closed connection is still used to ack, reject or
+   restore messages, and kombu fails with ``AttributeError`` (its connection info is gone), which
+   Celery treats as unrecoverable. Here that is a Redis ``ConnectionError``: Celery logs it and
+   reconnects, and the unacked message comes back after the visibility timeout.
+"""
+
+from __future__ import annotations
+
+import base64
+import uuid
+from collections.abc import Mapping
+from queue import Empty
+from typing import Any, Final
+
+from kombu.transport import redis as kombu_redis
+from kombu.utils.encoding import bytes_to_str
+from kombu.utils.json import loads
+from redis import exceptions as redis_errors
+
+#: Content type of an envelope made for a list item that was not a kombu message.
+BAD_ENVELOPE: Final = "application/x-recstop-bad-envelope"
+
+
+def envelope(item: bytes | str, routing_key: str) -> dict[str, Any]:
+    """Decode a list item into kombu's envelope, or wrap it as a ``BAD_ENVELOPE`` one."""
+    try:
+        payload = loads(bytes_to_str(item))  # type: ignore[no-untyped-call]
+    except Exception:  # noqa: BLE001 - any decoding failure means "not an envelope"
+        payload = None
+    if _is_envelope(payload):
+        return payload  # type: ignore[no-any-return]
+    raw = item.encode("utf-8", "surrogateescape") if isinstance(item, str) else item
+    return {
+        "body": base64.b64encode(raw).decode("ascii"),
+        "content-encoding": "binary",
+        "content-type": BAD_ENVELOPE,
+        "headers": {},
+        "properties": {
+            "body_encoding": "base64",
+            "delivery_tag": str(uuid.uuid4()),
+            "delivery_info": {"exchange": "", "routing_key": routing_key},
+            "priority": 0,
+        },
+    }
+
+
+def _is_envelope(payload: object) -> bool:
+    """Whether ``payload`` has the shape kombu's virtual transport reads without failing."""
+    if not isinstance(payload, Mapping):
+        return False
+    properties = payload.get("properties")
+    headers = payload.get("headers", {})
+    if not isinstance(properties, Mapping) or not isinstance(headers, Mapping | None):
+        return False
+    info = properties.get("delivery_info")
+    return (
+        isinstance(info, Mapping)
+        and isinstance(properties.get("delivery_tag"), str | int)
+        and isinstance(payload.get("body", ""), str | bytes)
+        and isinstance(payload.get("content-type", ""), str | None)
+        and isinstance(payload.get("content-encoding", ""), str | None)
+        and isinstance(properties.get("body_encoding", "base64"), str)
+        and isinstance(properties.get("priority", 0), int | None)
+    )
+
+
+class Channel(kombu_redis.Channel):
+    """The Redis channel, tolerant of foreign list items and of a closed connection."""
+
+    def _connparams(self, asynchronous: bool = False) -> dict[str, Any]:  # noqa: FBT001, FBT002
+        if self.connection.client is None:
+            raise redis_errors.ConnectionError("this channel's broker connection is closed")
+        params: dict[str, Any] = super()._connparams(asynchronous=asynchronous)  # type: ignore[no-untyped-call]
+        return params
+
+    def _brpop_read(self, **options: Any) -> bool:  # noqa: ANN401
+        # kombu 5.7's method, with ``envelope`` in place of a bare ``loads``.
+        try:
+            try:
+                dest__item = self.client.parse_response(self.client.connection, "BRPOP", **options)
+            except self.connection_errors:
+                self.client.connection.disconnect()
+                raise
+            if dest__item:
+                dest, item = dest__item
+                dest = bytes_to_str(dest).rsplit(self.sep, 1)[0]  # type: ignore[no-untyped-call]
+                self._queue_cycle.rotate(dest)
+                self.connection._deliver(envelope(item, dest), dest)  # noqa: SLF001
+                return True
+            raise Empty
+        finally:
+            self._in_poll = None  # type: ignore[assignment]
+            self._flush_brpop_reauth()  # type: ignore[no-untyped-call]
+
+
+class Transport(kombu_redis.Transport):
+    """kombu's Redis transport with :class:`Channel`."""
+
+    Channel = Channel
+
+
+#: The ``broker_transport`` value that selects this transport.
+TRANSPORT: Final = "worker.transport:Transport"
