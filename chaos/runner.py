@@ -9,7 +9,7 @@ from pathlib import Path
 
 from chaos.profiles import Profile
 from chaos.report import ScenarioResult
-from chaos.scenarios import api_chaos, fuzz, graceful, redis_down, redis_restart, storm, worker_kill
+from chaos.scenarios import api_chaos, fuzz, graceful, poison, redis_down, redis_restart, storm, worker_kill
 from chaos.verify import Tally
 
 Scenario = Callable[[Profile, Path | None], ScenarioResult]
@@ -24,6 +24,7 @@ SCENARIOS: dict[str, Scenario] = {
     "redis_down": redis_down.run,
     "api_chaos": api_chaos.run,
     "storm": storm.run,
+    "poison": poison.run,
     "fuzz": fuzz.run,
 }
 
