@@ -6,11 +6,12 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help install run test test-unit test-integration lint format flower clean
+.PHONY: help install run test test-unit test-integration chaos chaos-short lint format flower clean
 
 help:
 	@echo "make run    - the whole local stack: Redis, Vobiz sandbox, worker, Flower (Ctrl-C stops it)"
 	@echo "make test   - the whole test suite (starts its own redis-server, sandbox and workers)"
+	@echo "make chaos  - the chaos suite, full profile: faults under load, one table (under 10 minutes)"
 	@echo "make lint   - ruff and mypy --strict"
 
 $(STAMP): pyproject.toml
@@ -36,6 +37,12 @@ test-unit: $(STAMP)
 
 test-integration: $(STAMP)
 	$(BIN)/pytest -q tests/integration
+
+chaos: $(STAMP)
+	$(BIN)/python -m chaos --profile full --json .run/chaos.json
+
+chaos-short: $(STAMP)
+	$(BIN)/python -m chaos --profile short --json .run/chaos-short.json
 
 lint: $(STAMP)
 	$(BIN)/ruff check worker producers vobiz_sandbox harness chaos tests scripts
