@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final
+
+from redis import Redis
 
 from producers import Producer
 from vobiz_sandbox import SandboxClient
@@ -135,11 +138,28 @@ def _verdict(record: StatusRecord | None, entries: list[dict[str, Any]], dlq: De
     return f"ended {record.state}"
 
 
-def recovery_s(tally: Tally, accepted_at: dict[str, float], event_at: float) -> float:
-    """Seconds from ``event_at`` until the last stop accepted before it finished (0 if none was open)."""
+def unacked_task_ids(redis: Redis) -> set[str]:
+    """The task ids of every message kombu holds as delivered but not acked, right now."""
+    ids: set[str] = set()
+    for raw in redis.hvals("unacked"):
+        try:
+            message = json.loads(raw)[0]
+            ids.add(str(message["headers"]["id"]))
+        except (ValueError, LookupError, TypeError):
+            continue
+    return ids
+
+
+def held_recovery_s(tally: Tally, task_ids: set[str], event_at: float) -> float:
+    """Seconds from ``event_at`` until the last of the stops held as ``task_ids`` finished."""
     finished = [
         record.finished_at
-        for call_uuid, record in tally.records.items()
-        if accepted_at.get(call_uuid, event_at) < event_at and record.finished_at is not None
+        for record in tally.records.values()
+        if record.task_id in task_ids and record.finished_at is not None
     ]
     return max([0.0, *(f - event_at for f in finished)])
+
+
+def republished(records: Iterable[dict[str, Any]]) -> int:
+    """How many times a worker's log says the watchdog republished a stop."""
+    return sum(1 for r in records if r.get("event") == "stop_republished")

@@ -75,7 +75,7 @@ class Producer:
             app = Celery("recstop-producer", set_as_current=False)
             app.conf.update(celery_config(settings))
         self.app = app
-        self.store = StopStore(redis, settings.retry, settings.retention)
+        self.store = StopStore(redis, settings.retry, settings.retention, watchdog_s=settings.watchdog_s)
         self.dead_letters = DeadLetters(redis, settings.retention)
 
     @classmethod

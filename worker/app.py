@@ -38,7 +38,7 @@ class Runtime:
 
 def lock_ttl_ms(settings: Settings) -> int:
     """A key's lock outlives the longest possible API call by a margin."""
-    return int((settings.api.connect_timeout_s + settings.api.read_timeout_s + 10.0) * 1000)
+    return int(settings.lock_ttl_s * 1000)
 
 
 def create_app(settings: Settings, *, redis: Redis | None = None, main: str = "recstop") -> Celery:
@@ -47,7 +47,7 @@ def create_app(settings: Settings, *, redis: Redis | None = None, main: str = "r
     app.conf.update(celery_config(settings))
     client = redis or redis_client(settings.redis)
     redactor = Redactor(settings.accounts.secrets())
-    store = StopStore(client, settings.retry, settings.retention)
+    store = StopStore(client, settings.retry, settings.retention, watchdog_s=settings.watchdog_s)
     deadletters = DeadLetters(client, settings.retention, redactor)
     executor = Executor(
         store=store,

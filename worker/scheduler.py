@@ -46,6 +46,8 @@ class Scheduler:
         due, wait_s = self.store.claim_due(lease_s=LEASE_S, limit=BATCH)
         published = 0
         for item in due:
+            if item.republished:
+                log.warning("stop_republished", task_id=item.task_id, key=item.member, times=item.republished)
             try:
                 self.publish(item)
             except Exception:

@@ -234,6 +234,20 @@ class Settings:
     log_level: str = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
 
+    @property
+    def lock_ttl_s(self) -> float:
+        """How long a key's lock lives: the longest possible API call, plus a margin."""
+        return self.api.connect_timeout_s + self.api.read_timeout_s + 10.0
+
+    @property
+    def watchdog_s(self) -> float:
+        """When a published stop that nothing settled is published again (first firing).
+
+        Later than both ordinary ways back for a message a dead worker held (the visibility
+        timeout, then the key's lock expiring), so it only acts on a message that got lost.
+        """
+        return 2.0 * self.redis.visibility_timeout_s + self.lock_ttl_s
+
     def secrets(self) -> frozenset[str]:
         """Every secret this process holds (API tokens, the Redis password), for log redaction."""
         return self.accounts.secrets() | self.redis.secrets()

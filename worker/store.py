@@ -55,6 +55,7 @@ class Due:
     task_id: str
     kwargs: dict[str, str | None]
     attempts: int
+    republished: int = 0  # how often this run's watchdog fired (0: an ordinary due entry)
 
 
 @dataclass(frozen=True)
@@ -71,10 +72,13 @@ class Admission:
 class StopStore:
     """Status records, the schedule and per-key locks; the connection is passed in."""
 
-    def __init__(self, client: Redis, retry: RetryPolicy, retention: Retention) -> None:
+    def __init__(
+        self, client: Redis, retry: RetryPolicy, retention: Retention, *, watchdog_s: float = 300.0
+    ) -> None:
         self.client = client
         self.retry = retry
         self.retention = retention
+        self.watchdog_s = watchdog_s
         self.scripts = Scripts.register(client)
 
     def enqueue(
@@ -115,8 +119,12 @@ class StopStore:
         return Enqueued(found_task, flag == "1", state, score, publish == "publish")
 
     def confirm_published(self, member: str, score: str) -> bool:
-        """Drop the safety-net schedule entry once the message is published."""
-        return bool(self.scripts.run("confirm", [keys.SCHEDULE], [member, score]))
+        """The message is published: its safety-net schedule entry becomes the key's watchdog."""
+        return bool(
+            self.scripts.run(
+                "confirm", [keys.SCHEDULE, keys.status_key(member)], [member, score, self.watchdog_s]
+            )
+        )
 
     def rollback(self, member: str, task_id: str) -> bool:
         """Forget an enqueue whose message could not be published."""
@@ -125,23 +133,7 @@ class StopStore:
     def claim_due(self, *, lease_s: float, limit: int) -> tuple[list[Due], float | None]:
         """Lease due stops for publishing; also return seconds until the next one is due."""
         rows, wait = self.scripts.run("claim", [keys.SCHEDULE], [f"{keys.PREFIX}:status:", lease_s, limit])
-        due = [
-            Due(
-                member=member,
-                lease_score=score,
-                task_id=task_id,
-                kwargs={
-                    "call_uuid": call_uuid,
-                    "url": url or None,
-                    "auth_id": auth_id or None,
-                    "request_id": request_id or None,
-                    "not_after": _iso_or_none(not_after),
-                },
-                attempts=int(attempts or 0),
-            )
-            for member, score, task_id, call_uuid, url, auth_id, request_id, not_after, attempts in rows
-        ]
-        return due, float(wait) if wait else None
+        return [_due(row) for row in rows], float(wait) if wait else None
 
     def cancel(self, call_uuid: str, url: str | None) -> tuple[str, bool]:
         """Cancel a pending stop; return its state afterwards and whether this call cancelled it."""
@@ -176,6 +168,7 @@ class StopStore:
                 self.retention.status_s,
                 keys.target_of(request.url),
                 1.0,
+                self.watchdog_s,
             ],
         )
         if reply[0] == "skip":
@@ -255,3 +248,22 @@ def _request_args(request: StopRequest) -> list[str]:
 
 def _iso_or_none(epoch: str | None) -> str | None:
     return iso(float(epoch)) if epoch else None
+
+
+def _due(row: list[str]) -> Due:
+    """One row of the claim script's reply."""
+    member, score, task_id, call_uuid, url, auth_id, request_id, not_after, attempts, republished = row
+    return Due(
+        member=member,
+        lease_score=score,
+        task_id=task_id,
+        kwargs={
+            "call_uuid": call_uuid,
+            "url": url or None,
+            "auth_id": auth_id or None,
+            "request_id": request_id or None,
+            "not_after": _iso_or_none(not_after),
+        },
+        attempts=int(attempts or 0),
+        republished=int(republished or 0),
+    )

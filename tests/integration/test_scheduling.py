@@ -136,3 +136,33 @@ def test_sooner_delay_moves_a_scheduled_stop_earlier(producer, call):
     producer.stop_recording(call_uuid, delay=1800)
     assert producer.status(call_uuid).due_at == due
     assert due - time.time() < 601
+
+
+def test_message_lost_between_redis_and_worker_is_republished_by_the_watchdog(
+    env, start_worker, sandbox_client, call, redis_server
+):
+    """A published message that vanishes before any worker records it is published again."""
+    fast = {**env, "RECSTOP_VISIBILITY_TIMEOUT_S": "1"}
+    settings = Settings.from_env(fast)
+    call_uuid = call()
+    with Producer(settings, redis_client(settings.redis)) as producer:
+        handle = producer.stop_recording(call_uuid)
+        client = redis_server.client()
+        # What a worker killed between kombu's BRPOP and its unacked bookkeeping leaves behind.
+        assert client.delete("recstop") == 1
+        worker = start_worker(RECSTOP_VISIBILITY_TIMEOUT_S="1")
+        record = final(producer, call_uuid, timeout_s=settings.watchdog_s + 15)
+    assert (record.state, record.task_id) == ("stopped", handle.task_id)
+    assert len(deletes(sandbox_client, call_uuid)) == 1
+    republished = [r for r in worker.log_records() if r.get("event") == "stop_republished"]
+    assert [(r["task_id"], r["times"]) for r in republished] == [(handle.task_id, 1)]
+
+
+def test_watchdog_stays_quiet_for_stops_that_finish(producer, start_worker, sandbox_client, call, redis_server):
+    """A finished stop leaves no schedule entry behind, so no watchdog ever fires for it."""
+    start_worker()
+    call_uuid = call()
+    producer.stop_recording(call_uuid)
+    final(producer, call_uuid)
+    client = redis_server.client()
+    wait_for(lambda: client.zcard("recstop:schedule") == 0, what="the schedule to empty")

@@ -1,7 +1,7 @@
 -- Worker side: admit a task message for a stop key and take the key's lock.
 -- KEYS: status, lock, schedule, task_index, attempts, call_targets
 -- ARGV: member, task_id, lock_token, lock_ttl_ms, call_uuid, url, auth_id, request_id,
---       not_after, deadline_s, retention_s, target, defer_s
+--       not_after, deadline_s, retention_s, target, defer_s, watchdog_s
 -- Returns {decision, detail, attempts, auth_id, not_after, enqueued_at}
 local status, lock, schedule, task_index, attempts, targets =
   KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6]
@@ -58,6 +58,8 @@ if redis.call('SET', lock, token, 'NX', 'PX', tonumber(ARGV[4])) == false then
   return {'skip', 'deferred'}
 end
 if new_run then adopt('queued', 'ready') end
+-- The message is in kombu's unacked set now; the watchdog covers a redelivery that gets lost.
+watch(schedule, status, member, tonumber(ARGV[14]))
 local f = redis.call('HMGET', status, 'attempts', 'auth_id', 'not_after', 'enqueued_at')
 local decision = 'run'
 if tonumber(f[3]) < now then decision = 'expired' end

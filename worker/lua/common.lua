@@ -19,6 +19,16 @@ local function expire_all(keys, seconds)
   for _, k in ipairs(keys) do redis.call('EXPIRE', k, ttl) end
 end
 
+-- Arm the key's watchdog: if nothing settles the stop before then, the scheduler publishes it
+-- again. It catches a message lost between Redis and a worker (kombu pops it before recording it
+-- as unacked, so a worker killed in between takes it along). Each firing doubles the next wait.
+local function watch(schedule, status, member, watchdog_s)
+  local n = tonumber(redis.call('HGET', status, 'republished') or '0')
+  local at = fmt(now_s() + watchdog_s * 2 ^ math.min(n, 5))
+  redis.call('ZADD', schedule, at, member)
+  redis.call('HSET', status, 'watch_at', at)
+end
+
 -- Add one dead letter and keep the store within its count and age bounds.
 local function dlq_add(index_key, entry_prefix, entry_id, fields, now, max_entries, max_age)
   local entry_key = entry_prefix .. entry_id
