@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -109,3 +110,14 @@ def call(sandbox_client: SandboxClient) -> Callable[..., str]:
         return call_uuid
 
     return make
+
+
+def pytest_terminal_summary(terminalreporter):
+    """After a run that included the chaos scenarios, print their table as ``make chaos`` does."""
+    module = sys.modules.get("test_chaos_short")
+    results = getattr(module, "RESULTS", None)
+    if results:
+        from chaos.report import table  # noqa: PLC0415 - only when the chaos tests ran
+
+        terminalreporter.write_sep("=", "chaos (short profile)")
+        terminalreporter.write_line(table(results))

@@ -158,7 +158,7 @@ def test_message_lost_between_redis_and_worker_is_republished_by_the_watchdog(
     assert [(r["task_id"], r["times"]) for r in republished] == [(handle.task_id, 1)]
 
 
-def test_watchdog_stays_quiet_for_stops_that_finish(producer, start_worker, sandbox_client, call, redis_server):
+def test_watchdog_stays_quiet_for_stops_that_finish(producer, start_worker, call, redis_server):
     """A finished stop leaves no schedule entry behind, so no watchdog ever fires for it."""
     start_worker()
     call_uuid = call()
