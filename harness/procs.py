@@ -35,6 +35,18 @@ def wait_for(
         time.sleep(interval_s)
 
 
+def terminate(proc: subprocess.Popen[bytes] | None, timeout_s: float = 10.0) -> None:
+    """SIGTERM ``proc`` and wait up to ``timeout_s``; SIGKILL it if it is still there."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as sock:
@@ -132,13 +144,7 @@ class RedisServer:
 
     def stop(self) -> None:
         """SIGTERM the server (it writes its AOF and exits), SIGKILL if it lingers."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        terminate(self.proc)
         self.proc = None
 
 
@@ -217,13 +223,7 @@ class WorkerProcess:
         """SIGTERM (warm shutdown) and wait; SIGKILL after ``timeout_s``."""
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        terminate(self.proc, timeout_s)
         with contextlib.suppress(Exception):
             self._log.close()
         self.proc = None

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from harness.procs import ROOT, free_port, wait_for
+from harness.procs import ROOT, free_port, terminate, wait_for
 from vobiz_sandbox import SandboxClient
 
 
@@ -66,12 +66,6 @@ class SandboxProcess:
     def stop(self) -> None:
         """Terminate the server and close the control client."""
         self.client.close()
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        terminate(self.proc)
         self.proc = None
         self._log.close()

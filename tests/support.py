@@ -10,6 +10,7 @@ from harness.procs import (
     free_port,
     publish_raw,
     redis_server_binary,
+    terminate,
     wait_for,
 )
 
@@ -21,5 +22,6 @@ __all__ = [
     "lpush_raw_message",
     "publish_raw",
     "redis_server_binary",
+    "terminate",
     "wait_for",
 ]

@@ -18,7 +18,7 @@ import pytest
 import redis
 import requests
 from conftest import AUTH_ID, TOKEN
-from support import ROOT, RedisServer, free_port, publish_raw, wait_for
+from support import ROOT, RedisServer, free_port, publish_raw, terminate, wait_for
 from test_stop_flow import final
 
 from producers import Producer
@@ -324,13 +324,7 @@ class FlowerProcess:
         return self.log_path.read_text(encoding="utf-8", errors="replace") if self.log_path.exists() else ""
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        terminate(self.proc, 15)
         self.proc = None
 
 
