@@ -24,12 +24,14 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import structlog
+from celery.utils.saferepr import saferepr
 from celery.worker.consumer import Consumer
 from kombu.exceptions import ContentDisallowed
 from redis.exceptions import RedisError
 
 from worker.deadletters import DeadLetters
 from worker.errors import ConfigError
+from worker.redaction import Redactor
 from worker.transport import BAD_ENVELOPE
 
 log = structlog.get_logger("recstop.consumer")
@@ -199,6 +201,20 @@ def _short(value: object) -> str | None:
     return text[:120]
 
 
+def mask_argument_reprs(message: Any, redactor: Redactor) -> None:  # noqa: ANN401
+    """Mask tokens in the argument reprs that task events (and so Flower) show.
+
+    recstop's producers never put a token in a message, but a raw producer might; the reprs come
+    from the sender's headers, or Celery computes them from the body, so set them here, masked.
+    """
+    headers = message.headers
+    body = message.decode()  # JSON only (checked above); kombu caches the result on the message
+    args, kwargs = (body[0], body[1]) if isinstance(body, list | tuple) and len(body) >= 2 else ((), {})  # noqa: PLR2004
+    for name, value in (("argsrepr", args), ("kwargsrepr", kwargs)):
+        given = headers.get(name)
+        headers[name] = redactor.text(given if isinstance(given, str) else saferepr(value))
+
+
 class RecstopConsumer(Consumer):  # type: ignore[misc]
     """Celery's consumer, with every refused message dead-lettered (``worker_consumer`` setting)."""
 
@@ -208,6 +224,7 @@ class RecstopConsumer(Consumer):  # type: ignore[misc]
         if runtime is None:
             raise ConfigError("worker.consumer.RecstopConsumer needs an app built by worker.app.create_app")
         self.poison = PoisonHandler(runtime.deadletters, tuple(self.connection_errors))
+        self.redactor = runtime.executor.redactor
         # KeyError is one of kombu's Redis "connection errors"; only real broker failures propagate.
         self.broker_errors = tuple(
             e for e in (*self.connection_errors, *self.channel_errors) if not issubclass(e, LookupError)
@@ -227,6 +244,7 @@ class RecstopConsumer(Consumer):  # type: ignore[misc]
             if poison is not None:
                 self.poison(message, poison)
                 return
+            mask_argument_reprs(message, self.redactor)
             try:
                 celery_handler(message)
             except self.broker_errors:

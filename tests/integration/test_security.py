@@ -464,6 +464,32 @@ def test_token_appears_nowhere(producer, start_worker, sandbox_client, call, red
     assert all(TOKEN not in exception_text(e) for e in errors)
 
 
+def test_token_sent_by_a_careless_raw_producer_stays_out_of_flower(
+    producer, start_worker, redis_server, flower, call
+):
+    """A raw message that carries the token itself: Flower, the logs and the dead letter mask it."""
+    flower.start()
+    worker = start_worker()
+    leaky = publish_raw(redis_server.url, {"call_uuid": call(), "auth_token": TOKEN})
+    with_repr = publish_raw(redis_server.url, {"call_uuid": call(), "note": f"token={TOKEN}"})
+    entries = wait_for(
+        lambda: (found := producer.dead_letters.list()) and len(found) == 2 and found,
+        what="both messages dead-lettered",
+    )
+    assert {e.task_id for e in entries} == {leaky, with_repr}
+    assert TOKEN not in json.dumps([e.to_dict() for e in entries])
+    both = {leaky, with_repr}
+    tasks = wait_for(
+        lambda: (found := json.loads(flower.get("/api/tasks"))) and both <= found.keys() and found,
+        timeout_s=20,
+        what="flower to list both tasks",
+    )
+    assert "auth_token" in tasks[leaky]["kwargs"]
+    for task_id in (leaky, with_repr):
+        assert TOKEN not in flower.get(f"/api/task/info/{task_id}")
+    assert TOKEN not in worker.log_text()
+
+
 # --- Hostile input cannot change the endpoint ---------------------------------------------------
 
 
