@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
-import sys
 import time
 import traceback
 import uuid
@@ -16,11 +14,11 @@ from urllib.parse import quote, urlsplit
 
 import pytest
 import redis
-import requests
 from conftest import AUTH_ID, TOKEN
-from support import ROOT, RedisServer, free_port, publish_raw, terminate, wait_for
+from support import RedisServer, free_port, publish_raw, wait_for
 from test_stop_flow import final
 
+from harness.flower import FlowerProcess
 from producers import Producer
 from worker.errors import BrokerUnavailableError, InvalidStopRequest
 from worker.settings import Settings
@@ -286,46 +284,6 @@ def test_mutual_tls_client_certificate(tmp_path, pki, env):
 
 
 # --- The token leaks nowhere --------------------------------------------------------------------
-
-
-class FlowerProcess:
-    """``celery -A worker flower`` as a real process, its API open (FLOWER_UNAUTHENTICATED_API)."""
-
-    def __init__(self, env: dict[str, str], log_path: Path) -> None:
-        self.env = env
-        self.log_path = log_path
-        self.port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> FlowerProcess:
-        argv = [sys.executable, "-m", "celery", "-A", "worker", "flower"]
-        argv += [f"--port={self.port}", "--address=127.0.0.1"]
-        env = {**os.environ, **self.env, "FLOWER_UNAUTHENTICATED_API": "true"}
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-        wait_for(self._healthy, timeout_s=30, interval_s=0.1, what="flower to answer")
-        return self
-
-    def _healthy(self) -> bool:
-        assert self.proc is not None
-        if self.proc.poll() is not None:
-            raise AssertionError(f"flower exited with {self.proc.returncode}:\n{self.log_text()[-3000:]}")
-        try:
-            return requests.get(f"http://127.0.0.1:{self.port}/healthcheck", timeout=2).ok
-        except requests.RequestException:
-            return False
-
-    def get(self, path: str) -> str:
-        response = requests.get(f"http://127.0.0.1:{self.port}{path}", timeout=10)
-        response.raise_for_status()
-        return response.text
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(encoding="utf-8", errors="replace") if self.log_path.exists() else ""
-
-    def stop(self) -> None:
-        terminate(self.proc, 15)
-        self.proc = None
 
 
 @pytest.fixture
