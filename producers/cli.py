@@ -71,6 +71,22 @@ def _parser() -> argparse.ArgumentParser:
         "--auto-calls", action="store_true", help="treat unknown calls as live and recording"
     )
     sandbox.add_argument("--nothing-to-stop", choices=["404", "204"], default="404")
+
+    health = sub.add_parser("health", help="check Redis, workers, dead letters and the schedule (exit 0/1)")
+    health.add_argument("--json", action="store_true", help="print a JSON report")
+    health.add_argument(
+        "--max-dead-letters", type=int, metavar="N", help="default RECSTOP_HEALTH_MAX_DEAD_LETTERS"
+    )
+    health.add_argument(
+        "--max-overdue-s", type=float, metavar="S", help="default RECSTOP_HEALTH_MAX_OVERDUE_S"
+    )
+    health.add_argument(
+        "--max-heartbeat-age-s", type=float, metavar="S", help="default RECSTOP_HEALTH_MAX_HEARTBEAT_AGE_S"
+    )
+
+    metrics = sub.add_parser("metrics", help="serve Prometheus metrics on /metrics until SIGTERM")
+    metrics.add_argument("--host", default="127.0.0.1")
+    metrics.add_argument("--port", type=int, default=9808)
     return parser
 
 
@@ -161,7 +177,7 @@ def _dlq(producer: Producer, args: argparse.Namespace, out: TextIO) -> None:
         out.write(f"purged {store.purge()} dead letter(s)\n")
 
 
-def _sandbox(args: argparse.Namespace) -> None:
+def _sandbox(args: argparse.Namespace, _out: TextIO, _err: TextIO) -> int:
     from vobiz_sandbox import serve  # noqa: PLC0415 - the sandbox is only imported when asked for
 
     serve(
@@ -171,7 +187,60 @@ def _sandbox(args: argparse.Namespace) -> None:
         auto_calls=args.auto_calls,
         nothing_to_stop=args.nothing_to_stop,
     )
+    return EXIT_OK
 
+
+def _health(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Exit 0 when every check passes, 1 otherwise (a bad setting or an unreachable Redis included)."""
+    from worker.health import Thresholds, check_health, render  # noqa: PLC0415
+
+    try:
+        settings = Settings.from_env()
+        thresholds = Thresholds.from_env(
+            os.environ,
+            max_dead_letters=args.max_dead_letters,
+            max_overdue_s=args.max_overdue_s,
+            max_heartbeat_age_s=args.max_heartbeat_age_s,
+        )
+    except ConfigError as exc:
+        err.write(f"recstop: error: {exc}\n")
+        return EXIT_FAILURE
+    client = redis_client(settings.redis)
+    try:
+        report = check_health(client, thresholds, redis_url=settings.redis.safe_url)
+    finally:
+        client.close()
+    if args.json:
+        _print_json(report.to_dict(), out)
+    else:
+        out.write(render(report))
+    return EXIT_OK if report.healthy else EXIT_FAILURE
+
+
+def _metrics(args: argparse.Namespace, _out: TextIO, err: TextIO) -> int:
+    """Serve /metrics until SIGTERM or SIGINT (exit 0), or fail to start (exit 2 or 1)."""
+    from worker.health import Thresholds  # noqa: PLC0415
+    from worker.metrics import serve  # noqa: PLC0415
+
+    try:
+        settings = Settings.from_env()
+        max_age = Thresholds.from_env(os.environ).max_heartbeat_age_s
+        serve(redis_client(settings.redis), host=args.host, port=args.port, max_heartbeat_age_s=max_age)
+    except ConfigError as exc:
+        err.write(f"recstop: error: {exc}\n")
+        return EXIT_USAGE
+    except OSError as exc:
+        err.write(f"recstop: cannot serve metrics on {args.host}:{args.port}: {exc}\n")
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+#: Commands that run without a producer, returning their own exit code.
+STANDALONE: dict[str, Callable[[argparse.Namespace, TextIO, TextIO], int]] = {
+    "sandbox": _sandbox,
+    "health": _health,
+    "metrics": _metrics,
+}
 
 COMMANDS: dict[str, Callable[[Producer, argparse.Namespace, TextIO], None]] = {
     "enqueue": _enqueue,
@@ -188,9 +257,8 @@ def run(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: Te
         args = _parser().parse_args(argv)
     except SystemExit as exc:
         return int(exc.code or 0)
-    if args.command == "sandbox":
-        _sandbox(args)
-        return EXIT_OK
+    if args.command in STANDALONE:
+        return STANDALONE[args.command](args, stdout, stderr)
     try:
         settings = Settings.from_env()
         with Producer(settings, redis_client(settings.redis)) as producer:

@@ -164,6 +164,10 @@ class Executor:
         if run.attempt_record is not None:
             # Kept in the attempt log, so the gap before the next attempt can be checked.
             run.attempt_record["retry_in_s"] = round(delay_s, 3)
+            if failure.retry_after_s is not None:  # the API's wait, as honoured (counted in metrics)
+                run.attempt_record["retry_after_s"] = min(
+                    failure.retry_after_s, self.policy.retry_after_cap_s
+                )
         state, detail = self.store.finish(
             run.request, run.task_id, result="retry", delay_s=delay_s, dlq_id=new_entry_id(), **run.fields()
         )

@@ -22,6 +22,14 @@ SCHEDULE: Final = f"{PREFIX}:schedule"
 DLQ_INDEX: Final = f"{PREFIX}:dlq"
 #: hash per worker: heartbeat of live workers.
 WORKERS: Final = f"{PREFIX}:workers"
+#: hash: cumulative counters shared by every worker process (``recstop metrics`` exports them).
+#: Written by ``finish.lua`` in the same script that records the outcome, so a count is exact:
+#: ``stops:<state>`` (stopped, already_stopped, retried, cancelled, superseded), ``dead:<reason>``,
+#: ``settled`` (URL stops settled by a stop-all), ``attempts``, per HTTP status (``none`` for a
+#: timeout or connection error) ``latency_count:<status>``, ``latency_sum:<status>`` and
+#: ``latency_bucket:<status>:<le>`` (non-cumulative), ``rate_limited`` (429 answers),
+#: ``retry_after`` and ``retry_after_seconds`` (Retry-After waits honoured, capped).
+METRICS: Final = f"{PREFIX}:metrics"
 ALL_TARGET: Final = "all"
 
 

@@ -436,6 +436,25 @@ ENV_SPECS: Final[tuple[EnvSpec, ...]] = (
     EnvSpec("RECSTOP_CONCURRENCY", _positive(int), 32, "Worker threads per process."),
     EnvSpec("RECSTOP_SCHEDULER_POLL_S", _positive(float), 0.2, "Scheduler poll interval."),
     EnvSpec(
+        "RECSTOP_HEALTH_MAX_DEAD_LETTERS",
+        _positive(int),
+        100,
+        "`recstop health` fails with more dead letters than this (`--max-dead-letters`).",
+    ),
+    EnvSpec(
+        "RECSTOP_HEALTH_MAX_OVERDUE_S",
+        _positive(float),
+        60.0,
+        "`recstop health` fails when a schedule entry is due for longer than this (`--max-overdue-s`).",
+    ),
+    EnvSpec(
+        "RECSTOP_HEALTH_MAX_HEARTBEAT_AGE_S",
+        _positive(float),
+        10.0,
+        "A worker whose heartbeat (every 2 s) is older counts as dead, in `recstop health` and the "
+        "`recstop_workers` metric (`--max-heartbeat-age-s`).",
+    ),
+    EnvSpec(
         "RECSTOP_LOG_LEVEL", _choice("debug", "info", "warning", "error", "critical"), "info", "Log level."
     ),
     EnvSpec(

@@ -1,5 +1,5 @@
 -- Worker side: record an attempt's outcome, move the stop to its next state, release the lock.
--- KEYS: status, lock, schedule, task_index, attempts, call_targets, dlq_index
+-- KEYS: status, lock, schedule, task_index, attempts, call_targets, dlq_index (and prefix:metrics)
 -- ARGV: member, task_id, lock_token, result, attempt_json, http_status, error, delay_s,
 --       reason, new_dlq_id, payload_json, retention_s, dlq_max_entries, dlq_max_age_s,
 --       prefix, attempt_started_at, target, call_uuid
@@ -11,6 +11,31 @@ local member, task_id, token, result = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local retention, prefix = tonumber(ARGV[12]), ARGV[15]
 local now = now_s()
 
+-- Metrics (recstop:metrics, see worker/keys.py): counted in this script, so exactly once per
+-- recorded outcome, whichever process records it. BUCKETS must equal LATENCY_BUCKETS in worker/metrics.py.
+local metrics = prefix .. ':metrics'
+local BUCKETS = {'0.005', '0.01', '0.025', '0.05', '0.1', '0.25', '0.5', '1', '2.5', '5', '10', '15'}
+local function count(field) redis.call('HINCRBY', metrics, field, 1) end
+if ARGV[5] ~= '' then
+  local a = cjson.decode(ARGV[5])
+  local code = 'none'
+  if type(a.http_status) == 'number' then code = string.format('%d', a.http_status) end
+  local secs = (tonumber(a.duration_ms) or 0) / 1000
+  local le = '+Inf'
+  for _, b in ipairs(BUCKETS) do
+    if secs <= tonumber(b) then le = b; break end
+  end
+  count('attempts')
+  count('latency_count:' .. code)
+  count('latency_bucket:' .. code .. ':' .. le)
+  redis.call('HINCRBYFLOAT', metrics, 'latency_sum:' .. code, string.format('%.6f', secs))
+  if code == '429' then count('rate_limited') end
+  if type(a.retry_after_s) == 'number' then
+    count('retry_after')
+    redis.call('HINCRBYFLOAT', metrics, 'retry_after_seconds', string.format('%.3f', a.retry_after_s))
+  end
+end
+
 local function release()
   if redis.call('GET', lock) == token then redis.call('DEL', lock) end
 end
@@ -20,6 +45,7 @@ if r[1] ~= task_id then
   -- This run was cancelled and the key adopted by a newer run meanwhile: keep only the verdict.
   if result ~= 'retry' then redis.call('SET', task_index, result, 'EX', retention) end
   release()
+  count('stops:superseded')
   return {'superseded', ''}
 end
 if ARGV[5] ~= '' then
@@ -36,6 +62,7 @@ local state = r[2]
 local reason = ARGV[9]
 if state == 'cancelled' and (result == 'retry' or result == 'dead') then
   release()
+  count('stops:cancelled')
   return {'cancelled', ''}
 end
 if result == 'retry' then
@@ -46,6 +73,7 @@ if result == 'retry' then
     redis.call('ZADD', schedule, fmt(due), member)
     expire_all({status, attempts, targets}, retention + (not_after - now))
     release()
+    count('stops:retried')
     return {'retrying', fmt(due)}
   end
   result, reason = 'dead', 'deadline'
@@ -86,10 +114,12 @@ elseif ARGV[17] == 'all' then
         redis.call('ZREM', schedule, m)
         redis.call('SET', prefix .. ':task:' .. s[3], 'already_stopped', 'EX', retention)
         redis.call('EXPIRE', sk, retention)
+        count('settled')
       end
     end
   end
 end
 expire_all({status, attempts, targets}, retention)
 release()
+if result == 'dead' then count('dead:' .. reason) else count('stops:' .. result) end
 return {result, reason}

@@ -1,0 +1,138 @@
+"""Health of a recstop deployment, as plain functions over Redis (``recstop health``).
+
+Checks: Redis answers (and how fast), at least one worker heartbeats, the dead-letter store is
+not piling up, and no due stop waits in the schedule longer than it should (the schedulers run).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from redis import Redis
+from redis.exceptions import RedisError
+
+from worker import keys
+from worker.metrics import split_workers
+from worker.settings import ENV_SPECS
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """When a deployment counts as unhealthy."""
+
+    max_dead_letters: int = 100
+    max_overdue_s: float = 60.0
+    max_heartbeat_age_s: float = 10.0
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], **overrides: float | None) -> Thresholds:
+        """Thresholds from ``RECSTOP_HEALTH_*``; an override that is not None wins."""
+        specs = {spec.name: spec for spec in ENV_SPECS}
+        values: dict[str, Any] = {
+            "max_dead_letters": specs["RECSTOP_HEALTH_MAX_DEAD_LETTERS"].read(env),
+            "max_overdue_s": specs["RECSTOP_HEALTH_MAX_OVERDUE_S"].read(env),
+            "max_heartbeat_age_s": specs["RECSTOP_HEALTH_MAX_HEARTBEAT_AGE_S"].read(env),
+        }
+        values.update({name: value for name, value in overrides.items() if value is not None})
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class Check:
+    """One check: its name, whether it passed, why, and what it measured."""
+
+    name: str
+    ok: bool
+    detail: str
+    data: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class HealthReport:
+    """Every check; healthy only if all passed."""
+
+    checks: tuple[Check, ...]
+
+    @property
+    def healthy(self) -> bool:
+        """Whether every check passed."""
+        return all(check.ok for check in self.checks)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as JSON-ready data."""
+        return {"healthy": self.healthy, "checks": {c.name: asdict(c) for c in self.checks}}
+
+
+CHECK_NAMES = ("redis", "workers", "dead_letters", "schedule")
+
+
+def check_health(client: Redis, thresholds: Thresholds, *, redis_url: str = "") -> HealthReport:
+    """Run every check against Redis; an unreachable Redis fails them all, with the reason."""
+    started = time.perf_counter()
+    try:
+        client.ping()
+        latency_ms = round((time.perf_counter() - started) * 1000, 2)
+        seconds, micros = client.time()
+        now = seconds + micros / 1_000_000
+        pipe = client.pipeline(transaction=False)
+        pipe.hgetall(keys.WORKERS)
+        pipe.zcard(keys.DLQ_INDEX)
+        pipe.zrange(keys.SCHEDULE, 0, 0, withscores=True)
+        heartbeats, dead_letters, first = pipe.execute()
+    except (RedisError, OSError) as exc:
+        where = f" at {redis_url}" if redis_url else ""
+        reason = f"Redis unreachable{where}: {type(exc).__name__}: {exc}"
+        failed = [Check("redis", ok=False, detail=reason, data={})]
+        failed += [
+            Check(name, ok=False, detail="not checked: Redis unreachable", data={})
+            for name in CHECK_NAMES[1:]
+        ]
+        return HealthReport(tuple(failed))
+    redis_check = Check(
+        "redis", ok=True, detail=f"PING answered in {latency_ms} ms", data={"latency_ms": latency_ms}
+    )
+    return HealthReport(
+        (
+            redis_check,
+            _workers(heartbeats, now, thresholds.max_heartbeat_age_s),
+            _dead_letters(dead_letters, thresholds.max_dead_letters),
+            _schedule(first, now, thresholds.max_overdue_s),
+        )
+    )
+
+
+def _workers(heartbeats: Mapping[str, str], now: float, max_age_s: float) -> Check:
+    live, stale = split_workers(heartbeats, now, max_age_s)
+    data = {"live": live, "stale": stale, "max_heartbeat_age_s": max_age_s}
+    detail = f"{len(live)} live worker(s)" if live else f"no worker heartbeat younger than {max_age_s:g} s"
+    if stale:
+        detail += f"; stale (dead): {', '.join(stale)}"
+    return Check("workers", ok=bool(live), detail=detail, data=data)
+
+
+def _dead_letters(count: int, max_count: int) -> Check:
+    ok = count <= max_count
+    detail = f"{count} dead letter(s), at most {max_count} allowed"
+    return Check("dead_letters", ok=ok, detail=detail, data={"count": count, "max": max_count})
+
+
+def _schedule(first: list[tuple[str, float]], now: float, max_overdue_s: float) -> Check:
+    """The oldest schedule entry: overdue by more than ``max_overdue_s`` means no scheduler publishes."""
+    overdue_s = max(0.0, now - float(first[0][1])) if first else 0.0
+    data: dict[str, Any] = {"oldest_overdue_s": round(overdue_s, 3), "max_overdue_s": max_overdue_s}
+    if first and overdue_s > 0:
+        data["oldest_key"] = first[0][0]
+    if overdue_s > max_overdue_s:
+        detail = f"stop {first[0][0]} has been due for {overdue_s:.1f} s (more than {max_overdue_s:g} s)"
+        return Check("schedule", ok=False, detail=detail, data=data)
+    return Check("schedule", ok=True, detail=f"oldest due entry overdue by {overdue_s:.1f} s", data=data)
+
+
+def render(report: HealthReport) -> str:
+    """A human-readable report: one line per check."""
+    lines = [f"{'healthy' if report.healthy else 'UNHEALTHY'}"]
+    lines += [f"  {'ok  ' if c.ok else 'FAIL'} {c.name:13} {c.detail}" for c in report.checks]
+    return "\n".join(lines) + "\n"
