@@ -164,3 +164,21 @@ def test_latency_buckets_match_finish_lua():
     found = re.search(r"local BUCKETS = \{([^}]*)\}", lua)
     assert found is not None
     assert [float(b.strip(" '")) for b in found.group(1).split(",")] == list(LATENCY_BUCKETS)
+
+
+def test_stop_all_settling_is_counted(producer, start_worker, sandbox_client, call, exporter):
+    """A stop-all that settles a delayed URL stop of the same call counts it as settled_by_stop_all."""
+    _, url = exporter
+    start_worker()
+    call_uuid = call(recordings=0)
+    recording = sandbox_client.start_recording(call_uuid)
+    producer.stop_recording(call_uuid, recording, delay=600)
+    producer.stop_recording(call_uuid)
+    wait_for(
+        lambda: producer.status(call_uuid, recording).state == "already_stopped", what="the URL stop settled"
+    )
+    m = scrape(url)
+    assert value(m, "recstop_stops_total", outcome="settled_by_stop_all", reason="") == 1
+    assert value(m, "recstop_stops_total", outcome="stopped", reason="") == 1
+    assert value(m, "recstop_attempts_total") == 1
+    assert value(m, "recstop_schedule_entries", when="future") == 0
