@@ -1,3 +1,4 @@
+# ruff: noqa: INP001 - a standalone script run by path, not part of a package
 """Write deploy/requirements.txt: recstop's runtime dependencies, pinned to the versions installed here.
 
 Run it with the virtualenv the tests passed in: ``.venv/bin/python deploy/freeze_requirements.py``.

@@ -9,6 +9,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -406,7 +407,7 @@ def test_systemd_units_pass_systemd_analyze_verify(tmp_path):
     analyze = shutil.which("systemd-analyze")
     assert analyze, "systemd-analyze is missing: apt-get install systemd"
     # verify checks that ExecStart exists: point the units at this venv and the env example.
-    venv_bin = Path(shutil.which("celery", path=str(ROOT / ".venv" / "bin")) or "").parent
+    venv_bin = Path(sys.executable).parent
     assert (venv_bin / "recstop").exists()
     units = []
     for path in sorted(SYSTEMD.glob("*.service")):
