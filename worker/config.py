@@ -6,7 +6,7 @@ from typing import Any
 
 from worker.keys import QUEUE, TASK_NAME
 from worker.settings import Settings
-from worker.transport import TRANSPORT
+from worker.transport import transport_for
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -15,7 +15,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     return {
         "broker_url": redis.url,
         # kombu's Redis transport with its poison-item and closed-connection holes closed.
-        "broker_transport": TRANSPORT,
+        "broker_transport": transport_for(redis.url),  # the Sentinel variant for sentinel://
         "broker_use_ssl": redis.tls_options(),  # rediss:// only; explicit, else kombu skips verification
         "broker_transport_options": {
             # Messages held by a worker that died come back after this many seconds. Safe to keep
@@ -26,6 +26,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "socket_timeout": redis.socket_timeout_s,
             "socket_connect_timeout": redis.socket_timeout_s,
             "health_check_interval": 10,
+            **_sentinel_options(settings),
         },
         "broker_connection_retry": True,
         "broker_connection_retry_on_startup": True,
@@ -58,3 +59,17 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "timezone": "UTC",
         "enable_utc": True,
     }
+
+
+def _sentinel_options(settings: Settings) -> dict[str, Any]:
+    """The Sentinel transport options: the master name, the sentinels' password and timeouts."""
+    redis = settings.redis
+    if not redis.sentinel:
+        return {}
+    sentinel_kwargs: dict[str, Any] = {
+        "socket_timeout": redis.socket_timeout_s,
+        "socket_connect_timeout": redis.socket_timeout_s,
+    }
+    if redis.sentinel_password:
+        sentinel_kwargs["password"] = redis.sentinel_password
+    return {"master_name": redis.sentinel_master, "sentinel_kwargs": sentinel_kwargs}

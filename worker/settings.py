@@ -56,6 +56,9 @@ class RedisSettings:
 
     A password or an ACL user comes in the URL (``redis://user:password@host:6379/0``); it never
     shows in a repr (see ``safe_url``). The ``tls_*`` options apply to ``rediss://`` URLs only.
+    High availability: ``sentinel://h1:26379;sentinel://h2:26379;...`` (kombu's format) with
+    ``sentinel_master``; the Redis password then goes in the first URL, the sentinels' own in
+    ``sentinel_password``.
     """
 
     url: str = DEFAULT_BROKER_URL
@@ -65,17 +68,67 @@ class RedisSettings:
     tls_cert_file: str | None = None
     tls_key_file: str | None = None
     tls_cert_reqs: CertReqs = "required"
+    sentinel_master: str | None = None
+    sentinel_password: str | None = None
 
     @classmethod
     def from_dsn(cls, url: str, **overrides: Any) -> RedisSettings:  # noqa: ANN401 - dataclass kwargs
-        """Build checked settings for a Redis URL (``redis://``, ``rediss://`` or ``unix://``)."""
-        if not url.startswith(("redis://", "rediss://", "unix://")):
+        """Build checked settings for a Redis URL (``redis://``, ``rediss://``, ``unix://`` or ``sentinel://``)."""
+        if not url.startswith(("redis://", "rediss://", "unix://", "sentinel://")):
             raise ConfigError(
-                f"RECSTOP_BROKER_URL must be a redis://, rediss:// or unix:// URL, got {mask_url(url)!r}"
+                "RECSTOP_BROKER_URL must be a redis://, rediss://, unix:// or sentinel:// URL, "
+                f"got {mask_url(url)!r}"
             )
         settings = cls(url=url, **overrides)
         settings._check_tls()
+        settings._check_sentinel()
         return settings
+
+    def _check_sentinel(self) -> None:
+        if not self.sentinel:
+            for name, value in (
+                ("RECSTOP_REDIS_SENTINEL_MASTER", self.sentinel_master),
+                ("RECSTOP_REDIS_SENTINEL_PASSWORD", self.sentinel_password),
+            ):
+                if value:
+                    raise ConfigError(f"{name} set, but RECSTOP_BROKER_URL is not a sentinel:// URL")
+            return
+        if not self.sentinel_master:
+            raise ConfigError(
+                "RECSTOP_BROKER_URL is a sentinel:// URL but RECSTOP_REDIS_SENTINEL_MASTER (the master name) "
+                "is not set"
+            )
+        self.sentinels()  # raises on a bad part
+
+    @property
+    def sentinel(self) -> bool:
+        """Whether the URL names Redis Sentinels (``sentinel://``) rather than one server."""
+        return self.url.startswith("sentinel://")
+
+    def sentinels(self) -> list[tuple[str, int]]:
+        """The (host, port) of every sentinel in a ``sentinel://a:26379;sentinel://b:26379`` URL."""
+        found: list[tuple[str, int]] = []
+        for part in self.url.split(";"):
+            try:
+                parts = urlsplit(part.strip())
+                port = parts.port or 26379
+            except ValueError:
+                raise ConfigError(f"RECSTOP_BROKER_URL: bad sentinel address {mask_url(part)!r}") from None
+            if parts.scheme != "sentinel" or not parts.hostname:
+                raise ConfigError(
+                    "RECSTOP_BROKER_URL: every ';'-separated part must be sentinel://host:port, "
+                    f"got {mask_url(part)!r}"
+                )
+            found.append((parts.hostname, port))
+        return found
+
+    def sentinel_db(self) -> int:
+        """The database number in the first sentinel URL's path (``sentinel://h:26379/0``), default 0."""
+        path = urlsplit(self.url.split(";", 1)[0]).path.strip("/")
+        try:
+            return int(path or 0)
+        except ValueError:
+            raise ConfigError(f"RECSTOP_BROKER_URL: bad database number {path!r}") from None
 
     def _check_tls(self) -> None:
         files = {
@@ -129,20 +182,27 @@ class RedisSettings:
 
     @property
     def safe_url(self) -> str:
-        """The URL with its password masked, for messages."""
-        return mask_url(self.url)
+        """The URL with its password(s) masked, for messages."""
+        return ";".join(mask_url(part) for part in self.url.split(";"))
 
     def secrets(self) -> frozenset[str]:
-        """The password in the URL (as written and decoded), for the log redaction processor."""
-        password = _url_password(self.url)
-        return frozenset({password, unquote(password)} - {""}) if password else frozenset()
+        """The passwords in the URL (as written and decoded) and the sentinels', for log redaction."""
+        found: set[str] = set()
+        for part in self.url.split(";"):
+            password = _url_password(part)
+            if password:
+                found |= {password, unquote(password)}
+        if self.sentinel_password:
+            found.add(self.sentinel_password)
+        return frozenset(found - {""})
 
     def __repr__(self) -> str:
         return (
             f"RedisSettings(url={self.safe_url!r}, socket_timeout_s={self.socket_timeout_s!r}, "
             f"visibility_timeout_s={self.visibility_timeout_s!r}, tls_ca_file={self.tls_ca_file!r}, "
             f"tls_cert_file={self.tls_cert_file!r}, tls_key_file={self.tls_key_file!r}, "
-            f"tls_cert_reqs={self.tls_cert_reqs!r})"
+            f"tls_cert_reqs={self.tls_cert_reqs!r}, sentinel_master={self.sentinel_master!r}, "
+            f"sentinel_password={MASK_TEXT if self.sentinel_password else None!r})"
         )
 
 
@@ -266,6 +326,8 @@ class Settings:
                 tls_cert_file=values["RECSTOP_REDIS_TLS_CERT_FILE"],
                 tls_key_file=values["RECSTOP_REDIS_TLS_KEY_FILE"],
                 tls_cert_reqs=values["RECSTOP_REDIS_TLS_CERT_REQS"],
+                sentinel_master=values["RECSTOP_REDIS_SENTINEL_MASTER"],
+                sentinel_password=values["RECSTOP_REDIS_SENTINEL_PASSWORD"],
             ),
             api=ApiSettings(
                 base_url=values["VOBIZ_API_BASE"].rstrip("/"),
@@ -379,7 +441,21 @@ ENV_SPECS: Final[tuple[EnvSpec, ...]] = (
         _str,
         DEFAULT_BROKER_URL,
         "Redis URL: broker and state store. A password or ACL user goes in the URL "
-        "(`redis://user:password@host:6379/0`); `rediss://` for TLS.",
+        "(`redis://user:password@host:6379/0`); `rediss://` for TLS; "
+        "`sentinel://h1:26379;sentinel://h2:26379;sentinel://h3:26379` for Redis Sentinel.",
+    ),
+    EnvSpec(
+        "RECSTOP_REDIS_SENTINEL_MASTER",
+        _str,
+        None,
+        "Master name the sentinels monitor (required with `sentinel://`).",
+    ),
+    EnvSpec(
+        "RECSTOP_REDIS_SENTINEL_PASSWORD",
+        _str,
+        None,
+        "Password of the sentinels themselves (`requirepass` in sentinel.conf); the Redis password "
+        "goes in the first `sentinel://` URL.",
     ),
     EnvSpec("RECSTOP_REDIS_SOCKET_TIMEOUT_S", _positive(float), 5.0, "Redis socket timeout."),
     EnvSpec(

@@ -1,4 +1,4 @@
-"""kombu's Redis transport with two holes closed, selected by ``broker_transport``.
+"""kombu's Redis transport (and its Sentinel variant) with two holes closed, selected by ``broker_transport``.
 
 1. A list item that is not a kombu envelope (not JSON, headers that are not an object, no
    properties...) makes kombu raise inside the worker's event loop: the worker exits and the
@@ -105,5 +105,26 @@ class Transport(kombu_redis.Transport):
     Channel = Channel
 
 
+class SentinelChannel(Channel, kombu_redis.SentinelChannel):
+    """kombu's Sentinel channel (the master found through the sentinels) with the same two fixes.
+
+    The fixes come first in the method order; kombu's Sentinel channel then builds its connection
+    pool from the sentinels (``_get_pool``) on top of the same ``_connparams``.
+    """
+
+
+class SentinelTransport(kombu_redis.SentinelTransport):
+    """kombu's Redis Sentinel transport with :class:`SentinelChannel`."""
+
+    Channel = SentinelChannel
+
+
 #: The ``broker_transport`` value that selects this transport.
 TRANSPORT: Final = "worker.transport:Transport"
+#: The ``broker_transport`` value for ``sentinel://`` broker URLs.
+SENTINEL_TRANSPORT: Final = "worker.transport:SentinelTransport"
+
+
+def transport_for(url: str) -> str:
+    """The ``broker_transport`` for a broker URL: the Sentinel variant for ``sentinel://``."""
+    return SENTINEL_TRANSPORT if url.startswith("sentinel://") else TRANSPORT

@@ -1,0 +1,227 @@
+"""Redis Sentinel: producers, workers and the state store on sentinel:// URLs, through a real failover."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from redis.sentinel import SentinelConnectionPool
+
+from chaos.load import Load, new_calls
+from chaos.stack import AUTH_ID, BASE_ENV, TOKEN
+from chaos.verify import deletes_by_call, reconcile
+from harness.procs import WorkerProcess, wait_for
+from harness.sandbox import SandboxProcess
+from harness.sentinel import MASTER_NAME, SentinelCluster
+from producers import Producer
+from worker.config import celery_config
+from worker.errors import ConfigError
+from worker.settings import RedisSettings, Settings
+from worker.store import redis_client
+from worker.transport import SENTINEL_TRANSPORT, TRANSPORT, SentinelTransport
+
+pytestmark = pytest.mark.integration
+
+SENTINELS = "sentinel://10.0.0.1:26379;sentinel://10.0.0.2:26380;sentinel://10.0.0.3"
+#: Stops of the failover run, and their rate: the master dies when 40% of them are sent.
+FAILOVER_STOPS = 300
+RATE_PER_S = 30.0
+
+
+# --- configuration ------------------------------------------------------------------------------
+
+
+def test_sentinel_url_selects_the_sentinel_transport_and_master_name():
+    """sentinel:// → the Sentinel transport, with master_name and the sentinel password in its options."""
+    settings = Settings.from_env(
+        {
+            "RECSTOP_BROKER_URL": SENTINELS,
+            "RECSTOP_REDIS_SENTINEL_MASTER": "prod",
+            "RECSTOP_REDIS_SENTINEL_PASSWORD": "Sentinel-pw-91",
+        }
+    )
+    assert settings.redis.sentinels() == [("10.0.0.1", 26379), ("10.0.0.2", 26380), ("10.0.0.3", 26379)]
+    config = celery_config(settings)
+    assert config["broker_transport"] == SENTINEL_TRANSPORT
+    options = config["broker_transport_options"]
+    assert options["master_name"] == "prod"
+    assert options["sentinel_kwargs"]["password"] == "Sentinel-pw-91"
+    assert "Sentinel-pw-91" in settings.secrets()
+    assert "Sentinel-pw-91" not in repr(settings.redis)
+    plain = celery_config(Settings.from_env({"RECSTOP_BROKER_URL": "redis://127.0.0.1:6390/0"}))
+    assert plain["broker_transport"] == TRANSPORT
+    assert "master_name" not in plain["broker_transport_options"]
+
+
+def test_sentinel_url_passwords_are_masked_and_redacted():
+    """The Redis password in a sentinel:// URL is masked in safe_url and listed for redaction."""
+    redis = RedisSettings.from_dsn(
+        "sentinel://:Redis-pw-7@10.0.0.1:26379;sentinel://:Redis-pw-7@10.0.0.2:26379", sentinel_master="m"
+    )
+    assert redis.safe_url == "sentinel://:***@10.0.0.1:26379;sentinel://:***@10.0.0.2:26379"
+    assert "Redis-pw-7" in redis.secrets()
+    assert "Redis-pw-7" not in repr(redis)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"RECSTOP_BROKER_URL": SENTINELS}, "RECSTOP_REDIS_SENTINEL_MASTER"),
+        ({"RECSTOP_BROKER_URL": "sentinel://a:1;redis://b:2", "RECSTOP_REDIS_SENTINEL_MASTER": "m"}, "every"),
+        ({"RECSTOP_BROKER_URL": "sentinel://a:port", "RECSTOP_REDIS_SENTINEL_MASTER": "m"}, "bad sentinel"),
+        ({"RECSTOP_BROKER_URL": "sentinel://:26379", "RECSTOP_REDIS_SENTINEL_MASTER": "m"}, "every"),
+        ({"RECSTOP_BROKER_URL": "redis://a:6379/0", "RECSTOP_REDIS_SENTINEL_MASTER": "m"}, "not a sentinel"),
+        (
+            {"RECSTOP_BROKER_URL": "redis://a:6379/0", "RECSTOP_REDIS_SENTINEL_PASSWORD": "x"},
+            "not a sentinel",
+        ),
+        ({"RECSTOP_BROKER_URL": "sentinel://a/x", "RECSTOP_REDIS_SENTINEL_MASTER": "m"}, "database"),
+    ],
+)
+def test_bad_sentinel_settings_are_config_errors(env, message):
+    """A sentinel:// URL without a master name, a bad part, or sentinel options without one → ConfigError."""
+    with pytest.raises(ConfigError, match=message):
+        Settings.from_env(env).redis.sentinel_db()
+
+
+# --- a real master, replica and three sentinels ---------------------------------------------------
+
+
+@pytest.fixture
+def cluster(tmp_path: Path):
+    """Master and replica (AOF on) and three sentinels (quorum 2) on loopback."""
+    ha = SentinelCluster(tmp_path / "ha").start()
+    yield ha
+    ha.stop()
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path):
+    """The Vobiz sandbox as its own process, creating calls on first sight."""
+    server = SandboxProcess(tmp_path / "sandbox.log", {AUTH_ID: TOKEN}, seed=7).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def ha_env(cluster: SentinelCluster, sandbox: SandboxProcess) -> dict[str, str]:
+    """Workers' and producers' environment: the sentinel:// URL and the master name."""
+    return {
+        **BASE_ENV,
+        "RECSTOP_BROKER_URL": cluster.url,
+        "RECSTOP_REDIS_SENTINEL_MASTER": MASTER_NAME,
+        "VOBIZ_API_BASE": sandbox.api_base,
+    }
+
+
+@pytest.fixture
+def workers(ha_env, cluster, tmp_path):
+    """Start real workers on the sentinel:// URL; all stopped at the end."""
+    started: list[WorkerProcess] = []
+
+    def start(name: str) -> WorkerProcess:
+        worker = WorkerProcess(ha_env, tmp_path / f"{name}.log", name=name, redis_url=cluster.master.url)
+        started.append(worker)
+        return worker.start()
+
+    yield start
+    for worker in started:
+        worker.stop(timeout_s=15)
+
+
+@pytest.fixture
+def producers(ha_env):
+    """Make producers on the sentinel:// URL; all closed at the end."""
+    made: list[Producer] = []
+
+    def make() -> Producer:
+        settings = Settings.from_env(ha_env)
+        producer = Producer(settings, redis_client(settings.redis))
+        made.append(producer)
+        return producer
+
+    yield make
+    for producer in made:
+        producer.close()
+
+
+def test_stop_goes_through_the_master_the_sentinels_name(cluster, workers, producers, sandbox):
+    """A stop over sentinel:// is stored on the master, replicated, and run by a worker via the sentinels."""
+    worker = workers("s1")
+    producer = producers()
+    [call_uuid] = new_calls(1)
+    handle = producer.stop_recording(call_uuid)
+    tally = reconcile(producer, sandbox.client, [call_uuid], timeout_s=30)
+    assert (tally.stopped, tally.lost) == (1, [])
+    assert isinstance(producer.redis.connection_pool, SentinelConnectionPool)
+    with producer.app.connection_for_write() as connection:
+        assert isinstance(connection.transport, SentinelTransport)
+        assert connection.default_channel.client.connection_pool.service_name == MASTER_NAME
+    status_key = next(iter(cluster.master.client().scan_iter("recstop:status:*")))
+    wait_for(
+        lambda: cluster.replica.client().hget(status_key, "state") == "stopped",
+        timeout_s=10,
+        what="the replica to hold the final status",
+    )
+    assert cluster.master.client().hget(status_key, "task_id") == handle.task_id
+    [ready] = [r for r in worker.log_records() if r.get("event") == "worker_ready"]
+    assert ready["broker"] == cluster.url
+
+
+def test_failover_during_load_loses_no_accepted_stop(cluster, workers, producers, sandbox):
+    """SIGKILL the master mid-load: the replica is promoted, producers and workers follow, nothing is lost."""
+    sandbox.client.set_faults([], latency_ms=20)
+    alive = [workers("f1"), workers("f2")]
+    calls = new_calls(FAILOVER_STOPS)
+    load = Load(producers, calls, rate_per_s=RATE_PER_S, give_up_s=120).start()
+    load.wait_progress(len(calls) * 2 // 5)
+    old_port = cluster.master.port
+    master_offset = int(cluster.master.client().info("replication")["master_repl_offset"])
+    cluster.master.crash()
+    crashed_at = time.time()
+    promoted_at = cluster.wait_failover(old_port)
+    # What the replica held of the old master's stream when promoted (PSYNC2: second_repl_offset - 1).
+    held = int(cluster.replica.client().info("replication")["second_repl_offset"]) - 1
+    sent = load.wait(timeout_s=180)
+    tally = reconcile(producers(), sandbox.client, [a.call_uuid for a in sent.accepted], timeout_s=120)
+
+    failover_s = promoted_at - crashed_at
+    accepted_after = sorted(a.accepted_at for a in sent.accepted if a.accepted_at >= crashed_at)
+    deletes_after = sorted(
+        e["time"]
+        for entries in deletes_by_call(sandbox.client).values()
+        for e in entries
+        if e["time"] >= promoted_at
+    )
+    figures = {
+        "sent": len(calls),
+        "accepted": len(sent.accepted),
+        "refused_enqueues": sent.refused,
+        "failover_s": round(failover_s, 2),
+        "unreplicated_bytes_at_crash": max(0, master_offset - held),
+        "producer_first_accept_after_crash_s": round(accepted_after[0] - crashed_at, 2)
+        if accepted_after
+        else None,
+        "worker_first_delete_after_promotion_s": round(deletes_after[0] - promoted_at, 2)
+        if deletes_after
+        else None,
+        "tally": tally.as_dict(),
+    }
+    print("sentinel failover:", json.dumps(figures))  # the figures the README quotes (pytest -s)
+    assert sent.errors == []
+    assert len(sent.accepted) == len(calls)
+    assert tally.lost == [], tally.lost[:5]
+    assert tally.stopped + tally.already_stopped == len(calls)
+    assert failover_s < 15
+    assert accepted_after, "no stop accepted after the crash"
+    assert deletes_after, "no DELETE after the promotion"
+    assert all(w.alive for w in alive)
+    new_master = cluster.replica.client()
+    assert new_master.execute_command("ROLE")[0] == "master"
+    wait_for(
+        lambda: new_master.llen("recstop") + new_master.hlen("unacked") == 0,
+        timeout_s=30,
+        what="queue and unacked to drain on the new master",
+    )
