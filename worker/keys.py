@@ -28,7 +28,8 @@ WORKERS: Final = f"{PREFIX}:workers"
 #: ``settled`` (URL stops settled by a stop-all), ``attempts``, per HTTP status (``none`` for a
 #: timeout or connection error) ``latency_count:<status>``, ``latency_sum:<status>`` and
 #: ``latency_bucket:<status>:<le>`` (non-cumulative), ``rate_limited`` (429 answers),
-#: ``retry_after`` and ``retry_after_seconds`` (Retry-After waits honoured, capped).
+#: ``retry_after`` and ``retry_after_seconds`` (Retry-After waits honoured, capped). ``claim.lua``
+#: adds ``watchdog_republishes``, ``deadletter.lua`` adds ``rejected:<reason>`` (messages refused).
 METRICS: Final = f"{PREFIX}:metrics"
 ALL_TARGET: Final = "all"
 

@@ -180,6 +180,20 @@ def _counters(raw: Mapping[str, str]) -> Iterator[Metric]:
             stops.add_metric(["dead", field.removeprefix("dead:")], float(value))
     yield stops
     yield _counter("recstop_attempts", "API calls made (attempts recorded).", float(raw.get("attempts", 0)))
+    rejected = CounterMetricFamily(
+        "recstop_messages_rejected",
+        "Messages dead-lettered before they became a stop (malformed, poison), by reason.",
+        labels=["reason"],
+    )
+    for field, value in sorted(raw.items()):
+        if field.startswith("rejected:"):
+            rejected.add_metric([field.removeprefix("rejected:")], float(value))
+    yield rejected
+    yield _counter(
+        "recstop_watchdog_republishes",
+        "Stops published again because their watchdog fired (a message lost on its way to a worker).",
+        float(raw.get("watchdog_republishes", 0)),
+    )
     yield _counter("recstop_rate_limited", "429 answers from the API.", float(raw.get("rate_limited", 0)))
     yield _counter(
         "recstop_retry_after_waits",

@@ -51,6 +51,9 @@ def test_poison_messages_are_dead_lettered_and_the_worker_keeps_serving(
 
     entries = dead_letters(producer, len(items))
     assert Counter(e.reason for e in entries) == Counter(i.reason for i in items)
+    counted = redis_server.client().hgetall("recstop:metrics")
+    rejected = {f.removeprefix("rejected:"): int(n) for f, n in counted.items() if f.startswith("rejected:")}
+    assert rejected == dict(Counter(i.reason for i in items))
     by_id = {i.task_id: i.reason for i in items if i.task_id}
     assert {e.task_id: e.reason for e in entries if e.task_id} == by_id
     assert not (tmp_path / "unpickled").exists()

@@ -156,6 +156,7 @@ def test_message_lost_between_redis_and_worker_is_republished_by_the_watchdog(
     assert len(deletes(sandbox_client, call_uuid)) == 1
     republished = [r for r in worker.log_records() if r.get("event") == "stop_republished"]
     assert [(r["task_id"], r["times"]) for r in republished] == [(handle.task_id, 1)]
+    assert client.hget("recstop:metrics", "watchdog_republishes") == "1"
 
 
 def test_watchdog_stays_quiet_for_stops_that_finish(producer, start_worker, call, redis_server):

@@ -18,6 +18,7 @@ for i = 1, #due, 2 do
     if r[9] == score then
       -- The watchdog fired: the stop's message was published but nothing settled it.
       republished = redis.call('HINCRBY', status, 'republished', 1)
+      redis.call('HINCRBY', (string.gsub(KEYS[1], ':schedule$', ':metrics')), 'watchdog_republishes', 1)
       redis.call('HDEL', status, 'watch_at')
     end
     redis.call('ZADD', schedule, lease_until, member)
