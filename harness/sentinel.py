@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import subprocess
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -89,6 +92,92 @@ class SentinelServer:
         self.proc = None
 
 
+class LinkProxy:
+    """A TCP relay in front of the master, to make its replica fall behind as over a bad network.
+
+    Everything reaches the master through it (sentinels, clients and the replica alike: a replica
+    pointed elsewhere than the address the sentinels know gets reconfigured by them). ``freeze``
+    stops relaying the master's stream on replication connections only (those that sent ``PSYNC``
+    or ``REPLCONF``): the master keeps acknowledging its clients and the stream piles up in the
+    relay. ``cut`` then drops every connection with what it holds, as a partition does. (A
+    SIGSTOPped replica does not lag on loopback: the kernel keeps receiving for it.)
+    """
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = free_port()
+        self._flowing = threading.Event()
+        self._flowing.set()
+        self._closed = False
+        self._generation = 0  # bumped by ``cut``: relays of older connections drop what they hold
+        self._sockets: list[socket.socket] = []
+        self._replication: set[int] = set()  # ids of downstream sockets that carry replication
+        self._lock = threading.Lock()
+        self._listener = socket.create_server(("127.0.0.1", self.port))
+        threading.Thread(target=self._accept, name="link-proxy", daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                downstream, _ = self._listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target_port), timeout=5)
+            except OSError:
+                downstream.close()
+                continue
+            upstream.settimeout(None)
+            with self._lock:
+                self._sockets += [downstream, upstream]
+                generation = self._generation
+            for source, sink, from_master in ((upstream, downstream, True), (downstream, upstream, False)):
+                threading.Thread(
+                    target=self._pump, args=(source, sink, from_master, generation), daemon=True
+                ).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket, from_master: bool, generation: int) -> None:  # noqa: FBT001
+        link = id(sink if from_master else source)
+        with contextlib.suppress(OSError):
+            while True:
+                data = source.recv(65536)
+                if not data:
+                    break
+                if not from_master and (b"PSYNC" in data.upper() or b"REPLCONF" in data.upper()):
+                    self._replication.add(link)
+                if from_master and link in self._replication:
+                    self._flowing.wait()  # frozen: hold this chunk and read no more
+                if generation != self._generation:
+                    break  # cut while held: the chunk is dropped
+                sink.sendall(data)
+        for sock in (source, sink):
+            with contextlib.suppress(OSError):
+                sock.close()
+
+    def freeze(self) -> None:
+        """Stop relaying the master's stream to the replica."""
+        self._flowing.clear()
+
+    def cut(self) -> None:
+        """Drop every relayed connection and what it buffered; new ones are relayed again."""
+        with self._lock:
+            sockets, self._sockets = self._sockets, []
+            self._generation += 1
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(OSError):
+                sock.close()
+        self._flowing.set()
+
+    def close(self) -> None:
+        """Stop listening and drop everything."""
+        self._closed = True
+        with contextlib.suppress(OSError):
+            self._listener.close()
+        self.cut()
+
+
 class SentinelCluster:
     """A master (AOF on), one replica of it (AOF on) and three sentinels with quorum 2.
 
@@ -103,19 +192,24 @@ class SentinelCluster:
         sentinels: int = 3,
         appendfsync: str = "everysec",
         extra_args: Sequence[str] = (),
+        relayed_replica: bool = False,
     ) -> None:
         self.directory = directory
         self.master = RedisServer(
             directory / "master", appendonly=True, appendfsync=appendfsync, extra_args=extra_args
         )
+        #: With ``relayed_replica``, the master is known (to sentinels, clients and the replica) by
+        #: this relay's port, so that its replication link can be stalled (``freeze``/``cut``).
+        self.link = LinkProxy(self.master.port) if relayed_replica else None
+        upstream = self.link.port if self.link is not None else self.master.port
         self.replica = RedisServer(
             directory / "replica",
             appendonly=True,
             appendfsync=appendfsync,
-            extra_args=["--replicaof", "127.0.0.1", str(self.master.port), *extra_args],
+            extra_args=["--replicaof", "127.0.0.1", str(upstream), *extra_args],
         )
         self.sentinels = [
-            SentinelServer(directory / f"sentinel{index + 1}", self.master.port) for index in range(sentinels)
+            SentinelServer(directory / f"sentinel{index + 1}", upstream) for index in range(sentinels)
         ]
 
     @property
@@ -188,12 +282,32 @@ class SentinelCluster:
         )
         return promoted_at
 
+    def restart_as_replica(self, node: RedisServer, timeout_s: float = 60.0) -> float:
+        """Start a crashed node again; wait until the sentinels made it a synced replica; return when."""
+        node.start()
+
+        def synced() -> float:  # 0.0: not yet
+            try:
+                info = node.client().info("replication")
+            except redis.RedisError:
+                return 0.0
+            return (
+                time.time() if info.get("role") == "slave" and info.get("master_link_status") == "up" else 0.0
+            )
+
+        synced_at: float = wait_for(
+            synced, timeout_s=timeout_s, interval_s=0.05, what="the old master to rejoin"
+        )
+        return synced_at
+
     def stop(self) -> None:
         """Stop the sentinels first (no failover while tearing down), then the data nodes."""
         for sentinel in self.sentinels:
             sentinel.stop()
         self.replica.stop()
         self.master.stop()
+        if self.link is not None:
+            self.link.close()
 
 
 def _pings(client: redis.Redis) -> bool:

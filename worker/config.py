@@ -27,6 +27,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "socket_connect_timeout": redis.socket_timeout_s,
             "health_check_interval": 10,
             **_sentinel_options(settings),
+            # Publishes wait for replicas (WAIT) when asked to; see worker.transport.Channel.
+            "wait_replicas": redis.wait_replicas,
+            "wait_timeout_ms": redis.wait_timeout_ms,
         },
         "broker_connection_retry": True,
         "broker_connection_retry_on_startup": True,

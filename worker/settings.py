@@ -70,6 +70,9 @@ class RedisSettings:
     tls_cert_reqs: CertReqs = "required"
     sentinel_master: str | None = None
     sentinel_password: str | None = None
+    #: A published stop message waits until this many replicas hold it (``WAIT``); 0: no wait.
+    wait_replicas: int = 0
+    wait_timeout_ms: int = 500
 
     @classmethod
     def from_dsn(cls, url: str, **overrides: Any) -> RedisSettings:  # noqa: ANN401 - dataclass kwargs
@@ -82,7 +85,17 @@ class RedisSettings:
         settings = cls(url=url, **overrides)
         settings._check_tls()
         settings._check_sentinel()
+        settings._check_wait()
         return settings
+
+    def _check_wait(self) -> None:
+        if self.wait_replicas < 0:
+            raise ConfigError(f"RECSTOP_REDIS_WAIT_REPLICAS must be >= 0, got {self.wait_replicas}")
+        if self.wait_replicas and self.wait_timeout_ms / 1000 >= self.socket_timeout_s:
+            raise ConfigError(
+                f"RECSTOP_REDIS_WAIT_TIMEOUT_MS ({self.wait_timeout_ms}) must be shorter than "
+                f"RECSTOP_REDIS_SOCKET_TIMEOUT_S ({self.socket_timeout_s:g} s)"
+            )
 
     def _check_sentinel(self) -> None:
         if not self.sentinel:
@@ -202,7 +215,8 @@ class RedisSettings:
             f"visibility_timeout_s={self.visibility_timeout_s!r}, tls_ca_file={self.tls_ca_file!r}, "
             f"tls_cert_file={self.tls_cert_file!r}, tls_key_file={self.tls_key_file!r}, "
             f"tls_cert_reqs={self.tls_cert_reqs!r}, sentinel_master={self.sentinel_master!r}, "
-            f"sentinel_password={MASK_TEXT if self.sentinel_password else None!r})"
+            f"sentinel_password={MASK_TEXT if self.sentinel_password else None!r}, "
+            f"wait_replicas={self.wait_replicas!r}, wait_timeout_ms={self.wait_timeout_ms!r})"
         )
 
 
@@ -328,6 +342,8 @@ class Settings:
                 tls_cert_reqs=values["RECSTOP_REDIS_TLS_CERT_REQS"],
                 sentinel_master=values["RECSTOP_REDIS_SENTINEL_MASTER"],
                 sentinel_password=values["RECSTOP_REDIS_SENTINEL_PASSWORD"],
+                wait_replicas=values["RECSTOP_REDIS_WAIT_REPLICAS"],
+                wait_timeout_ms=values["RECSTOP_REDIS_WAIT_TIMEOUT_MS"],
             ),
             api=ApiSettings(
                 base_url=values["VOBIZ_API_BASE"].rstrip("/"),
@@ -431,6 +447,13 @@ def _str(raw: str) -> str:
     return raw
 
 
+def _non_negative_int(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise ValueError(f"must be >= 0, got {raw!r}")
+    return value
+
+
 ENV_SPECS: Final[tuple[EnvSpec, ...]] = (
     EnvSpec("VOBIZ_AUTH_ID", _str, None, "Default Vobiz account (`MA_...` or `SA_...`)."),
     EnvSpec("VOBIZ_AUTH_TOKEN", _str, None, "Token of the default account (worker only)."),
@@ -456,6 +479,20 @@ ENV_SPECS: Final[tuple[EnvSpec, ...]] = (
         None,
         "Password of the sentinels themselves (`requirepass` in sentinel.conf); the Redis password "
         "goes in the first `sentinel://` URL.",
+    ),
+    EnvSpec(
+        "RECSTOP_REDIS_WAIT_REPLICAS",
+        _non_negative_int,
+        0,
+        "Replicas that must hold a published stop message (`WAIT`) before the enqueue counts as accepted; "
+        "0: none (asynchronous replication: a failover can lose the last acknowledged writes).",
+    ),
+    EnvSpec(
+        "RECSTOP_REDIS_WAIT_TIMEOUT_MS",
+        _positive(int),
+        500,
+        "Longest `WAIT` per publish; fewer replicas by then refuses the enqueue "
+        "(`BrokerUnavailableError`). Below the socket timeout.",
     ),
     EnvSpec("RECSTOP_REDIS_SOCKET_TIMEOUT_S", _positive(float), 5.0, "Redis socket timeout."),
     EnvSpec(

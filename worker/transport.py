@@ -18,11 +18,14 @@ from collections.abc import Mapping
 from queue import Empty
 from typing import Any, Final
 
+import kombu.transport as kombu_transport
 from kombu.transport import redis as kombu_redis
 from kombu.utils.encoding import bytes_to_str
-from kombu.utils.json import loads
+from kombu.utils.json import dumps, loads
 from redis import exceptions as redis_errors
 
+#: Transport options of recstop's channels beyond kombu's: replicas a publish waits for, and how long.
+WAIT_OPTIONS: Final = ("wait_replicas", "wait_timeout_ms")
 #: Content type of an envelope made for a list item that was not a kombu message.
 BAD_ENVELOPE: Final = "application/x-recstop-bad-envelope"
 
@@ -71,7 +74,37 @@ def _is_envelope(payload: object) -> bool:
 
 
 class Channel(kombu_redis.Channel):
-    """The Redis channel, tolerant of foreign list items and of a closed connection."""
+    """The Redis channel, tolerant of foreign list items and of a closed connection.
+
+    With the ``wait_replicas`` transport option (> 0), a published message also waits until that
+    many replicas hold it (``WAIT``, at most ``wait_timeout_ms``); a shortfall is a Redis
+    ``ConnectionError``, so the producer refuses the enqueue instead of reporting it accepted.
+    """
+
+    from_transport_options = (*kombu_redis.Channel.from_transport_options, *WAIT_OPTIONS)  # type: ignore[assignment]
+    wait_replicas: int = 0
+    wait_timeout_ms: int = 1000
+
+    def _put(self, queue: str, message: Mapping[str, Any], **kwargs: Any) -> None:  # noqa: ANN401
+        if self.wait_replicas <= 0 or kwargs.get("_publish_batch") is not None:
+            super()._put(queue, message, **kwargs)  # type: ignore[no-untyped-call]
+            return
+        # kombu's LPUSH (and queue expiry), then WAIT on the same connection: WAIT counts the
+        # replicas that acknowledged this connection's writes (and, the stream being ordered, the
+        # producer's earlier status record too).
+        pri = self._get_message_priority(message, reverse=False)  # type: ignore[no-untyped-call]
+        with self.conn_or_acquire() as client, client.pipeline(transaction=False) as pipe:
+            pipe.lpush(self._q_for_pri(queue, pri), dumps(message))  # type: ignore[no-untyped-call]
+            if self._expires and queue in self._expires:
+                for step in self.priority_steps:
+                    pipe.pexpire(self._q_for_pri(queue, step), self._expires[queue])  # type: ignore[no-untyped-call]
+            pipe.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
+            acked = int(pipe.execute()[-1])
+        if acked < self.wait_replicas:
+            raise redis_errors.ConnectionError(
+                f"message held by {acked} replica(s) after {self.wait_timeout_ms} ms, "
+                f"{self.wait_replicas} required"
+            )
 
     def _connparams(self, asynchronous: bool = False) -> dict[str, Any]:  # noqa: FBT001, FBT002
         if self.connection.client is None:
@@ -112,6 +145,8 @@ class SentinelChannel(Channel, kombu_redis.SentinelChannel):
     pool from the sentinels (``_get_pool``) on top of the same ``_connparams``.
     """
 
+    from_transport_options = (*kombu_redis.SentinelChannel.from_transport_options, *WAIT_OPTIONS)  # type: ignore[assignment]
+
 
 class SentinelTransport(kombu_redis.SentinelTransport):
     """kombu's Redis Sentinel transport with :class:`SentinelChannel`."""
@@ -128,3 +163,10 @@ SENTINEL_TRANSPORT: Final = "worker.transport:SentinelTransport"
 def transport_for(url: str) -> str:
     """The ``broker_transport`` for a broker URL: the Sentinel variant for ``sentinel://``."""
     return SENTINEL_TRANSPORT if url.startswith("sentinel://") else TRANSPORT
+
+
+# A ``sentinel://a;sentinel://b`` URL gives kombu failover alternates, and on a connection error
+# ``Connection.switch`` re-resolves the transport from the next URL's scheme, dropping the one
+# ``broker_transport`` named: after the first failover every connection would be kombu's stock
+# Sentinel transport, without the fixes above. The scheme resolves to this module's instead.
+kombu_transport.TRANSPORT_ALIASES["sentinel"] = SENTINEL_TRANSPORT

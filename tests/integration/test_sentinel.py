@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+from celery import Celery
 from redis.sentinel import SentinelConnectionPool
 
 from chaos.load import Load, new_calls
@@ -50,9 +51,22 @@ def test_sentinel_url_selects_the_sentinel_transport_and_master_name():
     assert options["sentinel_kwargs"]["password"] == "Sentinel-pw-91"
     assert "Sentinel-pw-91" in settings.secrets()
     assert "Sentinel-pw-91" not in repr(settings.redis)
+    assert (options["wait_replicas"], options["wait_timeout_ms"]) == (0, 500)
     plain = celery_config(Settings.from_env({"RECSTOP_BROKER_URL": "redis://127.0.0.1:6390/0"}))
     assert plain["broker_transport"] == TRANSPORT
     assert "master_name" not in plain["broker_transport_options"]
+
+
+def test_failover_to_the_next_sentinel_url_keeps_recstops_transport():
+    """Switching to the next sentinel:// alternate keeps recstop's Sentinel transport (and its fixes)."""
+    settings = Settings.from_env({"RECSTOP_BROKER_URL": SENTINELS, "RECSTOP_REDIS_SENTINEL_MASTER": "m"})
+    app = Celery("switch", set_as_current=False)
+    app.conf.update(celery_config(settings))
+    with app.connection_for_write() as connection:
+        assert type(connection.transport) is SentinelTransport
+        connection.maybe_switch_next()
+        assert (connection.hostname, connection.port) == ("10.0.0.2", 26380)
+        assert type(connection.transport) is SentinelTransport
 
 
 def test_sentinel_url_passwords_are_masked_and_redacted():
@@ -78,6 +92,8 @@ def test_sentinel_url_passwords_are_masked_and_redacted():
             "not a sentinel",
         ),
         ({"RECSTOP_BROKER_URL": "sentinel://a/x", "RECSTOP_REDIS_SENTINEL_MASTER": "m"}, "database"),
+        ({"RECSTOP_REDIS_WAIT_REPLICAS": "-1"}, ">= 0"),
+        ({"RECSTOP_REDIS_WAIT_REPLICAS": "1", "RECSTOP_REDIS_WAIT_TIMEOUT_MS": "5000"}, "shorter than"),
     ],
 )
 def test_bad_sentinel_settings_are_config_errors(env, message):
@@ -90,9 +106,9 @@ def test_bad_sentinel_settings_are_config_errors(env, message):
 
 
 @pytest.fixture
-def cluster(tmp_path: Path):
-    """Master and replica (AOF on) and three sentinels (quorum 2) on loopback."""
-    ha = SentinelCluster(tmp_path / "ha").start()
+def cluster(request, tmp_path: Path):
+    """Master and replica (AOF on) and three sentinels (quorum 2) on loopback; param: replica via a relay."""
+    ha = SentinelCluster(tmp_path / "ha", relayed_replica=getattr(request, "param", False)).start()
     yield ha
     ha.stop()
 
@@ -121,8 +137,9 @@ def workers(ha_env, cluster, tmp_path):
     """Start real workers on the sentinel:// URL; all stopped at the end."""
     started: list[WorkerProcess] = []
 
-    def start(name: str) -> WorkerProcess:
-        worker = WorkerProcess(ha_env, tmp_path / f"{name}.log", name=name, redis_url=cluster.master.url)
+    def start(name: str, **overrides: str) -> WorkerProcess:
+        env = {**ha_env, **overrides}
+        worker = WorkerProcess(env, tmp_path / f"{name}.log", name=name, redis_url=cluster.master.url)
         started.append(worker)
         return worker.start()
 
@@ -136,8 +153,8 @@ def producers(ha_env):
     """Make producers on the sentinel:// URL; all closed at the end."""
     made: list[Producer] = []
 
-    def make() -> Producer:
-        settings = Settings.from_env(ha_env)
+    def make(**overrides: str) -> Producer:
+        settings = Settings.from_env({**ha_env, **overrides})
         producer = Producer(settings, redis_client(settings.redis))
         made.append(producer)
         return producer
@@ -225,3 +242,76 @@ def test_failover_during_load_loses_no_accepted_stop(cluster, workers, producers
         timeout_s=30,
         what="queue and unacked to drain on the new master",
     )
+
+
+@pytest.mark.parametrize("cluster", [True], indirect=True, ids=["relayed"])
+@pytest.mark.parametrize("wait_replicas", [0, 1])
+def test_replica_behind_at_the_crash_loses_unreplicated_stops_unless_publishes_wait(
+    cluster, workers, producers, sandbox, wait_replicas
+):
+    """Replica link stalled 0.5 s, master killed: without WAIT stops accepted then are lost; WAIT 1: none."""
+    wait_env = {"RECSTOP_REDIS_WAIT_REPLICAS": str(wait_replicas)}
+    sandbox.client.set_faults([], latency_ms=20)
+    alive = [workers("l1", **wait_env), workers("l2", **wait_env)]
+    calls = new_calls(FAILOVER_STOPS)
+    load = Load(lambda: producers(**wait_env), calls, rate_per_s=RATE_PER_S, give_up_s=120).start()
+    load.wait_progress(len(calls) * 2 // 5)
+    old_port = cluster.master_port()
+    assert cluster.link is not None
+    assert old_port == cluster.link.port
+    cluster.link.freeze()  # a lagging replica: replication stalls, the master keeps acknowledging
+    paused_at = time.time()
+    # ~0.5 s of load while it is stalled, or (with WAIT) every sending thread refused at least once.
+    target, refused = load.progress + int(RATE_PER_S / 2), load.result.refused
+    wait_for(
+        lambda: load.progress >= target or load.result.refused >= refused + 4,
+        timeout_s=30,
+        what="load to go on, or be refused, while the replica is stalled",
+    )
+    master_offset = int(cluster.master.client().info("replication")["master_repl_offset"])
+    cluster.master.crash()
+    crashed_at = time.time()
+    cluster.link.cut()  # what the replica had not received is gone with the master
+    promoted_at = cluster.wait_failover(old_port)
+    held = int(cluster.replica.client().info("replication")["second_repl_offset"]) - 1
+    rejoined_at = cluster.restart_as_replica(cluster.master)  # WAIT 1 needs a replica again
+    sent = load.wait(timeout_s=240)
+    # Accepted after the link stalled and before a new master existed: written to the old master only.
+    accepted_in_window = {a.call_uuid for a in sent.accepted if paused_at <= a.accepted_at <= promoted_at}
+    checker = producers()
+    others = [a.call_uuid for a in sent.accepted if a.call_uuid not in accepted_in_window]
+    tally = reconcile(checker, sandbox.client, others, timeout_s=120)
+    # Once every other stop is done, those of the window are done too, or gone: no long wait.
+    window = reconcile(checker, sandbox.client, accepted_in_window, timeout_s=60 if wait_replicas else 15)
+    tally.lost += window.lost
+    tally.stopped += window.stopped
+    tally.already_stopped += window.already_stopped
+    lost = {entry.split(":", 1)[0] for entry in tally.lost}
+    accepted_after = sorted(a.accepted_at for a in sent.accepted if a.accepted_at >= crashed_at)
+    figures = {
+        "wait_replicas": wait_replicas,
+        "accepted": len(sent.accepted),
+        "refused_enqueues": sent.refused,
+        "accepted_while_replica_frozen": len(accepted_in_window),
+        "unreplicated_bytes_at_crash": max(0, master_offset - held),
+        "failover_s": round(promoted_at - crashed_at, 2),
+        "old_master_rejoined_after_crash_s": round(rejoined_at - crashed_at, 2),
+        "producer_first_accept_after_crash_s": round(accepted_after[0] - crashed_at, 2)
+        if accepted_after
+        else None,
+        "lost": len(lost),
+        "tally": tally.as_dict(),
+    }
+    print("sentinel lagging replica:", json.dumps(figures))  # the figures the README quotes (pytest -s)
+    assert sent.errors == []
+    assert len(sent.accepted) == len(calls)
+    assert all(w.alive for w in alive)
+    assert master_offset > held  # the replica really was behind when the master died
+    if wait_replicas:
+        assert tally.lost == [], tally.lost[:5]
+        assert tally.stopped + tally.already_stopped == len(calls)
+    else:
+        # Asynchronous replication: what the master acknowledged but never replicated is gone.
+        assert lost, "expected the stops accepted while the replica was frozen to be lost"
+        assert lost <= accepted_in_window
+        assert tally.stopped + tally.already_stopped + len(lost) == len(calls)
