@@ -27,7 +27,7 @@ run: $(STAMP)
 	$(BIN)/python scripts/run_stack.py
 
 flower: $(STAMP)
-	$(BIN)/celery -A worker flower --port=5555
+	$(BIN)/celery -A worker flower --address=127.0.0.1 --port=5555 --max_tasks=10000
 
 test: $(STAMP)
 	$(BIN)/pytest -q
