@@ -53,6 +53,17 @@ def producer_for(env: dict[str, str], **overrides: str) -> Producer:
     return Producer(settings, redis_client(settings.redis))
 
 
+def refused(producer):
+    """Enqueue through ``producer`` (closed after); return its BrokerUnavailableError and seconds taken."""
+    started = time.monotonic()
+    try:
+        with pytest.raises(BrokerUnavailableError) as info:
+            producer.stop_recording(str(uuid.uuid4()))
+    finally:
+        producer.close()
+    return info.value, time.monotonic() - started
+
+
 # --- Redis with a password --------------------------------------------------------------------
 
 
@@ -102,16 +113,10 @@ class TestPassword:
             bad = url.replace(PASSWORD, "not-the-Pa55word")
         else:
             bad = "redis://" + url.split("@", 1)[1]
-        producer = producer_for(env, RECSTOP_BROKER_URL=bad)
-        started = time.monotonic()
-        try:
-            with pytest.raises(BrokerUnavailableError) as info:
-                producer.stop_recording(str(uuid.uuid4()))
-        finally:
-            producer.close()
-        assert time.monotonic() - started < 5.0
-        assert isinstance(info.value.__context__, redis.AuthenticationError)
-        text = exception_text(info.value)
+        error, took_s = refused(producer_for(env, RECSTOP_BROKER_URL=bad))
+        assert took_s < 5.0
+        assert isinstance(error.__context__, redis.AuthenticationError)
+        text = exception_text(error)
         assert PASSWORD not in text
         assert "not-the-Pa55word" not in text
 
@@ -236,15 +241,9 @@ class TestTls:
     def test_client_without_the_ca_fails_verification(self, env, pki, ca):
         """Without the right CA (system CAs, or a stranger CA) the producer gets BrokerUnavailableError."""
         overrides = {"RECSTOP_REDIS_TLS_CA_FILE": "" if ca == "system" else str(pki.other_ca)}
-        producer = producer_for(env, **overrides)
-        started = time.monotonic()
-        try:
-            with pytest.raises(BrokerUnavailableError) as info:
-                producer.stop_recording(str(uuid.uuid4()))
-        finally:
-            producer.close()
-        assert time.monotonic() - started < 10.0
-        assert "certificate verify failed" in str(info.value.__context__)
+        error, took_s = refused(producer_for(env, **overrides))
+        assert took_s < 10.0
+        assert "certificate verify failed" in str(error.__context__)
 
     def test_the_broker_connection_verifies_too(self, env, pki, redis_server):
         """The broker connection (publish) checks the CA itself: a good store client does not rescue it."""
