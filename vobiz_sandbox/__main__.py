@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Sequence
 
+from vobiz_sandbox.ratelimit import MAX_BURST
 from vobiz_sandbox.server import serve
 
 
@@ -13,6 +15,22 @@ def _account(text: str) -> tuple[str, str]:
     if not sep or not auth_id or not token:
         raise argparse.ArgumentTypeError("expected AUTH_ID:TOKEN")
     return auth_id, token
+
+
+def _rate(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected a number of requests per second") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError("expected a number >= 0 (0 = off)")
+    return value
+
+
+def _burst(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= MAX_BURST:
+        raise argparse.ArgumentTypeError(f"expected an integer in [1, {MAX_BURST}]")
+    return int(text)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -24,6 +42,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--auto-calls", action="store_true", help="unknown calls get one recording")
     parser.add_argument("--nothing-to-stop", choices=("404", "204"), default="404")
     parser.add_argument("--seed", type=int, default=None, help="seed for fault probabilities")
+    parser.add_argument(
+        "--rate-limit", type=_rate, default=None, metavar="RPS", help="429 beyond RPS per account (0 = off)"
+    )
+    parser.add_argument(
+        "--rate-limit-burst", type=_burst, default=None, metavar="N", help="bucket size (default 50 ms worth)"
+    )
     parser.add_argument("--verbose", action="store_true", help="access log to stderr")
     args = parser.parse_args(argv)
     serve(
@@ -33,6 +57,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         auto_calls=args.auto_calls,
         nothing_to_stop=args.nothing_to_stop,
         seed=args.seed,
+        rate_limit_rps=args.rate_limit,
+        rate_limit_burst=args.rate_limit_burst,
         verbose=args.verbose,
     )
 

@@ -7,6 +7,7 @@ import re
 from typing import Final
 
 from vobiz_sandbox.bodies import Reply, no_content, v1_error, v2_error
+from vobiz_sandbox.ratelimit import retry_after_s
 from vobiz_sandbox.state import Auth, SandboxState, Stop
 
 #: One path segment: auth ids and call uuids never need quoting.
@@ -65,6 +66,16 @@ def refusal(
     return None
 
 
+def throttle(state: SandboxState, auth_id: str) -> Reply | None:
+    """Count this request against ``auth_id``'s rate limit: the 429 answer if over it, else ``None``."""
+    wait = state.rate_limit(auth_id)
+    if wait is None:
+        return None
+    seconds = retry_after_s(wait)
+    details, headers = {"retryAfter": seconds}, (("Retry-After", str(seconds)),)
+    return v2_error(429, "RATE_LIMIT_EXCEEDED", "Rate limit exceeded.", details, headers)
+
+
 def handle(
     state: SandboxState,
     method: str,
@@ -78,7 +89,7 @@ def handle(
     route = match(raw_path)
     if route is None:
         return unauthorized("Authentication failed for this resource.")
-    refused = refusal(state, method, route[0], header_id, token)
+    refused = refusal(state, method, route[0], header_id, token) or throttle(state, route[0])
     if refused is not None:
         return refused
     url = parse_url(raw_body)

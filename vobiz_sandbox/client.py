@@ -119,14 +119,31 @@ class SandboxClient:
         found: dict[str, Any] = self._call("GET", "faults")
         return found
 
-    def configure(self, *, auto_calls: bool | None = None, nothing_to_stop: str | None = None) -> None:
-        """Change ``auto_calls`` and/or the ``nothing_to_stop`` mode (``"404"``/``"204"``)."""
-        body = {
-            k: v
-            for k, v in (("auto_calls", auto_calls), ("nothing_to_stop", nothing_to_stop))
-            if v is not None
-        }
-        self._call("PUT", "config", body)
+    def configure(
+        self,
+        *,
+        auto_calls: bool | None = None,
+        nothing_to_stop: str | None = None,
+        rate_limit_rps: float | None = None,
+        rate_limit_burst: int | None = None,
+    ) -> None:
+        """Change settings; ``None`` keeps one. ``rate_limit_rps=0`` turns the per-account limit off."""
+        fields = (
+            ("auto_calls", auto_calls),
+            ("nothing_to_stop", nothing_to_stop),
+            ("rate_limit_rps", rate_limit_rps),
+            ("rate_limit_burst", rate_limit_burst),
+        )
+        self._call("PUT", "config", {k: v for k, v in fields if v is not None})
+
+    def config(self) -> dict[str, Any]:
+        """Return the settings (``rate_limit_burst`` ``None`` = default) and the ``rate_limited`` count."""
+        found: dict[str, Any] = self._call("GET", "config")
+        return found
+
+    def rate_limited(self) -> int:
+        """Return how many requests the rate limiter has answered with 429 since the sandbox started."""
+        return int(self.config()["rate_limited"])
 
     def close(self) -> None:
         """Close the HTTP session."""

@@ -1,8 +1,16 @@
-"""The control API under ``/_sandbox/``: set up accounts, calls, faults; read the request log."""
+"""The control API under ``/_sandbox/``: set up accounts, calls, faults; read the request log.
+
+``PUT /_sandbox/config`` takes any of ``auto_calls``, ``nothing_to_stop``, ``rate_limit_rps`` (a number
+>= 0 per account, 0 = off) and ``rate_limit_burst`` (an integer >= 1, ``null`` = 50 ms worth, see
+:mod:`vobiz_sandbox.ratelimit`); absent fields keep their value, a rate limit change starts every bucket
+full. ``GET /_sandbox/config`` returns them all plus ``rate_limited``: how many requests the rate limiter
+has answered with 429 since the sandbox started (fault-injected 429s are not counted).
+"""
 
 from __future__ import annotations
 
 import json
+import math
 import re
 import uuid
 from collections.abc import Callable, Mapping
@@ -11,7 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 from vobiz_sandbox.api import SEGMENT, valid_id
 from vobiz_sandbox.bodies import Reply
 from vobiz_sandbox.faults import FaultConfig, FaultConfigError
-from vobiz_sandbox.state import SandboxState, recording_url
+from vobiz_sandbox.state import KEEP, Keep, SandboxState, recording_url
 
 Body = Mapping[str, object]
 Query = Mapping[str, list[str]]
@@ -41,6 +49,28 @@ def _text(body: Body, key: str, *, required: bool = False) -> str | None:
     if not isinstance(value, str) or not value:
         raise ControlError(400, f"{key} must be a non-empty string")
     return value
+
+
+def _rate(body: Body) -> float | None:
+    """``rate_limit_rps`` (``null`` = 0 = off), or ``None`` when absent."""
+    if "rate_limit_rps" not in body:
+        return None
+    value = body["rate_limit_rps"]
+    if value is None:
+        return 0.0
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        raise ControlError(400, f"rate_limit_rps must be a number >= 0 (0 = off), not {value!r}")
+    return float(value)
+
+
+def _burst(body: Body) -> int | Keep | None:
+    """``rate_limit_burst`` (``null`` = the default), or ``KEEP`` when absent."""
+    if "rate_limit_burst" not in body:
+        return KEEP
+    value = body["rate_limit_burst"]
+    if value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
+        return value
+    raise ControlError(400, f"rate_limit_burst must be an integer >= 1 or null (default), not {value!r}")
 
 
 def _add_account(state: SandboxState, _: tuple[str, ...], body: Body, __: Query) -> Reply:
@@ -132,7 +162,12 @@ def _clear_faults(state: SandboxState, _: tuple[str, ...], __: Body, ___: Query)
 
 def _configure(state: SandboxState, _: tuple[str, ...], body: Body, __: Query) -> Reply:
     try:
-        state.configure(auto_calls=_flag(body, "auto_calls"), nothing_to_stop=_text(body, "nothing_to_stop"))
+        state.configure(
+            auto_calls=_flag(body, "auto_calls"),
+            nothing_to_stop=_text(body, "nothing_to_stop"),
+            rate_limit_rps=_rate(body),
+            rate_limit_burst=_burst(body),
+        )
     except ValueError as error:
         raise ControlError(400, str(error)) from None
     return Reply(200, state.config())

@@ -14,7 +14,11 @@ from vobiz_sandbox.state import SandboxState
 
 
 class SandboxServer:
-    """A real HTTP server imitating the Vobiz Stop Recording API, plus its control API."""
+    """A real HTTP server imitating the Vobiz Stop Recording API, plus its control API.
+
+    ``rate_limit_rps`` (``None``/0 = off) and ``rate_limit_burst`` (``None`` = 50 ms worth) set the
+    per-account limit answered with 429, as in :mod:`vobiz_sandbox.ratelimit`.
+    """
 
     def __init__(
         self,
@@ -25,9 +29,17 @@ class SandboxServer:
         auto_calls: bool = False,
         nothing_to_stop: str = "404",
         seed: int | None = None,
+        rate_limit_rps: float | None = None,
+        rate_limit_burst: int | None = None,
         verbose: bool = False,
     ) -> None:
-        self._state = SandboxState(auto_calls=auto_calls, nothing_to_stop=nothing_to_stop, seed=seed)
+        self._state = SandboxState(
+            auto_calls=auto_calls,
+            nothing_to_stop=nothing_to_stop,
+            seed=seed,
+            rate_limit_rps=rate_limit_rps,
+            rate_limit_burst=rate_limit_burst,
+        )
         for auth_id, token in (accounts or {}).items():
             self._state.add_account(auth_id, token)
         self._httpd = SandboxHTTPServer((host, port), self._state, verbose=verbose)
@@ -101,6 +113,8 @@ def serve(
     auto_calls: bool = False,
     nothing_to_stop: str = "404",
     seed: int | None = None,
+    rate_limit_rps: float | None = None,
+    rate_limit_burst: int | None = None,
     verbose: bool = False,
 ) -> None:
     """Run the sandbox in the foreground until SIGINT or SIGTERM; prints one line when ready."""
@@ -118,6 +132,8 @@ def serve(
             auto_calls=auto_calls,
             nothing_to_stop=nothing_to_stop,
             seed=seed,
+            rate_limit_rps=rate_limit_rps,
+            rate_limit_burst=rate_limit_burst,
             verbose=verbose,
         ) as server:
             sys.stdout.write(f"vobiz sandbox listening on {server.base_url} (api base {server.api_base})\n")

@@ -11,6 +11,7 @@ from enum import Enum
 from typing import Final, NamedTuple
 
 from vobiz_sandbox.faults import FaultConfig, FaultPlan, FaultRule
+from vobiz_sandbox.ratelimit import RateLimiter
 from vobiz_sandbox.requestlog import LoggedRequest, RequestLog
 
 NOTHING_TO_STOP_MODES: Final = ("404", "204")
@@ -45,6 +46,15 @@ class Auth(Enum):
     INACTIVE = "inactive"
 
 
+class Keep(Enum):
+    """Marks a setting that :meth:`SandboxState.configure` leaves as it is."""
+
+    KEEP = "keep"
+
+
+KEEP: Final = Keep.KEEP
+
+
 class Stop(Enum):
     """Outcome of a stop-recording request."""
 
@@ -57,7 +67,13 @@ class SandboxState:
     """All mutable sandbox state, guarded by one lock."""
 
     def __init__(
-        self, *, auto_calls: bool = False, nothing_to_stop: str = "404", seed: int | None = None
+        self,
+        *,
+        auto_calls: bool = False,
+        nothing_to_stop: str = "404",
+        seed: int | None = None,
+        rate_limit_rps: float | None = None,
+        rate_limit_burst: int | None = None,
     ) -> None:
         self._lock = threading.Lock()
         self._accounts: dict[str, Account] = {}
@@ -67,7 +83,15 @@ class SandboxState:
         self._faults = FaultPlan(FaultConfig(seed=seed))
         self._auto_calls = False
         self._nothing_to_stop = "404"
-        self.configure(auto_calls=auto_calls, nothing_to_stop=nothing_to_stop)
+        self._limiter = RateLimiter()
+        self._burst: int | None = None  # as configured: None = the limiter's default
+        self._rate_limited = 0
+        self.configure(
+            auto_calls=auto_calls,
+            nothing_to_stop=nothing_to_stop,
+            rate_limit_rps=rate_limit_rps,
+            rate_limit_burst=rate_limit_burst,
+        )
 
     # -- accounts ---------------------------------------------------------------------------
     def add_account(self, auth_id: str, token: str, *, active: bool = True) -> None:
@@ -186,17 +210,45 @@ class SandboxState:
         with self._lock:
             return self._faults.config.latency_ms
 
-    def configure(self, *, auto_calls: bool | None = None, nothing_to_stop: str | None = None) -> None:
-        """Change ``auto_calls`` and/or the ``nothing_to_stop`` mode (``"404"`` or ``"204"``)."""
+    def configure(
+        self,
+        *,
+        auto_calls: bool | None = None,
+        nothing_to_stop: str | None = None,
+        rate_limit_rps: float | None = None,
+        rate_limit_burst: int | Keep | None = KEEP,
+    ) -> None:
+        """Change settings; ``None`` (``KEEP`` for the burst, where ``None`` = default) keeps one.
+
+        ``rate_limit_rps`` 0 turns the limit off. Any rate limit change starts every bucket full.
+        """
         if nothing_to_stop is not None and nothing_to_stop not in NOTHING_TO_STOP_MODES:
             raise ValueError(f"nothing_to_stop must be '404' or '204', not {nothing_to_stop!r}")
         with self._lock:
+            if rate_limit_rps is not None or rate_limit_burst is not KEEP:
+                rate = self._limiter.rate_rps if rate_limit_rps is None else rate_limit_rps
+                burst = self._burst if isinstance(rate_limit_burst, Keep) else rate_limit_burst
+                self._limiter, self._burst = RateLimiter(rate, burst), burst  # raises before any change
             if auto_calls is not None:
                 self._auto_calls = auto_calls
             if nothing_to_stop is not None:
                 self._nothing_to_stop = nothing_to_stop
 
     def config(self) -> dict[str, object]:
-        """Return the current ``auto_calls`` and ``nothing_to_stop`` settings."""
+        """Return the settings and ``rate_limited``, the 429s the rate limiter has sent so far."""
         with self._lock:
-            return {"auto_calls": self._auto_calls, "nothing_to_stop": self._nothing_to_stop}
+            return {
+                "auto_calls": self._auto_calls,
+                "nothing_to_stop": self._nothing_to_stop,
+                "rate_limit_rps": self._limiter.rate_rps or 0.0,
+                "rate_limit_burst": self._burst,
+                "rate_limited": self._rate_limited,
+            }
+
+    def rate_limit(self, auth_id: str) -> float | None:
+        """Count one API request against ``auth_id``'s limit: ``None`` if allowed, else seconds to wait."""
+        with self._lock:
+            wait = self._limiter.take(auth_id)
+            if wait is not None:
+                self._rate_limited += 1
+            return wait
