@@ -74,3 +74,8 @@ def task_key(task_id: str) -> str:
 def dlq_entry_key(entry_id: str) -> str:
     """hash: one dead letter."""
     return f"{PREFIX}:dlq:{entry_id}"
+
+
+def rate_key(auth_id: str) -> str:
+    """hash: the shared rate limiter of one account (tat, rate, penalized_at, blocked_until)."""
+    return f"{PREFIX}:rate:{auth_id}"
