@@ -6,12 +6,13 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help install run test test-unit test-integration chaos chaos-short lint format flower clean
+.PHONY: help install run test test-unit test-integration chaos chaos-short bench bench-ci lint format flower clean
 
 help:
 	@echo "make run    - the whole local stack: Redis, Vobiz sandbox, worker, Flower (Ctrl-C stops it)"
 	@echo "make test   - the whole test suite (starts its own redis-server, sandbox and workers)"
 	@echo "make chaos  - the chaos suite, full profile: faults under load, one table (under 10 minutes)"
+	@echo "make bench  - the benchmarks: seven scenarios beside naive Celery and the raw limit (about 10 minutes)"
 	@echo "make lint   - ruff and mypy --strict"
 
 $(STAMP): pyproject.toml
@@ -32,6 +33,12 @@ flower: $(STAMP)
 test: $(STAMP)
 	$(BIN)/pytest -q
 
+bench: $(STAMP)
+	$(BIN)/python -m bench --profile full --json .run/bench.json
+
+bench-ci: $(STAMP)
+	$(BIN)/python -m bench --profile ci --json .run/bench-ci.json
+
 test-unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit
 
@@ -45,13 +52,13 @@ chaos-short: $(STAMP)
 	$(BIN)/python -m chaos --profile short --json .run/chaos-short.json
 
 lint: $(STAMP)
-	$(BIN)/ruff check worker producers vobiz_sandbox harness chaos tests scripts
-	$(BIN)/ruff format --check worker producers vobiz_sandbox harness chaos tests scripts
+	$(BIN)/ruff check worker producers vobiz_sandbox harness chaos bench tests scripts
+	$(BIN)/ruff format --check worker producers vobiz_sandbox harness chaos bench tests scripts
 	$(BIN)/mypy
 
 format: $(STAMP)
-	$(BIN)/ruff format worker producers vobiz_sandbox harness chaos tests scripts
-	$(BIN)/ruff check --fix worker producers vobiz_sandbox harness chaos tests scripts
+	$(BIN)/ruff format worker producers vobiz_sandbox harness chaos bench tests scripts
+	$(BIN)/ruff check --fix worker producers vobiz_sandbox harness chaos bench tests scripts
 
 clean:
 	rm -rf $(VENV) .run .pytest_cache .mypy_cache .ruff_cache

@@ -110,11 +110,12 @@ def make_app(env: Mapping[str, str]) -> Celery:
 
     def stop_recording(call_uuid: str) -> int:
         response = delete(record_url(api_base, auth_id, call_uuid))
-        if not 200 <= response.status_code < 300:  # noqa: PLR2004 - the 2xx range
+        if not 200 <= response.status_code < 300:
             raise NaiveStopError(f"{response.status_code} for {call_uuid}")
         return response.status_code
 
-    app.task(name=TASK_NAME)(stop_recording)
+    # NAIVE_RATE_LIMIT ("200/s"): Celery's own rate limit, which holds per worker instance only.
+    app.task(name=TASK_NAME, rate_limit=env.get("NAIVE_RATE_LIMIT") or None)(stop_recording)
     return app
 
 
@@ -171,9 +172,7 @@ class NaiveWorker:
         env = {**os.environ, **self.env}
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log_file = self._log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(  # noqa: S603 - fixed argv: this interpreter running celery
-            argv, cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT
-        )
+        self.proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT)
         try:
             wait_for(self._ready, timeout_s=ready_timeout_s, interval_s=0.1, what="the naive worker")
         except BaseException:

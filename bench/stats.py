@@ -20,7 +20,7 @@ def percentile(values: Sequence[float], q: float) -> float:
     """The ``q``-th percentile (0..100) by linear interpolation between closest ranks (numpy's default)."""
     if not values:
         raise ValueError("percentile of no values")
-    if not 0 <= q <= 100:  # noqa: PLR2004 - percent bounds
+    if not 0 <= q <= 100:
         raise ValueError(f"q must be within [0, 100], not {q}")
     ordered = sorted(values)
     position = (len(ordered) - 1) * q / 100
@@ -56,7 +56,7 @@ def max_window_count(times: Sequence[float], window_s: float = 1.0) -> int:
 
 def achieved_rate(times: Sequence[float]) -> float:
     """Events per second between the first and the last event, ``(n - 1) / span``; 0.0 below 2 events."""
-    if len(times) < 2:  # noqa: PLR2004 - a rate needs two events
+    if len(times) < 2:
         return 0.0
     span = max(times) - min(times)
     return (len(times) - 1) / span if span > 0 else 0.0

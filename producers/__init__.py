@@ -1,6 +1,6 @@
 """recstop producers: enqueue stop-recording tasks from Python code or the ``recstop`` CLI."""
 
-from producers.producer import CancelResult, Producer, ReplayResult, StopHandle
+from producers.producer import CancelResult, Producer, ReplayResult, StopHandle, StopSpec
 from worker.errors import BrokerUnavailableError, InvalidStopRequest, RecstopError, UnknownAccountError
 from worker.settings import Settings
 
@@ -13,5 +13,6 @@ __all__ = [
     "ReplayResult",
     "Settings",
     "StopHandle",
+    "StopSpec",
     "UnknownAccountError",
 ]

@@ -10,8 +10,9 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, TextIO
 
 from redis.exceptions import RedisError
+from tqdm import tqdm
 
-from producers.producer import Producer
+from producers.producer import Producer, StopSpec
 from worker.errors import ConfigError, InvalidStopRequest, RecstopError
 from worker.settings import Settings
 from worker.status import iso
@@ -30,8 +31,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    enqueue = sub.add_parser("enqueue", help="enqueue a stop (now, after --delay, or --at a time)")
-    enqueue.add_argument("call_uuid")
+    enqueue = sub.add_parser(
+        "enqueue", help="enqueue a stop (now, after --delay, or --at a time), or many from --file"
+    )
+    enqueue.add_argument("call_uuid", nargs="?", help="the call (or give --file)")
+    enqueue.add_argument(
+        "--file",
+        metavar="PATH",
+        help="enqueue a stop for every call_uuid in this file, one per line ('-' reads stdin); "
+        "all lines are validated before any is sent",
+    )
+    enqueue.add_argument("--urgent", action="store_true", help="the urgent lane: ahead of every routine stop")
+    enqueue.add_argument("--no-progress", action="store_true", help="no progress bar with --file")
     enqueue.add_argument("--url", help="stop only this recording (default: every recording)")
     when = enqueue.add_mutually_exclusive_group()
     when.add_argument(
@@ -95,6 +106,11 @@ def _print_json(data: Any, out: TextIO) -> None:  # noqa: ANN401
 
 
 def _enqueue(producer: Producer, args: argparse.Namespace, out: TextIO) -> None:
+    if args.file is not None:
+        _enqueue_file(producer, args, out)
+        return
+    if args.call_uuid is None:
+        raise InvalidStopRequest("call_uuid", "give a call_uuid, or --file with one per line")
     handle = producer.stop_recording(
         args.call_uuid,
         args.url,
@@ -103,12 +119,45 @@ def _enqueue(producer: Producer, args: argparse.Namespace, out: TextIO) -> None:
         at=args.at,
         request_id=args.request_id,
         not_after=args.not_after,
+        urgent=args.urgent,
     )
     if args.json:
         _print_json(handle.__dict__, out)
     else:
         note = " (deduplicated: a stop for this recording is already pending)" if handle.deduplicated else ""
         out.write(f"{handle.state} task_id={handle.task_id}{note}\n")
+
+
+def _enqueue_file(producer: Producer, args: argparse.Namespace, out: TextIO) -> None:
+    """Bulk: every non-blank line of the file is a call_uuid; pipelined, with a progress bar."""
+    if args.call_uuid is not None or args.delay is not None or args.at is not None or args.url is not None:
+        raise InvalidStopRequest("file", "--file takes no call_uuid, --url, --delay or --at")
+    lines = _read_lines(args.file)
+    stops = [StopSpec(line, auth_id=args.auth_id, not_after=args.not_after) for line in lines if line.strip()]
+    with tqdm(
+        total=len(stops), unit="stop", disable=args.no_progress, file=sys.stderr, mininterval=0.2
+    ) as bar:
+
+        def progress(done: int) -> None:
+            bar.update(done - bar.n)
+
+        handles = producer.stop_recordings(stops, urgent=args.urgent, on_progress=progress)
+    fresh = sum(1 for handle in handles if not handle.deduplicated)
+    summary = {"enqueued": fresh, "deduplicated": len(handles) - fresh}
+    if args.json:
+        _print_json(summary, out)
+    else:
+        out.write(f"enqueued {fresh}, deduplicated {len(handles) - fresh}\n")
+
+
+def _read_lines(path: str) -> list[str]:
+    if path == "-":
+        return [line.strip() for line in sys.stdin]
+    try:
+        with open(path, encoding="utf-8") as handle:  # noqa: PTH123 - a plain text file
+            return [line.strip() for line in handle]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidStopRequest("file", f"cannot read {path!r}: {exc.__class__.__name__}") from None
 
 
 def _cancel(producer: Producer, args: argparse.Namespace, out: TextIO) -> None:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Final, Self
+from typing import Any, Final, Self
 
 import structlog
 from celery import Celery
@@ -16,11 +16,10 @@ from redis.exceptions import RedisError
 from worker.config import celery_config
 from worker.deadletters import DeadLetter, DeadLetters
 from worker.errors import BrokerUnavailableError, InvalidStopRequest, UnknownAccountError
-from worker.keys import stop_key
-from worker.publish import publish_stop
+from worker.keys import QUEUE, URGENT_QUEUE
 from worker.settings import Settings
 from worker.status import StatusRecord
-from worker.store import StopStore, redis_client
+from worker.store import Enqueued, StopStore, redis_client
 from worker.validation import (
     StopRequest,
     decode_task_message,
@@ -32,6 +31,8 @@ from worker.validation import (
 
 log = structlog.get_logger("recstop.producer")
 
+#: Stops per pipelined round trip in ``stop_recordings``.
+BULK_CHUNK: Final = 500
 #: Longest delay accepted: a stop further out than this is almost certainly a unit mistake.
 MAX_DELAY: Final = timedelta(days=30)
 
@@ -45,6 +46,17 @@ class StopHandle:
     state: str
     call_uuid: str
     url: str | None
+
+
+@dataclass(frozen=True)
+class StopSpec:
+    """One item of a bulk enqueue: a call, and optionally one recording, account, idempotency key."""
+
+    call_uuid: str
+    url: str | None = None
+    auth_id: str | None = None
+    request_id: str | None = None
+    not_after: datetime | str | None = None
 
 
 @dataclass(frozen=True)
@@ -105,12 +117,90 @@ class Producer:
         at: datetime | str | None = None,
         request_id: str | None = None,
         not_after: datetime | str | None = None,
+        urgent: bool = False,
     ) -> StopHandle:
-        """Enqueue a stop, now or later. Raises InvalidStopRequest or BrokerUnavailableError."""
+        """Enqueue a stop, now or later. Raises InvalidStopRequest or BrokerUnavailableError.
+
+        ``urgent=True`` puts it on the urgent lane: workers take it before any routine stop, and
+        it does not wait behind other stops in the account's rate limit.
+        """
         request = validate_stop(call_uuid, url, auth_id, request_id, not_after)
         request = self._with_account(request)
         delay_s, at_epoch = _timing(delay, at)
-        return self._enqueue(request, delay_s=delay_s, at_epoch=at_epoch)
+        return self._enqueue(request, delay_s=delay_s, at_epoch=at_epoch, urgent=urgent)
+
+    def stop_recordings(
+        self,
+        stops: Iterable[str | StopSpec],
+        *,
+        urgent: bool = False,
+        chunk_size: int = BULK_CHUNK,
+        on_progress: Callable[[int], None] | None = None,
+    ) -> list[StopHandle]:
+        """Enqueue many stops now, pipelined: one round trip per ``chunk_size`` stops.
+
+        Each item is a call_uuid (stop every recording) or a :class:`StopSpec`. Every item is
+        validated before anything is sent: one bad item raises InvalidStopRequest naming its
+        position, and nothing is enqueued. ``on_progress(n)`` is called after each chunk.
+        """
+        requests = [self._bulk_item(index, item) for index, item in enumerate(stops)]
+        queue = URGENT_QUEUE if urgent else QUEUE
+        handles: list[StopHandle] = []
+        for start in range(0, len(requests), max(1, chunk_size)):
+            batch = requests[start : start + max(1, chunk_size)]
+            calls = [
+                self.store.enqueue_call(request, str(uuid.uuid4()), queue=queue, urgent=urgent)
+                for request in batch
+            ]
+            replies = self._run_enqueues(
+                calls, f"could not store stops {start}..{start + len(batch) - 1} (earlier ones are enqueued)"
+            )
+            for request, reply in zip(batch, replies, strict=True):
+                result = StopStore.parse_enqueued(reply)
+                handles.append(
+                    StopHandle(
+                        result.task_id, result.deduplicated, result.state, request.call_uuid, request.url
+                    )
+                )
+            if on_progress is not None:
+                on_progress(len(handles))
+        return handles
+
+    def _run_enqueues(self, calls: list[tuple[list[str], list[Any]]], what: str) -> list[Any]:
+        """Run ``enqueue`` script calls in one round trip; with ``wait_replicas``, WAIT for replicas."""
+        script = self.store.scripts.registered["enqueue"]
+        wait_replicas = self.settings.redis.wait_replicas
+        if len(calls) == 1 and wait_replicas == 0:  # one EVALSHA, no pipeline (it adds SCRIPT EXISTS)
+            keys, args = calls[0]
+            try:
+                return [script(keys=keys, args=args, client=self.redis)]
+            except RedisError as exc:
+                raise BrokerUnavailableError(f"{what}: {type(exc).__name__}") from None
+        try:
+            with self.redis.pipeline(transaction=False) as pipe:
+                for keys, args in calls:
+                    script(keys=keys, args=args, client=pipe)
+                if wait_replicas > 0:  # same connection: WAIT counts the replicas holding these writes
+                    pipe.execute_command("WAIT", wait_replicas, self.settings.redis.wait_timeout_ms)  # type: ignore[no-untyped-call]
+                replies = pipe.execute()
+        except RedisError as exc:
+            raise BrokerUnavailableError(f"{what}: {type(exc).__name__}") from None
+        if wait_replicas > 0:
+            acked = int(replies.pop())
+            if acked < wait_replicas:
+                raise BrokerUnavailableError(
+                    f"{what}: held by {acked} replica(s) after {self.settings.redis.wait_timeout_ms} ms, "
+                    f"{wait_replicas} required"
+                )
+        return list(replies)
+
+    def _bulk_item(self, index: int, item: str | StopSpec) -> StopRequest:
+        spec = StopSpec(item) if isinstance(item, str) else item
+        try:
+            request = validate_stop(spec.call_uuid, spec.url, spec.auth_id, spec.request_id, spec.not_after)
+            return self._with_account(request)
+        except InvalidStopRequest as exc:
+            raise InvalidStopRequest(f"stops[{index}].{exc.field}", exc.reason) from None
 
     def _with_account(self, request: StopRequest) -> StopRequest:
         accounts = self.settings.accounts
@@ -128,38 +218,21 @@ class Producer:
         delay_s: float | None = None,
         at_epoch: float | None = None,
         dlq_id: str = "",
+        urgent: bool = False,
     ) -> StopHandle:
-        task_id = str(uuid.uuid4())
-        try:
-            result = self.store.enqueue(request, task_id, delay_s=delay_s, at_epoch=at_epoch, dlq_id=dlq_id)
-        except RedisError as exc:
-            raise BrokerUnavailableError(f"could not store the stop: {type(exc).__name__}") from None
-        handle = StopHandle(result.task_id, result.deduplicated, result.state, request.call_uuid, request.url)
-        if not result.publish:
-            return handle
-        member = stop_key(request.call_uuid, request.url)
-        try:
-            publish_stop(self.app, result.task_id, request.to_kwargs())
-        except Exception as exc:  # noqa: BLE001 - kombu, redis or socket errors alike: not stored
-            if not result.deduplicated:
-                self._rollback(member, result.task_id)
-            # A pulled-forward stop stays in the schedule: the scheduler publishes it shortly.
-            raise BrokerUnavailableError(f"could not publish the stop: {type(exc).__name__}") from None
-        try:
-            self.store.confirm_published(member, result.schedule_score)
-        except RedisError:
-            # Harmless: the scheduler publishes it once more after the grace period; the
-            # worker recognises the duplicate.
-            log.warning("confirm_failed", task_id=result.task_id)
-        return handle
-
-    def _rollback(self, member: str, task_id: str) -> None:
-        try:
-            self.store.rollback(member, task_id)
-        except RedisError:
-            # The schedule entry stays: the stop is published when Redis is back, and the
-            # caller's retry is deduplicated against it.
-            log.warning("rollback_failed", task_id=task_id)
+        """Record the stop and, when it is due now, push its message: one atomic script call."""
+        queue = URGENT_QUEUE if urgent else QUEUE
+        call = self.store.enqueue_call(
+            request,
+            str(uuid.uuid4()),
+            delay_s=delay_s,
+            at_epoch=at_epoch,
+            dlq_id=dlq_id,
+            queue=queue,
+            urgent=urgent,
+        )
+        (reply,) = self._run_enqueues([call], "could not store the stop")
+        return _handle(request, StopStore.parse_enqueued(reply))
 
     def cancel(self, call_uuid: str, url: str | None = None) -> CancelResult:
         """Cancel a pending or scheduled stop (state ``cancelled``); no effect once it ran."""
@@ -211,6 +284,10 @@ class Producer:
         request = StopRequest(original.call_uuid, original.url, original.auth_id, original.request_id)
         handle = self._enqueue(request, dlq_id=entry_id)
         return ReplayResult(entry_id, handle.task_id, handle.deduplicated)
+
+
+def _handle(request: StopRequest, result: Enqueued) -> StopHandle:
+    return StopHandle(result.task_id, result.deduplicated, result.state, request.call_uuid, request.url)
 
 
 def _timing(delay: float | timedelta | None, at: datetime | str | None) -> tuple[float | None, float | None]:

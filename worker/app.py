@@ -17,6 +17,7 @@ from worker.config import celery_config
 from worker.deadletters import DeadLetters
 from worker.execute import Executor
 from worker.publish import publish_stop
+from worker.ratelimit import RateLimiter, RateLimitSettings
 from worker.redaction import Redactor
 from worker.scheduler import Scheduler
 from worker.settings import Settings
@@ -51,11 +52,12 @@ def create_app(settings: Settings, *, redis: Redis | None = None, main: str = "r
     deadletters = DeadLetters(client, settings.retention, redactor)
     executor = Executor(
         store=store,
-        api=VobizClient(settings.api),
+        api=VobizClient(settings.api, pool_size=settings.concurrency),
         accounts=settings.accounts,
         policy=settings.retry,
         redactor=redactor,
         lock_ttl_ms=lock_ttl_ms(settings),
+        limiter=RateLimiter(client, RateLimitSettings(rate_rps=settings.rate_limit_rps)),
     )
     register_tasks(app, executor, deadletters)
     runtime = Runtime(settings, client, store, deadletters, executor)

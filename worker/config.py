@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from worker.keys import QUEUE, TASK_NAME
+from kombu.entity import Queue
+
+from worker.keys import QUEUE, TASK_NAME, URGENT_QUEUE
 from worker.settings import Settings
 from worker.transport import transport_for
 
@@ -43,6 +45,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "result_accept_content": ["json"],
         "event_serializer": "json",
         "task_default_queue": QUEUE,
+        # Workers consume both lanes; the transport always asks for the urgent one first.
+        "task_queues": (_queue(URGENT_QUEUE), _queue(QUEUE)),
         "task_routes": {TASK_NAME: {"queue": QUEUE}},
         "task_acks_late": True,
         "task_reject_on_worker_lost": True,
@@ -62,6 +66,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "timezone": "UTC",
         "enable_utc": True,
     }
+
+
+def _queue(name: str) -> Queue:
+    return Queue(name, routing_key=name)  # type: ignore[no-untyped-call]
 
 
 def _sentinel_options(settings: Settings) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from worker.backoff import retry_delay
 from worker.deadletters import encode_payload, new_entry_id
 from worker.errors import ApiError, PermanentApiError, RetryableApiError
 from worker.keys import TASK_NAME
+from worker.ratelimit import RateLimiter
 from worker.redaction import Redactor
 from worker.settings import Accounts, RetryPolicy, Secret
 from worker.store import StopStore
@@ -80,10 +81,22 @@ class Executor:
     policy: RetryPolicy
     redactor: Redactor
     lock_ttl_ms: int
+    limiter: RateLimiter
+    #: Longest wait for a rate-limit slot before the message goes back to the queue.
+    rate_wait_s: float = 30.0
     rand: Callable[[], float] = random.random
 
-    def run(self, request: StopRequest, task_id: str) -> Outcome:
-        """Run the stop once: skip duplicates, else call the API and record the outcome."""
+    def run(self, request: StopRequest, task_id: str, *, urgent: bool = False) -> Outcome:
+        """Run the stop once: skip duplicates, else call the API and record the outcome.
+
+        With a rate limit, the call first waits for the account's next slot (before taking the
+        key's lock, so a long wait holds nothing); an urgent stop never queues behind routine ones.
+        Raises :class:`RateLimitWaitTooLong` when no slot comes within ``rate_wait_s``.
+        """
+        limited = request.auth_id or self.accounts.default_auth_id
+        if self.limiter.enabled and limited is not None:
+            waited_s = self.limiter.wait_for_slot(limited, urgent=urgent, deadline_s=self.rate_wait_s)
+            structlog.contextvars.bind_contextvars(rate_wait_ms=round(waited_s * 1000, 1))
         token = f"{task_id}:{uuid.uuid4().hex[:12]}"
         admission = self.store.begin(request, task_id, lock_token=token, lock_ttl_ms=self.lock_ttl_ms)
         if admission.decision == "skip":
@@ -127,6 +140,9 @@ class Executor:
             )
         except ApiError as exc:
             failure = exc
+            if exc.http_status == 429 and self.limiter.enabled:  # noqa: PLR2004 - the API's own limit hit
+                rate = self.limiter.penalize(auth_id, retry_after_s=exc.retry_after_s)
+                log.warning("rate_limit_lowered", rate_rps=round(rate, 1))
             run.result = "retry" if isinstance(exc, RetryableApiError) else "dead"
             run.http_status = exc.http_status
             run.error = self.redactor.text(exc.message)

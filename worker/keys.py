@@ -13,6 +13,8 @@ from typing import Final
 
 PREFIX: Final = "recstop"
 QUEUE: Final = "recstop"
+#: The urgent lane: workers always take from it first (see ``worker.transport.Channel``).
+URGENT_QUEUE: Final = "recstop.urgent"
 TASK_NAME: Final = "recstop.stop_recording"
 
 #: zset: stop key → due time (epoch seconds). Holds delayed stops, retries waiting for their

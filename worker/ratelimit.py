@@ -67,7 +67,7 @@ class RateLimitSettings:
 
     rate_rps: float
     max_reserve_s: float = 2.0
-    decrease_factor: float = 0.7
+    decrease_factor: float = 0.5
     floor_fraction: float = 0.1
     recover_fraction_per_s: float = 0.1
     cooldown_s: float = 1.0

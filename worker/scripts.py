@@ -12,7 +12,6 @@ from redis.commands.core import Script
 NAMES: Final = (
     "enqueue",
     "confirm",
-    "rollback",
     "claim",
     "cancel",
     "begin",

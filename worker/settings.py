@@ -303,7 +303,9 @@ class Settings:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     retention: Retention = field(default_factory=Retention)
     accounts: Accounts = field(default_factory=Accounts)
-    concurrency: int = 32
+    concurrency: int = 64
+    #: Requests per second per account, shared by every worker through Redis (0 = no limit).
+    rate_limit_rps: float = 0.0
     scheduler_poll_s: float = 0.2
     log_level: str = "INFO"
     log_format: Literal["auto", "json", "console"] = "auto"
@@ -367,6 +369,7 @@ class Settings:
                 values["VOBIZ_AUTH_ID"], values["VOBIZ_AUTH_TOKEN"], values["RECSTOP_CREDENTIALS_FILE"]
             ),
             concurrency=values["RECSTOP_CONCURRENCY"],
+            rate_limit_rps=values["RECSTOP_RATE_LIMIT_RPS"],
             scheduler_poll_s=values["RECSTOP_SCHEDULER_POLL_S"],
             log_level=values["RECSTOP_LOG_LEVEL"].upper(),
             log_format=values["RECSTOP_LOG_FORMAT"],
@@ -445,6 +448,13 @@ def _choice(*options: str) -> Callable[[str], str]:
 
 def _str(raw: str) -> str:
     return raw
+
+
+def _non_negative_float(raw: str) -> float:
+    value = float(raw)
+    if not value >= 0 or value == float("inf"):
+        raise ValueError(f"must be a finite number >= 0, got {raw!r}")
+    return value
 
 
 def _non_negative_int(raw: str) -> int:
@@ -546,7 +556,19 @@ ENV_SPECS: Final[tuple[EnvSpec, ...]] = (
     EnvSpec("RECSTOP_STATUS_RETENTION_S", _positive(int), 7 * 86400, "How long status records live."),
     EnvSpec("RECSTOP_DLQ_MAX_ENTRIES", _positive(int), 10_000, "Dead letters kept at most."),
     EnvSpec("RECSTOP_DLQ_MAX_AGE_S", _positive(int), 180 * 86400, "Dead letters older are dropped."),
-    EnvSpec("RECSTOP_CONCURRENCY", _positive(int), 32, "Worker threads per process."),
+    EnvSpec(
+        "RECSTOP_CONCURRENCY",
+        _positive(int),
+        64,
+        "Worker threads per process (each holds one API call; `make bench` shows why 64).",
+    ),
+    EnvSpec(
+        "RECSTOP_RATE_LIMIT_RPS",
+        _non_negative_float,
+        0.0,
+        "API requests per second per account, shared by every worker process and host through "
+        "Redis; slows down on 429s and recovers (0 = no limit).",
+    ),
     EnvSpec("RECSTOP_SCHEDULER_POLL_S", _positive(float), 0.2, "Scheduler poll interval."),
     EnvSpec(
         "RECSTOP_HEALTH_MAX_DEAD_LETTERS",

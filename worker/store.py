@@ -12,6 +12,7 @@ from redis import Redis
 from redis.sentinel import Sentinel
 
 from worker import keys
+from worker.envelope import stop_message
 from worker.errors import InvalidStopRequest
 from worker.scripts import Scripts
 from worker.settings import RedisSettings, Retention, RetryPolicy
@@ -73,8 +74,9 @@ class Enqueued:
     deduplicated: bool
     state: str
     schedule_score: str
-    #: The caller must publish the message now (a new queued stop, or a scheduled one pulled forward).
-    publish: bool = False
+    #: The message went onto the queue in the same script (a new queued stop, a scheduled one
+    #: pulled forward, or a pending one joined by an urgent stop).
+    pushed: bool = False
 
 
 @dataclass(frozen=True)
@@ -120,11 +122,47 @@ class StopStore:
         delay_s: float | None = None,
         at_epoch: float | None = None,
         dlq_id: str = "",
+        message: str | None = None,
+        queue: str = keys.QUEUE,
+        urgent: bool = False,
     ) -> Enqueued:
-        """Create a run for the stop unless one is pending (then return that one's task id)."""
+        """Create a run for the stop unless one is pending; push ``message`` if it is due now.
+
+        ``message`` is the task message with its task id left as a placeholder (by default
+        ``worker.envelope.stop_message`` of the request); it goes onto ``queue`` atomically with
+        the record.
+        """
+        return self.parse_enqueued(
+            self.scripts.run(
+                "enqueue",
+                *self.enqueue_call(
+                    request,
+                    task_id,
+                    delay_s=delay_s,
+                    at_epoch=at_epoch,
+                    dlq_id=dlq_id,
+                    message=message,
+                    queue=queue,
+                    urgent=urgent,
+                ),
+            )
+        )
+
+    def enqueue_call(
+        self,
+        request: StopRequest,
+        task_id: str,
+        *,
+        delay_s: float | None = None,
+        at_epoch: float | None = None,
+        dlq_id: str = "",
+        message: str | None = None,
+        queue: str = keys.QUEUE,
+        urgent: bool = False,
+    ) -> tuple[list[str], list[Any]]:
+        """The keys and arguments of one ``enqueue`` script call (pipelined by bulk enqueues)."""
         key = keys.stop_key(request.call_uuid, request.url)
-        reply = self.scripts.run(
-            "enqueue",
+        return (
             [
                 keys.status_key(key),
                 keys.SCHEDULE,
@@ -142,12 +180,20 @@ class StopStore:
                 self.retention.status_s,
                 keys.target_of(request.url),
                 dlq_id,
+                stop_message(request.to_kwargs(), queue=queue) if message is None else message,
+                queue,
+                "1" if urgent else "",
+                self.watchdog_s,
             ],
         )
-        found_task, flag, state, score, publish = reply
+
+    @staticmethod
+    def parse_enqueued(reply: Any) -> Enqueued:  # noqa: ANN401 - Lua reply
+        """Turn the ``enqueue`` script's reply into an :class:`Enqueued`."""
+        found_task, flag, state, score, pushed = reply
         if flag == "invalid":
             raise InvalidStopRequest("not_after", state)
-        return Enqueued(found_task, flag == "1", state, score, publish == "publish")
+        return Enqueued(found_task, flag == "1", state, score, pushed == "pushed")
 
     def confirm_published(self, member: str, score: str) -> bool:
         """The message is published: its safety-net schedule entry becomes the key's watchdog."""
@@ -156,10 +202,6 @@ class StopStore:
                 "confirm", [keys.SCHEDULE, keys.status_key(member)], [member, score, self.watchdog_s]
             )
         )
-
-    def rollback(self, member: str, task_id: str) -> bool:
-        """Forget an enqueue whose message could not be published."""
-        return bool(self.scripts.run("rollback", [keys.status_key(member), keys.SCHEDULE], [member, task_id]))
 
     def claim_due(self, *, lease_s: float, limit: int) -> tuple[list[Due], float | None]:
         """Lease due stops for publishing; also return seconds until the next one is due."""

@@ -12,7 +12,8 @@ from redis.exceptions import RedisError
 from worker.deadletters import DeadLetters
 from worker.errors import InvalidStopRequest
 from worker.execute import Executor
-from worker.keys import TASK_NAME
+from worker.keys import TASK_NAME, URGENT_QUEUE
+from worker.ratelimit import RateLimitWaitTooLong
 from worker.validation import decode_task_message
 
 log = structlog.get_logger("recstop.task")
@@ -41,7 +42,12 @@ def register_tasks(app: Celery, executor: Executor, deadletters: DeadLetters) ->
                 )
                 log.warning("message_malformed", reason=str(exc), dlq_id=entry)
                 return {"state": "dead", "detail": "malformed"}
-            return executor.run(request, task_id).as_dict()
+            urgent = (self.request.delivery_info or {}).get("routing_key") == URGENT_QUEUE
+            return executor.run(request, task_id, urgent=urgent).as_dict()
+        except RateLimitWaitTooLong as exc:
+            # Nothing was attempted and no lock is held: back to the queue, for a later slot.
+            log.warning("rate_limit_wait_too_long", wait_s=round(exc.wait_s, 1))
+            raise Reject("no rate-limit slot in time", requeue=True) from None
         except RedisError as exc:
             # The outcome could not be recorded: hand the message back rather than lose the stop.
             log.error("state_store_unavailable", error=type(exc).__name__)  # noqa: TRY400

@@ -24,6 +24,8 @@ from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import dumps, loads
 from redis import exceptions as redis_errors
 
+from worker.keys import URGENT_QUEUE
+
 #: Transport options of recstop's channels beyond kombu's: replicas a publish waits for, and how long.
 WAIT_OPTIONS: Final = ("wait_replicas", "wait_timeout_ms")
 #: Content type of an envelope made for a list item that was not a kombu message.
@@ -84,6 +86,12 @@ class Channel(kombu_redis.Channel):
     from_transport_options = (*kombu_redis.Channel.from_transport_options, *WAIT_OPTIONS)  # type: ignore[assignment]
     wait_replicas: int = 0
     wait_timeout_ms: int = 1000
+    #: BRPOP names the queues in a fixed order (kombu's default rotates them for fairness) ...
+    queue_order_strategy = "priority"
+
+    def _update_queue_cycle(self) -> None:
+        """... and the urgent lane first: Redis pops from the first non-empty list it is given."""
+        self._queue_cycle.update(sorted(self.active_queues, key=lambda name: (name != URGENT_QUEUE, name)))
 
     def _put(self, queue: str, message: Mapping[str, Any], **kwargs: Any) -> None:  # noqa: ANN401
         if self.wait_replicas <= 0 or kwargs.get("_publish_batch") is not None:

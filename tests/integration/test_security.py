@@ -14,13 +14,17 @@ from urllib.parse import quote, urlsplit
 
 import pytest
 import redis
+from celery import Celery
 from conftest import AUTH_ID, TOKEN
+from kombu.exceptions import OperationalError
 from support import RedisServer, free_port, publish_raw, wait_for
 from test_stop_flow import final
 
 from harness.flower import FlowerProcess
 from producers import Producer
+from worker.config import celery_config
 from worker.errors import BrokerUnavailableError, InvalidStopRequest
+from worker.keys import QUEUE, TASK_NAME
 from worker.settings import Settings
 from worker.store import redis_client
 
@@ -246,14 +250,16 @@ class TestTls:
         assert "certificate verify failed" in str(error.__context__)
 
     def test_the_broker_connection_verifies_too(self, env, pki, redis_server):
-        """The broker connection (publish) checks the CA itself: a good store client does not rescue it."""
-        good = Settings.from_env(env)
+        """The workers' broker connection (kombu: consume, scheduler publishes) checks the CA itself."""
         unverified = Settings.from_env({**env, "RECSTOP_REDIS_TLS_CA_FILE": str(pki.other_ca)})
-        with (
-            Producer(unverified, redis_client(good.redis)) as producer,
-            pytest.raises(BrokerUnavailableError, match="publish"),
-        ):
-            producer.stop_recording(str(uuid.uuid4()))
+        app = Celery("tls-check", set_as_current=False)
+        app.conf.update(celery_config(unverified))
+        policy = {"max_retries": 0}
+        try:
+            with pytest.raises((OperationalError, redis.ConnectionError), match="certificate verify failed"):
+                app.send_task(TASK_NAME, kwargs={}, queue=QUEUE, retry_policy=policy, ignore_result=True)
+        finally:
+            app.close()
         assert redis_server.client().llen("recstop") == 0
 
     def test_verification_off_is_explicit(self, env):

@@ -32,7 +32,7 @@ def run(limiter, **kwargs):
 def test_defaults_are_valid():
     """The documented defaults pass validation."""
     s = RateLimitSettings(rate_rps=5)
-    assert (s.max_reserve_s, s.decrease_factor, s.floor_fraction) == (2.0, 0.7, 0.1)
+    assert (s.max_reserve_s, s.decrease_factor, s.floor_fraction) == (2.0, 0.5, 0.1)
     assert (s.recover_fraction_per_s, s.cooldown_s, s.retry_after_cap_s) == (0.1, 1.0, 30.0)
 
 

@@ -1,9 +1,20 @@
 -- Producer side: create a run for a stop key unless one is already pending.
 -- KEYS: status, schedule, call_targets, attempts
 -- ARGV: member, task_id, call_uuid, url, auth_id, request_id, not_after, deadline_s,
---       delay_s, at, publish_grace_s, retention_s, target, dlq_id
+--       delay_s, at, publish_grace_s, retention_s, target, dlq_id,
+--       message (its task id a placeholder), queue, urgent ('1' or ''), watchdog_s
+-- A stop due now is pushed onto the queue in this same script, and its schedule entry becomes
+-- the watchdog: recorded and published atomically, in one round trip.
 local status, schedule, targets, attempts = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local member, task_id = ARGV[1], ARGV[2]
+local urgent = ARGV[17] == '1'
+
+local function push(id)
+  local message = string.gsub(ARGV[15], '@@TASK_ID@@', id)
+  redis.call('LPUSH', ARGV[16], message)
+  watch(schedule, status, member, tonumber(ARGV[18]))
+  if urgent then redis.call('HSET', status, 'urgent', '1') end
+end
 local now = now_s()
 local due = now
 if ARGV[10] ~= '' then due = tonumber(ARGV[10]) elseif ARGV[9] ~= '' then due = now + tonumber(ARGV[9]) end
@@ -13,13 +24,19 @@ if pending(cur[1]) then
   -- never wait for a stop that was scheduled for later.
   if cur[1] == 'scheduled' and cur[3] == 'waiting' and due < tonumber(cur[4]) then
     if due <= now then
-      local score = fmt(now + tonumber(ARGV[11]))
       redis.call('HSET', status, 'state', 'queued', 'phase', 'ready', 'due_at', fmt(now))
-      redis.call('ZADD', schedule, score, member)
-      return {cur[2], '1', 'queued', score, 'publish'}
+      push(cur[2])
+      return {cur[2], '1', 'queued', '', 'pushed'}
     end
     redis.call('HSET', status, 'due_at', fmt(due))
     redis.call('ZADD', schedule, fmt(due), member)
+  end
+  if urgent and due <= now and cur[1] == 'queued' and redis.call('HGET', status, 'urgent') ~= '1' then
+    -- An urgent stop must not wait behind the routine backlog its pending twin sits in: the
+    -- same run goes onto the urgent queue too; whichever copy a worker takes first does the
+    -- stop, the other is recognised as a duplicate of a finished task.
+    push(cur[2])
+    return {cur[2], '1', 'queued', '', 'pushed'}
   end
   return {cur[2], '1', redis.call('HGET', status, 'state'), '', ''}
 end
@@ -47,4 +64,8 @@ redis.call('HSET', status, 'call_uuid', ARGV[3], 'url', ARGV[4], 'auth_id', ARGV
 redis.call('ZADD', schedule, fmt(score), member)
 redis.call('SADD', targets, ARGV[13])
 expire_all({status, targets}, tonumber(ARGV[12]) + (not_after - now))
-return {task_id, '0', state, fmt(score), state == 'queued' and 'publish' or ''}
+if state == 'queued' then
+  push(task_id)
+  return {task_id, '0', state, '', 'pushed'}
+end
+return {task_id, '0', state, fmt(score), ''}

@@ -1,0 +1,40 @@
+"""The seven benchmark scenarios; each adds its rows (recstop beside both references) to the report."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+
+from bench.stack import BenchStack
+
+
+def call_uuids(count: int) -> list[str]:
+    """``count`` fresh call uuids."""
+    return [str(uuid.uuid4()) for _ in range(count)]
+
+
+def paced(count: int, rate_per_s: float, action: Callable[[int], None]) -> None:
+    """Call ``action(i)`` ``count`` times at a steady rate (pacing, not synchronisation)."""
+    started = time.monotonic()
+    for i in range(count):
+        ahead = started + i / rate_per_s - time.monotonic()
+        if ahead > 0:
+            time.sleep(ahead)
+        action(i)
+
+
+def naive_throughput(stack: BenchStack, ids: Sequence[str], *, cap_s: float) -> tuple[float, int, bool]:
+    """Publish ``ids`` to the naive workers as a naive user would; (stops/s, done, capped)."""
+    from bench.naive import publish  # noqa: PLC0415 - keeps the naive app out of recstop's imports
+
+    started = time.time()
+    thread = threading.Thread(target=publish, args=(stack.redis.url, ids), daemon=True)
+    thread.start()
+    finished = stack.feed.wait_ok(set(ids), timeout_s=cap_s)
+    arrivals = stack.feed.first_ok()
+    if finished:
+        return len(ids) / (max(arrivals.values()) - started), len(ids), False
+    done = sum(1 for call in ids if call in arrivals)
+    return done / (time.time() - started), done, True

@@ -1,0 +1,186 @@
+"""One scenario's private stack: Redis with AOF, the sandbox, and worker processes, torn down on exit.
+
+recstop workers run as plain ``celery -A worker worker`` with recstop's defaults: the environment
+only says where Redis and the API are and which account to use (plus what a scenario varies).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final, Self
+
+import redis
+
+from bench.naive import NaiveWorker
+from harness.procs import RedisServer, WorkerProcess, wait_for
+from harness.sandbox import SandboxProcess
+from producers import Producer
+from worker.settings import Settings
+from worker.store import redis_client
+
+AUTH_ID: Final = "MA_BENCH0001"
+TOKEN: Final = "tok-Bench-5d0c2e71"
+POLL_S: Final = 0.25
+
+
+class RequestFeed:
+    """The sandbox's request log, read incrementally (``since_seq``) so polling stays cheap."""
+
+    def __init__(self, sandbox: SandboxProcess) -> None:
+        self.sandbox = sandbox
+        self.entries: list[dict[str, Any]] = []
+        self._seq = 0
+
+    def poll(self) -> list[dict[str, Any]]:
+        """Fetch what arrived since the last poll; return the new entries."""
+        fresh = self.sandbox.client.requests(since_seq=self._seq)
+        if fresh:
+            self._seq = int(fresh[-1]["seq"])
+            self.entries.extend(fresh)
+        return fresh
+
+    def reset(self) -> None:
+        """Forget what was read (the sandbox keeps numbering)."""
+        self.poll()
+        self.entries.clear()
+
+    def first_ok(self) -> dict[str, float]:
+        """call_uuid → arrival time of its first 204."""
+        seen: dict[str, float] = {}
+        for entry in self.entries:
+            if entry["status"] == 204 and entry["call_uuid"] not in seen:
+                seen[entry["call_uuid"]] = float(entry["time"])
+        return seen
+
+    def wait_ok(self, call_uuids: set[str], *, timeout_s: float) -> bool:
+        """Poll until every call in ``call_uuids`` got a 204, or ``timeout_s`` passes (False)."""
+        deadline = time.monotonic() + timeout_s
+        missing = set(call_uuids)
+        while True:
+            for entry in self.poll():
+                if entry["status"] == 204:
+                    missing.discard(entry["call_uuid"])
+            if not missing:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(POLL_S)  # polling a remote log at a fixed pace; completion is the condition
+
+
+class BenchStack:
+    """Redis (AOF, everysec), the sandbox and workers in a temporary directory."""
+
+    def __init__(self, name: str, *, latency_ms: float = 0.0, keep_dir: Path | None = None) -> None:
+        self.name = name
+        self.directory = Path(tempfile.mkdtemp(prefix=f"recstop-bench-{name}-"))
+        self.keep_dir = keep_dir
+        self.latency_ms = latency_ms
+        self.redis = RedisServer(self.directory / "redis", appendonly=True, appendfsync="everysec")
+        self.sandbox = SandboxProcess(self.directory / "sandbox.log", {AUTH_ID: TOKEN})
+        self.workers: list[WorkerProcess] = []
+        self.naive: list[NaiveWorker] = []
+        self.producers: list[Producer] = []
+        self.feed = RequestFeed(self.sandbox)
+
+    def __enter__(self) -> Self:
+        self.redis.start()
+        self.sandbox.start()
+        self.sandbox.client.set_faults([], latency_ms=self.latency_ms)
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop_workers()
+        for producer in self.producers:
+            producer.close()
+        self.sandbox.stop()
+        self.redis.stop()
+        if self.keep_dir is not None:
+            shutil.copytree(self.directory, self.keep_dir / self.name, dirs_exist_ok=True)
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    @property
+    def env(self) -> dict[str, str]:
+        """What a deployment must say: where Redis and the API are, and the account. Nothing tuned."""
+        return {
+            "RECSTOP_BROKER_URL": self.redis.url,
+            "VOBIZ_API_BASE": self.sandbox.api_base,
+            "VOBIZ_AUTH_ID": AUTH_ID,
+            "VOBIZ_AUTH_TOKEN": TOKEN,
+            "RECSTOP_LOG_FORMAT": "json",
+        }
+
+    def client(self) -> redis.Redis:
+        """A plain client of this stack's Redis."""
+        return redis.Redis.from_url(self.redis.url)
+
+    def producer(self) -> Producer:
+        """A producer with its own connections, closed with the stack."""
+        settings = Settings.from_env(self.env)
+        producer = Producer(settings, redis_client(settings.redis))
+        self.producers.append(producer)
+        return producer
+
+    def start_workers(self, count: int, **overrides: str) -> list[WorkerProcess]:
+        """Start ``count`` recstop workers (in parallel) and wait until each is ready."""
+        started = [
+            WorkerProcess(
+                {**self.env, **overrides},
+                self.directory / f"w{len(self.workers) + i}.log",
+                name=f"w{len(self.workers) + i}",
+                redis_url=self.redis.url,
+            ).start(wait=False)
+            for i in range(count)
+        ]
+        for worker in started:
+            worker.wait_ready(timeout_s=60)
+        self.workers.extend(started)
+        return started
+
+    def start_naive(
+        self, count: int, mode: str, concurrency: int, *, rate_limit: str = ""
+    ) -> list[NaiveWorker]:
+        """Start ``count`` naive reference workers (``default`` or ``tuned``)."""
+        env = {
+            "NAIVE_BROKER_URL": self.redis.url,
+            "NAIVE_API_BASE": self.sandbox.api_base,
+            "NAIVE_AUTH_ID": AUTH_ID,
+            "NAIVE_AUTH_TOKEN": TOKEN,
+            "NAIVE_MODE": mode,
+            "NAIVE_CONCURRENCY": str(concurrency),
+            "NAIVE_RATE_LIMIT": rate_limit,
+        }
+        started = [
+            NaiveWorker(env, self.directory / f"naive-{mode}-{len(self.naive) + i}.log").start()
+            for i in range(count)
+        ]
+        self.naive.extend(started)
+        return started
+
+    def stop_workers(self) -> None:
+        """Stop every worker of either kind."""
+        for worker in self.workers:
+            worker.stop(timeout_s=20)
+        for naive in self.naive:
+            naive.stop(timeout_s=20)
+        self.workers.clear()
+        self.naive.clear()
+
+    def drained(self, queues: Mapping[str, int] | None = None) -> bool:
+        """Whether every queue list (and kombu's unacked hash) is empty."""
+        client = self.client()
+        try:
+            names = dict(queues or {"recstop": 0, "recstop.urgent": 0, "naive": 0})
+            return all(client.llen(name) == 0 for name in names) and client.hlen("unacked") == 0
+        finally:
+            client.close()
+
+    def wait_drained(self, timeout_s: float) -> None:
+        """Wait until the queues are empty."""
+        wait_for(self.drained, timeout_s=timeout_s, interval_s=POLL_S, what="the queues to drain")

@@ -1,0 +1,62 @@
+"""The stop message as kombu's Redis transport stores it, built without kombu.
+
+The producer hands this text to ``enqueue.lua``, which records the stop and pushes the message in
+one atomic step (one round trip instead of three: enqueue, publish, confirm). It is the same
+Celery protocol 2 envelope that ``app.send_task`` writes and that the README documents for
+producers in other languages; ``tests/integration/test_stop_flow.py`` runs both through a worker.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import socket
+import uuid
+from collections.abc import Mapping
+from typing import Any, Final
+
+from worker.keys import TASK_NAME
+
+#: Replaced by ``enqueue.lua`` with the task id of the run the message belongs to (a new run's, or
+#: the pending run's when an urgent stop joins it).
+TASK_ID_PLACEHOLDER: Final = "@@TASK_ID@@"
+_ORIGIN: Final = f"{os.getpid()}@{socket.gethostname()}"
+_EMBED: Final = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
+
+
+def stop_message(kwargs: Mapping[str, Any], *, queue: str, retries: int = 0) -> str:
+    """The JSON text of one ``recstop.stop_recording`` message, its task id left as a placeholder."""
+    body = json.dumps([[], dict(kwargs), _EMBED], separators=(",", ":")).encode()
+    tid = TASK_ID_PLACEHOLDER
+    envelope = {
+        "body": base64.b64encode(body).decode("ascii"),
+        "content-encoding": "utf-8",
+        "content-type": "application/json",
+        "headers": {
+            "lang": "py",
+            "task": TASK_NAME,
+            "id": tid,
+            "shadow": None,
+            "group": None,
+            "group_index": None,
+            "retries": retries,
+            "timelimit": [None, None],
+            "root_id": tid,
+            "parent_id": None,
+            "argsrepr": "()",
+            "kwargsrepr": repr(dict(kwargs)),
+            "origin": _ORIGIN,
+            "ignore_result": True,
+        },
+        "properties": {
+            "correlation_id": tid,
+            "reply_to": "",
+            "delivery_mode": 2,
+            "delivery_info": {"exchange": "", "routing_key": queue},
+            "priority": 0,
+            "body_encoding": "base64",
+            "delivery_tag": str(uuid.uuid4()),
+        },
+    }
+    return json.dumps(envelope, separators=(",", ":"))
