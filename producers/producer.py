@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Self
@@ -16,6 +16,7 @@ from redis.exceptions import RedisError
 from worker.config import celery_config
 from worker.deadletters import DeadLetter, DeadLetters
 from worker.errors import BrokerUnavailableError, InvalidStopRequest, UnknownAccountError
+from worker.ids import new_id
 from worker.keys import QUEUE, URGENT_QUEUE
 from worker.settings import Settings
 from worker.status import StatusRecord
@@ -31,8 +32,8 @@ from worker.validation import (
 
 log = structlog.get_logger("recstop.producer")
 
-#: Stops per pipelined round trip in ``stop_recordings``.
-BULK_CHUNK: Final = 500
+#: Stops per script call (one atomic round trip, about 6 ms of Redis time) in ``stop_recordings``.
+BULK_CHUNK: Final = 200
 #: Longest delay accepted: a stop further out than this is almost certainly a unit mistake.
 MAX_DELAY: Final = timedelta(days=30)
 
@@ -137,7 +138,7 @@ class Producer:
         chunk_size: int = BULK_CHUNK,
         on_progress: Callable[[int], None] | None = None,
     ) -> list[StopHandle]:
-        """Enqueue many stops now, pipelined: one round trip per ``chunk_size`` stops.
+        """Enqueue many stops now: one atomic script call per ``chunk_size`` stops.
 
         Each item is a call_uuid (stop every recording) or a :class:`StopSpec`. Every item is
         validated before anything is sent: one bad item raises InvalidStopRequest naming its
@@ -145,53 +146,65 @@ class Producer:
         """
         requests = [self._bulk_item(index, item) for index, item in enumerate(stops)]
         queue = URGENT_QUEUE if urgent else QUEUE
+        size = max(1, chunk_size)
+        chunks = [requests[start : start + size] for start in range(0, len(requests), size)]
         handles: list[StopHandle] = []
-        for start in range(0, len(requests), max(1, chunk_size)):
-            batch = requests[start : start + max(1, chunk_size)]
-            calls = [
-                self.store.enqueue_call(request, str(uuid.uuid4()), queue=queue, urgent=urgent)
-                for request in batch
-            ]
-            replies = self._run_enqueues(
-                calls, f"could not store stops {start}..{start + len(batch) - 1} (earlier ones are enqueued)"
-            )
-            for request, reply in zip(batch, replies, strict=True):
-                result = StopStore.parse_enqueued(reply)
-                handles.append(
-                    StopHandle(
-                        result.task_id, result.deduplicated, result.state, request.call_uuid, request.url
-                    )
+        # One chunk in flight while the next is prepared: Redis runs one while Python builds the other.
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="recstop-bulk") as sender:
+            pending: Future[list[Any]] | None = None
+            sent: list[StopRequest] = []
+            for chunk in [*chunks, None]:
+                calls = (
+                    []
+                    if chunk is None
+                    else [
+                        self.store.enqueue_call(request, new_id(), queue=queue, urgent=urgent)
+                        for request in chunk
+                    ]
                 )
-            if on_progress is not None:
-                on_progress(len(handles))
+                if pending is not None:
+                    what = f"could not store stops {len(handles)}..{len(handles) + len(sent) - 1}"
+                    handles += self._collect(sent, pending, what + " (earlier ones are enqueued)")
+                    if on_progress is not None:
+                        on_progress(len(handles))
+                if chunk is not None:
+                    pending, sent = sender.submit(self._run_enqueues, calls), chunk
         return handles
 
-    def _run_enqueues(self, calls: list[tuple[list[str], list[Any]]], what: str) -> list[Any]:
-        """Run ``enqueue`` script calls in one round trip; with ``wait_replicas``, WAIT for replicas."""
-        script = self.store.scripts.registered["enqueue"]
-        wait_replicas = self.settings.redis.wait_replicas
-        if len(calls) == 1 and wait_replicas == 0:  # one EVALSHA, no pipeline (it adds SCRIPT EXISTS)
-            keys, args = calls[0]
-            try:
-                return [script(keys=keys, args=args, client=self.redis)]
-            except RedisError as exc:
-                raise BrokerUnavailableError(f"{what}: {type(exc).__name__}") from None
+    @staticmethod
+    def _collect(sent: list[StopRequest], pending: Future[list[Any]], what: str) -> list[StopHandle]:
         try:
+            replies = pending.result()
+        except BrokerUnavailableError as exc:
+            raise BrokerUnavailableError(f"{what}: {exc}") from None
+        return [
+            _handle(request, StopStore.parse_enqueued(reply))
+            for request, reply in zip(sent, replies, strict=True)
+        ]
+
+    def _run_enqueues(
+        self, calls: list[tuple[list[str], list[Any]]], what: str = "could not store"
+    ) -> list[Any]:
+        """Enqueue ``calls`` in one script call (atomic, one round trip); WAIT for replicas if asked."""
+        script = self.store.scripts.registered["enqueue"]
+        keys = [key for call_keys, _ in calls for key in call_keys]
+        args = [arg for _, call_args in calls for arg in call_args]
+        wait_replicas = self.settings.redis.wait_replicas
+        try:
+            if wait_replicas == 0:
+                return list(script(keys=keys, args=args, client=self.redis))
             with self.redis.pipeline(transaction=False) as pipe:
-                for keys, args in calls:
-                    script(keys=keys, args=args, client=pipe)
-                if wait_replicas > 0:  # same connection: WAIT counts the replicas holding these writes
-                    pipe.execute_command("WAIT", wait_replicas, self.settings.redis.wait_timeout_ms)  # type: ignore[no-untyped-call]
-                replies = pipe.execute()
+                script(keys=keys, args=args, client=pipe)
+                # Same connection: WAIT counts the replicas that hold these writes.
+                pipe.execute_command("WAIT", wait_replicas, self.settings.redis.wait_timeout_ms)  # type: ignore[no-untyped-call]
+                replies, acked = pipe.execute()
         except RedisError as exc:
             raise BrokerUnavailableError(f"{what}: {type(exc).__name__}") from None
-        if wait_replicas > 0:
-            acked = int(replies.pop())
-            if acked < wait_replicas:
-                raise BrokerUnavailableError(
-                    f"{what}: held by {acked} replica(s) after {self.settings.redis.wait_timeout_ms} ms, "
-                    f"{wait_replicas} required"
-                )
+        if int(acked) < wait_replicas:
+            raise BrokerUnavailableError(
+                f"{what}: held by {acked} replica(s) after {self.settings.redis.wait_timeout_ms} ms, "
+                f"{wait_replicas} required"
+            )
         return list(replies)
 
     def _bulk_item(self, index: int, item: str | StopSpec) -> StopRequest:
@@ -224,7 +237,7 @@ class Producer:
         queue = URGENT_QUEUE if urgent else QUEUE
         call = self.store.enqueue_call(
             request,
-            str(uuid.uuid4()),
+            new_id(),
             delay_s=delay_s,
             at_epoch=at_epoch,
             dlq_id=dlq_id,

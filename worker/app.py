@@ -68,7 +68,8 @@ def create_app(settings: Settings, *, redis: Redis | None = None, main: str = "r
 
 def _scheduler_step(app: Celery, runtime: Runtime) -> type[bootsteps.StartStopStep]:
     def publish(due: Due) -> None:
-        publish_stop(app, due.task_id, due.kwargs, retries=due.attempts)
+        queue = keys.URGENT_QUEUE if due.urgent else keys.QUEUE
+        publish_stop(app, due.task_id, due.kwargs, retries=due.attempts, queue=queue)
 
     class SchedulerStep(bootsteps.StartStopStep):  # type: ignore[misc]
         """Runs the scheduler loop and the heartbeat inside every worker process."""

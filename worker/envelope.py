@@ -9,13 +9,14 @@ producers in other languages; ``tests/integration/test_stop_flow.py`` runs both 
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import os
 import socket
-import uuid
 from collections.abc import Mapping
 from typing import Any, Final
 
+from worker.ids import new_id
 from worker.keys import TASK_NAME
 
 #: Replaced by ``enqueue.lua`` with the task id of the run the message belongs to (a new run's, or
@@ -28,9 +29,25 @@ _EMBED: Final = {"callbacks": None, "errbacks": None, "chain": None, "chord": No
 def stop_message(kwargs: Mapping[str, Any], *, queue: str, retries: int = 0) -> str:
     """The JSON text of one ``recstop.stop_recording`` message, its task id left as a placeholder."""
     body = json.dumps([[], dict(kwargs), _EMBED], separators=(",", ":")).encode()
+    return (
+        _template(queue, retries)
+        .replace(_BODY, base64.b64encode(body).decode("ascii"), 1)
+        .replace(_KWARGSREPR, json.dumps(repr(dict(kwargs)))[1:-1], 1)
+        .replace(_TAG, new_id(), 1)
+    )
+
+
+_BODY: Final = "@@BODY@@"
+_KWARGSREPR: Final = "@@KWARGSREPR@@"
+_TAG: Final = "@@DELIVERY_TAG@@"
+
+
+@functools.cache
+def _template(queue: str, retries: int) -> str:
+    """The envelope with placeholders (built once per queue): filling it in is three replaces."""
     tid = TASK_ID_PLACEHOLDER
     envelope = {
-        "body": base64.b64encode(body).decode("ascii"),
+        "body": _BODY,
         "content-encoding": "utf-8",
         "content-type": "application/json",
         "headers": {
@@ -45,7 +62,7 @@ def stop_message(kwargs: Mapping[str, Any], *, queue: str, retries: int = 0) -> 
             "root_id": tid,
             "parent_id": None,
             "argsrepr": "()",
-            "kwargsrepr": repr(dict(kwargs)),
+            "kwargsrepr": _KWARGSREPR,
             "origin": _ORIGIN,
             "ignore_result": True,
         },
@@ -56,7 +73,7 @@ def stop_message(kwargs: Mapping[str, Any], *, queue: str, retries: int = 0) -> 
             "delivery_info": {"exchange": "", "routing_key": queue},
             "priority": 0,
             "body_encoding": "base64",
-            "delivery_tag": str(uuid.uuid4()),
+            "delivery_tag": _TAG,
         },
     }
     return json.dumps(envelope, separators=(",", ":"))

@@ -52,7 +52,8 @@ class _Run:
     task_id: str
     lock_token: str
     attempt: int
-    payload: str
+    #: The message as a dead letter would keep it; only built when the stop may end up there.
+    payload: str = ""
     result: str = ""
     http_status: int | None = None
     error: str = ""
@@ -105,7 +106,7 @@ class Executor:
         attempt = admission.attempts + 1
         auth_id = admission.auth_id or request.auth_id or self.accounts.default_auth_id
         structlog.contextvars.bind_contextvars(attempt=attempt, auth_id=auth_id)
-        run = _Run(request, task_id, token, attempt, self._payload(request, task_id))
+        run = _Run(request, task_id, token, attempt)
         if admission.decision == "expired":
             return self._dead(run, "deadline", "not_after passed before the attempt")
         secret = self.accounts.token_for(auth_id) if auth_id else None
@@ -120,6 +121,7 @@ class Executor:
 
     def _failed(self, run: _Run, failure: ApiError) -> Outcome:
         """Dead-letter a permanent failure or the last attempt; schedule a retry otherwise."""
+        run.payload = self._payload(run.request, run.task_id)  # a retry may pass its deadline: dead
         if isinstance(failure, PermanentApiError):
             if failure.is_credentials_problem:
                 log.error("credentials_rejected", http_status=run.http_status, error=run.error)
@@ -194,6 +196,7 @@ class Executor:
         return Outcome(state, detail, run.attempt, run.http_status)
 
     def _dead(self, run: _Run, reason: str, error: str) -> Outcome:
+        run.payload = run.payload or self._payload(run.request, run.task_id)
         run.error = error
         state, detail = self.store.finish(
             run.request, run.task_id, result="dead", reason=reason, dlq_id=new_entry_id(), **run.fields()

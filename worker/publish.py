@@ -18,13 +18,16 @@ PUBLISH_RETRY_POLICY: Final[Mapping[str, float]] = {
 }
 
 
-def publish_stop(app: Celery, task_id: str, kwargs: Mapping[str, Any], *, retries: int = 0) -> None:
-    """Send one ``recstop.stop_recording`` message (JSON, keyword arguments only)."""
+def publish_stop(
+    app: Celery, task_id: str, kwargs: Mapping[str, Any], *, retries: int = 0, queue: str = QUEUE
+) -> None:
+    """Send one ``recstop.stop_recording`` message (JSON, keyword arguments only) to ``queue``."""
     app.send_task(
         TASK_NAME,
         kwargs=dict(kwargs),
         task_id=task_id,
-        queue=QUEUE,
+        queue=queue,
+        routing_key=queue,
         retries=retries,
         retry=True,
         retry_policy=dict(PUBLISH_RETRY_POLICY),

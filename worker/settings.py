@@ -303,7 +303,7 @@ class Settings:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     retention: Retention = field(default_factory=Retention)
     accounts: Accounts = field(default_factory=Accounts)
-    concurrency: int = 64
+    concurrency: int = 32
     #: Requests per second per account, shared by every worker through Redis (0 = no limit).
     rate_limit_rps: float = 0.0
     scheduler_poll_s: float = 0.2
@@ -559,8 +559,9 @@ ENV_SPECS: Final[tuple[EnvSpec, ...]] = (
     EnvSpec(
         "RECSTOP_CONCURRENCY",
         _positive(int),
-        64,
-        "Worker threads per process (each holds one API call; `make bench` shows why 64).",
+        32,
+        "Worker threads per process (each holds one API call). Run two processes per core: `make bench` "
+        "shows why.",
     ),
     EnvSpec(
         "RECSTOP_RATE_LIMIT_RPS",

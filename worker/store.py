@@ -89,6 +89,7 @@ class Due:
     kwargs: dict[str, str | None]
     attempts: int
     republished: int = 0  # how often this run's watchdog fired (0: an ordinary due entry)
+    urgent: bool = False  # enqueued on the urgent lane: published there again
 
 
 @dataclass(frozen=True)
@@ -133,7 +134,7 @@ class StopStore:
         the record.
         """
         return self.parse_enqueued(
-            self.scripts.run(
+            self.scripts.run(  # the script takes any number of stops and answers one reply each
                 "enqueue",
                 *self.enqueue_call(
                     request,
@@ -145,7 +146,7 @@ class StopStore:
                     queue=queue,
                     urgent=urgent,
                 ),
-            )
+            )[0]
         )
 
     def enqueue_call(
@@ -325,7 +326,9 @@ def _iso_or_none(epoch: str | None) -> str | None:
 
 def _due(row: list[str]) -> Due:
     """One row of the claim script's reply."""
-    member, score, task_id, call_uuid, url, auth_id, request_id, not_after, attempts, republished = row
+    member, score, task_id, call_uuid, url, auth_id, request_id, not_after, attempts, republished, urgent = (
+        row
+    )
     return Due(
         member=member,
         lease_score=score,
@@ -339,4 +342,5 @@ def _due(row: list[str]) -> Due:
         },
         attempts=int(attempts or 0),
         republished=int(republished or 0),
+        urgent=urgent == "1",
     )

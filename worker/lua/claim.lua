@@ -10,7 +10,7 @@ for i = 1, #due, 2 do
   local member, score = due[i], fmt(tonumber(due[i + 1]))
   local status = ARGV[1] .. member
   local r = redis.call('HMGET', status, 'state', 'task_id', 'call_uuid', 'url', 'auth_id',
-    'request_id', 'not_after', 'attempts', 'watch_at')
+    'request_id', 'not_after', 'attempts', 'watch_at', 'urgent')
   if not pending(r[1]) then
     redis.call('ZREM', schedule, member)
   else
@@ -24,7 +24,7 @@ for i = 1, #due, 2 do
     redis.call('ZADD', schedule, lease_until, member)
     redis.call('HSET', status, 'phase', 'ready')
     if r[1] == 'scheduled' then redis.call('HSET', status, 'state', 'queued') end
-    table.insert(out, {member, lease_until, r[2], r[3], r[4], r[5], r[6], r[7], r[8], republished})
+    table.insert(out, {member, lease_until, r[2], r[3], r[4], r[5], r[6], r[7], r[8], republished, r[10] or ''})
   end
 end
 local first = redis.call('ZRANGE', schedule, 0, 0, 'WITHSCORES')
