@@ -9,6 +9,7 @@ from bench.naive import publish
 from bench.profiles import Profile
 from bench.report import Report, Row
 from bench.scenarios import call_uuids
+from bench.scenarios.limiter import compare
 from bench.stack import BenchStack
 from bench.stats import achieved_rate, max_window_count
 
@@ -58,6 +59,19 @@ def run(report: Report, profile: Profile) -> None:
             higher_is_better=False,
         )
     )
+    grants = int(limit * profile.limit_phase_s / 2)
+    for name, figures in compare(limit, grants).items():
+        report.add(
+            Row(
+                NAME,
+                f"limiter alone, 8 threads, {grants} grants: {name}",
+                "busiest 100 ms, % of limit",
+                figures["busiest_100ms_pct"],
+                note=f"busiest second {figures['busiest_window_pct']}%, "
+                f"{figures['redis_commands_per_grant']} Redis commands per grant",
+                higher_is_better=False,
+            )
+        )
     adaptive = _adaptive(profile)
     report.details["rate_limit_adaptive"] = adaptive
     report.add(

@@ -56,8 +56,9 @@ def test_burst_figures_sit_beside_both_references(report):
 def test_rate_limit_rows_are_measured(report):
     """The shared limiter's rows hold numbers: achieved rate, busiest window, 429 count."""
     rows = [r for r in report["rows"] if r["scenario"] == "4 rate limit"]
-    assert len(rows) == 5
-    assert all(isinstance(r["recstop"], int | float) for r in rows[:3])
+    assert len(rows) == 9
+    assert all(isinstance(r["recstop"], int | float) for r in rows[:7])
+    assert any("limits moving window" in r["metric"] for r in rows)
 
 
 def test_machine_is_recorded(report):
