@@ -138,12 +138,17 @@ def _announce_ready(**_: object) -> None:
 worker_ready.connect(_announce_ready, weak=False)
 
 
-def publish(broker_url: str, call_uuids: Sequence[str]) -> float:
-    """Send one ``naive.stop_recording`` per call_uuid with ``send_task`` in a loop; the seconds it took."""
+def publish(broker_url: str, call_uuids: Sequence[str], stop: threading.Event | None = None) -> float:
+    """Send one ``naive.stop_recording`` per call_uuid with ``send_task`` in a loop; the seconds it took.
+
+    ``stop`` ends the loop early (a measurement that hit its time cap).
+    """
     app = make_app({"NAIVE_BROKER_URL": broker_url})
     try:
         started = time.perf_counter()
         for call_uuid in call_uuids:
+            if stop is not None and stop.is_set():
+                break
             app.send_task(TASK_NAME, args=[call_uuid], queue=QUEUE)
         return time.perf_counter() - started
     finally:

@@ -19,7 +19,7 @@ class Profile:
     urgent_backlog: int = 20_000
     urgent_stops: int = 100
     urgent_cli_stops: int = 5
-    urgent_naive_backlog: int = 2_000
+    urgent_naive_backlog: int = 5_000
     limit_stops: int = 5_000
     limit_rps: float = 200.0
     limit_processes: int = 4
@@ -42,7 +42,7 @@ CI = Profile(
     urgent_backlog=600,
     urgent_stops=10,
     urgent_cli_stops=1,
-    urgent_naive_backlog=100,
+    urgent_naive_backlog=200,
     limit_stops=300,
     limit_rps=100.0,
     limit_processes=2,

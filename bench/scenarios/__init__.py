@@ -30,11 +30,15 @@ def naive_throughput(stack: BenchStack, ids: Sequence[str], *, cap_s: float) -> 
     from bench.naive import publish  # noqa: PLC0415 - keeps the naive app out of recstop's imports
 
     started = time.time()
-    thread = threading.Thread(target=publish, args=(stack.redis.url, ids), daemon=True)
+    stop = threading.Event()
+    thread = threading.Thread(target=publish, args=(stack.redis.url, ids, stop), daemon=True)
     thread.start()
     finished = stack.feed.wait_ok(set(ids), timeout_s=cap_s)
+    capped_at = time.time()
+    stop.set()
+    thread.join(30)
     arrivals = stack.feed.first_ok()
     if finished:
         return len(ids) / (max(arrivals.values()) - started), len(ids), False
-    done = sum(1 for call in ids if call in arrivals)
-    return done / (time.time() - started), done, True
+    done = sum(1 for call in ids if arrivals.get(call, capped_at + 1) <= capped_at)
+    return done / (capped_at - started), done, True
