@@ -20,8 +20,8 @@ from bench.naive import NaiveWorker
 from harness.procs import RedisServer, WorkerProcess, wait_for
 from harness.sandbox import SandboxProcess
 from producers import Producer
+from worker.connection import redis_client
 from worker.settings import Settings
-from worker.store import redis_client
 
 AUTH_ID: Final = "MA_BENCH0001"
 TOKEN: Final = "tok-Bench-5d0c2e71"

@@ -12,8 +12,8 @@ from typing import Final, Self
 from harness.procs import RedisServer, WorkerProcess
 from harness.sandbox import SandboxProcess
 from producers import Producer
+from worker.connection import redis_client
 from worker.settings import Settings
-from worker.store import redis_client
 
 AUTH_ID: Final = "MA_CHAOS0001"
 TOKEN: Final = "tok-Chaos-7c1e55aa90d3"

@@ -13,10 +13,10 @@ from redis.exceptions import RedisError
 from tqdm import tqdm
 
 from producers.producer import Producer, StopSpec
+from worker.connection import redis_client
 from worker.errors import ConfigError, InvalidStopRequest, RecstopError
 from worker.settings import Settings
 from worker.status import iso
-from worker.store import redis_client
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 

@@ -14,13 +14,14 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from worker.config import celery_config
+from worker.connection import ReplicaShortfall, check_wait, queue_wait, redis_client
 from worker.deadletters import DeadLetter, DeadLetters
 from worker.errors import BrokerUnavailableError, InvalidStopRequest, UnknownAccountError
 from worker.ids import new_id
 from worker.keys import QUEUE, URGENT_QUEUE
 from worker.settings import Settings
 from worker.status import StatusRecord
-from worker.store import Enqueued, StopStore, redis_client
+from worker.store import Enqueued, StopStore
 from worker.validation import (
     StopRequest,
     decode_task_message,
@@ -189,22 +190,18 @@ class Producer:
         script = self.store.scripts.registered["enqueue"]
         keys = [key for call_keys, _ in calls for key in call_keys]
         args = [arg for _, call_args in calls for arg in call_args]
-        wait_replicas = self.settings.redis.wait_replicas
         try:
-            if wait_replicas == 0:
+            if self.settings.redis.wait_replicas == 0:
                 return list(script(keys=keys, args=args, client=self.redis))
             with self.redis.pipeline(transaction=False) as pipe:
                 script(keys=keys, args=args, client=pipe)
-                # Same connection: WAIT counts the replicas that hold these writes.
-                pipe.execute_command("WAIT", wait_replicas, self.settings.redis.wait_timeout_ms)  # type: ignore[no-untyped-call]
+                queue_wait(pipe, self.settings.redis)  # same connection: WAIT counts these writes
                 replies, acked = pipe.execute()
+            check_wait(acked, self.settings.redis)
         except RedisError as exc:
             raise BrokerUnavailableError(f"{what}: {type(exc).__name__}") from None
-        if int(acked) < wait_replicas:
-            raise BrokerUnavailableError(
-                f"{what}: held by {acked} replica(s) after {self.settings.redis.wait_timeout_ms} ms, "
-                f"{wait_replicas} required"
-            )
+        except ReplicaShortfall as exc:
+            raise BrokerUnavailableError(f"{what}: {exc}") from None
         return list(replies)
 
     def _bulk_item(self, index: int, item: str | StopSpec) -> StopRequest:

@@ -12,8 +12,8 @@ from support import RedisServer, WorkerProcess
 
 from producers import Producer
 from vobiz_sandbox import SandboxClient, SandboxServer
+from worker.connection import redis_client
 from worker.settings import Settings
-from worker.store import redis_client
 
 AUTH_ID = "MA_TESTACCT01"
 TOKEN = "tok-Sekr3t-9f8e7d6c5b4a"

@@ -14,6 +14,7 @@ from redis.exceptions import RedisError
 
 from worker import keys
 from worker.config import celery_config
+from worker.connection import redis_client
 from worker.deadletters import DeadLetters
 from worker.execute import Executor
 from worker.publish import publish_stop
@@ -21,7 +22,7 @@ from worker.ratelimit import RateLimiter, RateLimitSettings
 from worker.redaction import Redactor
 from worker.scheduler import Scheduler
 from worker.settings import Settings
-from worker.store import Due, StopStore, redis_client
+from worker.store import Due, StopStore
 from worker.tasks import register_tasks
 from worker.vobiz import VobizClient
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from kombu.entity import Queue
 
+from worker.connection import sentinel_transport_options
 from worker.keys import QUEUE, TASK_NAME, URGENT_QUEUE
 from worker.settings import Settings
 from worker.transport import transport_for
@@ -28,7 +29,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "socket_timeout": redis.socket_timeout_s,
             "socket_connect_timeout": redis.socket_timeout_s,
             "health_check_interval": 10,
-            **_sentinel_options(settings),
+            **sentinel_transport_options(redis),
             # Publishes wait for replicas (WAIT) when asked to; see worker.transport.Channel.
             "wait_replicas": redis.wait_replicas,
             "wait_timeout_ms": redis.wait_timeout_ms,
@@ -70,17 +71,3 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 
 def _queue(name: str) -> Queue:
     return Queue(name, routing_key=name)  # type: ignore[no-untyped-call]
-
-
-def _sentinel_options(settings: Settings) -> dict[str, Any]:
-    """The Sentinel transport options: the master name, the sentinels' password and timeouts."""
-    redis = settings.redis
-    if not redis.sentinel:
-        return {}
-    sentinel_kwargs: dict[str, Any] = {
-        "socket_timeout": redis.socket_timeout_s,
-        "socket_connect_timeout": redis.socket_timeout_s,
-    }
-    if redis.sentinel_password:
-        sentinel_kwargs["password"] = redis.sentinel_password
-    return {"master_name": redis.sentinel_master, "sentinel_kwargs": sentinel_kwargs}

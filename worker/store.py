@@ -6,64 +6,20 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
-from urllib.parse import unquote, urlsplit
 
 from redis import Redis
-from redis.sentinel import Sentinel
 
 from worker import keys
 from worker.envelope import stop_message
 from worker.errors import InvalidStopRequest
 from worker.scripts import Scripts
-from worker.settings import RedisSettings, Retention, RetryPolicy
+from worker.settings import Retention, RetryPolicy
 from worker.status import StatusRecord, iso
 from worker.validation import StopRequest
 
 #: How long a just-enqueued stop waits in the schedule before the scheduler publishes it again,
 #: in case the producer died between storing it and publishing its message.
 PUBLISH_GRACE_S: Final = 15.0
-
-
-def redis_client(settings: RedisSettings) -> Redis:
-    """A Redis client for recstop's own keys (strings decoded), from explicit settings (TLS included).
-
-    With a ``sentinel://`` URL it is the current master's client, found through the sentinels: after
-    a failover its next connection goes to the new master.
-    """
-    if settings.sentinel:
-        return _sentinel_master_client(settings)
-    return Redis.from_url(
-        settings.url,
-        decode_responses=True,
-        socket_timeout=settings.socket_timeout_s,
-        socket_connect_timeout=settings.socket_timeout_s,
-        health_check_interval=10,
-        retry_on_timeout=False,
-        **(settings.tls_options() or {}),
-    )
-
-
-def _sentinel_master_client(settings: RedisSettings) -> Redis:
-    first = urlsplit(settings.url.split(";", 1)[0])
-    timeouts = {
-        "socket_timeout": settings.socket_timeout_s,
-        "socket_connect_timeout": settings.socket_timeout_s,
-    }
-    sentinel_kwargs: dict[str, Any] = dict(timeouts)
-    if settings.sentinel_password:
-        sentinel_kwargs["password"] = settings.sentinel_password
-    sentinel = Sentinel(settings.sentinels(), sentinel_kwargs=sentinel_kwargs, **timeouts)  # type: ignore[no-untyped-call]
-    client: Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
-        settings.sentinel_master or "",
-        redis_class=Redis,
-        db=settings.sentinel_db(),
-        username=unquote(first.username) if first.username else None,
-        password=unquote(first.password) if first.password else None,
-        decode_responses=True,
-        health_check_interval=10,
-        retry_on_timeout=False,
-    )
-    return client
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,9 @@ from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import dumps, loads
 from redis import exceptions as redis_errors
 
+from worker.connection import ReplicaShortfall, check_wait, queue_wait
 from worker.keys import URGENT_QUEUE
+from worker.settings import RedisSettings
 
 #: Transport options of recstop's channels beyond kombu's: replicas a publish waits for, and how long.
 WAIT_OPTIONS: Final = ("wait_replicas", "wait_timeout_ms")
@@ -122,13 +124,16 @@ class Channel(kombu_redis.Channel):
             if self._expires and queue in self._expires:
                 for step in self.priority_steps:
                     pipe.pexpire(self._q_for_pri(queue, step), self._expires[queue])  # type: ignore[no-untyped-call]
-            pipe.execute_command("WAIT", self.wait_replicas, self.wait_timeout_ms)
-            acked = int(pipe.execute()[-1])
-        if acked < self.wait_replicas:
-            raise redis_errors.ConnectionError(
-                f"message held by {acked} replica(s) after {self.wait_timeout_ms} ms, "
-                f"{self.wait_replicas} required"
-            )
+            queue_wait(pipe, self._wait_settings)
+            acked = pipe.execute()[-1]
+        try:
+            check_wait(acked, self._wait_settings)
+        except ReplicaShortfall as exc:
+            raise redis_errors.ConnectionError(f"message {exc}") from None
+
+    @property
+    def _wait_settings(self) -> RedisSettings:
+        return RedisSettings(wait_replicas=self.wait_replicas, wait_timeout_ms=self.wait_timeout_ms)
 
     def _connparams(self, asynchronous: bool = False) -> dict[str, Any]:  # noqa: FBT001, FBT002
         if self.connection.client is None:

@@ -11,8 +11,8 @@ from support import wait_for
 from test_stop_flow import deletes, final
 
 from producers import Producer
+from worker.connection import redis_client
 from worker.settings import Settings
-from worker.store import redis_client
 
 pytestmark = pytest.mark.integration
 

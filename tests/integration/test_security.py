@@ -23,10 +23,10 @@ from test_stop_flow import final
 from harness.flower import FlowerProcess
 from producers import Producer
 from worker.config import celery_config
+from worker.connection import redis_client
 from worker.errors import BrokerUnavailableError, InvalidStopRequest
 from worker.keys import QUEUE, TASK_NAME
 from worker.settings import Settings
-from worker.store import redis_client
 
 pytestmark = pytest.mark.integration
 

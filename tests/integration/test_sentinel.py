@@ -18,9 +18,9 @@ from harness.sandbox import SandboxProcess
 from harness.sentinel import MASTER_NAME, SentinelCluster
 from producers import Producer
 from worker.config import celery_config
+from worker.connection import redis_client
 from worker.errors import ConfigError
 from worker.settings import RedisSettings, Settings
-from worker.store import redis_client
 from worker.transport import SENTINEL_TRANSPORT, TRANSPORT, SentinelTransport
 
 pytestmark = pytest.mark.integration

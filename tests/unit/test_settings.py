@@ -12,10 +12,10 @@ import pytest
 from redis.connection import SSLConnection
 
 from worker.config import celery_config
+from worker.connection import redis_client
 from worker.errors import ConfigError
 from worker.logs import configure_logging, reset_logging
 from worker.settings import ENV_SPECS, Settings
-from worker.store import redis_client
 
 
 def test_defaults():
