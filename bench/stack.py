@@ -1,4 +1,4 @@
-"""One scenario's private stack: Redis with AOF, the sandbox, and worker processes, torn down on exit.
+"""One scenario's private stack: the harness stack plus naive reference workers and the request feed.
 
 recstop workers run as plain ``celery -A worker worker`` with recstop's defaults: the environment
 only says where Redis and the API are and which account to use (plus what a scenario varies).
@@ -6,22 +6,15 @@ only says where Redis and the API are and which account to use (plus what a scen
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
-from typing import Any, Final, Self
-
-import redis
+from typing import Any, ClassVar, Final, Self
 
 from bench.naive import NaiveWorker
-from harness.procs import RedisServer, WorkerProcess, wait_for
+from harness.procs import wait_for
 from harness.sandbox import SandboxProcess
-from producers import Producer
-from worker.connection import redis_client
-from worker.settings import Settings
+from harness.stack import SandboxOptions, Stack
 
 AUTH_ID: Final = "MA_BENCH0001"
 TOKEN: Final = "tok-Bench-5d0c2e71"
@@ -72,83 +65,34 @@ class RequestFeed:
             time.sleep(POLL_S)  # polling a remote log at a fixed pace; completion is the condition
 
 
-class BenchStack:
-    """Redis (AOF, everysec), the sandbox and workers in a temporary directory."""
+class BenchStack(Stack):
+    """A harness stack (Redis AOF everysec, the sandbox with one account, JSON logs) plus naive workers."""
+
+    temp_prefix: ClassVar[str] = "recstop-bench-"
 
     def __init__(self, name: str, *, latency_ms: float = 0.0, keep_dir: Path | None = None) -> None:
-        self.name = name
-        self.directory = Path(tempfile.mkdtemp(prefix=f"recstop-bench-{name}-"))
-        self.keep_dir = keep_dir
+        super().__init__(
+            name,
+            sandbox=SandboxOptions({AUTH_ID: TOKEN}),
+            env={"RECSTOP_LOG_FORMAT": "json"},
+            keep_dir=keep_dir,
+        )
         self.latency_ms = latency_ms
-        self.redis = RedisServer(self.directory / "redis", appendonly=True, appendfsync="everysec")
-        self.sandbox = SandboxProcess(self.directory / "sandbox.log", {AUTH_ID: TOKEN})
-        self.workers: list[WorkerProcess] = []
         self.naive: list[NaiveWorker] = []
-        self.producers: list[Producer] = []
         self.feed = RequestFeed(self.sandbox)
 
-    def __enter__(self) -> Self:
-        self.redis.start()
-        self.sandbox.start()
+    def start(self) -> Self:
+        """Start Redis and the sandbox; give every sandbox answer ``latency_ms``."""
+        super().start()
         self.sandbox.client.set_faults([], latency_ms=self.latency_ms)
         return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop_workers()
-        for producer in self.producers:
-            producer.close()
-        self.sandbox.stop()
-        self.redis.stop()
-        if self.keep_dir is not None:
-            shutil.copytree(self.directory, self.keep_dir / self.name, dirs_exist_ok=True)
-        shutil.rmtree(self.directory, ignore_errors=True)
-
-    @property
-    def env(self) -> dict[str, str]:
-        """What a deployment must say: where Redis and the API are, and the account. Nothing tuned."""
-        return {
-            "RECSTOP_BROKER_URL": self.redis.url,
-            "VOBIZ_API_BASE": self.sandbox.api_base,
-            "VOBIZ_AUTH_ID": AUTH_ID,
-            "VOBIZ_AUTH_TOKEN": TOKEN,
-            "RECSTOP_LOG_FORMAT": "json",
-        }
-
-    def client(self) -> redis.Redis:
-        """A plain client of this stack's Redis."""
-        return redis.Redis.from_url(self.redis.url)
-
-    def producer(self) -> Producer:
-        """A producer with its own connections, closed with the stack."""
-        settings = Settings.from_env(self.env)
-        producer = Producer(settings, redis_client(settings.redis))
-        self.producers.append(producer)
-        return producer
-
-    def start_workers(self, count: int, **overrides: str) -> list[WorkerProcess]:
-        """Start ``count`` recstop workers (in parallel) and wait until each is ready."""
-        started = [
-            WorkerProcess(
-                {**self.env, **overrides},
-                self.directory / f"w{len(self.workers) + i}.log",
-                name=f"w{len(self.workers) + i}",
-                redis_url=self.redis.url,
-            ).start(wait=False)
-            for i in range(count)
-        ]
-        for worker in started:
-            worker.wait_ready(timeout_s=60)
-        self.workers.extend(started)
-        return started
 
     def start_naive(
         self, count: int, mode: str, concurrency: int, *, rate_limit: str = ""
     ) -> list[NaiveWorker]:
         """Start ``count`` naive reference workers (``default`` or ``tuned``)."""
         env = {
-            "NAIVE_BROKER_URL": self.redis.url,
+            "NAIVE_BROKER_URL": self.broker_url,
             "NAIVE_API_BASE": self.sandbox.api_base,
             "NAIVE_AUTH_ID": AUTH_ID,
             "NAIVE_AUTH_TOKEN": TOKEN,
@@ -165,11 +109,9 @@ class BenchStack:
 
     def stop_workers(self) -> None:
         """Stop every worker of either kind."""
-        for worker in self.workers:
-            worker.stop(timeout_s=20)
+        super().stop_workers()
         for naive in self.naive:
-            naive.stop(timeout_s=20)
-        self.workers.clear()
+            naive.stop(timeout_s=self.worker_stop_s)
         self.naive.clear()
 
     def drained(self, queues: Mapping[str, int] | None = None) -> bool:

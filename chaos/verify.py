@@ -14,7 +14,8 @@ from redis import Redis
 from producers import Producer
 from vobiz_sandbox import SandboxClient
 from worker.deadletters import DeadLetters
-from worker.status import State, StatusRecord
+from worker.outcome import State
+from worker.status import StatusRecord
 
 #: DELETE answers the worker counts as "the recording is not recording any more".
 SUCCESS_STATUSES: Final = frozenset({204, 404})

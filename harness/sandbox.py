@@ -6,13 +6,14 @@ import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import IO
 
 from harness.procs import ROOT, free_port, terminate, wait_for
 from vobiz_sandbox import SandboxClient
 
 
 class SandboxProcess:
-    """``python -m vobiz_sandbox`` on a free loopback port, with a control client."""
+    """``python -m vobiz_sandbox`` on a loopback port (``port``, else a free one), with a control client."""
 
     def __init__(
         self,
@@ -21,13 +22,15 @@ class SandboxProcess:
         *,
         auto_calls: bool = True,
         seed: int | None = None,
+        port: int | None = None,
     ) -> None:
         self.log_path = log_path
         self.accounts = dict(accounts)
         self.auto_calls = auto_calls
         self.seed = seed
-        self.port = free_port()
+        self.port = free_port() if port is None else port
         self.proc: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
         self.client = SandboxClient(self.base_url, timeout_s=30.0)
 
     @property
@@ -57,15 +60,17 @@ class SandboxProcess:
     def _healthy(self) -> bool:
         assert self.proc is not None
         if self.proc.poll() is not None:
-            raise AssertionError(f"sandbox exited with {self.proc.returncode}")
+            raise AssertionError(f"sandbox exited with {self.proc.returncode}; see {self.log_path}")
         try:
             return self.client.health()
         except OSError:
             return False
 
     def stop(self) -> None:
-        """Terminate the server and close the control client."""
+        """Terminate the server and close the control client (a no-op when it is not running)."""
         self.client.close()
         terminate(self.proc)
         self.proc = None
-        self._log.close()
+        if self._log is not None:
+            self._log.close()
+            self._log = None

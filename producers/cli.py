@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -15,7 +16,7 @@ from tqdm import tqdm
 from producers.producer import Producer, StopSpec
 from worker.connection import redis_client
 from worker.errors import ConfigError, InvalidStopRequest, RecstopError
-from worker.settings import Settings
+from worker.settings import HealthThresholds, Settings
 from worker.status import iso
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
@@ -239,24 +240,28 @@ def _sandbox(args: argparse.Namespace, _out: TextIO, _err: TextIO) -> int:
     return EXIT_OK
 
 
+def _thresholds(settings: Settings, args: argparse.Namespace) -> HealthThresholds:
+    """The health thresholds of the settings, with each ``--max-*`` flag given overriding its own."""
+    flags = {
+        "max_dead_letters": args.max_dead_letters,
+        "max_overdue_s": args.max_overdue_s,
+        "max_heartbeat_age_s": args.max_heartbeat_age_s,
+    }
+    return dataclasses.replace(settings.health, **{k: v for k, v in flags.items() if v is not None})
+
+
 def _health(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Exit 0 when every check passes, 1 otherwise (a bad setting or an unreachable Redis included)."""
-    from worker.health import Thresholds, check_health, render  # noqa: PLC0415
+    from worker.health import check_health, render  # noqa: PLC0415
 
     try:
         settings = Settings.from_env()
-        thresholds = Thresholds.from_env(
-            os.environ,
-            max_dead_letters=args.max_dead_letters,
-            max_overdue_s=args.max_overdue_s,
-            max_heartbeat_age_s=args.max_heartbeat_age_s,
-        )
     except ConfigError as exc:
         err.write(f"recstop: error: {exc}\n")
         return EXIT_FAILURE
     client = redis_client(settings.redis)
     try:
-        report = check_health(client, thresholds, redis_url=settings.redis.safe_url)
+        report = check_health(client, _thresholds(settings, args), redis_url=settings.redis.safe_url)
     finally:
         client.close()
     if args.json:
@@ -268,12 +273,11 @@ def _health(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def _metrics(args: argparse.Namespace, _out: TextIO, err: TextIO) -> int:
     """Serve /metrics until SIGTERM or SIGINT (exit 0), or fail to start (exit 2 or 1)."""
-    from worker.health import Thresholds  # noqa: PLC0415
     from worker.metrics import serve  # noqa: PLC0415
 
     try:
         settings = Settings.from_env()
-        max_age = Thresholds.from_env(os.environ).max_heartbeat_age_s
+        max_age = settings.health.max_heartbeat_age_s
         serve(redis_client(settings.redis), host=args.host, port=args.port, max_heartbeat_age_s=max_age)
     except ConfigError as exc:
         err.write(f"recstop: error: {exc}\n")

@@ -9,19 +9,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Self
 
 import structlog
-from celery import Celery
 from redis import Redis
 from redis.exceptions import RedisError
 
-from worker.config import celery_config
-from worker.connection import ReplicaShortfall, check_wait, queue_wait, redis_client
+from worker.connection import ReplicaShortfall, redis_client
 from worker.deadletters import DeadLetter, DeadLetters
 from worker.errors import BrokerUnavailableError, InvalidStopRequest, UnknownAccountError
 from worker.ids import new_id
-from worker.keys import QUEUE, URGENT_QUEUE
 from worker.settings import Settings
 from worker.status import StatusRecord
-from worker.store import Enqueued, StopStore
+from worker.store import Enqueued, NewStop, PreparedEnqueue, StopStore, parse_enqueued
 from worker.validation import (
     StopRequest,
     decode_task_message,
@@ -80,16 +77,22 @@ class ReplayResult:
 
 
 class Producer:
-    """Enqueues stops. Connections are explicit: pass a Redis client (and optionally a Celery app)."""
+    """Enqueues stops. The connection is explicit: pass a Redis client.
 
-    def __init__(self, settings: Settings, redis: Redis, app: Celery | None = None) -> None:
+    A stop and its Celery message are written by one script on Redis (``worker/lua/enqueue.lua``):
+    no Celery app is needed to publish.
+    """
+
+    def __init__(self, settings: Settings, redis: Redis) -> None:
         self.settings = settings
         self.redis = redis
-        if app is None:
-            app = Celery("recstop-producer", set_as_current=False)
-            app.conf.update(celery_config(settings))
-        self.app = app
-        self.store = StopStore(redis, settings.retry, settings.retention, watchdog_s=settings.watchdog_s)
+        self.store = StopStore(
+            redis,
+            settings.retry,
+            settings.retention,
+            watchdog_s=settings.watchdog_s,
+            durability=settings.redis,
+        )
         self.dead_letters = DeadLetters(redis, settings.retention)
 
     @classmethod
@@ -99,8 +102,7 @@ class Producer:
         return cls(settings, redis_client(settings.redis))
 
     def close(self) -> None:
-        """Release the broker and Redis connections."""
-        self.app.close()
+        """Release the Redis connections."""
         self.redis.close()
 
     def __enter__(self) -> Self:
@@ -146,7 +148,6 @@ class Producer:
         position, and nothing is enqueued. ``on_progress(n)`` is called after each chunk.
         """
         requests = [self._bulk_item(index, item) for index, item in enumerate(stops)]
-        queue = URGENT_QUEUE if urgent else QUEUE
         size = max(1, chunk_size)
         chunks = [requests[start : start + size] for start in range(0, len(requests), size)]
         handles: list[StopHandle] = []
@@ -155,21 +156,18 @@ class Producer:
             pending: Future[list[Any]] | None = None
             sent: list[StopRequest] = []
             for chunk in [*chunks, None]:
-                calls = (
-                    []
+                call = (
+                    None
                     if chunk is None
-                    else [
-                        self.store.enqueue_call(request, new_id(), queue=queue, urgent=urgent)
-                        for request in chunk
-                    ]
+                    else self.store.prepare_enqueue([NewStop(r, new_id()) for r in chunk], urgent=urgent)
                 )
                 if pending is not None:
                     what = f"could not store stops {len(handles)}..{len(handles) + len(sent) - 1}"
                     handles += self._collect(sent, pending, what + " (earlier ones are enqueued)")
                     if on_progress is not None:
                         on_progress(len(handles))
-                if chunk is not None:
-                    pending, sent = sender.submit(self._run_enqueues, calls), chunk
+                if chunk is not None and call is not None:
+                    pending, sent = sender.submit(self._run_enqueue, call), chunk
         return handles
 
     @staticmethod
@@ -178,31 +176,16 @@ class Producer:
             replies = pending.result()
         except BrokerUnavailableError as exc:
             raise BrokerUnavailableError(f"{what}: {exc}") from None
-        return [
-            _handle(request, StopStore.parse_enqueued(reply))
-            for request, reply in zip(sent, replies, strict=True)
-        ]
+        return [_handle(request, parse_enqueued(reply)) for request, reply in zip(sent, replies, strict=True)]
 
-    def _run_enqueues(
-        self, calls: list[tuple[list[str], list[Any]]], what: str = "could not store"
-    ) -> list[Any]:
-        """Enqueue ``calls`` in one script call (atomic, one round trip); WAIT for replicas if asked."""
-        script = self.store.scripts.registered["enqueue"]
-        keys = [key for call_keys, _ in calls for key in call_keys]
-        args = [arg for _, call_args in calls for arg in call_args]
+    def _run_enqueue(self, call: PreparedEnqueue, what: str = "could not store") -> list[Any]:
+        """Run one prepared enqueue (atomic, one round trip; WAIT for replicas if asked)."""
         try:
-            if self.settings.redis.wait_replicas == 0:
-                return list(script(keys=keys, args=args, client=self.redis))
-            with self.redis.pipeline(transaction=False) as pipe:
-                script(keys=keys, args=args, client=pipe)
-                queue_wait(pipe, self.settings.redis)  # same connection: WAIT counts these writes
-                replies, acked = pipe.execute()
-            check_wait(acked, self.settings.redis)
+            return self.store.run_enqueue(call)
         except RedisError as exc:
             raise BrokerUnavailableError(f"{what}: {type(exc).__name__}") from None
         except ReplicaShortfall as exc:
             raise BrokerUnavailableError(f"{what}: {exc}") from None
-        return list(replies)
 
     def _bulk_item(self, index: int, item: str | StopSpec) -> StopRequest:
         spec = StopSpec(item) if isinstance(item, str) else item
@@ -227,22 +210,15 @@ class Producer:
         *,
         delay_s: float | None = None,
         at_epoch: float | None = None,
-        dlq_id: str = "",
+        dlq_id: str | None = None,
         urgent: bool = False,
     ) -> StopHandle:
         """Record the stop and, when it is due now, push its message: one atomic script call."""
-        queue = URGENT_QUEUE if urgent else QUEUE
-        call = self.store.enqueue_call(
-            request,
-            new_id(),
-            delay_s=delay_s,
-            at_epoch=at_epoch,
-            dlq_id=dlq_id,
-            queue=queue,
-            urgent=urgent,
+        stop = NewStop(request, new_id(), delay_s=delay_s, at_epoch=at_epoch, dlq_id=dlq_id)
+        (reply,) = self._run_enqueue(
+            self.store.prepare_enqueue([stop], urgent=urgent), "could not store the stop"
         )
-        (reply,) = self._run_enqueues([call], "could not store the stop")
-        return _handle(request, StopStore.parse_enqueued(reply))
+        return _handle(request, parse_enqueued(reply))
 
     def cancel(self, call_uuid: str, url: str | None = None) -> CancelResult:
         """Cancel a pending or scheduled stop (state ``cancelled``); no effect once it ran."""

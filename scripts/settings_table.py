@@ -1,4 +1,4 @@
-"""Print the README's configuration table from the settings definition (`worker.settings.ENV_SPECS`).
+"""Print the README's configuration table from the settings model (`worker.environment.ENV_SPECS`).
 
 `python scripts/settings_table.py --write` rewrites the table in README.md between its markers.
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from worker.settings import ENV_SPECS
+from worker.environment import ENV_SPECS
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 BEGIN, END = "<!-- settings-table:begin -->", "<!-- settings-table:end -->"

@@ -1,4 +1,9 @@
-"""Fixtures: each test gets its own redis-server, sandbox and worker processes."""
+"""Fixtures: each test gets its own redis-server and sandbox, and workers in-process or as processes.
+
+``start_worker`` runs recstop's worker (Celery's consumer, the task, the executor, the scheduler)
+on a thread of the test process; ``start_worker_process`` runs ``celery -A worker worker`` as a
+process, for what only a process shows (signals, crashes, the command line, Flower).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from support import RedisServer, WorkerProcess
+from support import InProcessWorker, LogCapture, RedisServer, WorkerProcess
 
 from producers import Producer
 from vobiz_sandbox import SandboxClient, SandboxServer
@@ -64,14 +69,38 @@ def env(redis_server: RedisServer, sandbox: SandboxServer) -> dict[str, str]:
 
 
 @pytest.fixture
-def start_worker(
+def logs() -> Iterator[LogCapture]:
+    """Every log line of this test's process, as JSON (in-process workers log here)."""
+    capture = LogCapture(secrets=(TOKEN, OTHER_TOKEN))
+    yield capture
+    capture.close()
+
+
+@pytest.fixture
+def start_worker(env: dict[str, str], logs: LogCapture) -> Iterator[Callable[..., InProcessWorker]]:
+    """Start a recstop worker in this process (one at a time); it is stopped at the end of the test."""
+    started: list[InProcessWorker] = []
+
+    def start(name: str | None = None, **overrides: str) -> InProcessWorker:
+        worker_name = name or f"w{len(started) + 1}"
+        worker = InProcessWorker(Settings.from_env({**env, **overrides}), logs, name=worker_name)
+        started.append(worker)
+        return worker.start()
+
+    yield start
+    for worker in reversed(started):
+        worker.stop()
+
+
+@pytest.fixture
+def start_worker_process(
     env: dict[str, str], tmp_path: Path, redis_server: RedisServer
 ) -> Iterator[Callable[..., WorkerProcess]]:
     """Start real ``celery -A worker worker`` processes; all are stopped at the end of the test."""
     started: list[WorkerProcess] = []
 
     def start(name: str | None = None, wait: bool = True, **overrides: str) -> WorkerProcess:
-        worker_name = name or f"w{len(started) + 1}"
+        worker_name = name or f"p{len(started) + 1}"
         proc = WorkerProcess(
             {**env, **overrides},
             tmp_path / f"{worker_name}.log",

@@ -7,26 +7,17 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from typing import Final
 
 from worker.backoff import parse_retry_after
-
-
-class Kind(StrEnum):
-    """What a response means for the stop."""
-
-    STOPPED = "stopped"
-    ALREADY_STOPPED = "already_stopped"
-    RETRY = "retry"
-    PERMANENT = "permanent"
+from worker.outcome import Outcome
 
 
 @dataclass(frozen=True)
 class Classification:
-    """The verdict on one response, with what the API said."""
+    """The verdict on one attempt, with what the API said (``http_status`` None: no response)."""
 
-    kind: Kind
+    outcome: Outcome
     http_status: int | None
     code: str | None = None
     message: str | None = None
@@ -35,19 +26,24 @@ class Classification:
     @property
     def succeeded(self) -> bool:
         """Stopped now or already stopped: the stop is done either way."""
-        return self.kind in {Kind.STOPPED, Kind.ALREADY_STOPPED}
+        return self.outcome.succeeded
+
+    @property
+    def error(self) -> str:
+        """What went wrong, as the API (or the connection) put it; empty on success."""
+        return "" if self.succeeded else self.message or ""
 
 
-#: Status codes with a fixed meaning. Other 2xx succeed, other 4xx are permanent, other 5xx retry.
-STATUS_TABLE: Final[Mapping[int, Kind]] = {
-    404: Kind.ALREADY_STOPPED,  # call not found / not active: nothing is recording
-    408: Kind.RETRY,
-    425: Kind.RETRY,
-    429: Kind.RETRY,
-    500: Kind.RETRY,
-    502: Kind.RETRY,
-    503: Kind.RETRY,
-    504: Kind.RETRY,
+#: Status codes with a fixed meaning. Other 2xx succeed, other 4xx are dead (permanent), other 5xx retry.
+STATUS_TABLE: Final[Mapping[int, Outcome]] = {
+    404: Outcome.ALREADY_STOPPED,  # call not found / not active: nothing is recording
+    408: Outcome.RETRY,
+    425: Outcome.RETRY,
+    429: Outcome.RETRY,
+    500: Outcome.RETRY,
+    502: Outcome.RETRY,
+    503: Outcome.RETRY,
+    504: Outcome.RETRY,
 }
 
 #: Error texts and codes meaning "there is nothing to stop" (the stop is already done).
@@ -109,26 +105,31 @@ def classify(
 ) -> Classification:
     """Decide what a response means: stopped, already stopped, retry later, or give up."""
     if 200 <= status < 300:  # noqa: PLR2004
-        return Classification(Kind.STOPPED, status)
+        return Classification(Outcome.STOPPED, status)
     error = parse_error_body(body)
     header = _header(headers or {}, "retry-after")
     retry_after = parse_retry_after(header, now=now)
     if retry_after is None:
         retry_after = error.retry_after_s
-    kind = STATUS_TABLE.get(status)
-    if kind is None:
-        kind = Kind.RETRY if status >= 500 else Kind.PERMANENT  # noqa: PLR2004
-    if 400 <= status < 500 and kind is Kind.PERMANENT and _nothing_to_stop(error):  # noqa: PLR2004
-        kind = Kind.ALREADY_STOPPED
+    outcome = STATUS_TABLE.get(status)
+    if outcome is None:
+        outcome = Outcome.RETRY if status >= 500 else Outcome.DEAD  # noqa: PLR2004
+    if 400 <= status < 500 and outcome is Outcome.DEAD and _nothing_to_stop(error):  # noqa: PLR2004
+        outcome = Outcome.ALREADY_STOPPED
     if 300 <= status < 400 and error.message is None:  # noqa: PLR2004
         error = ErrorBody(message="unexpected redirect (redirects are not followed)")
     return Classification(
-        kind,
+        outcome,
         status,
         code=error.code,
         message=error.message,
-        retry_after_s=retry_after if kind is Kind.RETRY else None,
+        retry_after_s=retry_after if outcome is Outcome.RETRY else None,
     )
+
+
+def no_response(code: str, what: str, exc: BaseException) -> Classification:
+    """A timeout, reset or refused connection: no answer came, so the attempt is tried again."""
+    return Classification(Outcome.RETRY, None, code=code, message=f"{what}: {type(exc).__name__}")
 
 
 def _nothing_to_stop(error: ErrorBody) -> bool:

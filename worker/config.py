@@ -56,7 +56,6 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "worker_send_task_events": True,
         "task_track_started": True,
         "worker_pool": "threads",
-        "worker_consumer": "worker.consumer:RecstopConsumer",  # dead-letters poison messages
         "worker_concurrency": settings.concurrency,
         "worker_prefetch_multiplier": 1,
         "worker_cancel_long_running_tasks_on_connection_loss": False,

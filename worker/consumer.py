@@ -30,7 +30,6 @@ from kombu.exceptions import ContentDisallowed
 from redis.exceptions import RedisError
 
 from worker.deadletters import DeadLetters
-from worker.errors import ConfigError
 from worker.redaction import Redactor
 from worker.transport import BAD_ENVELOPE
 
@@ -220,14 +219,14 @@ def mask_argument_reprs(message: Any, redactor: Redactor) -> None:  # noqa: ANN4
 class RecstopConsumer(Consumer):  # type: ignore[misc]
     """Celery's consumer, with every refused message dead-lettered (``worker_consumer`` setting)."""
 
+    #: Set by :func:`consumer_class`: where refused messages go, and what to mask in Flower.
+    deadletters: DeadLetters
+    redactor: Redactor
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:  # noqa: ANN401
         self._event_flush_pending = False
         super().__init__(*args, **kwargs)
-        runtime = getattr(self.app, "recstop", None)
-        if runtime is None:
-            raise ConfigError("worker.consumer.RecstopConsumer needs an app built by worker.app.create_app")
-        self.poison = PoisonHandler(runtime.deadletters, tuple(self.connection_errors))
-        self.redactor = runtime.executor.redactor
+        self.poison = PoisonHandler(self.deadletters, tuple(self.connection_errors))
         # KeyError is one of kombu's Redis "connection errors"; only real broker failures propagate.
         self.broker_errors = tuple(
             e for e in (*self.connection_errors, *self.channel_errors) if not issubclass(e, LookupError)
@@ -291,3 +290,8 @@ class RecstopConsumer(Consumer):  # type: ignore[misc]
         """Celery refused the message (bad ETA/expires, content type, structure)."""
         reason = CONTENT_TYPE_REFUSED if isinstance(exc, ContentDisallowed) else INVALID_MESSAGE
         self.poison(message, Poison(reason, f"{type(exc).__name__}: {exc!s:.200}"))
+
+
+def consumer_class(deadletters: DeadLetters, redactor: Redactor) -> type[RecstopConsumer]:
+    """Celery's ``worker_consumer``: :class:`RecstopConsumer` bound to this worker's collaborators."""
+    return type("RecstopConsumer", (RecstopConsumer,), {"deadletters": deadletters, "redactor": redactor})

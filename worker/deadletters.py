@@ -15,7 +15,7 @@ from worker import keys
 from worker.redaction import Redactor
 from worker.scripts import Scripts
 from worker.settings import Retention
-from worker.status import iso
+from worker.status import attempt_log, iso
 
 MAX_PAYLOAD_CHARS: Final = 16_384
 #: Binary bodies keep this many bytes: their base64 text is MAX_PAYLOAD_CHARS long.
@@ -94,23 +94,23 @@ class DeadLetter:
     attempts: tuple[Mapping[str, Any], ...] = ()
 
     @classmethod
-    def from_redis(cls, data: Mapping[str, str]) -> DeadLetter:
-        """Build from the entry hash."""
-        http = data.get("http_status")
+    def from_entry(cls, data: Mapping[str, Any]) -> DeadLetter:
+        """Build from the entry as the scripts store it (``keys.DLQ_ENTRIES``)."""
+        payload = data.get("payload")
         return cls(
             id=data["id"],
             reason=data.get("reason", ""),
             task_id=data.get("task_id", ""),
             dead_at=float(data.get("dead_at") or 0),
-            payload=json.loads(data["payload"]) if data.get("payload") else None,
+            payload=json.loads(payload) if payload else None,
             error=data.get("error") or None,
-            http_status=int(http) if http else None,
-            key=data.get("key") or None,
-            call_uuid=data.get("call_uuid") or None,
-            url=data.get("url") or None,
-            auth_id=data.get("auth_id") or None,
-            request_id=data.get("request_id") or None,
-            attempts=tuple(json.loads(data.get("attempts") or "[]")),
+            http_status=data.get("http_status"),
+            key=data.get("key"),
+            call_uuid=data.get("call_uuid"),
+            url=data.get("url"),
+            auth_id=data.get("auth_id"),
+            request_id=data.get("request_id"),
+            attempts=attempt_log(data.get("attempts")),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -128,7 +128,7 @@ class DeadLetters:
         self.client = client
         self.retention = retention
         self.redactor = redactor or Redactor(())
-        self.scripts = Scripts.register(client)
+        self.scripts = Scripts(client)
 
     def add_malformed(self, task_id: str, payload: object, error: str) -> str:
         """Dead-letter a message that is not a valid stop; return the entry id."""
@@ -174,27 +174,29 @@ class DeadLetters:
 
     def _add(self, entry: Mapping[str, str]) -> str:
         entry_id = new_entry_id()
-        fields = {"id": entry_id, **entry, "attempts": "[]"}
-        args: list[Any] = [f"{keys.PREFIX}:dlq:", entry_id, self.retention.dlq_max_entries]
-        args.append(self.retention.dlq_max_age_s)
-        for name, value in fields.items():
-            args.extend((name, value))
-        self.scripts.run("deadletter", [keys.DLQ_INDEX], args)
+        self.scripts.run(
+            "deadletter",
+            [keys.DLQ_INDEX, keys.DLQ_ENTRIES, keys.METRICS],
+            {
+                "entry": {"id": entry_id, **entry},
+                "max_entries": self.retention.dlq_max_entries,
+                "max_age_s": self.retention.dlq_max_age_s,
+            },
+        )
         return entry_id
 
     def list(self, limit: int = 100) -> list[DeadLetter]:
         """The newest dead letters first."""
         ids = cast("list[str]", self.client.zrange(keys.DLQ_INDEX, 0, limit - 1, desc=True))
-        pipe = self.client.pipeline(transaction=False)
-        for entry_id in ids:
-            pipe.hgetall(keys.dlq_entry_key(entry_id))
-        rows = cast("list[dict[str, str]]", pipe.execute())
-        return [DeadLetter.from_redis(data) for data in rows if data]
+        if not ids:
+            return []
+        rows = cast("list[str | None]", self.client.hmget(keys.DLQ_ENTRIES, ids))
+        return [DeadLetter.from_entry(json.loads(row)) for row in rows if row]
 
     def get(self, entry_id: str) -> DeadLetter | None:
         """One dead letter, or None."""
-        data = cast("dict[str, str]", self.client.hgetall(keys.dlq_entry_key(entry_id)))
-        return DeadLetter.from_redis(data) if data else None
+        row = cast("str | None", self.client.hget(keys.DLQ_ENTRIES, entry_id))
+        return DeadLetter.from_entry(json.loads(row)) if row else None
 
     def count(self) -> int:
         """How many dead letters are stored."""
@@ -204,8 +206,12 @@ class DeadLetters:
         """Delete the given entries; return how many existed."""
         if not entry_ids:
             return 0
-        return int(self.scripts.run("dlq_remove", [keys.DLQ_INDEX], [f"{keys.PREFIX}:dlq:", *entry_ids]))
+        return self._remove({"ids": list(entry_ids)})
 
     def purge(self) -> int:
         """Delete every entry; return how many there were."""
-        return int(self.scripts.run("dlq_remove", [keys.DLQ_INDEX], [f"{keys.PREFIX}:dlq:"]))
+        return self._remove({})
+
+    def _remove(self, args: Mapping[str, Any]) -> int:
+        reply = self.scripts.run("dlq_remove", [keys.DLQ_INDEX, keys.DLQ_ENTRIES], args)
+        return int(reply["removed"])

@@ -29,34 +29,3 @@ class UnknownAccountError(InvalidStopRequest):
 
 class BrokerUnavailableError(RecstopError):
     """Redis could not be reached; the stop was not stored and the caller must retry."""
-
-
-class ApiError(RecstopError):
-    """The Vobiz API did not stop the recording."""
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        http_status: int | None = None,
-        code: str | None = None,
-        retry_after_s: float | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.http_status = http_status
-        self.code = code
-        self.retry_after_s = retry_after_s
-
-
-class RetryableApiError(ApiError):
-    """Transient: rate limited, server side, timeout or connection error. Tried again later."""
-
-
-class PermanentApiError(ApiError):
-    """Trying again cannot help (bad request, credentials, forbidden): dead-lettered at once."""
-
-    @property
-    def is_credentials_problem(self) -> bool:
-        """401 and 403 mean the account or token is wrong, not the stop."""
-        return self.http_status in {401, 403}

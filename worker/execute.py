@@ -12,13 +12,15 @@ from typing import Any
 import structlog
 
 from worker.backoff import retry_delay
+from worker.classify import Classification
 from worker.deadletters import encode_payload, new_entry_id
-from worker.errors import ApiError, PermanentApiError, RetryableApiError
 from worker.keys import TASK_NAME
+from worker.outcome import Outcome, Skipped, State
 from worker.ratelimit import RateLimiter
 from worker.redaction import Redactor
-from worker.settings import Accounts, RetryPolicy, Secret
-from worker.store import StopStore
+from worker.secrets import Secret
+from worker.settings import Accounts, RetryPolicy
+from worker.store import Finished, StopStore
 from worker.validation import StopRequest
 from worker.vobiz import VobizClient
 
@@ -26,10 +28,10 @@ log = structlog.get_logger("recstop.execute")
 
 
 @dataclass(frozen=True)
-class Outcome:
-    """What happened to the stop in this task run."""
+class RunResult:
+    """What one task run did to its stop: the stop's state afterwards, or why it did nothing."""
 
-    state: str  # stopped | already_stopped | retrying | dead | cancelled | skipped | superseded
+    state: State | Skipped
     detail: str = ""
     attempt: int | None = None
     http_status: int | None = None
@@ -37,7 +39,7 @@ class Outcome:
     def as_dict(self) -> dict[str, Any]:
         """The task's JSON result (visible in Flower)."""
         return {
-            "state": self.state,
+            "state": str(self.state),
             "detail": self.detail,
             "attempt": self.attempt,
             "http_status": self.http_status,
@@ -54,7 +56,6 @@ class _Run:
     attempt: int
     #: The message as a dead letter would keep it; only built when the stop may end up there.
     payload: str = ""
-    result: str = ""
     http_status: int | None = None
     error: str = ""
     started_at: float = 0.0
@@ -87,11 +88,11 @@ class Executor:
     rate_wait_s: float = 30.0
     rand: Callable[[], float] = random.random
 
-    def run(self, request: StopRequest, task_id: str, *, urgent: bool = False) -> Outcome:
+    def run(self, request: StopRequest, task_id: str, *, urgent: bool = False) -> RunResult:
         """Run the stop once: skip duplicates, else call the API and record the outcome.
 
         With a rate limit, the call first waits for the account's next slot (before taking the
-        key's lock, so a long wait holds nothing); an urgent stop never queues behind routine ones.
+        stop's lock, so a long wait holds nothing); an urgent stop never queues behind routine ones.
         Raises :class:`RateLimitWaitTooLong` when no slot comes within ``rate_wait_s``.
         """
         limited = request.auth_id or self.accounts.default_auth_id
@@ -102,7 +103,7 @@ class Executor:
         admission = self.store.begin(request, task_id, lock_token=token, lock_ttl_ms=self.lock_ttl_ms)
         if admission.decision == "skip":
             log.info("stop_skipped", reason=admission.detail)
-            return Outcome("skipped", admission.detail)
+            return RunResult("skipped", admission.detail)
         attempt = admission.attempts + 1
         auth_id = admission.auth_id or request.auth_id or self.accounts.default_auth_id
         structlog.contextvars.bind_contextvars(attempt=attempt, auth_id=auth_id)
@@ -112,97 +113,103 @@ class Executor:
         secret = self.accounts.token_for(auth_id) if auth_id else None
         if auth_id is None or secret is None:
             return self._dead(run, "unknown_account", f"no credentials configured for account {auth_id!r}")
-        failure = self._attempt(run, auth_id, secret)
-        if failure is None:
-            state, detail = self.store.finish(request, task_id, result=run.result, **run.fields())
-            log.info("stop_finished", state=state)
-            return Outcome(state, detail, attempt, run.http_status)
-        return self._failed(run, failure)
+        return self._settle(run, self._attempt(run, auth_id, secret))
 
-    def _failed(self, run: _Run, failure: ApiError) -> Outcome:
-        """Dead-letter a permanent failure or the last attempt; schedule a retry otherwise."""
+    def _settle(self, run: _Run, verdict: Classification) -> RunResult:
+        """Record the attempt's outcome: stopped, retry after a backoff, or dead-lettered."""
+        if verdict.succeeded:
+            finished = self.store.finish(run.request, run.task_id, outcome=verdict.outcome, **run.fields())
+            log.info("stop_finished", state=finished.state)
+            return self._result(run, finished)
         run.payload = self._payload(run.request, run.task_id)  # a retry may pass its deadline: dead
-        if isinstance(failure, PermanentApiError):
-            if failure.is_credentials_problem:
+        if verdict.outcome is Outcome.DEAD:
+            if verdict.http_status in {401, 403}:  # the account or token is wrong, not the stop
                 log.error("credentials_rejected", http_status=run.http_status, error=run.error)
             return self._dead(run, f"http_{run.http_status}", run.error)
         if run.attempt >= self.policy.max_attempts:
             return self._dead(run, "attempts_exhausted", run.error)
-        return self._retry(run, failure)
+        return self._retry(run, verdict)
 
-    def _attempt(self, run: _Run, auth_id: str, secret: Secret) -> ApiError | None:
-        """Call the API once; fill in the run's attempt record; return the failure, if any."""
+    def _attempt(self, run: _Run, auth_id: str, secret: Secret) -> Classification:
+        """Call the API once; fill in the run's attempt record; return the verdict."""
         started_at = time.time()
         clock = time.perf_counter()
         request = run.request
-        failure: ApiError | None = None
-        try:
-            verdict = self.api.stop_recording(
-                auth_id=auth_id, token=secret, call_uuid=request.call_uuid, url=request.url
-            )
-        except ApiError as exc:
-            failure = exc
-            if exc.http_status == 429 and self.limiter.enabled:  # noqa: PLR2004 - the API's own limit hit
-                rate = self.limiter.penalize(auth_id, retry_after_s=exc.retry_after_s)
-                log.warning("rate_limit_lowered", rate_rps=round(rate, 1))
-            run.result = "retry" if isinstance(exc, RetryableApiError) else "dead"
-            run.http_status = exc.http_status
-            run.error = self.redactor.text(exc.message)
-        else:
-            run.result, run.http_status = str(verdict.kind), verdict.http_status
+        verdict = self.api.stop_recording(
+            auth_id=auth_id, token=secret, call_uuid=request.call_uuid, url=request.url
+        )
+        if verdict.http_status == 429 and self.limiter.enabled:  # noqa: PLR2004 - the API's own limit hit
+            rate = self.limiter.penalize(auth_id, retry_after_s=verdict.retry_after_s)
+            log.warning("rate_limit_lowered", rate_rps=round(rate, 1))
+        run.http_status = verdict.http_status
+        run.error = self.redactor.text(verdict.error)
         duration_ms = round((time.perf_counter() - clock) * 1000, 1)
         run.started_at = started_at
         run.attempt_record = {
             "attempt": run.attempt,
             "at": round(started_at, 3),
-            "outcome": run.result,
+            "outcome": str(verdict.outcome),
             "http_status": run.http_status,
             "error": run.error or None,
             "duration_ms": duration_ms,
         }
         log.info(
             "attempt",
-            outcome=run.result,
+            outcome=str(verdict.outcome),
             http_status=run.http_status,
             duration_ms=duration_ms,
             error=run.error or None,
         )
-        return failure
+        return verdict
 
-    def _retry(self, run: _Run, failure: ApiError) -> Outcome:
+    def _retry(self, run: _Run, verdict: Classification) -> RunResult:
         delay_s = retry_delay(
             run.attempt,
             base_s=self.policy.backoff_base_s,
             cap_s=self.policy.backoff_cap_s,
             jitter=self.policy.jitter,
-            retry_after_s=failure.retry_after_s,
+            retry_after_s=verdict.retry_after_s,
             retry_after_cap_s=self.policy.retry_after_cap_s,
             rand=self.rand,
         )
         if run.attempt_record is not None:
             # Kept in the attempt log, so the gap before the next attempt can be checked.
             run.attempt_record["retry_in_s"] = round(delay_s, 3)
-            if failure.retry_after_s is not None:  # the API's wait, as honoured (counted in metrics)
+            if verdict.retry_after_s is not None:  # the API's wait, as honoured (counted in metrics)
                 run.attempt_record["retry_after_s"] = min(
-                    failure.retry_after_s, self.policy.retry_after_cap_s
+                    verdict.retry_after_s, self.policy.retry_after_cap_s
                 )
-        state, detail = self.store.finish(
-            run.request, run.task_id, result="retry", delay_s=delay_s, dlq_id=new_entry_id(), **run.fields()
+        finished = self.store.finish(
+            run.request,
+            run.task_id,
+            outcome=Outcome.RETRY,
+            delay_s=delay_s,
+            dlq_id=new_entry_id(),
+            **run.fields(),
         )
-        if state == "dead":
-            log.warning("stop_dead", reason=detail, error=run.error)
+        if finished.state is State.DEAD:
+            log.warning("stop_dead", reason=finished.detail, error=run.error)
         else:
-            log.info("retry_scheduled", delay_s=round(delay_s, 3), state=state)
-        return Outcome(state, detail, run.attempt, run.http_status)
+            log.info("retry_scheduled", delay_s=round(delay_s, 3), state=finished.state)
+        return self._result(run, finished)
 
-    def _dead(self, run: _Run, reason: str, error: str) -> Outcome:
+    def _dead(self, run: _Run, reason: str, error: str) -> RunResult:
         run.payload = run.payload or self._payload(run.request, run.task_id)
         run.error = error
-        state, detail = self.store.finish(
-            run.request, run.task_id, result="dead", reason=reason, dlq_id=new_entry_id(), **run.fields()
+        finished = self.store.finish(
+            run.request,
+            run.task_id,
+            outcome=Outcome.DEAD,
+            reason=reason,
+            dlq_id=new_entry_id(),
+            **run.fields(),
         )
-        log.warning("stop_dead", reason=detail or reason, error=error, state=state)
-        return Outcome(state, detail or reason, run.attempt, run.http_status)
+        log.warning("stop_dead", reason=finished.detail or reason, error=error, state=finished.state)
+        return RunResult(finished.state, finished.detail or reason, run.attempt, run.http_status)
+
+    @staticmethod
+    def _result(run: _Run, finished: Finished) -> RunResult:
+        return RunResult(finished.state, finished.detail, run.attempt, run.http_status)
 
     def _payload(self, request: StopRequest, task_id: str) -> str:
         return encode_payload(

@@ -16,28 +16,7 @@ from redis.exceptions import RedisError
 
 from worker import keys
 from worker.metrics import split_workers
-from worker.settings import ENV_SPECS
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    """When a deployment counts as unhealthy."""
-
-    max_dead_letters: int = 100
-    max_overdue_s: float = 60.0
-    max_heartbeat_age_s: float = 10.0
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str], **overrides: float | None) -> Thresholds:
-        """Thresholds from ``RECSTOP_HEALTH_*``; an override that is not None wins."""
-        specs = {spec.name: spec for spec in ENV_SPECS}
-        values: dict[str, Any] = {
-            "max_dead_letters": specs["RECSTOP_HEALTH_MAX_DEAD_LETTERS"].read(env),
-            "max_overdue_s": specs["RECSTOP_HEALTH_MAX_OVERDUE_S"].read(env),
-            "max_heartbeat_age_s": specs["RECSTOP_HEALTH_MAX_HEARTBEAT_AGE_S"].read(env),
-        }
-        values.update({name: value for name, value in overrides.items() if value is not None})
-        return cls(**values)
+from worker.settings import HealthThresholds
 
 
 @dataclass(frozen=True)
@@ -69,7 +48,7 @@ class HealthReport:
 CHECK_NAMES = ("redis", "workers", "dead_letters", "schedule")
 
 
-def check_health(client: Redis, thresholds: Thresholds, *, redis_url: str = "") -> HealthReport:
+def check_health(client: Redis, thresholds: HealthThresholds, *, redis_url: str = "") -> HealthReport:
     """Run every check against Redis; an unreachable Redis fails them all, with the reason."""
     started = time.perf_counter()
     try:

@@ -1,9 +1,47 @@
-"""The whole Redis key layout in one place.
+"""The whole Redis key layout in one place; every script gets its keys from here, through ``KEYS``.
 
-Every key recstop writes starts with ``recstop:``; kombu's own keys (the ``recstop`` queue list,
-``unacked``, ``unacked_index``, ``_kombu.binding.*``) sit beside them in the same database.
+Every key recstop writes starts with ``recstop:``; the Celery queues (``recstop``,
+``recstop.urgent``) and kombu's own keys (``unacked``, ``unacked_index``, ``unacked_mutex``,
+``_kombu.binding.*``) sit beside them in the same database.
 
-A *stop key* identifies what is being stopped: one call and one recording URL, or ``all``.
+A *stop* is one call and one recording URL, or ``all`` of the call's recordings: its *target*
+is ``all`` or ``url-<hash of the URL>``, and ``<call_uuid>/<target>`` names it in the schedule.
+
+Per call, one string key holds every stop of the call (:func:`call_key`): a JSON object, target →
+stop record. Folding a stop's records into one key is what makes a finished stop cheap to keep
+for its retention, and lets a stop-all settle the call's single-recording stops inside one key.
+A stop record has these fields (absent when unset; times are epoch seconds of Redis' clock):
+
+==================  ===============================================================================
+``call_uuid``       the call, as the producer spelled it
+``url``             the recording URL (absent: every recording of the call)
+``auth_id``         the account; ``request_id``: the producer's idempotency key
+``task_id``         the Celery task id of the current run (a new run gets a new one)
+``state``           ``worker.outcome.State``: scheduled, queued, retrying, stopped, already_stopped,
+                    dead, cancelled
+``phase``           where the run is in its state: ``waiting`` (in the schedule until ``due_at``),
+                    ``ready`` (its message is published, or about to be) or ``done`` (terminal)
+``urgent``          true when the run is on the urgent lane
+``attempts``        API calls of this run; ``log``: one entry per attempt (last 200), each
+                    ``{attempt, at, outcome, http_status, error, duration_ms[, retry_in_s,
+                    retry_after_s]}``
+``enqueued_at``     when the run was created; ``due_at``: when it is (or was) due;
+                    ``not_after``: when it is given up (``dead``, reason ``deadline``)
+``first_attempt_at``, ``last_attempt_at``, ``finished_at``
+``last_http_status``, ``last_error``: what the last attempt got
+``dead_reason``     why it is dead (``http_403``, ``attempts_exhausted``, ``deadline``,
+                    ``unknown_account`` ...); ``dlq_id``: its dead letter (kept on a later run, so
+                    that run's success removes it)
+``settled_by``      the task id of the stop-all that settled this single-recording stop
+``watch_at``        when the watchdog fires: the schedule score that, reached while the run is still
+                    ``ready``, means its message was lost and must be published again
+``republished``     how often the watchdog fired for this run (each firing doubles the next wait)
+``lock``            the token of the worker calling the API now; ``lock_until``: when that lock
+                    expires (a worker that dies holding it is waited for only that long)
+``done``            ``[[task_id, state], ...]``: the last finished runs, so that a message of an
+                    earlier run delivered again is recognised and never calls the API twice
+``keep_until``      when the record may go; the key expires with its last record
+==================  ===============================================================================
 """
 
 from __future__ import annotations
@@ -12,70 +50,55 @@ import hashlib
 from typing import Final
 
 PREFIX: Final = "recstop"
+#: The routine lane: the Celery queue every producer publishes to by default (kombu's list name).
 QUEUE: Final = "recstop"
 #: The urgent lane: workers always take from it first (see ``worker.transport.Channel``).
 URGENT_QUEUE: Final = "recstop.urgent"
+#: Every lane, in the order workers take from them.
+LANES: Final = (URGENT_QUEUE, QUEUE)
 TASK_NAME: Final = "recstop.stop_recording"
 
-#: zset: stop key → due time (epoch seconds). Holds delayed stops, retries waiting for their
-#: backoff, and just-enqueued stops until their message is known to be published.
+#: zset: ``<call_uuid>/<target>`` → when the scheduler next acts on it: a delayed stop's due time,
+#: a retry's, a lease while it is being published, or the watchdog of a published stop.
 SCHEDULE: Final = f"{PREFIX}:schedule"
-#: zset: dead-letter id → time it was dead-lettered.
+#: zset: dead-letter id → when it was dead-lettered (the store's order and age bound).
 DLQ_INDEX: Final = f"{PREFIX}:dlq"
-#: hash per worker: heartbeat of live workers.
+#: hash: dead-letter id → the dead letter as JSON (``worker.deadletters.DeadLetter``).
+DLQ_ENTRIES: Final = f"{PREFIX}:dlq:entries"
+#: hash: worker name → its last heartbeat (epoch seconds).
 WORKERS: Final = f"{PREFIX}:workers"
-#: hash: cumulative counters shared by every worker process (``recstop metrics`` exports them).
-#: Written by ``finish.lua`` in the same script that records the outcome, so a count is exact:
+#: hash: cumulative counters shared by every worker process (``recstop metrics`` exports them),
+#: counted by the script that records what they count, so a count is exact:
 #: ``stops:<state>`` (stopped, already_stopped, retried, cancelled, superseded), ``dead:<reason>``,
 #: ``settled`` (URL stops settled by a stop-all), ``attempts``, per HTTP status (``none`` for a
 #: timeout or connection error) ``latency_count:<status>``, ``latency_sum:<status>`` and
 #: ``latency_bucket:<status>:<le>`` (non-cumulative), ``rate_limited`` (429 answers),
-#: ``retry_after`` and ``retry_after_seconds`` (Retry-After waits honoured, capped). ``claim.lua``
-#: adds ``watchdog_republishes``, ``deadletter.lua`` adds ``rejected:<reason>`` (messages refused).
+#: ``retry_after`` and ``retry_after_seconds`` (Retry-After waits honoured, capped),
+#: ``watchdog_republishes`` and ``rejected:<reason>`` (messages refused before they became a stop).
 METRICS: Final = f"{PREFIX}:metrics"
 ALL_TARGET: Final = "all"
 
 
 def target_of(url: str | None) -> str:
-    """The per-call part of a stop key: ``all`` or a short hash of the recording URL."""
+    """The per-call part of a stop: ``all`` or a short hash of the recording URL."""
     if url is None:
         return ALL_TARGET
     return "url-" + hashlib.sha256(url.encode("utf-8")).hexdigest()[:24]
 
 
 def stop_key(call_uuid: str, url: str | None) -> str:
-    """The idempotency key of a stop: ``<call_uuid>/<target>`` (call_uuid lower-cased)."""
+    """A stop's name in the schedule: ``<call_uuid>/<target>`` (call_uuid lower-cased)."""
     return f"{call_uuid.lower()}/{target_of(url)}"
 
 
-def status_key(key: str) -> str:
-    """hash: the status record of a stop key."""
-    return f"{PREFIX}:status:{key}"
-
-
-def attempts_key(key: str) -> str:
-    """list: one JSON entry per attempt of the current run of a stop key."""
-    return f"{PREFIX}:attempts:{key}"
-
-
-def lock_key(key: str) -> str:
-    """string: held by the one worker calling the API for this stop key."""
-    return f"{PREFIX}:lock:{key}"
-
-
-def call_targets_key(call_uuid: str) -> str:
-    """set: every target of a call that has a status record (used by stop-all settling)."""
+def call_key(call_uuid: str) -> str:
+    """string: every stop record of a call, as JSON (target → record; fields above)."""
     return f"{PREFIX}:call:{call_uuid.lower()}"
 
 
-def task_key(task_id: str) -> str:
-    """string: the final state of a finished task id, so a redelivered message is recognised."""
-    return f"{PREFIX}:task:{task_id}"
-
-
-def dlq_entry_key(entry_id: str) -> str:
-    """hash: one dead letter."""
-    return f"{PREFIX}:dlq:{entry_id}"
+def call_key_of(member: str) -> str:
+    """The call key of a schedule member ``<call_uuid>/<target>``."""
+    return call_key(member.split("/", 1)[0])
 
 
 def rate_key(auth_id: str) -> str:

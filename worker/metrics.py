@@ -35,7 +35,8 @@ LATENCY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.
 UNACKED: Final = "unacked"
 #: kombu's Redis transport puts messages with priority 3, 6, 9 in lists of their own.
 _PRIORITY_SEP: Final = "\x06\x16"
-QUEUE_LISTS: Final = (keys.QUEUE, *(f"{keys.QUEUE}{_PRIORITY_SEP}{p}" for p in (3, 6, 9)))
+#: Every list of every lane: lane → its lists (the lane itself and its priority lists).
+QUEUE_LISTS: Final = {lane: (lane, *(f"{lane}{_PRIORITY_SEP}{p}" for p in (3, 6, 9))) for lane in keys.LANES}
 #: Outcome counters in ``recstop:metrics``: field suffix → ``outcome`` label.
 _OUTCOMES: Final = {
     "stopped": "stopped",
@@ -56,7 +57,7 @@ class Snapshot:
     schedule_due: int
     schedule_future: int
     oldest_due: float | None
-    queued: int
+    queued: Mapping[str, int]
     unacked: int
     heartbeats: Mapping[str, str]
 
@@ -71,14 +72,18 @@ def read_snapshot(client: Redis) -> Snapshot:
     pipe.zcount(keys.SCHEDULE, "-inf", now)
     pipe.zcount(keys.SCHEDULE, f"({now}", "+inf")
     pipe.zrange(keys.SCHEDULE, 0, 0, withscores=True)
-    for name in QUEUE_LISTS:
+    lists = [(lane, name) for lane, names in QUEUE_LISTS.items() for name in names]
+    for _, name in lists:
         pipe.llen(name)
     pipe.hlen(UNACKED)
     pipe.hgetall(keys.WORKERS)
     counters, dead, due, future, first, *rest = pipe.execute()
     *lengths, unacked, heartbeats = rest
     oldest = float(first[0][1]) if first and float(first[0][1]) <= now else None
-    return Snapshot(now, counters, dead, due, future, oldest, sum(lengths), unacked, heartbeats)
+    queued = dict.fromkeys(QUEUE_LISTS, 0)
+    for (lane, _), length in zip(lists, lengths, strict=True):
+        queued[lane] += int(length)
+    return Snapshot(now, counters, dead, due, future, oldest, queued, unacked, heartbeats)
 
 
 def split_workers(heartbeats: Mapping[str, str], now: float, max_age_s: float) -> tuple[list[str], list[str]]:
@@ -136,7 +141,14 @@ class RecstopCollector(Collector):
             "How long the oldest due schedule entry has been due (0 when none is due).",
             0.0 if snap.oldest_due is None else snap.now - snap.oldest_due,
         )
-        yield _gauge("recstop_queue_messages", "Messages waiting in the Celery queue `recstop`.", snap.queued)
+        queue = GaugeMetricFamily(
+            "recstop_queue_messages",
+            "Messages waiting in each lane: the Celery queues `recstop.urgent` and `recstop`.",
+            labels=["queue"],
+        )
+        for lane, length in snap.queued.items():
+            queue.add_metric([lane], length)
+        yield queue
         yield _gauge(
             "recstop_unacked_messages",
             "Messages delivered to a worker and not yet acknowledged.",

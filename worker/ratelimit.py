@@ -17,30 +17,22 @@ but each urgent request may exceed the instantaneous rate by one request.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any, Final
 
 from redis import Redis
 
 from worker.errors import RecstopError
 from worker.keys import rate_key
+from worker.scripts import Scripts
+from worker.settings import RateLimitSettings
 
 #: Seconds an idle account's state is kept (longer while a reservation or block lies further ahead).
 IDLE_TTL_S: Final = 3600.0
 #: Shortest pause before asking again when the next free slot lies beyond ``max_reserve_s``.
 MIN_RETRY_S: Final = 0.005
-
-
-def _source(name: str) -> str:
-    return (resources.files("worker") / "lua" / f"{name}.lua").read_text(encoding="utf-8")
-
-
-#: The script, with the ``common.lua`` prelude every recstop script gets (``now_s`` ...).
-SOURCE: Final = _source("common") + "\n" + _source("ratelimit")
 
 
 class RateLimitWaitTooLong(RecstopError):  # noqa: N818 - reads as a condition, like TimeoutExpired
@@ -56,38 +48,6 @@ class RateLimitWaitTooLong(RecstopError):  # noqa: N818 - reads as a condition, 
         self.deadline_s = deadline_s
 
 
-def _check(ok: bool, message: str) -> None:  # noqa: FBT001 - a predicate and its message
-    if not ok:
-        raise ValueError(f"RateLimitSettings: {message}")
-
-
-@dataclass(frozen=True)
-class RateLimitSettings:
-    """The per-account limit (``rate_rps`` 0 = no limit) and how it adapts to 429 answers."""
-
-    rate_rps: float
-    max_reserve_s: float = 2.0
-    decrease_factor: float = 0.5
-    floor_fraction: float = 0.1
-    recover_fraction_per_s: float = 0.1
-    cooldown_s: float = 1.0
-    retry_after_cap_s: float = 30.0
-
-    def __post_init__(self) -> None:
-        for name, value in vars(self).items():
-            _check(math.isfinite(value), f"{name} must be a finite number, got {value!r}")
-        _check(self.rate_rps >= 0, f"rate_rps must be >= 0 (0 = no limit), got {self.rate_rps}")
-        _check(self.max_reserve_s >= 0, f"max_reserve_s must be >= 0, got {self.max_reserve_s}")
-        _check(0 < self.decrease_factor < 1, f"decrease_factor must be in (0, 1), got {self.decrease_factor}")
-        _check(0 < self.floor_fraction <= 1, f"floor_fraction must be in (0, 1], got {self.floor_fraction}")
-        _check(
-            self.recover_fraction_per_s > 0,
-            f"recover_fraction_per_s must be > 0, got {self.recover_fraction_per_s}",
-        )
-        _check(self.cooldown_s >= 0, f"cooldown_s must be >= 0, got {self.cooldown_s}")
-        _check(self.retry_after_cap_s >= 0, f"retry_after_cap_s must be >= 0, got {self.retry_after_cap_s}")
-
-
 @dataclass(frozen=True)
 class Grant:
     """One answer of ``acquire``: sleep ``wait_s`` then send if ``reserved``, else ask again later."""
@@ -101,9 +61,8 @@ class RateLimiter:
     """The shared limiter: every instance on the same Redis and account shares one rate."""
 
     def __init__(self, redis: Redis, settings: RateLimitSettings) -> None:
-        self._redis = redis
         self.settings = settings
-        self._script = redis.register_script(SOURCE)
+        self._scripts = Scripts(redis)
 
     @property
     def enabled(self) -> bool:
@@ -147,18 +106,19 @@ class RateLimiter:
         """Record a 429: lower the rate (once per cooldown), honour Retry-After; the new rate."""
         if not self.enabled:
             return 0.0
-        retry = "" if retry_after_s is None else repr(float(retry_after_s))
-        return float(self._run("penalize", auth_id, retry_after_s=retry)[2])
+        return float(self._run("penalize", auth_id, retry_after_s=retry_after_s)["rate_rps"])
 
     def effective_rate(self, auth_id: str) -> float:
         """The account's current rate in requests per second (0 when no limit is configured)."""
         if not self.enabled:
             return 0.0
-        return float(self._run("rate", auth_id)[2])
+        return float(self._run("rate", auth_id)["rate_rps"])
 
     def _acquire(self, auth_id: str, *, urgent: bool, max_reserve_s: float) -> Grant:
-        wait, reserved, rate = self._run("acquire", auth_id, urgent=urgent, max_reserve_s=max_reserve_s)
-        return Grant(float(wait), reserved=int(reserved) == 1, rate_rps=float(rate))
+        reply = self._run("acquire", auth_id, urgent=urgent, max_reserve_s=max_reserve_s)
+        return Grant(
+            float(reply["wait_s"]), reserved=bool(reply["reserved"]), rate_rps=float(reply["rate_rps"])
+        )
 
     def _run(
         self,
@@ -167,20 +127,25 @@ class RateLimiter:
         *,
         urgent: bool = False,
         max_reserve_s: float = 0.0,
-        retry_after_s: str = "",
-    ) -> Any:  # noqa: ANN401 - Lua reply
+        retry_after_s: float | None = None,
+    ) -> dict[str, Any]:
+        """One call of ``lua/ratelimit.lua``; its reply ``{wait_s, reserved, rate_rps}``."""
         s = self.settings
-        args: list[str | float] = [
-            op,
-            s.rate_rps,
-            s.floor_fraction,
-            s.recover_fraction_per_s * s.rate_rps,
-            max_reserve_s,
-            int(urgent),
-            s.decrease_factor,
-            s.cooldown_s,
-            retry_after_s,
-            s.retry_after_cap_s,
-            IDLE_TTL_S,
-        ]
-        return self._script(keys=[rate_key(auth_id)], args=args, client=self._redis)
+        reply: dict[str, Any] = self._scripts.run(
+            "ratelimit",
+            [rate_key(auth_id)],
+            {
+                "op": op,
+                "rate_rps": s.rate_rps,
+                "floor_fraction": s.floor_fraction,
+                "recover_rps_per_s": s.recover_fraction_per_s * s.rate_rps,
+                "max_reserve_s": max_reserve_s,
+                "urgent": urgent,
+                "decrease_factor": s.decrease_factor,
+                "cooldown_s": s.cooldown_s,
+                "retry_after_s": retry_after_s,
+                "retry_after_cap_s": s.retry_after_cap_s,
+                "idle_ttl_s": IDLE_TTL_S,
+            },
+        )
+        return reply

@@ -1,41 +1,29 @@
-"""The scheduler: publishes stops whose time has come (delayed stops and retries alike).
+"""The scheduler: publishes stops whose time has come (delayed stops, retries and watchdogs alike).
 
 Nothing waits in a worker's memory or in kombu's ETA machinery: a stop that must wait sits in the
 ``recstop:schedule`` sorted set, and every worker runs this loop, which leases due entries
 atomically and publishes them as ordinary task messages. A worker that dies mid-publish leaves a
-lease that expires, and another worker publishes the stop again.
+lease that expires, and another worker publishes the stop then.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Final
 
 import structlog
 from redis.exceptions import RedisError
 
-from worker.store import Due, StopStore
+from worker.store import CLAIM_BATCH, StopStore
 
 log = structlog.get_logger("recstop.scheduler")
-
-LEASE_S: Final = 30.0
-BATCH: Final = 500
 
 
 class Scheduler:
     """Leases due stops and publishes them; ``run_once`` is the whole algorithm."""
 
-    def __init__(
-        self,
-        store: StopStore,
-        publish: Callable[[Due], None],
-        *,
-        poll_s: float,
-        on_tick: Callable[[], None] | None = None,
-    ) -> None:
+    def __init__(self, store: StopStore, *, poll_s: float, on_tick: Callable[[], None] | None = None) -> None:
         self.store = store
-        self.publish = publish
         self.poll_s = poll_s
         self.on_tick = on_tick
         self._stop = threading.Event()
@@ -43,21 +31,15 @@ class Scheduler:
 
     def run_once(self) -> tuple[int, float | None]:
         """Publish every due stop; return how many, and seconds until the next one is due."""
-        due, wait_s = self.store.claim_due(lease_s=LEASE_S, limit=BATCH)
+        leases, wait_s = self.store.claim_due()
         published = 0
-        for item in due:
+        for item in self.store.publish_due(leases):
             if item.republished:
                 log.warning("stop_republished", task_id=item.task_id, key=item.member, times=item.republished)
-            try:
-                self.publish(item)
-            except Exception:
-                log.warning("publish_failed", task_id=item.task_id, key=item.member, exc_info=True)
-                continue
-            self.store.confirm_published(item.member, item.lease_score)
-            published += 1
+            published += item.published
         if published:
             log.debug("scheduler_published", count=published)
-        return published, (0.0 if len(due) >= BATCH else wait_s)
+        return published, (0.0 if len(leases) >= CLAIM_BATCH else wait_s)
 
     def _loop(self) -> None:
         failures = 0

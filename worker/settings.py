@@ -1,53 +1,60 @@
-"""Settings: read once from the environment at an entry point, then passed around frozen."""
+"""The settings model: frozen dataclasses, each default written once, beside its environment variable.
+
+A field made by ``setting`` carries its variable's name, parser and help text as metadata;
+``worker.environment`` reads the environment into this model and lists the variables (the README table).
+"""
 
 from __future__ import annotations
 
-import json
-import os
+import math
 import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Literal
-from urllib.parse import unquote, urlsplit, urlunsplit
+from typing import Any, Final, Literal, TypeVar
+from urllib.parse import unquote, urlsplit
 
+from worker import parsers
 from worker.errors import ConfigError
-from worker.validation import validate_auth_id
+from worker.secrets import MASK_TEXT, Secret, mask_url, url_password
 
 DEFAULT_API_BASE: Final = "https://api.vobiz.ai/api/v1"
 DEFAULT_BROKER_URL: Final = "redis://localhost:6379/0"
-MASK_TEXT: Final = "***"
 Jitter = Literal["full", "equal", "none"]
 CertReqs = Literal["required", "optional", "none"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+LogFormat = Literal["auto", "json", "console"]
 _CERT_REQS: Final[Mapping[str, ssl.VerifyMode]] = {
     "required": ssl.CERT_REQUIRED,
     "optional": ssl.CERT_OPTIONAL,
     "none": ssl.CERT_NONE,
 }
+#: The field metadata key under which ``setting`` stores the field's ``EnvVar``.
+ENV: Final = "recstop.env"
+T = TypeVar("T")
 
 
-class Secret:
-    """A string that never shows itself in a repr, a log line or an exception text."""
+@dataclass(frozen=True)
+class EnvVar:
+    """The environment variable a field is read from, the parser of its text, and its help text."""
 
-    __slots__ = ("_value",)
+    name: str
+    parse: Callable[[str], Any]
+    help: str
 
-    def __init__(self, value: str) -> None:
-        self._value = value
 
-    def reveal(self) -> str:
-        """Return the secret value; call only where it is sent to the API."""
-        return self._value
+def setting(default: T, *, env: str, parse: Callable[[str], T], help: str) -> T:  # noqa: A002 - the README's column
+    """A dataclass field: its default, and the variable ``env`` that overrides it (read by ``parse``)."""
+    return field(default=default, metadata={ENV: EnvVar(env, parse, help)})
 
-    def __repr__(self) -> str:
-        return "Secret('***')"
 
-    __str__ = __repr__
+class InvalidSettingError(ValueError):
+    """A field's value is out of its range; the environment reader names the field's variable."""
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
+    def __init__(self, owner: type, field_name: str, reason: str) -> None:
+        super().__init__(f"{owner.__name__}: {field_name} {reason}")
+        self.field_name = field_name
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -61,18 +68,75 @@ class RedisSettings:
     ``sentinel_password``.
     """
 
-    url: str = DEFAULT_BROKER_URL
-    socket_timeout_s: float = 5.0
-    visibility_timeout_s: int = 120
-    tls_ca_file: str | None = None
-    tls_cert_file: str | None = None
-    tls_key_file: str | None = None
-    tls_cert_reqs: CertReqs = "required"
-    sentinel_master: str | None = None
-    sentinel_password: str | None = None
-    #: A published stop message waits until this many replicas hold it (``WAIT``); 0: no wait.
-    wait_replicas: int = 0
-    wait_timeout_ms: int = 500
+    url: str = setting(
+        DEFAULT_BROKER_URL,
+        env="RECSTOP_BROKER_URL",
+        parse=parsers.text,
+        help="Redis URL: broker and state store. A password or ACL user goes in the URL "
+        "(`redis://user:password@host:6379/0`); `rediss://` for TLS; "
+        "`sentinel://h1:26379;sentinel://h2:26379;sentinel://h3:26379` for Redis Sentinel.",
+    )
+    sentinel_master: str | None = setting(
+        None,
+        env="RECSTOP_REDIS_SENTINEL_MASTER",
+        parse=parsers.text,
+        help="Master name the sentinels monitor (required with `sentinel://`).",
+    )
+    sentinel_password: str | None = setting(
+        None,
+        env="RECSTOP_REDIS_SENTINEL_PASSWORD",
+        parse=parsers.text,
+        help="Password of the sentinels themselves (`requirepass` in sentinel.conf); the Redis password "
+        "goes in the first `sentinel://` URL.",
+    )
+    wait_replicas: int = setting(
+        0,
+        env="RECSTOP_REDIS_WAIT_REPLICAS",
+        parse=parsers.non_negative_int,
+        help="Replicas that must hold a published stop message (`WAIT`) before the enqueue counts as "
+        "accepted; 0: none (asynchronous replication: a failover can lose the last acknowledged writes).",
+    )
+    wait_timeout_ms: int = setting(
+        500,
+        env="RECSTOP_REDIS_WAIT_TIMEOUT_MS",
+        parse=parsers.positive_int,
+        help="Longest `WAIT` per publish; fewer replicas by then refuses the enqueue "
+        "(`BrokerUnavailableError`). Below the socket timeout.",
+    )
+    socket_timeout_s: float = setting(
+        5.0, env="RECSTOP_REDIS_SOCKET_TIMEOUT_S", parse=parsers.positive_float, help="Redis socket timeout."
+    )
+    tls_ca_file: str | None = setting(
+        None,
+        env="RECSTOP_REDIS_TLS_CA_FILE",
+        parse=parsers.text,
+        help="PEM file of the CA(s) that sign the Redis server certificate "
+        "(`rediss://`; default: system CAs).",
+    )
+    tls_cert_file: str | None = setting(
+        None,
+        env="RECSTOP_REDIS_TLS_CERT_FILE",
+        parse=parsers.text,
+        help="PEM client certificate, for a Redis server with `tls-auth-clients yes` (`rediss://`).",
+    )
+    tls_key_file: str | None = setting(
+        None,
+        env="RECSTOP_REDIS_TLS_KEY_FILE",
+        parse=parsers.text,
+        help="PEM private key of the client certificate (`rediss://`).",
+    )
+    tls_cert_reqs: CertReqs = setting(  # noqa: RUF009 - a field; ruff does not see the alias is a str
+        "required",
+        env="RECSTOP_REDIS_TLS_CERT_REQS",
+        parse=parsers.one_of(CertReqs),
+        help="Verify the Redis server certificate and host name: `required`, `optional`, `none` (insecure).",
+    )
+    visibility_timeout_s: int = setting(
+        120,
+        env="RECSTOP_VISIBILITY_TIMEOUT_S",
+        parse=parsers.positive_int,
+        help="Seconds before a message held by a dead worker is delivered again.",
+    )
 
     @classmethod
     def from_dsn(cls, url: str, **overrides: Any) -> RedisSettings:  # noqa: ANN401 - dataclass kwargs
@@ -202,7 +266,7 @@ class RedisSettings:
         """The passwords in the URL (as written and decoded) and the sentinels', for log redaction."""
         found: set[str] = set()
         for part in self.url.split(";"):
-            password = _url_password(part)
+            password = url_password(part)
             if password:
                 found |= {password, unquote(password)}
         if self.sentinel_password:
@@ -220,51 +284,204 @@ class RedisSettings:
         )
 
 
-def _url_password(url: str) -> str | None:
-    try:
-        return urlsplit(url).password
-    except ValueError:  # an unparsable port: no password can be told apart
-        return None
-
-
-def mask_url(url: str) -> str:
-    """``url`` with the password (if any) replaced by ``***``; user, host and path stay."""
-    if not _url_password(url):
-        return url
-    parts = urlsplit(url)
-    userinfo, _, hostport = parts.netloc.rpartition("@")
-    user = userinfo.partition(":")[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:{MASK_TEXT}@{hostport}"))
-
-
 @dataclass(frozen=True)
 class ApiSettings:
-    """How to reach the Vobiz API."""
+    """How to reach the Vobiz API, and how long a key's lock outlasts a call."""
 
-    base_url: str = DEFAULT_API_BASE
-    connect_timeout_s: float = 3.05
-    read_timeout_s: float = 10.0
+    base_url: str = setting(
+        DEFAULT_API_BASE, env="VOBIZ_API_BASE", parse=parsers.base_url, help="Vobiz API base URL."
+    )
+    connect_timeout_s: float = setting(
+        3.05, env="RECSTOP_CONNECT_TIMEOUT_S", parse=parsers.positive_float, help="HTTP connect timeout."
+    )
+    read_timeout_s: float = setting(
+        10.0, env="RECSTOP_READ_TIMEOUT_S", parse=parsers.positive_float, help="HTTP read timeout."
+    )
+    lock_margin_s: float = setting(
+        10.0,
+        env="RECSTOP_LOCK_MARGIN_S",
+        parse=parsers.positive_float,
+        help="A key's lock lives this much longer than the longest API call (connect + read timeout).",
+    )
 
 
 @dataclass(frozen=True)
 class RetryPolicy:
     """When a transient failure is tried again, and when the stop is given up."""
 
-    max_attempts: int = 12
-    backoff_base_s: float = 1.0
-    backoff_cap_s: float = 300.0
-    jitter: Jitter = "full"
-    retry_after_cap_s: float = 600.0
-    deadline_s: float = 3600.0
+    max_attempts: int = setting(
+        12,
+        env="RECSTOP_MAX_ATTEMPTS",
+        parse=parsers.positive_int,
+        help="Attempts before a stop is dead-lettered.",
+    )
+    backoff_base_s: float = setting(
+        1.0,
+        env="RECSTOP_BACKOFF_BASE_S",
+        parse=parsers.positive_float,
+        help="First retry delay (doubles each time).",
+    )
+    backoff_cap_s: float = setting(
+        300.0, env="RECSTOP_BACKOFF_CAP_S", parse=parsers.positive_float, help="Largest retry delay."
+    )
+    jitter: Jitter = setting(  # noqa: RUF009 - a field; ruff does not see the alias is a str
+        "full",
+        env="RECSTOP_BACKOFF_JITTER",
+        parse=parsers.one_of(Jitter),
+        help="Jitter: `full` = uniform(0, d), `equal` = uniform(d/2, d), `none` = d.",
+    )
+    retry_after_cap_s: float = setting(
+        600.0,
+        env="RECSTOP_RETRY_AFTER_CAP_S",
+        parse=parsers.positive_float,
+        help="Largest Retry-After honoured.",
+    )
+    deadline_s: float = setting(
+        3600.0,
+        env="RECSTOP_DEADLINE_S",
+        parse=parsers.positive_float,
+        help="Default give-up deadline after the stop is due (`not_after` overrides it).",
+    )
 
 
 @dataclass(frozen=True)
 class Retention:
     """How long records are kept."""
 
-    status_s: int = 7 * 86400
-    dlq_max_entries: int = 10_000
-    dlq_max_age_s: int = 180 * 86400
+    status_s: int = setting(
+        7 * 86400,
+        env="RECSTOP_STATUS_RETENTION_S",
+        parse=parsers.positive_int,
+        help="How long status records live.",
+    )
+    dlq_max_entries: int = setting(
+        10_000, env="RECSTOP_DLQ_MAX_ENTRIES", parse=parsers.positive_int, help="Dead letters kept at most."
+    )
+    dlq_max_age_s: int = setting(
+        180 * 86400,
+        env="RECSTOP_DLQ_MAX_AGE_S",
+        parse=parsers.positive_int,
+        help="Dead letters older are dropped.",
+    )
+
+
+def _require(ok: bool, owner: type, field_name: str, reason: str) -> None:  # noqa: FBT001 - predicate first
+    if not ok:
+        raise InvalidSettingError(owner, field_name, reason)
+
+
+@dataclass(frozen=True)
+class RateLimitSettings:
+    """The per-account rate shared through Redis (``rate_rps`` 0 = no limit) and how it adapts to 429s."""
+
+    rate_rps: float = setting(
+        0.0,
+        env="RECSTOP_RATE_LIMIT_RPS",
+        parse=parsers.finite_float,
+        help="API requests per second per account, shared by every worker process and host through "
+        "Redis; slows down on 429s and recovers (0 = no limit).",
+    )
+    max_reserve_s: float = setting(
+        2.0,
+        env="RECSTOP_RATE_LIMIT_MAX_RESERVE_S",
+        parse=parsers.finite_float,
+        help="A worker reserves the account's next slot only if it comes within this many seconds; "
+        "a later one is asked for again.",
+    )
+    decrease_factor: float = setting(
+        0.5,
+        env="RECSTOP_RATE_LIMIT_DECREASE_FACTOR",
+        parse=parsers.finite_float,
+        help="A 429 multiplies the account's rate by this, in (0, 1).",
+    )
+    floor_fraction: float = setting(
+        0.1,
+        env="RECSTOP_RATE_LIMIT_FLOOR_FRACTION",
+        parse=parsers.finite_float,
+        help="429s never lower the rate below this fraction of `RECSTOP_RATE_LIMIT_RPS`, in (0, 1].",
+    )
+    recover_fraction_per_s: float = setting(
+        0.1,
+        env="RECSTOP_RATE_LIMIT_RECOVER_FRACTION_PER_S",
+        parse=parsers.finite_float,
+        help="After a 429 the rate grows back by this fraction of `RECSTOP_RATE_LIMIT_RPS` per second.",
+    )
+    cooldown_s: float = setting(
+        1.0,
+        env="RECSTOP_RATE_LIMIT_COOLDOWN_S",
+        parse=parsers.finite_float,
+        help="429s within this many seconds of the last decrease lower the rate only once.",
+    )
+    retry_after_cap_s: float = setting(
+        30.0,
+        env="RECSTOP_RATE_LIMIT_RETRY_AFTER_CAP_S",
+        parse=parsers.finite_float,
+        help="Longest Retry-After for which the limiter holds back every request of the account.",
+    )
+    max_wait_s: float = setting(
+        30.0,
+        env="RECSTOP_RATE_LIMIT_MAX_WAIT_S",
+        parse=parsers.finite_float,
+        help="Longest wait for a slot; a stop that would wait longer goes back to the queue.",
+    )
+
+    def __post_init__(self) -> None:
+        cls = type(self)
+        for name, value in vars(self).items():
+            _require(math.isfinite(value), cls, name, f"must be a finite number, got {value!r}")
+        _require(self.rate_rps >= 0, cls, "rate_rps", f"must be >= 0 (0 = no limit), got {self.rate_rps}")
+        _require(self.max_reserve_s >= 0, cls, "max_reserve_s", f"must be >= 0, got {self.max_reserve_s}")
+        _require(
+            0 < self.decrease_factor < 1,
+            cls,
+            "decrease_factor",
+            f"must be in (0, 1), got {self.decrease_factor}",
+        )
+        _require(
+            0 < self.floor_fraction <= 1,
+            cls,
+            "floor_fraction",
+            f"must be in (0, 1], got {self.floor_fraction}",
+        )
+        _require(
+            self.recover_fraction_per_s > 0,
+            cls,
+            "recover_fraction_per_s",
+            f"must be > 0, got {self.recover_fraction_per_s}",
+        )
+        _require(self.cooldown_s >= 0, cls, "cooldown_s", f"must be >= 0, got {self.cooldown_s}")
+        _require(
+            self.retry_after_cap_s >= 0,
+            cls,
+            "retry_after_cap_s",
+            f"must be >= 0, got {self.retry_after_cap_s}",
+        )
+        _require(self.max_wait_s >= 0, cls, "max_wait_s", f"must be >= 0, got {self.max_wait_s}")
+
+
+@dataclass(frozen=True)
+class HealthThresholds:
+    """When ``recstop health`` calls a deployment unhealthy, and when a worker counts as dead."""
+
+    max_dead_letters: int = setting(
+        100,
+        env="RECSTOP_HEALTH_MAX_DEAD_LETTERS",
+        parse=parsers.positive_int,
+        help="`recstop health` fails with more dead letters than this (`--max-dead-letters`).",
+    )
+    max_overdue_s: float = setting(
+        60.0,
+        env="RECSTOP_HEALTH_MAX_OVERDUE_S",
+        parse=parsers.positive_float,
+        help="`recstop health` fails when a schedule entry is due for longer than this (`--max-overdue-s`).",
+    )
+    max_heartbeat_age_s: float = setting(
+        10.0,
+        env="RECSTOP_HEALTH_MAX_HEARTBEAT_AGE_S",
+        parse=parsers.positive_float,
+        help="A worker whose heartbeat (every 2 s) is older counts as dead, in `recstop health` and the "
+        "`recstop_workers` metric (`--max-heartbeat-age-s`).",
+    )
 
 
 @dataclass(frozen=True)
@@ -296,24 +513,42 @@ class Accounts:
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything a worker or producer process needs, read once at its entry point."""
+    """Everything a worker or producer process needs, read once at its entry point.
 
+    The fields' order is the order of the README's configuration table.
+    """
+
+    accounts: Accounts = field(default_factory=Accounts)
     redis: RedisSettings = field(default_factory=RedisSettings)
     api: ApiSettings = field(default_factory=ApiSettings)
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     retention: Retention = field(default_factory=Retention)
-    accounts: Accounts = field(default_factory=Accounts)
-    concurrency: int = 32
-    #: Requests per second per account, shared by every worker through Redis (0 = no limit).
-    rate_limit_rps: float = 0.0
-    scheduler_poll_s: float = 0.2
-    log_level: str = "INFO"
-    log_format: Literal["auto", "json", "console"] = "auto"
+    concurrency: int = setting(
+        32,
+        env="RECSTOP_CONCURRENCY",
+        parse=parsers.positive_int,
+        help="Worker threads per process (each holds one API call). Run two processes per core: "
+        "`make bench` shows why.",
+    )
+    rate_limit: RateLimitSettings = field(default_factory=RateLimitSettings)
+    scheduler_poll_s: float = setting(
+        0.2, env="RECSTOP_SCHEDULER_POLL_S", parse=parsers.positive_float, help="Scheduler poll interval."
+    )
+    health: HealthThresholds = field(default_factory=HealthThresholds)
+    log_level: str = setting(
+        "INFO", env="RECSTOP_LOG_LEVEL", parse=parsers.one_of(LogLevel), help="Log level."
+    )
+    log_format: LogFormat = setting(  # noqa: RUF009 - a field; ruff does not see the alias is a str
+        "auto",
+        env="RECSTOP_LOG_FORMAT",
+        parse=parsers.one_of(LogFormat),
+        help="`auto`: console on a TTY, JSON lines otherwise.",
+    )
 
     @property
     def lock_ttl_s(self) -> float:
-        """How long a key's lock lives: the longest possible API call, plus a margin."""
-        return self.api.connect_timeout_s + self.api.read_timeout_s + 10.0
+        """How long a key's lock lives: the longest possible API call, plus the margin."""
+        return self.api.connect_timeout_s + self.api.read_timeout_s + self.api.lock_margin_s
 
     @property
     def watchdog_s(self) -> float:
@@ -330,273 +565,7 @@ class Settings:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
-        """Parse settings from an environment mapping (``os.environ`` when omitted)."""
-        env = os.environ if environ is None else environ
-        values = {spec.name: spec.read(env) for spec in ENV_SPECS}
-        return cls(
-            redis=RedisSettings.from_dsn(
-                values["RECSTOP_BROKER_URL"],
-                socket_timeout_s=values["RECSTOP_REDIS_SOCKET_TIMEOUT_S"],
-                visibility_timeout_s=values["RECSTOP_VISIBILITY_TIMEOUT_S"],
-                tls_ca_file=values["RECSTOP_REDIS_TLS_CA_FILE"],
-                tls_cert_file=values["RECSTOP_REDIS_TLS_CERT_FILE"],
-                tls_key_file=values["RECSTOP_REDIS_TLS_KEY_FILE"],
-                tls_cert_reqs=values["RECSTOP_REDIS_TLS_CERT_REQS"],
-                sentinel_master=values["RECSTOP_REDIS_SENTINEL_MASTER"],
-                sentinel_password=values["RECSTOP_REDIS_SENTINEL_PASSWORD"],
-                wait_replicas=values["RECSTOP_REDIS_WAIT_REPLICAS"],
-                wait_timeout_ms=values["RECSTOP_REDIS_WAIT_TIMEOUT_MS"],
-            ),
-            api=ApiSettings(
-                base_url=values["VOBIZ_API_BASE"].rstrip("/"),
-                connect_timeout_s=values["RECSTOP_CONNECT_TIMEOUT_S"],
-                read_timeout_s=values["RECSTOP_READ_TIMEOUT_S"],
-            ),
-            retry=RetryPolicy(
-                max_attempts=values["RECSTOP_MAX_ATTEMPTS"],
-                backoff_base_s=values["RECSTOP_BACKOFF_BASE_S"],
-                backoff_cap_s=values["RECSTOP_BACKOFF_CAP_S"],
-                jitter=values["RECSTOP_BACKOFF_JITTER"],
-                retry_after_cap_s=values["RECSTOP_RETRY_AFTER_CAP_S"],
-                deadline_s=values["RECSTOP_DEADLINE_S"],
-            ),
-            retention=Retention(
-                status_s=values["RECSTOP_STATUS_RETENTION_S"],
-                dlq_max_entries=values["RECSTOP_DLQ_MAX_ENTRIES"],
-                dlq_max_age_s=values["RECSTOP_DLQ_MAX_AGE_S"],
-            ),
-            accounts=load_accounts(
-                values["VOBIZ_AUTH_ID"], values["VOBIZ_AUTH_TOKEN"], values["RECSTOP_CREDENTIALS_FILE"]
-            ),
-            concurrency=values["RECSTOP_CONCURRENCY"],
-            rate_limit_rps=values["RECSTOP_RATE_LIMIT_RPS"],
-            scheduler_poll_s=values["RECSTOP_SCHEDULER_POLL_S"],
-            log_level=values["RECSTOP_LOG_LEVEL"].upper(),
-            log_format=values["RECSTOP_LOG_FORMAT"],
-        )
+        """Read settings from an environment mapping (``os.environ`` when omitted): ``worker.environment``."""
+        from worker.environment import settings_from_env  # noqa: PLC0415 - environment imports this module
 
-
-def load_accounts(auth_id: str | None, token: str | None, credentials_file: str | None) -> Accounts:
-    """Combine the default account with the credentials file (a JSON object auth_id → token)."""
-    tokens: dict[str, Secret] = {}
-    if credentials_file:
-        path = Path(credentials_file)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"cannot read RECSTOP_CREDENTIALS_FILE {path}: {type(exc).__name__}") from None
-        if not isinstance(data, dict) or not all(
-            isinstance(k, str) and isinstance(v, str) and v for k, v in data.items()
-        ):
-            raise ConfigError(f"{path} must be a JSON object mapping auth_id to a non-empty token")
-        for key, value in data.items():
-            tokens[_checked_auth_id(key)] = Secret(value)
-    if token and not auth_id:
-        raise ConfigError("VOBIZ_AUTH_TOKEN is set but VOBIZ_AUTH_ID is not")
-    if auth_id:
-        auth_id = _checked_auth_id(auth_id)
-        if token:
-            tokens[auth_id] = Secret(token)
-    return Accounts(default_auth_id=auth_id or None, tokens=tokens)
-
-
-def _checked_auth_id(auth_id: str) -> str:
-    try:
-        return validate_auth_id(auth_id)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
-
-
-@dataclass(frozen=True)
-class EnvSpec:
-    """One environment variable: its name, parser, default and meaning (the README table)."""
-
-    name: str
-    parse: Callable[[str], Any]
-    default: Any
-    help: str
-
-    def read(self, env: Mapping[str, str]) -> Any:  # noqa: ANN401 - each spec has its own type
-        """Return the parsed value, or the default when unset or empty."""
-        raw = env.get(self.name, "")
-        if raw == "":
-            return self.default
-        try:
-            return self.parse(raw)
-        except ValueError as exc:
-            raise ConfigError(f"{self.name}: {exc}") from None
-
-
-def _positive(kind: Callable[[str], Any]) -> Callable[[str], Any]:
-    def parse(raw: str) -> Any:  # noqa: ANN401 - int or float
-        value = kind(raw)
-        if value <= 0:
-            raise ValueError(f"must be > 0, got {raw!r}")
-        return value
-
-    return parse
-
-
-def _choice(*options: str) -> Callable[[str], str]:
-    def parse(raw: str) -> str:
-        if raw.lower() not in options:
-            raise ValueError(f"must be one of {', '.join(options)}, got {raw!r}")
-        return raw.lower()
-
-    return parse
-
-
-def _str(raw: str) -> str:
-    return raw
-
-
-def _non_negative_float(raw: str) -> float:
-    value = float(raw)
-    if not value >= 0 or value == float("inf"):
-        raise ValueError(f"must be a finite number >= 0, got {raw!r}")
-    return value
-
-
-def _non_negative_int(raw: str) -> int:
-    value = int(raw)
-    if value < 0:
-        raise ValueError(f"must be >= 0, got {raw!r}")
-    return value
-
-
-ENV_SPECS: Final[tuple[EnvSpec, ...]] = (
-    EnvSpec("VOBIZ_AUTH_ID", _str, None, "Default Vobiz account (`MA_...` or `SA_...`)."),
-    EnvSpec("VOBIZ_AUTH_TOKEN", _str, None, "Token of the default account (worker only)."),
-    EnvSpec("RECSTOP_CREDENTIALS_FILE", _str, None, "JSON file `{auth_id: token}` for more accounts."),
-    EnvSpec("VOBIZ_API_BASE", _str, DEFAULT_API_BASE, "Vobiz API base URL."),
-    EnvSpec(
-        "RECSTOP_BROKER_URL",
-        _str,
-        DEFAULT_BROKER_URL,
-        "Redis URL: broker and state store. A password or ACL user goes in the URL "
-        "(`redis://user:password@host:6379/0`); `rediss://` for TLS; "
-        "`sentinel://h1:26379;sentinel://h2:26379;sentinel://h3:26379` for Redis Sentinel.",
-    ),
-    EnvSpec(
-        "RECSTOP_REDIS_SENTINEL_MASTER",
-        _str,
-        None,
-        "Master name the sentinels monitor (required with `sentinel://`).",
-    ),
-    EnvSpec(
-        "RECSTOP_REDIS_SENTINEL_PASSWORD",
-        _str,
-        None,
-        "Password of the sentinels themselves (`requirepass` in sentinel.conf); the Redis password "
-        "goes in the first `sentinel://` URL.",
-    ),
-    EnvSpec(
-        "RECSTOP_REDIS_WAIT_REPLICAS",
-        _non_negative_int,
-        0,
-        "Replicas that must hold a published stop message (`WAIT`) before the enqueue counts as accepted; "
-        "0: none (asynchronous replication: a failover can lose the last acknowledged writes).",
-    ),
-    EnvSpec(
-        "RECSTOP_REDIS_WAIT_TIMEOUT_MS",
-        _positive(int),
-        500,
-        "Longest `WAIT` per publish; fewer replicas by then refuses the enqueue "
-        "(`BrokerUnavailableError`). Below the socket timeout.",
-    ),
-    EnvSpec("RECSTOP_REDIS_SOCKET_TIMEOUT_S", _positive(float), 5.0, "Redis socket timeout."),
-    EnvSpec(
-        "RECSTOP_REDIS_TLS_CA_FILE",
-        _str,
-        None,
-        "PEM file of the CA(s) that sign the Redis server certificate (`rediss://`; default: system CAs).",
-    ),
-    EnvSpec(
-        "RECSTOP_REDIS_TLS_CERT_FILE",
-        _str,
-        None,
-        "PEM client certificate, for a Redis server with `tls-auth-clients yes` (`rediss://`).",
-    ),
-    EnvSpec(
-        "RECSTOP_REDIS_TLS_KEY_FILE",
-        _str,
-        None,
-        "PEM private key of the client certificate (`rediss://`).",
-    ),
-    EnvSpec(
-        "RECSTOP_REDIS_TLS_CERT_REQS",
-        _choice("required", "optional", "none"),
-        "required",
-        "Verify the Redis server certificate and host name: `required`, `optional`, `none` (insecure).",
-    ),
-    EnvSpec(
-        "RECSTOP_VISIBILITY_TIMEOUT_S",
-        _positive(int),
-        120,
-        "Seconds before a message held by a dead worker is delivered again.",
-    ),
-    EnvSpec("RECSTOP_CONNECT_TIMEOUT_S", _positive(float), 3.05, "HTTP connect timeout."),
-    EnvSpec("RECSTOP_READ_TIMEOUT_S", _positive(float), 10.0, "HTTP read timeout."),
-    EnvSpec("RECSTOP_MAX_ATTEMPTS", _positive(int), 12, "Attempts before a stop is dead-lettered."),
-    EnvSpec("RECSTOP_BACKOFF_BASE_S", _positive(float), 1.0, "First retry delay (doubles each time)."),
-    EnvSpec("RECSTOP_BACKOFF_CAP_S", _positive(float), 300.0, "Largest retry delay."),
-    EnvSpec(
-        "RECSTOP_BACKOFF_JITTER",
-        _choice("full", "equal", "none"),
-        "full",
-        "Jitter: `full` = uniform(0, d), `equal` = uniform(d/2, d), `none` = d.",
-    ),
-    EnvSpec("RECSTOP_RETRY_AFTER_CAP_S", _positive(float), 600.0, "Largest Retry-After honoured."),
-    EnvSpec(
-        "RECSTOP_DEADLINE_S",
-        _positive(float),
-        3600.0,
-        "Default give-up deadline after the stop is due (`not_after` overrides it).",
-    ),
-    EnvSpec("RECSTOP_STATUS_RETENTION_S", _positive(int), 7 * 86400, "How long status records live."),
-    EnvSpec("RECSTOP_DLQ_MAX_ENTRIES", _positive(int), 10_000, "Dead letters kept at most."),
-    EnvSpec("RECSTOP_DLQ_MAX_AGE_S", _positive(int), 180 * 86400, "Dead letters older are dropped."),
-    EnvSpec(
-        "RECSTOP_CONCURRENCY",
-        _positive(int),
-        32,
-        "Worker threads per process (each holds one API call). Run two processes per core: `make bench` "
-        "shows why.",
-    ),
-    EnvSpec(
-        "RECSTOP_RATE_LIMIT_RPS",
-        _non_negative_float,
-        0.0,
-        "API requests per second per account, shared by every worker process and host through "
-        "Redis; slows down on 429s and recovers (0 = no limit).",
-    ),
-    EnvSpec("RECSTOP_SCHEDULER_POLL_S", _positive(float), 0.2, "Scheduler poll interval."),
-    EnvSpec(
-        "RECSTOP_HEALTH_MAX_DEAD_LETTERS",
-        _positive(int),
-        100,
-        "`recstop health` fails with more dead letters than this (`--max-dead-letters`).",
-    ),
-    EnvSpec(
-        "RECSTOP_HEALTH_MAX_OVERDUE_S",
-        _positive(float),
-        60.0,
-        "`recstop health` fails when a schedule entry is due for longer than this (`--max-overdue-s`).",
-    ),
-    EnvSpec(
-        "RECSTOP_HEALTH_MAX_HEARTBEAT_AGE_S",
-        _positive(float),
-        10.0,
-        "A worker whose heartbeat (every 2 s) is older counts as dead, in `recstop health` and the "
-        "`recstop_workers` metric (`--max-heartbeat-age-s`).",
-    ),
-    EnvSpec(
-        "RECSTOP_LOG_LEVEL", _choice("debug", "info", "warning", "error", "critical"), "info", "Log level."
-    ),
-    EnvSpec(
-        "RECSTOP_LOG_FORMAT",
-        _choice("auto", "json", "console"),
-        "auto",
-        "`auto`: console on a TTY, JSON lines otherwise.",
-    ),
-)
+        return settings_from_env(environ)

@@ -1,30 +1,34 @@
-"""The per-stop status record: the audit answer to "was this recording stopped, and when?"."""
+"""The per-stop status record: the answer to "was this recording stopped, when, after how many attempts?"."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from enum import StrEnum
-from typing import Any
+from typing import Any, Final
+
+from worker.outcome import State
+
+#: The times of a record, shown as ISO-8601 in ``to_dict``.
+TIME_FIELDS: Final = (
+    "enqueued_at",
+    "due_at",
+    "first_attempt_at",
+    "last_attempt_at",
+    "finished_at",
+    "not_after",
+)
 
 
-class State(StrEnum):
-    """The status vocabulary."""
+#: Fields of an attempt log entry that are null when unknown (the scripts store them only when set).
+ATTEMPT_FIELDS: Final = ("http_status", "error")
 
-    SCHEDULED = "scheduled"
-    QUEUED = "queued"
-    RETRYING = "retrying"
-    STOPPED = "stopped"
-    ALREADY_STOPPED = "already_stopped"
-    DEAD = "dead"
-    CANCELLED = "cancelled"
 
-    @property
-    def pending(self) -> bool:
-        """Still going to be attempted."""
-        return self in {State.SCHEDULED, State.QUEUED, State.RETRYING}
+def attempt_log(raw: object) -> tuple[Mapping[str, Any], ...]:
+    """The attempt log as stored (a JSON array; absent when empty), every entry with all its fields."""
+    if not isinstance(raw, list):
+        return ()
+    return tuple({**dict.fromkeys(ATTEMPT_FIELDS), **entry} for entry in raw if isinstance(entry, dict))
 
 
 def iso(epoch: float | None) -> str | None:
@@ -36,7 +40,7 @@ def iso(epoch: float | None) -> str | None:
 
 @dataclass(frozen=True)
 class StatusRecord:
-    """One stop key's current run."""
+    """One stop's current run (the stop record of ``worker.keys.call_key``, as a typed view)."""
 
     call_uuid: str
     url: str | None
@@ -56,40 +60,34 @@ class StatusRecord:
     dead_reason: str | None = None
     dlq_id: str | None = None
     settled_by: str | None = None
+    urgent: bool = False
     attempt_log: tuple[Mapping[str, Any], ...] = field(default=())
 
     @classmethod
-    def from_redis(cls, data: Mapping[str, str], attempt_log: list[str]) -> StatusRecord:
-        """Build from the status hash and the attempts list."""
-
-        def opt(name: str) -> str | None:
-            return data.get(name) or None
-
-        def num(name: str) -> float | None:
-            raw = data.get(name)
-            return float(raw) if raw else None
-
-        http = opt("last_http_status")
+    def from_record(cls, data: Mapping[str, Any]) -> StatusRecord:
+        """Build from a stop record as the scripts store it."""
+        state = State(data["state"])
         return cls(
             call_uuid=data["call_uuid"],
-            url=opt("url"),
-            state=State(data["state"]),
+            url=data.get("url"),
+            state=state,
             task_id=data["task_id"],
-            attempts=int(data.get("attempts") or 0),
-            auth_id=opt("auth_id"),
-            request_id=opt("request_id"),
-            last_http_status=int(http) if http else None,
-            last_error=opt("last_error"),
-            enqueued_at=num("enqueued_at"),
-            due_at=num("due_at"),
-            first_attempt_at=num("first_attempt_at"),
-            last_attempt_at=num("last_attempt_at"),
-            finished_at=num("finished_at"),
-            not_after=num("not_after"),
-            dead_reason=opt("dead_reason") if data.get("state") == State.DEAD else None,
-            dlq_id=opt("dlq_id"),
-            settled_by=opt("settled_by"),
-            attempt_log=tuple(json.loads(item) for item in attempt_log),
+            attempts=int(data.get("attempts", 0)),
+            auth_id=data.get("auth_id"),
+            request_id=data.get("request_id"),
+            last_http_status=data.get("last_http_status"),
+            last_error=data.get("last_error") or None,
+            enqueued_at=data.get("enqueued_at"),
+            due_at=data.get("due_at"),
+            first_attempt_at=data.get("first_attempt_at"),
+            last_attempt_at=data.get("last_attempt_at"),
+            finished_at=data.get("finished_at"),
+            not_after=data.get("not_after"),
+            dead_reason=data.get("dead_reason") if state is State.DEAD else None,
+            dlq_id=data.get("dlq_id"),
+            settled_by=data.get("settled_by"),
+            urgent=bool(data.get("urgent")),
+            attempt_log=attempt_log(data.get("log")),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -97,13 +95,6 @@ class StatusRecord:
         out = asdict(self)
         out["state"] = str(self.state)
         out["attempt_log"] = list(self.attempt_log)
-        for name in (
-            "enqueued_at",
-            "due_at",
-            "first_attempt_at",
-            "last_attempt_at",
-            "finished_at",
-            "not_after",
-        ):
+        for name in TIME_FIELDS:
             out[name] = iso(getattr(self, name))
         return out

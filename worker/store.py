@@ -1,25 +1,40 @@
-"""The stop store: every state transition of a stop key, each one atomic in Redis."""
+"""The stop store: every state transition of a stop, each one an atomic script on the call's key."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 from redis import Redis
 
 from worker import keys
+from worker.connection import check_wait, queue_wait
 from worker.envelope import stop_message
 from worker.errors import InvalidStopRequest
-from worker.scripts import Scripts
-from worker.settings import Retention, RetryPolicy
+from worker.outcome import Outcome, Skipped, State
+from worker.scripts import Scripts, decode
+from worker.settings import RedisSettings, Retention, RetryPolicy
 from worker.status import StatusRecord, iso
 from worker.validation import StopRequest
 
-#: How long a just-enqueued stop waits in the schedule before the scheduler publishes it again,
-#: in case the producer died between storing it and publishing its message.
-PUBLISH_GRACE_S: Final = 15.0
+#: How long a scheduler holds the due entries it claimed before another may publish them.
+LEASE_S: Final = 30.0
+#: Stops published per scheduler round trip.
+CLAIM_BATCH: Final = 500
+
+
+@dataclass(frozen=True)
+class NewStop:
+    """One stop to enqueue: the request, the task id a new run gets, and when it is due."""
+
+    request: StopRequest
+    task_id: str
+    delay_s: float | None = None
+    at_epoch: float | None = None
+    #: A dead letter this run replays: removed once the run succeeds.
+    dlq_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -28,24 +43,39 @@ class Enqueued:
 
     task_id: str
     deduplicated: bool
-    state: str
-    schedule_score: str
-    #: The message went onto the queue in the same script (a new queued stop, a scheduled one
-    #: pulled forward, or a pending one joined by an urgent stop).
+    state: State
+    #: The message went onto a queue in the same script (a new stop due now, a scheduled one pulled
+    #: forward, or a pending one joined by an urgent stop).
     pushed: bool = False
 
 
 @dataclass(frozen=True)
-class Due:
-    """A stop the scheduler leased for publishing."""
+class PreparedEnqueue:
+    """The keys and arguments of one ``enqueue`` script call (bulk enqueues prepare the next chunk)."""
+
+    keys: list[str]
+    args: dict[str, Any]
+    messages: list[str]
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A due schedule entry this scheduler claimed: its score when due, and the lease it carries now."""
 
     member: str
-    lease_score: str
+    score: str
+    lease: str
+
+
+@dataclass(frozen=True)
+class Published:
+    """What the scheduler did with one lease."""
+
+    member: str
     task_id: str
-    kwargs: dict[str, str | None]
-    attempts: int
-    republished: int = 0  # how often this run's watchdog fired (0: an ordinary due entry)
-    urgent: bool = False  # enqueued on the urgent lane: published there again
+    published: bool
+    #: How often this run's watchdog has fired (0: an ordinary due entry).
+    republished: int = 0
 
 
 @dataclass(frozen=True)
@@ -58,153 +88,149 @@ class Admission:
     auth_id: str | None = None
     not_after: float | None = None
 
+    @classmethod
+    def parse(cls, reply: Mapping[str, Any]) -> Admission:
+        """The reply of ``begin.lua``."""
+        return cls(
+            reply["decision"],
+            reply.get("detail", ""),
+            int(reply.get("attempts", 0)),
+            reply.get("auth_id"),
+            reply.get("not_after"),
+        )
+
+
+@dataclass(frozen=True)
+class Finished:
+    """What ``finish`` recorded: the stop's state afterwards and the dead reason or next due time."""
+
+    state: State | Skipped  # a State, or "superseded"
+    detail: str = ""
+
+    @classmethod
+    def parse(cls, reply: Mapping[str, Any]) -> Finished:
+        """The reply of ``finish.lua``."""
+        state = reply["state"]
+        return cls("superseded" if state == "superseded" else State(state), reply.get("detail", ""))
+
+
+def parse_enqueued(reply: Mapping[str, Any]) -> Enqueued:
+    """One stop's reply of ``enqueue.lua``; a refused ``not_after`` raises InvalidStopRequest."""
+    if "error" in reply:
+        raise InvalidStopRequest("not_after", reply["error"])
+    return Enqueued(reply["task_id"], reply["deduplicated"], State(reply["state"]), reply["pushed"])
+
 
 class StopStore:
-    """Status records, the schedule and per-key locks; the connection is passed in."""
+    """Status records, the schedule and per-stop locks; the connection is passed in.
+
+    With ``durability`` asking for replicas (``RECSTOP_REDIS_WAIT_REPLICAS``), the scripts that
+    publish a message (enqueue, publish) wait until that many replicas hold their writes.
+    """
 
     def __init__(
-        self, client: Redis, retry: RetryPolicy, retention: Retention, *, watchdog_s: float = 300.0
+        self,
+        client: Redis,
+        retry: RetryPolicy,
+        retention: Retention,
+        *,
+        watchdog_s: float = 300.0,
+        durability: RedisSettings | None = None,
     ) -> None:
         self.client = client
         self.retry = retry
         self.retention = retention
         self.watchdog_s = watchdog_s
-        self.scripts = Scripts.register(client)
+        self.durability = durability or RedisSettings()
+        self.scripts = Scripts(client)
 
-    def enqueue(
-        self,
-        request: StopRequest,
-        task_id: str,
-        *,
-        delay_s: float | None = None,
-        at_epoch: float | None = None,
-        dlq_id: str = "",
-        message: str | None = None,
-        queue: str = keys.QUEUE,
-        urgent: bool = False,
-    ) -> Enqueued:
-        """Create a run for the stop unless one is pending; push ``message`` if it is due now.
-
-        ``message`` is the task message with its task id left as a placeholder (by default
-        ``worker.envelope.stop_message`` of the request); it goes onto ``queue`` atomically with
-        the record.
-        """
-        return self.parse_enqueued(
-            self.scripts.run(  # the script takes any number of stops and answers one reply each
-                "enqueue",
-                *self.enqueue_call(
-                    request,
-                    task_id,
-                    delay_s=delay_s,
-                    at_epoch=at_epoch,
-                    dlq_id=dlq_id,
-                    message=message,
-                    queue=queue,
-                    urgent=urgent,
-                ),
-            )[0]
+    def prepare_enqueue(self, stops: Sequence[NewStop], *, urgent: bool = False) -> PreparedEnqueue:
+        """One ``enqueue`` call for ``stops`` (all on one lane): keys, arguments, messages."""
+        lane = keys.URGENT_QUEUE if urgent else keys.QUEUE
+        return PreparedEnqueue(
+            keys=[keys.SCHEDULE, lane, *(keys.call_key(s.request.call_uuid) for s in stops)],
+            args={
+                "deadline_s": self.retry.deadline_s,
+                "retention_s": self.retention.status_s,
+                "watchdog_s": self.watchdog_s,
+                "urgent": urgent,
+                "stops": [_stop_args(s) for s in stops],
+            },
+            messages=[stop_message(s.request.to_kwargs(), queue=lane) for s in stops],
         )
 
-    def enqueue_call(
-        self,
-        request: StopRequest,
-        task_id: str,
-        *,
-        delay_s: float | None = None,
-        at_epoch: float | None = None,
-        dlq_id: str = "",
-        message: str | None = None,
-        queue: str = keys.QUEUE,
-        urgent: bool = False,
-    ) -> tuple[list[str], list[Any]]:
-        """The keys and arguments of one ``enqueue`` script call (pipelined by bulk enqueues)."""
-        key = keys.stop_key(request.call_uuid, request.url)
-        return (
-            [
-                keys.status_key(key),
-                keys.SCHEDULE,
-                keys.call_targets_key(request.call_uuid),
-                keys.attempts_key(key),
-            ],
-            [
-                key,
-                task_id,
-                *_request_args(request),
-                self.retry.deadline_s,
-                "" if delay_s is None else f"{delay_s:.3f}",
-                "" if at_epoch is None else f"{at_epoch:.3f}",
-                PUBLISH_GRACE_S,
-                self.retention.status_s,
-                keys.target_of(request.url),
-                dlq_id,
-                stop_message(request.to_kwargs(), queue=queue) if message is None else message,
-                queue,
-                "1" if urgent else "",
-                self.watchdog_s,
-            ],
+    def run_enqueue(self, call: PreparedEnqueue) -> list[Mapping[str, Any]]:
+        """Run a prepared ``enqueue`` (atomic, one round trip); the raw reply of each stop."""
+        reply: list[Mapping[str, Any]] = self._durable("enqueue", call.keys, call.args, call.messages)
+        return reply
+
+    def enqueue(self, stop: NewStop, *, urgent: bool = False) -> Enqueued:
+        """Create a run for the stop unless one is pending; push its message if it is due now."""
+        (reply,) = self.run_enqueue(self.prepare_enqueue([stop], urgent=urgent))
+        return parse_enqueued(reply)
+
+    def claim_due(
+        self, *, lease_s: float = LEASE_S, limit: int = CLAIM_BATCH
+    ) -> tuple[list[Lease], float | None]:
+        """Lease due schedule entries for publishing; also return seconds until the next one is due."""
+        reply = self.scripts.run("claim", [keys.SCHEDULE], {"lease_s": lease_s, "limit": limit})
+        leases = [Lease(d["member"], d["score"], d["lease"]) for d in reply.get("due", [])]
+        return leases, reply.get("wait_s")
+
+    def publish_due(self, leases: Sequence[Lease]) -> list[Published]:
+        """Publish the message of every leased stop that is still pending; arm its watchdog."""
+        if not leases:
+            return []
+        call_keys = [keys.call_key_of(lease.member) for lease in leases]
+        items: list[dict[str, Any]] = []
+        messages: list[str] = []
+        for lease, raw in zip(leases, self.client.mget(call_keys), strict=True):
+            target = lease.member.split("/", 1)[1]
+            record = json.loads(raw).get(target) if raw else None
+            task_id = record.get("task_id", "") if record else ""
+            items.append({"member": lease.member, "target": target, "task_id": task_id, **_lease(lease)})
+            messages.append(_republish_message(record) if record else "")
+        reply = self._durable(
+            "publish",
+            [keys.SCHEDULE, keys.QUEUE, keys.URGENT_QUEUE, keys.METRICS, *call_keys],
+            {"watchdog_s": self.watchdog_s, "items": items},
+            messages,
         )
-
-    @staticmethod
-    def parse_enqueued(reply: Any) -> Enqueued:  # noqa: ANN401 - Lua reply
-        """Turn the ``enqueue`` script's reply into an :class:`Enqueued`."""
-        found_task, flag, state, score, pushed = reply
-        if flag == "invalid":
-            raise InvalidStopRequest("not_after", state)
-        return Enqueued(found_task, flag == "1", state, score, pushed == "pushed")
-
-    def confirm_published(self, member: str, score: str) -> bool:
-        """The message is published: its safety-net schedule entry becomes the key's watchdog."""
-        return bool(
-            self.scripts.run(
-                "confirm", [keys.SCHEDULE, keys.status_key(member)], [member, score, self.watchdog_s]
-            )
-        )
-
-    def claim_due(self, *, lease_s: float, limit: int) -> tuple[list[Due], float | None]:
-        """Lease due stops for publishing; also return seconds until the next one is due."""
-        rows, wait = self.scripts.run("claim", [keys.SCHEDULE], [f"{keys.PREFIX}:status:", lease_s, limit])
-        return [_due(row) for row in rows], float(wait) if wait else None
+        return [
+            Published(item["member"], item["task_id"], r["published"], int(r["republished"]))
+            for item, r in zip(items, reply, strict=True)
+        ]
 
     def cancel(self, call_uuid: str, url: str | None) -> tuple[str, bool]:
         """Cancel a pending stop; return its state afterwards and whether this call cancelled it."""
-        key = keys.stop_key(call_uuid, url)
-        state, changed = self.scripts.run(
+        reply = self.scripts.run(
             "cancel",
-            [keys.status_key(key), keys.SCHEDULE],
-            [key, self.retention.status_s, f"{keys.PREFIX}:task:"],
+            [keys.call_key(call_uuid), keys.SCHEDULE],
+            {
+                "member": keys.stop_key(call_uuid, url),
+                "target": keys.target_of(url),
+                "retention_s": self.retention.status_s,
+            },
         )
-        return state, changed == "1"
+        return reply["state"], reply["cancelled"]
 
     def begin(self, request: StopRequest, task_id: str, *, lock_token: str, lock_ttl_ms: int) -> Admission:
-        """Admit a task message: decide duplicate, merge, defer or run, and take the key's lock."""
-        key = keys.stop_key(request.call_uuid, request.url)
+        """Admit a task message: decide duplicate, merge, defer or run, and take the stop's lock."""
         reply = self.scripts.run(
             "begin",
-            [
-                keys.status_key(key),
-                keys.lock_key(key),
-                keys.SCHEDULE,
-                keys.task_key(task_id),
-                keys.attempts_key(key),
-                keys.call_targets_key(request.call_uuid),
-            ],
-            [
-                key,
-                task_id,
-                lock_token,
-                lock_ttl_ms,
-                *_request_args(request),
-                self.retry.deadline_s,
-                self.retention.status_s,
-                keys.target_of(request.url),
-                1.0,
-                self.watchdog_s,
-            ],
+            [keys.call_key(request.call_uuid), keys.SCHEDULE],
+            {
+                **_request_args(request),
+                "task_id": task_id,
+                "lock_token": lock_token,
+                "lock_ttl_ms": lock_ttl_ms,
+                "deadline_s": self.retry.deadline_s,
+                "retention_s": self.retention.status_s,
+                "defer_s": 1.0,
+                "watchdog_s": self.watchdog_s,
+            },
         )
-        if reply[0] == "skip":
-            return Admission("skip", reply[1])
-        decision, _, attempts, auth_id, not_after, _enqueued = reply
-        return Admission(decision, "", int(attempts), auth_id or None, float(not_after))
+        return Admission.parse(reply)
 
     def finish(
         self,
@@ -212,7 +238,7 @@ class StopStore:
         task_id: str,
         *,
         lock_token: str,
-        result: str,
+        outcome: Outcome,
         attempt: Mapping[str, Any] | None,
         http_status: int | None = None,
         error: str = "",
@@ -221,82 +247,85 @@ class StopStore:
         dlq_id: str = "",
         payload: str = "",
         started_at: float = 0.0,
-    ) -> tuple[str, str]:
+    ) -> Finished:
         """Record an attempt and move the stop on: terminal, retrying, or dead (dead-lettered)."""
-        key = keys.stop_key(request.call_uuid, request.url)
-        state, detail = self.scripts.run(
+        reply = self.scripts.run(
             "finish",
-            [
-                keys.status_key(key),
-                keys.lock_key(key),
-                keys.SCHEDULE,
-                keys.task_key(task_id),
-                keys.attempts_key(key),
-                keys.call_targets_key(request.call_uuid),
-                keys.DLQ_INDEX,
-            ],
-            [
-                key,
-                task_id,
-                lock_token,
-                result,
-                json.dumps(attempt, separators=(",", ":")) if attempt else "",
-                "" if http_status is None else http_status,
-                error,
-                f"{delay_s:.3f}",
-                reason,
-                dlq_id,
-                payload,
-                self.retention.status_s,
-                self.retention.dlq_max_entries,
-                self.retention.dlq_max_age_s,
-                keys.PREFIX,
-                f"{started_at:.3f}",
-                keys.target_of(request.url),
-                request.call_uuid.lower(),
-            ],
+            [keys.call_key(request.call_uuid), keys.SCHEDULE, keys.DLQ_INDEX, keys.DLQ_ENTRIES, keys.METRICS],
+            {
+                **_request_args(request),
+                "call": request.call_uuid.lower(),
+                "task_id": task_id,
+                "lock_token": lock_token,
+                "outcome": str(outcome),
+                "attempt": attempt,
+                "http_status": http_status,
+                "error": error or None,
+                "delay_s": round(delay_s, 3),
+                "reason": reason or None,
+                "dlq_id": dlq_id or None,
+                "payload": payload or None,
+                "retention_s": self.retention.status_s,
+                "dlq_max_entries": self.retention.dlq_max_entries,
+                "dlq_max_age_s": self.retention.dlq_max_age_s,
+                "started_at": round(started_at, 3),
+            },
         )
-        return state, detail
+        return Finished.parse(reply)
 
     def status(self, call_uuid: str, url: str | None = None) -> StatusRecord | None:
-        """The status record of a stop key, or None when there is none (or it expired)."""
-        key = keys.stop_key(call_uuid, url)
-        pipe = self.client.pipeline(transaction=False)
-        pipe.hgetall(keys.status_key(key))
-        pipe.lrange(keys.attempts_key(key), 0, -1)
-        data, log = pipe.execute()
-        if not data:
-            return None
-        return StatusRecord.from_redis(data, log)
+        """The status record of a stop, or None when there is none (or it expired)."""
+        raw = self.client.get(keys.call_key(call_uuid))
+        record = json.loads(raw).get(keys.target_of(url)) if raw else None
+        return StatusRecord.from_record(record) if record else None
+
+    def _durable(self, name: str, keys_: Sequence[str], args: Mapping[str, Any], extra: Sequence[str]) -> Any:  # noqa: ANN401 - the script's reply
+        """Run a script that publishes messages; WAIT for replicas on the same connection if asked."""
+        if self.durability.wait_replicas <= 0:
+            return self.scripts.run(name, keys_, args, extra)
+        with self.client.pipeline(transaction=False) as pipe:
+            self.scripts.queue(pipe, name, keys_, args, extra)
+            queue_wait(pipe, self.durability)
+            raw, acked = pipe.execute()
+        check_wait(acked, self.durability)
+        return decode(raw)
 
 
-def _request_args(request: StopRequest) -> list[str]:
-    """A stop's fields as script arguments, in the order every script takes them."""
-    not_after = "" if request.not_after is None else f"{request.not_after.timestamp():.3f}"
-    return [request.call_uuid, request.url or "", request.auth_id or "", request.request_id or "", not_after]
+def _request_args(request: StopRequest) -> dict[str, Any]:
+    """A stop's fields as script arguments, under the names every script uses."""
+    return {
+        "member": keys.stop_key(request.call_uuid, request.url),
+        "target": keys.target_of(request.url),
+        "call_uuid": request.call_uuid,
+        "url": request.url,
+        "auth_id": request.auth_id,
+        "request_id": request.request_id,
+        "not_after": None if request.not_after is None else round(request.not_after.timestamp(), 3),
+    }
 
 
-def _iso_or_none(epoch: str | None) -> str | None:
-    return iso(float(epoch)) if epoch else None
+def _stop_args(stop: NewStop) -> dict[str, Any]:
+    return {
+        **_request_args(stop.request),
+        "task_id": stop.task_id,
+        "delay_s": None if stop.delay_s is None else round(stop.delay_s, 3),
+        "at": None if stop.at_epoch is None else round(stop.at_epoch, 3),
+        "dlq_id": stop.dlq_id,
+    }
 
 
-def _due(row: list[str]) -> Due:
-    """One row of the claim script's reply."""
-    member, score, task_id, call_uuid, url, auth_id, request_id, not_after, attempts, republished, urgent = (
-        row
-    )
-    return Due(
-        member=member,
-        lease_score=score,
-        task_id=task_id,
-        kwargs={
-            "call_uuid": call_uuid,
-            "url": url or None,
-            "auth_id": auth_id or None,
-            "request_id": request_id or None,
-            "not_after": _iso_or_none(not_after),
-        },
-        attempts=int(attempts or 0),
-        republished=int(republished or 0),
-        urgent=urgent == "1",
-    )
+def _lease(lease: Lease) -> dict[str, str]:
+    return {"score": lease.score, "lease": lease.lease}
+
+
+def _republish_message(record: Mapping[str, Any]) -> str:
+    """The task message of a stored run, published again by the scheduler (delay, retry, watchdog)."""
+    kwargs = {
+        "call_uuid": record["call_uuid"],
+        "url": record.get("url"),
+        "auth_id": record.get("auth_id"),
+        "request_id": record.get("request_id"),
+        "not_after": iso(record.get("not_after")),
+    }
+    lane = keys.URGENT_QUEUE if record.get("urgent") else keys.QUEUE
+    return stop_message(kwargs, queue=lane, retries=int(record.get("attempts", 0)))

@@ -56,7 +56,14 @@ def register_tasks(app: Celery, executor: Executor, deadletters: DeadLetters) ->
             structlog.contextvars.clear_contextvars()
 
     task: Task = app.task(
-        name=TASK_NAME, bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True
+        name=TASK_NAME,
+        bind=True,
+        acks_late=True,
+        reject_on_worker_lost=True,
+        ignore_result=True,
+        # Registered on this app only: a shared task would be bound to every app made later in the
+        # process, so a second app (a test's, an embedding's) would run the first app's executor.
+        shared=False,
     )(stop_recording)
     return task
 

@@ -18,7 +18,8 @@ from collections.abc import Mapping
 from queue import Empty
 from typing import Any, Final
 
-import kombu.transport as kombu_transport
+import celery.app.amqp
+from kombu.connection import Connection as KombuConnection
 from kombu.transport import redis as kombu_redis
 from kombu.utils.encoding import bytes_to_str
 from kombu.utils.json import dumps, loads
@@ -194,8 +195,25 @@ def transport_for(url: str) -> str:
     return SENTINEL_TRANSPORT if url.startswith("sentinel://") else TRANSPORT
 
 
-# A ``sentinel://a;sentinel://b`` URL gives kombu failover alternates, and on a connection error
-# ``Connection.switch`` re-resolves the transport from the next URL's scheme, dropping the one
-# ``broker_transport`` named: after the first failover every connection would be kombu's stock
-# Sentinel transport, without the fixes above. The scheme resolves to this module's instead.
-kombu_transport.TRANSPORT_ALIASES["sentinel"] = SENTINEL_TRANSPORT
+class Connection(KombuConnection):
+    """kombu's connection, which keeps the transport it was configured with when it fails over.
+
+    On a connection error kombu switches to the next broker URL (``switch``) and takes the
+    transport from that URL's scheme, dropping the one ``broker_transport`` named: after the first
+    reconnect every connection would be kombu's stock transport, without the fixes above. (A
+    ``sentinel://a;sentinel://b`` URL list switches on every failover; a single URL switches to
+    itself.) Here the configured transport stays.
+    """
+
+    def switch(self, conn_str: str) -> None:
+        """Switch to another broker URL, keeping the configured transport."""
+        super().switch(conn_str)  # type: ignore[no-untyped-call]
+        configured = self._initial_params.get("transport")
+        if configured:
+            self.transport_cls = configured
+
+
+class AMQP(celery.app.amqp.AMQP):  # type: ignore[misc]
+    """Celery's messaging helpers with :class:`Connection` (``Celery(amqp=AMQP)``)."""
+
+    Connection = Connection

@@ -7,6 +7,7 @@ a second. Nothing of ``requests`` is needed here: no cookies, redirects, proxies
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import Final
 from urllib.parse import quote
@@ -14,9 +15,9 @@ from urllib.parse import quote
 import urllib3
 from urllib3 import exceptions as http_errors
 
-from worker.classify import Classification, Kind, classify
-from worker.errors import PermanentApiError, RetryableApiError
-from worker.settings import ApiSettings, Secret
+from worker.classify import Classification, classify, no_response
+from worker.secrets import Secret
+from worker.settings import ApiSettings
 
 USER_AGENT: Final = "recstop/0.1 (+celery)"
 
@@ -29,7 +30,7 @@ def record_url(api_base: str, auth_id: str, call_uuid: str) -> str:
 
 
 class VobizClient:
-    """Stops recordings. Returns the classification on success; raises the typed error otherwise."""
+    """Stops recordings; every call returns its :class:`Classification`, a timeout or reset included."""
 
     def __init__(self, api: ApiSettings, *, pool_size: int = 32) -> None:
         self.api = api
@@ -66,19 +67,14 @@ class VobizClient:
                 redirect=False,
             )
         except http_errors.NewConnectionError as exc:  # before TimeoutError: urllib3 2 derives it from there
-            raise RetryableApiError(f"connection error: {type(exc).__name__}", code="connection") from None
+            return no_response("connection", "connection error", exc)
         except http_errors.TimeoutError as exc:
-            raise RetryableApiError(f"timeout: {type(exc).__name__}", code="timeout") from None
+            return no_response("timeout", "timeout", exc)
         except http_errors.ProtocolError as exc:
-            raise RetryableApiError(f"connection error: {type(exc).__name__}", code="connection") from None
+            return no_response("connection", "connection error", exc)
         except (http_errors.HTTPError, OSError) as exc:
-            raise RetryableApiError(f"request failed: {type(exc).__name__}", code="request") from None
+            return no_response("request", "request failed", exc)
         verdict = classify(response.status, response.headers, response.data)
-        text = verdict.message or response.reason or ""
-        if verdict.kind is Kind.RETRY:
-            raise RetryableApiError(
-                text, http_status=verdict.http_status, code=verdict.code, retry_after_s=verdict.retry_after_s
-            )
-        if verdict.kind is Kind.PERMANENT:
-            raise PermanentApiError(text, http_status=verdict.http_status, code=verdict.code)
-        return verdict
+        if verdict.succeeded or verdict.message:
+            return verdict
+        return dataclasses.replace(verdict, message=response.reason or f"HTTP {response.status}")

@@ -16,7 +16,8 @@ from limits import RateLimitItemPerSecond, storage, strategies
 
 from bench.stack import BenchStack
 from bench.stats import RedisOps, achieved_rate, max_window_count
-from worker.ratelimit import RateLimiter, RateLimitSettings
+from worker.ratelimit import RateLimiter
+from worker.settings import RateLimitSettings
 
 THREADS = 8
 KEY = "MA_BENCH0001"

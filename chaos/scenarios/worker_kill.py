@@ -44,7 +44,7 @@ def run(profile: Profile, keep_dir: Path | None = None) -> ScenarioResult:
         tally = reconcile(
             stack.producer(), stack.sandbox.client, [a.call_uuid for a in sent.accepted], timeout_s=180
         )
-        watchdog = sum(republished(w.log_records()) for w in stack.workers if w.log_path.exists())
+        watchdog = sum(republished(w.log_records()) for w in stack.workers)
     recoveries = [held_recovery_s(tally, held, at) for at, held in kills]
     result = ScenarioResult(f"worker SIGKILL x{profile.kills}", tally, recovery_s=max(recoveries))
     result.figures.update(

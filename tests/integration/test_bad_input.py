@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import uuid
-from pathlib import Path
 
 import pytest
-from support import ROOT, publish_raw, wait_for
-from test_stop_flow import final
+from support import cli, final, publish_raw, wait_for
 
 from worker.errors import InvalidStopRequest, UnknownAccountError
 
@@ -19,14 +14,6 @@ GOOD = "3f2b8c1e-7a4d-4e2b-9c1a-0d9e8f7a6b5c"
 
 BAD_CALLS = ["a/b", "..", GOOD + "?x=1", GOOD + "#frag", GOOD + "\r\nX: 1", "", "f" * 300]
 BAD_URLS = ["ftp://host/rec.mp3", "https://h/" + "a" * 3000]
-
-
-def cli(env, *args):
-    """Run the real ``recstop`` console script."""
-    exe = str(Path(sys.executable).parent / "recstop")
-    return subprocess.run(  # noqa: PLW1510 - the exit code is what the tests assert
-        [exe, *args], env={**os.environ, **env}, capture_output=True, text=True, timeout=60, cwd=ROOT
-    )
 
 
 @pytest.mark.parametrize("call_uuid", BAD_CALLS)

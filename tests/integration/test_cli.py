@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_bad_input import cli
-from test_stop_flow import final
+from support import cli, final
 
 pytestmark = pytest.mark.integration
 

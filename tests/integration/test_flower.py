@@ -9,8 +9,7 @@ import pytest
 import requests
 from conftest import AUTH_ID
 from prometheus_client.parser import text_string_to_metric_families
-from support import wait_for
-from test_stop_flow import final
+from support import final, wait_for
 
 from harness.flower import FlowerProcess
 
@@ -43,10 +42,10 @@ def settled(flower: FlowerProcess, task_ids: set[str]):
 
 
 def test_flower_lists_tasks_and_workers_with_their_outcomes(
-    producer, start_worker, sandbox_client, call, flower
+    producer, start_worker_process, sandbox_client, call, flower
 ):
     """Stopped, already_stopped and dead stops: /api/tasks, /api/task/info and /api/workers show them."""
-    start_worker("flw")
+    start_worker_process("flw")
     workers = wait_for(
         lambda: (
             (found := api(flower, "/api/workers?refresh=1"))
@@ -103,9 +102,9 @@ def test_api_needs_basic_auth_but_metrics_and_healthcheck_do_not(flower):
     assert PASSWORD not in metrics.text
 
 
-def test_metrics_expose_flowers_prometheus_families(producer, start_worker, call, flower):
+def test_metrics_expose_flowers_prometheus_families(producer, start_worker_process, call, flower):
     """After a stop, /metrics parses as Prometheus text with Flower's event, runtime and worker families."""
-    start_worker("flm")
+    start_worker_process("flm")
     call_uuid = call()
     handle = producer.stop_recording(call_uuid)
     assert final(producer, call_uuid).state == "stopped"

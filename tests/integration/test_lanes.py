@@ -11,9 +11,7 @@ from pathlib import Path
 
 import pytest
 from conftest import AUTH_ID
-from support import wait_for
-from test_bad_input import cli
-from test_stop_flow import final
+from support import cli, final, wait_for
 
 from producers import StopSpec
 from worker.errors import InvalidStopRequest
@@ -138,11 +136,11 @@ def test_cli_reads_call_uuids_from_stdin(env, producer):
     assert producer.redis.llen("recstop") == 20
 
 
-def test_shared_rate_limit_holds_across_two_workers(start_worker, producer, sandbox_client):
-    """Two workers with RECSTOP_RATE_LIMIT_RPS=20 against an API enforcing 20/s: no 429, paced."""
+def test_shared_rate_limit_holds_across_two_workers(start_worker_process, producer, sandbox_client):
+    """Two worker processes with RECSTOP_RATE_LIMIT_RPS=20 against an API enforcing 20/s: no 429, paced."""
     sandbox_client.configure(auto_calls=True, rate_limit_rps=20, rate_limit_burst=2)
     for name in ("a", "b"):
-        start_worker(name, RECSTOP_RATE_LIMIT_RPS="20")
+        start_worker_process(name, RECSTOP_RATE_LIMIT_RPS="20")
     calls = [str(uuid.uuid4()) for _ in range(60)]
     producer.stop_recordings(calls)
     wait_for(lambda: len(_arrivals(sandbox_client)) == 60, timeout_s=30, what="60 stops")

@@ -84,11 +84,11 @@ def assert_latency(m, counts):
 
 
 def test_counters_sum_over_two_workers_and_gauges_are_live(
-    producer, start_worker, sandbox_client, call, exporter, redis_server
+    producer, start_worker_process, sandbox_client, call, exporter, redis_server
 ):
-    """204, 404, 503→204, 429→204 and 403 over two workers: exact counters, histogram and gauges."""
+    """204, 404, 503→204, 429→204 and 403 over two worker processes: exact counters, histogram, gauges."""
     proc, url = exporter
-    workers = [start_worker(), start_worker()]
+    workers = [start_worker_process(), start_worker_process()]
     ok, gone, flaky, limited, denied = (call() for _ in range(5))
     sandbox_client.set_faults(
         [
@@ -121,7 +121,8 @@ def test_counters_sum_over_two_workers_and_gauges_are_live(
     assert value(m, "recstop_retry_after_wait_seconds_total") == 1.0
     assert_latency(m, {"204": 3, "404": 1, "503": 1, "429": 1, "403": 1})
     assert value(m, "recstop_dead_letters") == 1
-    assert value(m, "recstop_queue_messages") == 0
+    assert value(m, "recstop_queue_messages", queue="recstop") == 0
+    assert value(m, "recstop_queue_messages", queue="recstop.urgent") == 0
     assert value(m, "recstop_unacked_messages") == 0
     assert value(m, "recstop_schedule_entries", when="future") == 1
     assert value(m, "recstop_schedule_entries", when="due") == 0
@@ -138,7 +139,7 @@ def test_counters_sum_over_two_workers_and_gauges_are_live(
     producer.stop_recording(call())
     redis_server.client().hset("recstop:workers", "ghost@host", "1000.0")
     m = scrape(url)
-    assert value(m, "recstop_queue_messages") == 2
+    assert value(m, "recstop_queue_messages", queue="recstop") == 2
     assert value(m, "recstop_workers", state="live") == 0
     assert value(m, "recstop_workers", state="stale") == 1
     assert value(m, "recstop_attempts_total") == 7  # counters persist in Redis, not in a process

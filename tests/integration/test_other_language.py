@@ -8,8 +8,7 @@ import re
 import uuid
 
 import pytest
-from support import ROOT, wait_for
-from test_stop_flow import deletes, final
+from support import ROOT, deletes, final, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -12,7 +12,8 @@ from redis.retry import Retry
 from support import free_port
 
 from worker.keys import rate_key
-from worker.ratelimit import RateLimiter, RateLimitSettings, RateLimitWaitTooLong
+from worker.ratelimit import RateLimiter, RateLimitWaitTooLong
+from worker.settings import RateLimitSettings
 
 pytestmark = pytest.mark.integration
 

@@ -7,8 +7,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from support import wait_for
-from test_stop_flow import deletes, final
+from support import deletes, final, wait_for
 
 from producers import Producer
 from worker.connection import redis_client
@@ -100,11 +99,11 @@ def test_enqueue_while_scheduled_is_deduplicated(producer, call):
 
 
 def test_delay_longer_than_visibility_timeout_deletes_once(
-    producer, start_worker, sandbox_client, call, redis_server
+    producer, start_worker_process, sandbox_client, call, redis_server
 ):
-    """A 5 s delay with a 1 s broker visibility timeout still gives exactly one DELETE."""
-    start_worker(RECSTOP_VISIBILITY_TIMEOUT_S="1")
-    start_worker(RECSTOP_VISIBILITY_TIMEOUT_S="1")
+    """A 5 s delay with a 1 s broker visibility timeout still gives exactly one DELETE (two processes)."""
+    start_worker_process(RECSTOP_VISIBILITY_TIMEOUT_S="1")
+    start_worker_process(RECSTOP_VISIBILITY_TIMEOUT_S="1")
     call_uuid = call()
     producer.stop_recording(call_uuid, delay=5)
     assert final(producer, call_uuid).state == "stopped"

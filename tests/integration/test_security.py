@@ -17,8 +17,7 @@ import redis
 from celery import Celery
 from conftest import AUTH_ID, TOKEN
 from kombu.exceptions import OperationalError
-from support import RedisServer, free_port, publish_raw, wait_for
-from test_stop_flow import final
+from support import RedisServer, final, free_port, publish_raw, wait_for
 
 from harness.flower import FlowerProcess
 from producers import Producer
@@ -89,14 +88,14 @@ class TestPassword:
         server.stop()
 
     def test_stop_goes_through_and_the_password_is_never_logged(
-        self, producer, start_worker, sandbox_client, call, redis_server
+        self, producer, start_worker_process, sandbox_client, call, redis_server
     ):
-        """Producer and real worker stop a recording through a password-only Redis; logs mask the password."""
+        """Producer and a worker process stop a recording through a password-only Redis; logs mask it."""
         port = urlsplit(redis_server.url).port
         with socket.create_connection(("127.0.0.1", port), timeout=5) as anonymous:
             anonymous.sendall(b"SET probe 1\r\n")
             assert anonymous.recv(100).startswith(b"-NOAUTH")
-        worker = start_worker()
+        worker = start_worker_process()
         call_uuid = call()
         producer.stop_recording(call_uuid)
         assert final(producer, call_uuid).state == "stopped"

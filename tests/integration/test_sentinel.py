@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 import pytest
-from celery import Celery
 from redis.sentinel import SentinelConnectionPool
 
 from chaos.load import Load, new_calls
@@ -17,11 +16,13 @@ from harness.procs import WorkerProcess, wait_for
 from harness.sandbox import SandboxProcess
 from harness.sentinel import MASTER_NAME, SentinelCluster
 from producers import Producer
+from worker import keys
+from worker.app import create_app
 from worker.config import celery_config
 from worker.connection import redis_client
 from worker.errors import ConfigError
 from worker.settings import RedisSettings, Settings
-from worker.transport import SENTINEL_TRANSPORT, TRANSPORT, SentinelTransport
+from worker.transport import SENTINEL_TRANSPORT, TRANSPORT, SentinelTransport, Transport
 
 pytestmark = pytest.mark.integration
 
@@ -60,13 +61,20 @@ def test_sentinel_url_selects_the_sentinel_transport_and_master_name():
 def test_failover_to_the_next_sentinel_url_keeps_recstops_transport():
     """Switching to the next sentinel:// alternate keeps recstop's Sentinel transport (and its fixes)."""
     settings = Settings.from_env({"RECSTOP_BROKER_URL": SENTINELS, "RECSTOP_REDIS_SENTINEL_MASTER": "m"})
-    app = Celery("switch", set_as_current=False)
-    app.conf.update(celery_config(settings))
-    with app.connection_for_write() as connection:
+    with create_app(settings).connection_for_write() as connection:
         assert type(connection.transport) is SentinelTransport
         connection.maybe_switch_next()
         assert (connection.hostname, connection.port) == ("10.0.0.2", 26380)
         assert type(connection.transport) is SentinelTransport
+
+
+def test_reconnecting_to_a_redis_url_keeps_recstops_transport():
+    """Kombu switches to the same redis:// URL on a reconnect; recstop's transport (and its fixes) stays."""
+    settings = Settings.from_env({"RECSTOP_BROKER_URL": "redis://127.0.0.1:6390/0"})
+    with create_app(settings).connection_for_write() as connection:
+        assert type(connection.transport) is Transport
+        connection.maybe_switch_next()
+        assert type(connection.transport) is Transport
 
 
 def test_sentinel_url_passwords_are_masked_and_redacted():
@@ -173,16 +181,21 @@ def test_stop_goes_through_the_master_the_sentinels_name(cluster, workers, produ
     tally = reconcile(producer, sandbox.client, [call_uuid], timeout_s=30)
     assert (tally.stopped, tally.lost) == (1, [])
     assert isinstance(producer.redis.connection_pool, SentinelConnectionPool)
-    with producer.app.connection_for_write() as connection:
+    with create_app(producer.settings).connection_for_write() as connection:
         assert isinstance(connection.transport, SentinelTransport)
         assert connection.default_channel.client.connection_pool.service_name == MASTER_NAME
-    status_key = next(iter(cluster.master.client().scan_iter("recstop:status:*")))
+    key = keys.call_key(call_uuid)
+
+    def state(client):
+        raw = client.get(key)
+        return json.loads(raw)["all"] if raw else {}
+
     wait_for(
-        lambda: cluster.replica.client().hget(status_key, "state") == "stopped",
+        lambda: state(cluster.replica.client()).get("state") == "stopped",
         timeout_s=10,
         what="the replica to hold the final status",
     )
-    assert cluster.master.client().hget(status_key, "task_id") == handle.task_id
+    assert state(cluster.master.client())["task_id"] == handle.task_id
     [ready] = [r for r in worker.log_records() if r.get("event") == "worker_ready"]
     assert ready["broker"] == cluster.url
 

@@ -8,24 +8,9 @@ import uuid
 
 import pytest
 from conftest import AUTH_ID, TOKEN
-from support import publish_raw, wait_for
+from support import deletes, final, publish_raw, wait_for
 
 pytestmark = pytest.mark.integration
-
-
-def final(producer, call_uuid, url=None, timeout_s=20.0):
-    """Wait until the stop is no longer pending and return its record."""
-
-    def done():
-        record = producer.status(call_uuid, url)
-        return record if record and not record.state.pending else None
-
-    return wait_for(done, timeout_s=timeout_s, what=f"stop of {call_uuid} to finish")
-
-
-def deletes(sandbox_client, call_uuid):
-    """The DELETE requests the sandbox received for a call."""
-    return [r for r in sandbox_client.requests(call_uuid=call_uuid) if r["method"] == "DELETE"]
 
 
 def test_stop_all_sends_one_delete_with_exact_path_and_headers(producer, start_worker, sandbox_client, call):
@@ -280,9 +265,9 @@ def test_token_never_stored_in_redis(producer, start_worker, sandbox_client, cal
     assert TOKEN not in worker.log_text()
 
 
-def test_every_log_line_is_json_with_task_context(producer, start_worker, sandbox_client, call):
-    """Each captured line is JSON; task lines carry call_uuid, task_id, attempt, auth_id, request_id."""
-    worker = start_worker()
+def test_every_log_line_is_json_with_task_context(producer, start_worker_process, sandbox_client, call):
+    """A worker process prints only JSON lines; task lines carry the call, task, attempt and request."""
+    worker = start_worker_process()
     call_uuid = call()
     sandbox_client.set_faults([{"kind": "status", "status": 503, "times": 1, "call_uuid": call_uuid}])
     handle = producer.stop_recording(call_uuid, request_id="trace-7")

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import json
+import time
 import uuid
 
 import pytest
 
+from worker import keys
 from worker.deadletters import DeadLetters
+from worker.outcome import Outcome
 from worker.settings import Retention, RetryPolicy
-from worker.store import StopStore
+from worker.store import NewStop, StopStore
 from worker.validation import validate_stop
 
 pytestmark = pytest.mark.integration
+
+
+def record(client, request):
+    """The stop record of ``request`` as the scripts store it."""
+    return json.loads(client.get(f"recstop:call:{request.call_uuid}"))[keys.target_of(request.url)]
 
 
 @pytest.fixture
@@ -27,14 +36,17 @@ def test_dead_letter_store_is_bounded_by_count(client):
     assert letters.count() == 3
     assert [e.id for e in letters.list()] == ids[:1:-1]
     assert letters.get(ids[0]) is None
-    assert not client.exists(f"recstop:dlq:{ids[0]}")
+    assert sorted(client.hkeys("recstop:dlq:entries")) == sorted(ids[2:])
 
 
 def test_dead_letters_expire_by_age(client):
-    """Each dead letter carries a TTL of dlq_max_age_s."""
+    """A dead letter older than dlq_max_age_s is dropped when the next one is added."""
     letters = DeadLetters(client, Retention(dlq_max_age_s=500))
-    entry = letters.add_malformed("t", {}, "bad")
-    assert 0 < client.ttl(f"recstop:dlq:{entry}") <= 500
+    old = letters.add_malformed("t", {}, "bad")
+    client.zadd("recstop:dlq", {old: time.time() - 501})
+    new = letters.add_malformed("t", {}, "bad")
+    assert [e.id for e in letters.list()] == [new]
+    assert client.hkeys("recstop:dlq:entries") == [new]
 
 
 def test_dead_letter_payload_is_bounded_and_redacted(client):
@@ -52,8 +64,8 @@ def test_status_record_expires_after_retention(client):
     """A finished stop's record lives for the status retention; a pending one longer."""
     store = StopStore(client, RetryPolicy(deadline_s=600), Retention(status_s=1000))
     request = validate_stop(str(uuid.uuid4()), auth_id="MA_TESTACCT01")
-    enqueued = store.enqueue(request, "task-1", delay_s=100)
-    key = f"recstop:status:{request.call_uuid}/all"
+    enqueued = store.enqueue(NewStop(request, "task-1", delay_s=100))
+    key = f"recstop:call:{request.call_uuid}"
     assert 1000 + 600 < client.ttl(key) <= 1000 + 700 + 1
     assert store.cancel(request.call_uuid, None) == ("cancelled", True)
     assert 0 < client.ttl(key) <= 1000
@@ -64,11 +76,13 @@ def test_admission_skips_early_duplicate_and_finished_messages(client):
     """begin(): early and finished messages skip; a foreign message merges and pulls the stop forward."""
     store = StopStore(client, RetryPolicy(), Retention())
     request = validate_stop(str(uuid.uuid4()), auth_id="MA_TESTACCT01")
-    store.enqueue(request, "task-1", delay_s=60)
+    store.enqueue(NewStop(request, "task-1", delay_s=60))
     assert store.begin(request, "task-1", lock_token="task-1:a", lock_ttl_ms=5000).detail == "early"
     assert store.begin(request, "other", lock_token="other:a", lock_ttl_ms=5000).detail == "merged"
     claimed, _ = store.claim_due(lease_s=30, limit=10)
-    assert [due.task_id for due in claimed] == ["task-1"]  # due now, not in 60 s
+    published = store.publish_due(claimed)
+    assert [(p.task_id, p.published) for p in published] == [("task-1", True)]  # due now, not in 60 s
+    assert client.llen("recstop") == 1
     store.cancel(request.call_uuid, None)
     assert store.begin(request, "task-1", lock_token="task-1:b", lock_ttl_ms=5000).detail == "duplicate"
 
@@ -77,29 +91,29 @@ def test_two_workers_cannot_hold_one_key(client):
     """While one worker holds a key's lock, a second message for the same run is skipped as busy."""
     store = StopStore(client, RetryPolicy(), Retention())
     request = validate_stop(str(uuid.uuid4()), auth_id="MA_TESTACCT01")
-    store.enqueue(request, "task-1")
+    store.enqueue(NewStop(request, "task-1"))
     first = store.begin(request, "task-1", lock_token="task-1:a", lock_ttl_ms=5000)
     second = store.begin(request, "task-1", lock_token="task-1:b", lock_ttl_ms=5000)
     assert (first.decision, second.decision, second.detail) == ("run", "skip", "busy")
-    state, _ = store.finish(
-        request, "task-1", lock_token="task-1:a", result="stopped", attempt={"attempt": 1}
+    assert record(client, request)["lock"] == "task-1:a"
+    finished = store.finish(
+        request, "task-1", lock_token="task-1:a", outcome=Outcome.STOPPED, attempt={"attempt": 1}
     )
-    assert state == "stopped"
-    assert not client.exists(f"recstop:lock:{request.call_uuid}/all")
+    assert finished.state == "stopped"
+    assert "lock" not in record(client, request)
 
 
 def test_stale_lock_of_a_failed_run_is_rechecked_not_lost(client):
     """A redelivered message that meets its own run's lock schedules a re-check at lock expiry."""
     store = StopStore(client, RetryPolicy(), Retention())
     request = validate_stop(str(uuid.uuid4()), auth_id="MA_TESTACCT01")
-    enqueued = store.enqueue(request, "task-1")
-    store.confirm_published(f"{request.call_uuid}/all", enqueued.schedule_score)
+    store.enqueue(NewStop(request, "task-1"))
     assert store.begin(request, "task-1", lock_token="task-1:a", lock_ttl_ms=1500).decision == "run"
     # ... the worker dies or loses Redis before finish(); the message comes back:
     assert store.begin(request, "task-1", lock_token="task-1:b", lock_ttl_ms=1500).detail == "busy"
     score = client.zscore("recstop:schedule", f"{request.call_uuid}/all")
     assert score is not None
-    assert score - float(client.hget(f"recstop:status:{request.call_uuid}/all", "enqueued_at")) < 3
+    assert score - record(client, request)["enqueued_at"] < 3
 
 
 def test_a_later_success_clears_the_keys_dead_letter(client):
@@ -107,14 +121,20 @@ def test_a_later_success_clears_the_keys_dead_letter(client):
     store = StopStore(client, RetryPolicy(), Retention())
     letters = DeadLetters(client, Retention())
     request = validate_stop(str(uuid.uuid4()), auth_id="MA_TESTACCT01")
-    store.enqueue(request, "task-1")
+    store.enqueue(NewStop(request, "task-1"))
     store.begin(request, "task-1", lock_token="task-1:a", lock_ttl_ms=5000)
     store.finish(
-        request, "task-1", lock_token="task-1:a", result="dead", attempt=None, reason="http_403", dlq_id="d1"
+        request,
+        "task-1",
+        lock_token="task-1:a",
+        outcome=Outcome.DEAD,
+        attempt=None,
+        reason="http_403",
+        dlq_id="d1",
     )
     assert letters.count() == 1
-    store.enqueue(request, "task-2")
+    store.enqueue(NewStop(request, "task-2"))
     store.begin(request, "task-2", lock_token="task-2:a", lock_ttl_ms=5000)
-    store.finish(request, "task-2", lock_token="task-2:a", result="stopped", attempt={"attempt": 1})
+    store.finish(request, "task-2", lock_token="task-2:a", outcome=Outcome.STOPPED, attempt={"attempt": 1})
     assert letters.count() == 0
     assert store.status(request.call_uuid).state == "stopped"

@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from worker.classify import Kind, classify, parse_error_body
+from worker.classify import classify, parse_error_body
+from worker.outcome import Outcome
 
 V1_NOT_FOUND = json.dumps({"api_id": "a1", "error": "Recording not found"})
 V2_RATE = json.dumps(
@@ -22,7 +23,7 @@ V2_RATE = json.dumps(
 @pytest.mark.parametrize("status", [200, 202, 204])
 def test_2xx_is_stopped(status):
     """Any 2xx means the recording was stopped."""
-    assert classify(status).kind is Kind.STOPPED
+    assert classify(status).outcome is Outcome.STOPPED
 
 
 @pytest.mark.parametrize(
@@ -43,7 +44,7 @@ def test_2xx_is_stopped(status):
 def test_404_in_either_shape_is_already_stopped(body):
     """404 (call gone or recording not found), in either error shape, is already_stopped."""
     verdict = classify(404, {}, body)
-    assert verdict.kind is Kind.ALREADY_STOPPED
+    assert verdict.outcome is Outcome.ALREADY_STOPPED
     assert verdict.succeeded
 
 
@@ -58,20 +59,20 @@ def test_404_in_either_shape_is_already_stopped(body):
 )
 def test_nothing_to_stop_error_on_4xx_is_already_stopped(body):
     """A 4xx whose error says there is nothing to stop counts as success."""
-    assert classify(400, {}, body).kind is Kind.ALREADY_STOPPED
+    assert classify(400, {}, body).outcome is Outcome.ALREADY_STOPPED
 
 
 @pytest.mark.parametrize("status", [408, 425, 429, 500, 502, 503, 504, 507, 599])
 def test_transient_statuses_retry(status):
     """Rate limits, timeouts and server errors are retried."""
-    assert classify(status).kind is Kind.RETRY
+    assert classify(status).outcome is Outcome.RETRY
 
 
 @pytest.mark.parametrize("status", [400, 401, 403, 405, 409, 410, 422, 499, 301, 302])
 def test_other_statuses_are_permanent(status):
     """Bad request, credentials, forbidden, redirects and other 4xx are permanent."""
     verdict = classify(status, {}, json.dumps({"api_id": "x", "error": "Invalid request"}))
-    assert verdict.kind is Kind.PERMANENT
+    assert verdict.outcome is Outcome.DEAD
     assert verdict.message == "Invalid request"
 
 
@@ -85,7 +86,7 @@ def test_v2_shape_gives_code_and_message():
         }
     )
     verdict = classify(403, {}, body)
-    assert (verdict.kind, verdict.code, verdict.message) == (Kind.PERMANENT, "ACCOUNT_INACTIVE", "inactive")
+    assert (verdict.outcome, verdict.code, verdict.message) == (Outcome.DEAD, "ACCOUNT_INACTIVE", "inactive")
 
 
 def test_retry_after_header_seconds():
@@ -122,4 +123,4 @@ def test_unparseable_retry_after_is_ignored(value):
 def test_garbage_bodies_never_raise(body):
     """Unparseable bodies are tolerated."""
     parse_error_body(body)
-    assert classify(500, {}, body).kind is Kind.RETRY
+    assert classify(500, {}, body).outcome is Outcome.RETRY

@@ -27,7 +27,7 @@ from packaging.utils import canonicalize_name
 
 import vobiz_sandbox.__main__ as sandbox_main
 from producers import cli
-from worker.settings import ENV_SPECS
+from worker.environment import ENV_SPECS
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

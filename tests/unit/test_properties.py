@@ -25,10 +25,11 @@ from support import free_port
 
 from producers import Producer
 from worker.backoff import parse_retry_after, retry_delay
-from worker.classify import MAX_MESSAGE, Classification, Kind, classify, parse_error_body
+from worker.classify import MAX_MESSAGE, Classification, classify, parse_error_body
 from worker.consumer import ACCEPTED_CONTENT_TYPE, CONTENT_TYPE_REFUSED, RAW_REASONS, inspect_message
 from worker.errors import BrokerUnavailableError, InvalidStopRequest
 from worker.keys import TASK_NAME
+from worker.outcome import Outcome
 from worker.settings import Settings
 from worker.validation import (
     StopRequest,
@@ -429,20 +430,20 @@ def test_classify_is_total_and_bounded(status, response_headers, body):
     """Every response gets exactly one verdict; texts are bounded; Retry-After is finite and >= 0."""
     verdict = classify(status, response_headers, body, now=NOW)
     assert isinstance(verdict, Classification)
-    assert verdict.kind in set(Kind)
-    assert verdict.succeeded == (verdict.kind in {Kind.STOPPED, Kind.ALREADY_STOPPED})
+    assert verdict.outcome in set(Outcome)
+    assert verdict.succeeded == (verdict.outcome in {Outcome.STOPPED, Outcome.ALREADY_STOPPED})
     if 200 <= status < 300:
-        assert verdict.kind is Kind.STOPPED
+        assert verdict.outcome is Outcome.STOPPED
     elif status >= 500 or status in {408, 425, 429}:
-        assert verdict.kind is Kind.RETRY
+        assert verdict.outcome is Outcome.RETRY
     elif status == 404:
-        assert verdict.kind is Kind.ALREADY_STOPPED
+        assert verdict.outcome is Outcome.ALREADY_STOPPED
     else:
-        assert verdict.kind in {Kind.PERMANENT, Kind.ALREADY_STOPPED}
+        assert verdict.outcome in {Outcome.DEAD, Outcome.ALREADY_STOPPED}
     for text in (verdict.message, verdict.code):
         assert text is None or len(text) <= MAX_MESSAGE + 3
     if verdict.retry_after_s is not None:
-        assert verdict.kind is Kind.RETRY
+        assert verdict.outcome is Outcome.RETRY
         assert math.isfinite(verdict.retry_after_s)
         assert verdict.retry_after_s >= 0
         delay = retry_delay(
@@ -481,7 +482,7 @@ def test_nothing_to_stop_in_either_shape_is_already_stopped(status, shape, decor
         "v2-code": {"status": "error", "error": {"code": "NO_ACTIVE_RECORDING", "message": decoration}},
         "v2-message": {"status": "error", "error": {"message": f"recording not found {decoration}"}},
     }[shape]
-    assert classify(status, {}, json.dumps(body), now=NOW).kind is Kind.ALREADY_STOPPED
+    assert classify(status, {}, json.dumps(body), now=NOW).outcome is Outcome.ALREADY_STOPPED
 
 
 @PROFILE

@@ -7,7 +7,8 @@ import math
 import pytest
 import redis
 
-from worker.ratelimit import MIN_RETRY_S, Grant, RateLimiter, RateLimitSettings, RateLimitWaitTooLong
+from worker.ratelimit import MIN_RETRY_S, Grant, RateLimiter, RateLimitWaitTooLong
+from worker.settings import RateLimitSettings
 
 
 class Scripted(RateLimiter):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import io
 import json
@@ -11,11 +12,13 @@ import ssl
 import pytest
 from redis.connection import SSLConnection
 
+from producers import cli
 from worker.config import celery_config
 from worker.connection import redis_client
+from worker.environment import ENV_SPECS
 from worker.errors import ConfigError
 from worker.logs import configure_logging, reset_logging
-from worker.settings import ENV_SPECS, Settings
+from worker.settings import ENV, Accounts, Settings
 
 
 def test_defaults():
@@ -85,6 +88,134 @@ def test_every_setting_is_documented():
     """Every environment variable has a help text (the README table is built from these)."""
     assert all(spec.help for spec in ENV_SPECS)
     assert len({spec.name for spec in ENV_SPECS}) == len(ENV_SPECS)
+
+
+def _at(obj, path):
+    for name in path.split("."):
+        obj = getattr(obj, name)
+    return obj
+
+
+def test_every_default_comes_from_the_model():
+    """Each variable's table default is its field's default; an empty environment gives ``Settings()``."""
+    defaults = Settings()
+    for spec in ENV_SPECS:
+        expected = _at(defaults, spec.path) if spec.path else None
+        assert spec.default == expected, spec.name
+    assert Settings.from_env({}) == defaults
+
+
+def test_every_plain_field_has_a_variable():
+    """Every field of the model is a group or carries its variable (the accounts come from three)."""
+
+    def leaves(cls, prefix=""):
+        for field in dataclasses.fields(cls):
+            group = field.default_factory
+            if dataclasses.is_dataclass(group) and group is not Accounts:
+                yield from leaves(group, f"{prefix}{field.name}.")
+            elif group is not Accounts:
+                assert ENV in field.metadata, f"{prefix}{field.name} has no variable"
+                yield f"{prefix}{field.name}"
+
+    assert sorted(leaves(Settings)) == sorted(spec.path for spec in ENV_SPECS if spec.path)
+
+
+@pytest.mark.parametrize(
+    ("name", "raw", "message"),
+    [
+        ("RECSTOP_MAX_ATTEMPTS", "abc", "RECSTOP_MAX_ATTEMPTS: must be an integer > 0, got 'abc'"),
+        ("RECSTOP_MAX_ATTEMPTS", "2.5", "RECSTOP_MAX_ATTEMPTS: must be an integer > 0, got '2.5'"),
+        ("RECSTOP_REDIS_WAIT_REPLICAS", "x", "RECSTOP_REDIS_WAIT_REPLICAS: must be an integer >= 0, got 'x'"),
+        ("RECSTOP_READ_TIMEOUT_S", "fast", "RECSTOP_READ_TIMEOUT_S: must be a finite number > 0, got 'fast'"),
+        ("RECSTOP_READ_TIMEOUT_S", "inf", "RECSTOP_READ_TIMEOUT_S: must be a finite number > 0, got 'inf'"),
+        ("RECSTOP_RATE_LIMIT_RPS", "lots", "RECSTOP_RATE_LIMIT_RPS: must be a finite number, got 'lots'"),
+        ("RECSTOP_LOCK_MARGIN_S", "soon", "RECSTOP_LOCK_MARGIN_S: must be a finite number > 0, got 'soon'"),
+    ],
+)
+def test_a_non_numeric_number_names_the_variable_and_the_form(name, raw, message):
+    """A bad number names its variable and the expected form, not Python's parser error."""
+    with pytest.raises(ConfigError) as info:
+        Settings.from_env({name: raw})
+    assert str(info.value) == message
+
+
+def test_lock_margin_is_read_and_sets_the_lock_ttl():
+    """RECSTOP_LOCK_MARGIN_S adds to connect + read timeout; by default the TTL is as before (23.05 s)."""
+    assert Settings.from_env({}).lock_ttl_s == pytest.approx(3.05 + 10.0 + 10.0)
+    env = {"RECSTOP_CONNECT_TIMEOUT_S": "1", "RECSTOP_READ_TIMEOUT_S": "4", "RECSTOP_LOCK_MARGIN_S": "2.5"}
+    settings = Settings.from_env(env)
+    assert settings.api.lock_margin_s == 2.5
+    assert settings.lock_ttl_s == pytest.approx(7.5)
+
+
+def test_health_thresholds_are_read():
+    """The RECSTOP_HEALTH_* variables fill ``Settings.health``."""
+    health = Settings.from_env(
+        {
+            "RECSTOP_HEALTH_MAX_DEAD_LETTERS": "7",
+            "RECSTOP_HEALTH_MAX_OVERDUE_S": "1.5",
+            "RECSTOP_HEALTH_MAX_HEARTBEAT_AGE_S": "3",
+        }
+    ).health
+    assert (health.max_dead_letters, health.max_overdue_s, health.max_heartbeat_age_s) == (7, 1.5, 3.0)
+
+
+def test_health_flags_override_the_settings():
+    """``recstop health``'s --max-* flags win over the settings; a flag not given keeps the setting."""
+    settings = Settings.from_env(
+        {"RECSTOP_HEALTH_MAX_DEAD_LETTERS": "7", "RECSTOP_HEALTH_MAX_OVERDUE_S": "5"}
+    )
+    args = argparse.Namespace(max_dead_letters=1, max_overdue_s=None, max_heartbeat_age_s=2.0)
+    thresholds = cli._thresholds(settings, args)
+    assert (thresholds.max_dead_letters, thresholds.max_overdue_s, thresholds.max_heartbeat_age_s) == (
+        1,
+        5.0,
+        2.0,
+    )
+
+
+def test_rate_limit_settings_are_read():
+    """Every RECSTOP_RATE_LIMIT_* variable fills its field of ``Settings.rate_limit``."""
+    values = {
+        "rate_rps": 12.5,
+        "max_reserve_s": 0.5,
+        "decrease_factor": 0.25,
+        "floor_fraction": 0.2,
+        "recover_fraction_per_s": 0.05,
+        "cooldown_s": 2.0,
+        "retry_after_cap_s": 10.0,
+        "max_wait_s": 4.0,
+    }
+    env = {f"RECSTOP_RATE_LIMIT_{name.upper()}": str(value) for name, value in values.items()}
+    env["RECSTOP_RATE_LIMIT_RPS"] = env.pop("RECSTOP_RATE_LIMIT_RATE_RPS")
+    assert dataclasses.asdict(Settings.from_env(env).rate_limit) == values
+
+
+@pytest.mark.parametrize(
+    ("name", "raw", "message"),
+    [
+        (
+            "RECSTOP_RATE_LIMIT_RPS",
+            "-1",
+            r"^RECSTOP_RATE_LIMIT_RPS: must be >= 0 \(0 = no limit\), got -1.0$",
+        ),
+        (
+            "RECSTOP_RATE_LIMIT_DECREASE_FACTOR",
+            "1",
+            r"^RECSTOP_RATE_LIMIT_DECREASE_FACTOR: must be in \(0, 1\)",
+        ),
+        (
+            "RECSTOP_RATE_LIMIT_FLOOR_FRACTION",
+            "0",
+            r"^RECSTOP_RATE_LIMIT_FLOOR_FRACTION: must be in \(0, 1\]",
+        ),
+        ("RECSTOP_RATE_LIMIT_MAX_WAIT_S", "-2", r"^RECSTOP_RATE_LIMIT_MAX_WAIT_S: must be >= 0"),
+    ],
+)
+def test_rate_limit_out_of_range_names_the_variable(name, raw, message):
+    """The rate limit's own range checks surface as a ConfigError naming the variable."""
+    with pytest.raises(ConfigError, match=message):
+        Settings.from_env({name: raw})
 
 
 # --- Redis: password and TLS -----------------------------------------------------------------

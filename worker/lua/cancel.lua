@@ -1,12 +1,18 @@
--- Cancel a pending stop.  KEYS: status, schedule   ARGV: member, retention_s, task_prefix
-local state = redis.call('HGET', KEYS[1], 'state')
-if not pending(state) then
-  return {state or 'missing', '0'}
+-- cancel: cancel a pending stop; it is never attempted afterwards.
+-- KEYS[1]  call key (recstop:call:<call_uuid>)
+-- KEYS[2]  schedule
+-- ARGV[1]  JSON {member, target, retention_s}
+-- Returns JSON {state, cancelled}: the stop's state afterwards ('missing' when there is none).
+local key, schedule = KEYS[1], KEYS[2]
+local A = cjson.decode(ARGV[1])
+local now = now_ms()
+local call = load_call(key)
+local r = call[A.target]
+if r == nil or not pending(r.state) then
+  return cjson.encode({state = r and r.state or 'missing', cancelled = false})
 end
-local now = now_s()
-local task_id = redis.call('HGET', KEYS[1], 'task_id')
-redis.call('HSET', KEYS[1], 'state', 'cancelled', 'phase', 'done', 'finished_at', fmt(now))
-redis.call('ZREM', KEYS[2], ARGV[1])
-redis.call('SET', ARGV[3] .. task_id, 'cancelled', 'EX', tonumber(ARGV[2]))
-redis.call('EXPIRE', KEYS[1], tonumber(ARGV[2]))
-return {'cancelled', '1'}
+r.state, r.phase, r.finished_at = 'cancelled', 'done', now
+r.keep_until, r.watch_at = now + A.retention_s, nil
+redis.call('ZREM', schedule, A.member)
+save_call(key, call, now)
+return cjson.encode({state = 'cancelled', cancelled = true})

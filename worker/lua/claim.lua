@@ -1,33 +1,22 @@
--- Scheduler: lease the stops that are due, mark them ready, return what to publish.
--- KEYS: schedule   ARGV: status_prefix, lease_s, limit
+-- claim: lease the schedule entries that are due, so that one scheduler publishes each.
+-- KEYS[1]  schedule
+-- ARGV[1]  JSON {lease_s, limit}
+-- Returns JSON {due: [{member, score, lease}], wait_s}: the leased entries with the score they
+-- were due at and the lease score they now carry, and seconds until the next entry is due (absent
+-- when the schedule is empty). A scheduler that dies holding a lease leaves it to expire: the
+-- entry is due again lease_s later.
 local schedule = KEYS[1]
+local A = cjson.decode(ARGV[1])
 local now = now_s()
-local lease_until = fmt(now + tonumber(ARGV[2]))
-local due = redis.call('ZRANGE', schedule, '-inf', fmt(now), 'BYSCORE', 'LIMIT', 0, tonumber(ARGV[3]),
-  'WITHSCORES')
-local out = {}
-for i = 1, #due, 2 do
-  local member, score = due[i], fmt(tonumber(due[i + 1]))
-  local status = ARGV[1] .. member
-  local r = redis.call('HMGET', status, 'state', 'task_id', 'call_uuid', 'url', 'auth_id',
-    'request_id', 'not_after', 'attempts', 'watch_at', 'urgent')
-  if not pending(r[1]) then
-    redis.call('ZREM', schedule, member)
-  else
-    local republished = 0
-    if r[9] == score then
-      -- The watchdog fired: the stop's message was published but nothing settled it.
-      republished = redis.call('HINCRBY', status, 'republished', 1)
-      redis.call('HINCRBY', (string.gsub(KEYS[1], ':schedule$', ':metrics')), 'watchdog_republishes', 1)
-      redis.call('HDEL', status, 'watch_at')
-    end
-    redis.call('ZADD', schedule, lease_until, member)
-    redis.call('HSET', status, 'phase', 'ready')
-    if r[1] == 'scheduled' then redis.call('HSET', status, 'state', 'queued') end
-    table.insert(out, {member, lease_until, r[2], r[3], r[4], r[5], r[6], r[7], r[8], republished, r[10] or ''})
-  end
+local lease = fmt(now + A.lease_s)
+local found = redis.call('ZRANGE', schedule, '-inf', fmt(now), 'BYSCORE', 'LIMIT', 0, A.limit, 'WITHSCORES')
+local due = {}
+for i = 1, #found, 2 do
+  redis.call('ZADD', schedule, lease, found[i])
+  table.insert(due, {member = found[i], score = fmt(tonumber(found[i + 1])), lease = lease})
 end
 local first = redis.call('ZRANGE', schedule, 0, 0, 'WITHSCORES')
-local wait = ''
-if #first == 2 then wait = fmt(math.max(0, tonumber(first[2]) - now)) end
-return {out, wait}
+local out = {due = due}
+if #due == 0 then out.due = nil end
+if #first == 2 then out.wait_s = math.max(0, tonumber(first[2]) - now) end
+return cjson.encode(out)

@@ -1,47 +1,119 @@
--- Shared helpers, prepended to every recstop script.
+-- Shared helpers, prepended to every recstop script (worker/scripts.py).
+-- Every script takes its keys in KEYS (worker/keys.py builds them) and its arguments as one JSON
+-- object in ARGV[1] (absent fields are nil; Python never sends null), and answers JSON.
+
+-- Redis' clock, in seconds.
 local function now_s()
   local t = redis.call('TIME')
   return tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+
+-- Redis' clock to the millisecond: what every stop record and dead letter stores.
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) + math.floor(tonumber(t[2]) / 1000) / 1000
 end
 
 local function fmt(x)
   return string.format('%.3f', x)
 end
 
+-- worker/outcome.py State: the states in which a stop is still going to be attempted.
 local PENDING = {scheduled = true, queued = true, retrying = true}
+local SUCCEEDED = {stopped = true, already_stopped = true}
 
 local function pending(state)
-  return state ~= false and state ~= nil and PENDING[state] == true
+  return state ~= nil and PENDING[state] == true
 end
 
-local function expire_all(keys, seconds)
-  local ttl = math.max(1, math.ceil(seconds))
-  for _, k in ipairs(keys) do redis.call('EXPIRE', k, ttl) end
+-- A call's stop records (worker/keys.py call_key): target -> record.
+local function load_call(key)
+  local raw = redis.call('GET', key)
+  if not raw then return {} end
+  return cjson.decode(raw)
 end
 
--- Arm the key's watchdog: if nothing settles the stop before then, the scheduler publishes it
+-- Write a call's records back; a record whose keep_until passed is dropped, and the key expires
+-- with its last record.
+local function save_call(key, call, now)
+  local last = nil
+  for target, r in pairs(call) do
+    if r.keep_until ~= nil and r.keep_until < now then
+      call[target] = nil
+    else
+      last = math.max(last or now, r.keep_until or now)
+    end
+  end
+  if last == nil then
+    redis.call('DEL', key)
+    return
+  end
+  redis.call('SET', key, cjson.encode(call), 'EX', math.max(1, math.ceil(last - now)))
+end
+
+-- A finished run, remembered so that its message delivered again never calls the API twice.
+local DONE_KEPT = 16
+local function remember(r, task_id, state)
+  local done = r.done or {}
+  table.insert(done, {task_id, state})
+  while #done > DONE_KEPT do table.remove(done, 1) end
+  r.done = done
+end
+
+local function finished_before(r, task_id)
+  for _, d in ipairs(r.done or {}) do
+    if d[1] == task_id then return true end
+  end
+  return false
+end
+
+-- A new run of a stop (fields: task_id, call_uuid, url, auth_id, request_id, dlq_id): it keeps the
+-- previous run's finished task ids, its dead letter (removed once this run succeeds) and a lock
+-- still held by a worker calling the API for the previous run.
+local function new_run(prev, f, now)
+  local r = {call_uuid = f.call_uuid, url = f.url, auth_id = f.auth_id, request_id = f.request_id,
+    task_id = f.task_id, attempts = 0, enqueued_at = now, dlq_id = f.dlq_id}
+  if prev ~= nil then
+    r.done = prev.done
+    if prev.task_id ~= nil then remember(r, prev.task_id, prev.state) end
+    r.dlq_id = r.dlq_id or prev.dlq_id
+    if prev.lock_until ~= nil and prev.lock_until > now then
+      r.lock, r.lock_until = prev.lock, prev.lock_until
+    end
+  end
+  return r
+end
+
+-- Arm the stop's watchdog: if nothing settles the stop before then, the scheduler publishes it
 -- again. It catches a message lost between Redis and a worker (kombu pops it before recording it
 -- as unacked, so a worker killed in between takes it along). Each firing doubles the next wait.
-local function watch(schedule, status, member, watchdog_s)
-  local n = tonumber(redis.call('HGET', status, 'republished') or '0')
-  local at = fmt(now_s() + watchdog_s * 2 ^ math.min(n, 5))
+local function watch(schedule, member, r, now, watchdog_s)
+  local at = fmt(now + watchdog_s * 2 ^ math.min(r.republished or 0, 5))
   redis.call('ZADD', schedule, at, member)
-  redis.call('HSET', status, 'watch_at', at)
+  r.watch_at = at
+end
+
+-- Delete hash fields in chunks (unpack is bounded by Lua's stack).
+local function hdel_all(key, fields)
+  for i = 1, #fields, 1000 do
+    redis.call('HDEL', key, unpack(fields, i, math.min(i + 999, #fields)))
+  end
 end
 
 -- Add one dead letter and keep the store within its count and age bounds.
-local function dlq_add(index_key, entry_prefix, entry_id, fields, now, max_entries, max_age)
-  local entry_key = entry_prefix .. entry_id
-  redis.call('HSET', entry_key, unpack(fields))
-  redis.call('EXPIRE', entry_key, max_age)
-  redis.call('ZADD', index_key, now, entry_id)
-  local old = redis.call('ZRANGEBYSCORE', index_key, '-inf', '(' .. fmt(now - max_age))
-  for _, id in ipairs(old) do redis.call('DEL', entry_prefix .. id) end
-  if #old > 0 then redis.call('ZREMRANGEBYSCORE', index_key, '-inf', '(' .. fmt(now - max_age)) end
-  local extra = redis.call('ZCARD', index_key) - max_entries
+local function dlq_add(index, entries, id, entry, now, max_entries, max_age_s)
+  redis.call('HSET', entries, id, cjson.encode(entry))
+  -- Scored to the microsecond, so that the index keeps the order dead letters came in.
+  redis.call('ZADD', index, string.format('%.6f', now_s()), id)
+  local cutoff = '(' .. fmt(now - max_age_s)
+  local old = redis.call('ZRANGE', index, '-inf', cutoff, 'BYSCORE')
+  if #old > 0 then
+    hdel_all(entries, old)
+    redis.call('ZREMRANGEBYSCORE', index, '-inf', cutoff)
+  end
+  local extra = redis.call('ZCARD', index) - max_entries
   if extra > 0 then
-    local oldest = redis.call('ZRANGE', index_key, 0, extra - 1)
-    for _, id in ipairs(oldest) do redis.call('DEL', entry_prefix .. id) end
-    redis.call('ZREMRANGEBYRANK', index_key, 0, extra - 1)
+    hdel_all(entries, redis.call('ZRANGE', index, 0, extra - 1))
+    redis.call('ZREMRANGEBYRANK', index, 0, extra - 1)
   end
 end

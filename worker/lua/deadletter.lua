@@ -1,15 +1,14 @@
--- Dead-letter a message that never became a stop (malformed).
--- KEYS: dlq_index   ARGV: entry_prefix, entry_id, max_entries, max_age_s, field, value, ...
-local now = now_s()
-local fields = {}
-for i = 5, #ARGV do table.insert(fields, ARGV[i]) end
-table.insert(fields, 'dead_at')
-table.insert(fields, fmt(now))
-dlq_add(KEYS[1], ARGV[1], ARGV[2], fields, now, tonumber(ARGV[3]), tonumber(ARGV[4]))
--- Counted for `recstop metrics` (worker/keys.py METRICS) by the reason it was refused with.
-for i = 5, #ARGV - 1, 2 do
-  if ARGV[i] == 'reason' then
-    redis.call('HINCRBY', (string.gsub(KEYS[1], ':dlq$', ':metrics')), 'rejected:' .. ARGV[i + 1], 1)
-  end
-end
-return fmt(now)
+-- deadletter: dead-letter a message that never became a stop (malformed or refused).
+-- KEYS[1]  dead-letter index (recstop:dlq)    KEYS[2]  dead-letter entries (recstop:dlq:entries)
+-- KEYS[3]  metrics
+-- ARGV[1]  JSON {entry: {id, reason, task_id, error, payload, ...}, max_entries, max_age_s}
+-- Returns JSON {dead_at}.
+local index, entries, metrics = KEYS[1], KEYS[2], KEYS[3]
+local A = cjson.decode(ARGV[1])
+local now = now_ms()
+local entry = A.entry
+entry.dead_at = now
+dlq_add(index, entries, entry.id, entry, now, A.max_entries, A.max_age_s)
+-- Counted for `recstop metrics` by the reason it was refused with.
+redis.call('HINCRBY', metrics, 'rejected:' .. entry.reason, 1)
+return cjson.encode({dead_at = now})

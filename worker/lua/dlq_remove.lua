@@ -1,12 +1,14 @@
--- Remove dead letters by id (all of them when no id is given).
--- KEYS: dlq_index   ARGV: entry_prefix, id, ...
-local ids = {}
-if #ARGV == 1 then ids = redis.call('ZRANGE', KEYS[1], 0, -1) else
-  for i = 2, #ARGV do table.insert(ids, ARGV[i]) end
-end
+-- dlq_remove: remove dead letters by id, or all of them.
+-- KEYS[1]  dead-letter index (recstop:dlq)    KEYS[2]  dead-letter entries (recstop:dlq:entries)
+-- ARGV[1]  JSON {ids}: the ids to remove (absent: every dead letter)
+-- Returns JSON {removed}: how many existed.
+local index, entries = KEYS[1], KEYS[2]
+local A = cjson.decode(ARGV[1])
+local ids = A.ids
+if ids == nil then ids = redis.call('ZRANGE', index, 0, -1) end
 local removed = 0
 for _, id in ipairs(ids) do
-  removed = removed + redis.call('ZREM', KEYS[1], id)
-  redis.call('DEL', ARGV[1] .. id)
+  removed = removed + redis.call('ZREM', index, id)
+  redis.call('HDEL', entries, id)
 end
-return removed
+return cjson.encode({removed = removed})

@@ -1,26 +1,28 @@
--- Worker side: record an attempt's outcome, move the stop to its next state, release the lock.
--- KEYS: status, lock, schedule, task_index, attempts, call_targets, dlq_index (and prefix:metrics)
--- ARGV: member, task_id, lock_token, result, attempt_json, http_status, error, delay_s,
---       reason, new_dlq_id, payload_json, retention_s, dlq_max_entries, dlq_max_age_s,
---       prefix, attempt_started_at, target, call_uuid
--- result is one of: stopped, already_stopped, retry, dead.
--- Returns {final_state, reason}
-local status, lock, schedule, task_index, attempts, targets, dlq_index =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7]
-local member, task_id, token, result = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local retention, prefix = tonumber(ARGV[12]), ARGV[15]
-local now = now_s()
+-- finish: record an attempt's outcome, move the stop to its next state, release its lock.
+-- KEYS[1]  call key (recstop:call:<call_uuid>)
+-- KEYS[2]  schedule
+-- KEYS[3]  dead-letter index (recstop:dlq)      KEYS[4]  dead-letter entries (recstop:dlq:entries)
+-- KEYS[5]  metrics (recstop:metrics)
+-- ARGV[1]  JSON {member, target, call, task_id, lock_token, outcome, attempt, http_status, error,
+--          delay_s, reason, dlq_id, payload, retention_s, dlq_max_entries, dlq_max_age_s, started_at}
+--          outcome is worker/outcome.py Outcome: stopped, already_stopped, retry or dead;
+--          attempt is the attempt log entry (absent when no API call was made).
+-- Returns JSON {state, detail}: the stop's state afterwards (or superseded) and the dead reason or
+-- the next attempt's due time.
+local key, schedule, dlq_index, dlq_entries, metrics = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local A = cjson.decode(ARGV[1])
+local outcome, reason, retention_s = A.outcome, A.reason, A.retention_s
+local now = now_ms()
 
--- Metrics (recstop:metrics, see worker/keys.py): counted in this script, so exactly once per
--- recorded outcome, whichever process records it. BUCKETS must equal LATENCY_BUCKETS in worker/metrics.py.
-local metrics = prefix .. ':metrics'
+-- Metrics (worker/keys.py METRICS): counted in this script, so exactly once per recorded outcome,
+-- whichever process records it. BUCKETS must equal LATENCY_BUCKETS in worker/metrics.py.
 local BUCKETS = {'0.005', '0.01', '0.025', '0.05', '0.1', '0.25', '0.5', '1', '2.5', '5', '10', '15'}
 local function count(field) redis.call('HINCRBY', metrics, field, 1) end
-if ARGV[5] ~= '' then
-  local a = cjson.decode(ARGV[5])
+local attempt = A.attempt
+if attempt ~= nil then
   local code = 'none'
-  if type(a.http_status) == 'number' then code = string.format('%d', a.http_status) end
-  local secs = (tonumber(a.duration_ms) or 0) / 1000
+  if attempt.http_status ~= nil then code = string.format('%d', attempt.http_status) end
+  local secs = (attempt.duration_ms or 0) / 1000
   local le = '+Inf'
   for _, b in ipairs(BUCKETS) do
     if secs <= tonumber(b) then le = b; break end
@@ -30,96 +32,88 @@ if ARGV[5] ~= '' then
   count('latency_bucket:' .. code .. ':' .. le)
   redis.call('HINCRBYFLOAT', metrics, 'latency_sum:' .. code, string.format('%.6f', secs))
   if code == '429' then count('rate_limited') end
-  if type(a.retry_after_s) == 'number' then
+  if attempt.retry_after_s ~= nil then
     count('retry_after')
-    redis.call('HINCRBYFLOAT', metrics, 'retry_after_seconds', string.format('%.3f', a.retry_after_s))
+    redis.call('HINCRBYFLOAT', metrics, 'retry_after_seconds', string.format('%.3f', attempt.retry_after_s))
   end
 end
 
+local call = load_call(key)
+local r = call[A.target]
 local function release()
-  if redis.call('GET', lock) == token then redis.call('DEL', lock) end
+  if r.lock == A.lock_token then r.lock, r.lock_until = nil, nil end
+end
+local function done(state, detail, counter)
+  release()
+  save_call(key, call, now)
+  count(counter)
+  return cjson.encode({state = state, detail = detail or ''})
 end
 
-local r = redis.call('HMGET', status, 'task_id', 'state', 'dlq_id')
-if r[1] ~= task_id then
-  -- This run was cancelled and the key adopted by a newer run meanwhile: keep only the verdict.
-  if result ~= 'retry' then redis.call('SET', task_index, result, 'EX', retention) end
-  release()
+if r == nil then
+  -- The record expired while this attempt ran (far past its retention): nothing to update.
   count('stops:superseded')
-  return {'superseded', ''}
+  return cjson.encode({state = 'superseded', detail = ''})
 end
-if ARGV[5] ~= '' then
-  redis.call('RPUSH', attempts, ARGV[5])
-  redis.call('LTRIM', attempts, -200, -1)
-  redis.call('HINCRBY', status, 'attempts', 1)
-  redis.call('HSET', status, 'last_attempt_at', ARGV[16])
-  redis.call('HSETNX', status, 'first_attempt_at', ARGV[16])
+if r.task_id ~= A.task_id then
+  -- This run was cancelled and the stop adopted by a newer run meanwhile: keep only the verdict.
+  if outcome ~= 'retry' then remember(r, A.task_id, outcome) end
+  return done('superseded', '', 'stops:superseded')
 end
-if ARGV[6] ~= '' then redis.call('HSET', status, 'last_http_status', ARGV[6]) end
-redis.call('HSET', status, 'last_error', ARGV[7])
+if attempt ~= nil then
+  local log = r.log or {}
+  table.insert(log, attempt)
+  while #log > 200 do table.remove(log, 1) end
+  r.log = log
+  r.attempts = r.attempts + 1
+  r.last_attempt_at = A.started_at
+  r.first_attempt_at = r.first_attempt_at or A.started_at
+end
+if A.http_status ~= nil then r.last_http_status = A.http_status end
+r.last_error = A.error
 
-local state = r[2]
-local reason = ARGV[9]
-if state == 'cancelled' and (result == 'retry' or result == 'dead') then
-  release()
-  count('stops:cancelled')
-  return {'cancelled', ''}
+if r.state == 'cancelled' and (outcome == 'retry' or outcome == 'dead') then
+  return done('cancelled', '', 'stops:cancelled')
 end
-if result == 'retry' then
-  local not_after = tonumber(redis.call('HGET', status, 'not_after'))
-  local due = now + tonumber(ARGV[8])
-  if due <= not_after then
-    redis.call('HSET', status, 'state', 'retrying', 'phase', 'waiting', 'due_at', fmt(due))
-    redis.call('ZADD', schedule, fmt(due), member)
-    expire_all({status, attempts, targets}, retention + (not_after - now))
-    release()
-    count('stops:retried')
-    return {'retrying', fmt(due)}
+if outcome == 'retry' then
+  local due = now + A.delay_s
+  if due <= r.not_after then
+    r.state, r.phase, r.due_at, r.watch_at = 'retrying', 'waiting', due, nil
+    r.keep_until = now + retention_s + (r.not_after - now)
+    redis.call('ZADD', schedule, fmt(due), A.member)
+    return done('retrying', fmt(due), 'stops:retried')
   end
-  result, reason = 'dead', 'deadline'
+  outcome, reason = 'dead', 'deadline'
 end
 
-redis.call('HSET', status, 'state', result, 'phase', 'done', 'finished_at', fmt(now))
-redis.call('ZREM', schedule, member)
-redis.call('SET', task_index, result, 'EX', retention)
-local old_dlq = r[3] or ''
-if old_dlq ~= '' then
-  redis.call('ZREM', dlq_index, old_dlq)
-  redis.call('DEL', prefix .. ':dlq:' .. old_dlq)
-  redis.call('HSET', status, 'dlq_id', '')
+r.state, r.phase, r.finished_at = outcome, 'done', now
+r.keep_until, r.watch_at = now + retention_s, nil
+redis.call('ZREM', schedule, A.member)
+if r.dlq_id ~= nil then
+  -- The dead letter of an earlier run of this stop: this run settled the stop.
+  redis.call('ZREM', dlq_index, r.dlq_id)
+  redis.call('HDEL', dlq_entries, r.dlq_id)
+  r.dlq_id = nil
 end
 
-if result == 'dead' then
-  local max_age = tonumber(ARGV[14])
-  local entry_id = ARGV[10]
-  local rec = redis.call('HMGET', status, 'call_uuid', 'url', 'auth_id', 'request_id', 'attempts')
-  local log = redis.call('LRANGE', attempts, 0, -1)
-  redis.call('HSET', status, 'dlq_id', entry_id, 'dead_reason', reason)
-  dlq_add(dlq_index, prefix .. ':dlq:', entry_id, {
-    'id', entry_id, 'task_id', task_id, 'key', member, 'reason', reason, 'error', ARGV[7],
-    'http_status', ARGV[6], 'payload', ARGV[11], 'attempts', '[' .. table.concat(log, ',') .. ']',
-    'attempt_count', rec[5], 'dead_at', fmt(now), 'call_uuid', rec[1], 'url', rec[2],
-    'auth_id', rec[3], 'request_id', rec[4]}, now, tonumber(ARGV[13]), max_age)
-elseif ARGV[17] == 'all' then
+if outcome == 'dead' then
+  r.dlq_id, r.dead_reason = A.dlq_id, reason
+  dlq_add(dlq_index, dlq_entries, A.dlq_id, {
+    id = A.dlq_id, task_id = A.task_id, key = A.member, reason = reason, error = A.error,
+    http_status = A.http_status, payload = A.payload, attempts = r.log, attempt_count = r.attempts,
+    dead_at = now, call_uuid = r.call_uuid, url = r.url, auth_id = r.auth_id,
+    request_id = r.request_id}, now, A.dlq_max_entries, A.dlq_max_age_s)
+  return done('dead', reason, 'dead:' .. reason)
+end
+if A.target == 'all' then
   -- A finished stop-all also settles the call's single-recording stops pending before it ran.
-  local started = tonumber(ARGV[16])
-  for _, t in ipairs(redis.call('SMEMBERS', targets)) do
-    if t ~= 'all' then
-      local m = ARGV[18] .. '/' .. t
-      local sk = prefix .. ':status:' .. m
-      local s = redis.call('HMGET', sk, 'state', 'enqueued_at', 'task_id')
-      if pending(s[1]) and tonumber(s[2]) <= started then
-        redis.call('HSET', sk, 'state', 'already_stopped', 'phase', 'done', 'finished_at', fmt(now),
-          'settled_by', task_id)
-        redis.call('ZREM', schedule, m)
-        redis.call('SET', prefix .. ':task:' .. s[3], 'already_stopped', 'EX', retention)
-        redis.call('EXPIRE', sk, retention)
-        count('settled')
-      end
+  for target, o in pairs(call) do
+    if target ~= 'all' and pending(o.state) and o.enqueued_at <= A.started_at then
+      o.state, o.phase, o.finished_at, o.settled_by = 'already_stopped', 'done', now, A.task_id
+      o.keep_until, o.watch_at = now + retention_s, nil
+      redis.call('ZREM', schedule, A.call .. '/' .. target)
+      count('settled')
     end
   end
 end
-expire_all({status, attempts, targets}, retention)
-release()
-if result == 'dead' then count('dead:' .. reason) else count('stops:' .. result) end
-return {result, reason}
+return done(outcome, '', 'stops:' .. outcome)

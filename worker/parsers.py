@@ -1,0 +1,67 @@
+"""Parsers of environment variable text: each returns a value or raises ValueError with the expected form."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, TypeVar, get_args
+
+N = TypeVar("N", int, float)
+
+
+def text(raw: str) -> str:
+    """Any text, as written."""
+    return raw
+
+
+def base_url(raw: str) -> str:
+    """A URL prefix, without trailing slashes."""
+    return raw.rstrip("/")
+
+
+def positive_int(raw: str) -> int:
+    """An integer > 0."""
+    return _number(int, raw, "an integer > 0", lambda value: value > 0)
+
+
+def non_negative_int(raw: str) -> int:
+    """An integer >= 0."""
+    return _number(int, raw, "an integer >= 0", lambda value: value >= 0)
+
+
+def positive_float(raw: str) -> float:
+    """A finite number > 0."""
+    return _number(float, raw, "a finite number > 0", lambda value: math.isfinite(value) and value > 0)
+
+
+def non_negative_float(raw: str) -> float:
+    """A finite number >= 0."""
+    return _number(float, raw, "a finite number >= 0", lambda value: math.isfinite(value) and value >= 0)
+
+
+def finite_float(raw: str) -> float:
+    """Any finite number (the model checks its range)."""
+    return _number(float, raw, "a finite number", math.isfinite)
+
+
+def one_of(literal: object) -> Callable[[str], Any]:
+    """One of a ``Literal``'s strings, in any case; returns it spelled as in the ``Literal``."""
+    options: tuple[str, ...] = get_args(literal)
+    by_lower = {option.lower(): option for option in options}
+
+    def parse(raw: str) -> str:
+        if raw.lower() not in by_lower:
+            raise ValueError(f"must be one of {', '.join(options)}, got {raw!r}")
+        return by_lower[raw.lower()]
+
+    return parse
+
+
+def _number(kind: Callable[[str], N], raw: str, form: str, ok: Callable[[N], bool]) -> N:
+    try:
+        value = kind(raw)
+    except ValueError:
+        value = None
+    if value is None or not ok(value):
+        raise ValueError(f"must be {form}, got {raw!r}")
+    return value

@@ -1,0 +1,68 @@
+"""A worker's collaborators, built from one settings object and one Redis client, passed explicitly.
+
+``worker.app.create_app`` wires them into Celery (the task, the consumer, the scheduler step);
+the in-process test harness drives the same objects without a Celery process.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from redis import Redis
+
+from worker.connection import redis_client
+from worker.deadletters import DeadLetters
+from worker.execute import Executor
+from worker.ratelimit import RateLimiter
+from worker.redaction import Redactor
+from worker.scheduler import Scheduler
+from worker.settings import Settings
+from worker.store import StopStore
+from worker.vobiz import VobizClient
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Everything a worker process runs a stop with."""
+
+    settings: Settings
+    redis: Redis
+    redactor: Redactor
+    store: StopStore
+    deadletters: DeadLetters
+    executor: Executor
+
+    def scheduler(self) -> Scheduler:
+        """A scheduler loop over this runtime's store (not started)."""
+        return Scheduler(self.store, poll_s=self.settings.scheduler_poll_s)
+
+    def close(self) -> None:
+        """Release the API connection pool and the Redis connections."""
+        self.executor.api.close()
+        self.redis.close()
+
+
+def build_runtime(settings: Settings, redis: Redis | None = None) -> Runtime:
+    """The collaborators for ``settings``; ``redis`` overrides the state-store connection."""
+    client = redis or redis_client(settings.redis)
+    redactor = Redactor(settings.secrets())
+    store = StopStore(
+        client,
+        settings.retry,
+        settings.retention,
+        watchdog_s=settings.watchdog_s,
+        durability=settings.redis,
+    )
+    executor = Executor(
+        store=store,
+        api=VobizClient(settings.api, pool_size=settings.concurrency),
+        accounts=settings.accounts,
+        policy=settings.retry,
+        redactor=redactor,
+        lock_ttl_ms=int(settings.lock_ttl_s * 1000),
+        limiter=RateLimiter(client, settings.rate_limit),
+        rate_wait_s=settings.rate_limit.max_wait_s,
+    )
+    return Runtime(
+        settings, client, redactor, store, DeadLetters(client, settings.retention, redactor), executor
+    )
