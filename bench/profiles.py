@@ -29,6 +29,7 @@ class Profile:
     bulk_stops: int = 20_000
     scale_stops: int = 6_000
     scale_processes: tuple[int, ...] = (1, 2, 4, 8)
+    memory_stops: int = 50_000
 
 
 FULL = Profile("full")
@@ -52,6 +53,7 @@ CI = Profile(
     bulk_stops=2_000,
     scale_stops=300,
     scale_processes=(1, 2),
+    memory_stops=2_000,
     burst_processes=2,
 )
 PROFILES = {profile.name: profile for profile in (FULL, CI)}

@@ -19,8 +19,8 @@ A stop record has these fields (absent when unset; times are epoch seconds of Re
 ``task_id``         the Celery task id of the current run (a new run gets a new one)
 ``state``           ``worker.outcome.State``: scheduled, queued, retrying, stopped, already_stopped,
                     dead, cancelled
-``phase``           where the run is in its state: ``waiting`` (in the schedule until ``due_at``),
-                    ``ready`` (its message is published, or about to be) or ``done`` (terminal)
+``phase``           where a pending run is: ``waiting`` (in the schedule until ``due_at``) or
+                    ``ready`` (its message is published, or about to be); absent once terminal
 ``urgent``          true when the run is on the urgent lane
 ``attempts``        API calls of this run; ``log``: one entry per attempt (last 200), each
                     ``{attempt, at, outcome, http_status, error, duration_ms[, retry_in_s,

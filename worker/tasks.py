@@ -55,6 +55,9 @@ def register_tasks(app: Celery, executor: Executor, deadletters: DeadLetters) ->
         finally:
             structlog.contextvars.clear_contextvars()
 
+    # A task of the same name that another app in this process shared (Celery's default for
+    # ``@app.task``) is bound to every app finalized later: it must not stand in for this one.
+    app.tasks.pop(TASK_NAME, None)
     task: Task = app.task(
         name=TASK_NAME,
         bind=True,

@@ -1,16 +1,28 @@
-"""Scenario 7: throughput with 1, 2 and 4 worker processes; Redis operations and CPU per stop."""
+"""Scenario 7: throughput with 1, 2 and 4 worker processes; Redis operations, CPU and memory per stop."""
 
 from __future__ import annotations
 
 import time
+
+from redis import Redis
 
 from bench.profiles import Profile
 from bench.report import Report, Row
 from bench.scenarios import call_uuids
 from bench.stack import BenchStack
 from bench.stats import RedisOps
+from worker.ids import new_id
+from worker.keys import QUEUE
+from worker.outcome import Outcome
+from worker.store import NewStop, StopStore
+from worker.validation import StopRequest
 
 NAME = "7 scale-out"
+#: Stops per enqueue script call while filling Redis for the memory figure.
+CHUNK = 200
+#: Bytes a finished stop kept before the one-key-per-call schema: 4 keys (status hash, attempts
+#: list, call targets set, task index), measured the same way at 50,000 stops.
+BEFORE_BYTES = 1_496
 
 
 def run(report: Report, profile: Profile) -> None:
@@ -47,6 +59,19 @@ def run(report: Report, profile: Profile) -> None:
                 f"{per_stop['redis_cpu_us_per_stop']} us Redis CPU per stop",
             )
         )
+    kept = bytes_per_stop(profile.memory_stops)
+    report.details["memory"] = kept
+    report.add(
+        Row(
+            NAME,
+            f"Redis memory a finished stop keeps for its retention ({profile.memory_stops:,} stops)",
+            "bytes",
+            kept["bytes_per_stop"],
+            note=f"{kept['keys_per_stop']} keys per stop; before the one-key schema: {BEFORE_BYTES:,} bytes, "
+            "4 keys",
+            target="report",
+        )
+    )
     ceiling = 1e6 / per_stop["redis_cpu_us_per_stop"] if per_stop.get("redis_cpu_us_per_stop") else None
     report.add(
         Row(
@@ -57,3 +82,47 @@ def run(report: Report, profile: Profile) -> None:
             target="estimate",
         )
     )
+
+
+def bytes_per_stop(count: int) -> dict[str, float]:
+    """What ``count`` finished stops keep in Redis, per stop: ``used_memory`` and key growth.
+
+    The stops go through the store's own scripts (enqueue, begin, finish: stopped after one
+    attempt), without workers or HTTP, so the figure is the records alone; their messages are
+    dropped from the queue as a worker's ack would.
+    """
+    with BenchStack("memory") as stack:
+        client = stack.client()
+        settings = stack.producer().settings
+        store = StopStore(client, settings.retry, settings.retention, watchdog_s=settings.watchdog_s)
+        before = _memory(client)
+        requests = [StopRequest(call, auth_id=stack.env["VOBIZ_AUTH_ID"]) for call in call_uuids(count)]
+        for start in range(0, count, CHUNK):
+            chunk = requests[start : start + CHUNK]
+            stops = [NewStop(r, new_id()) for r in chunk]
+            replies = store.run_enqueue(store.prepare_enqueue(stops))
+            client.delete(QUEUE)
+            for request, reply in zip(chunk, replies, strict=True):
+                task_id = reply["task_id"]
+                store.begin(request, task_id, lock_token=f"{task_id}:bench", lock_ttl_ms=30_000)
+                attempt = {"attempt": 1, "at": time.time(), "outcome": "stopped", "http_status": 204}
+                store.finish(
+                    request,
+                    task_id,
+                    lock_token=f"{task_id}:bench",
+                    outcome=Outcome.STOPPED,
+                    attempt={**attempt, "duration_ms": 101.3},
+                    http_status=204,
+                    started_at=time.time(),
+                )
+        after = _memory(client)
+    return {
+        "stops": count,
+        "bytes_per_stop": round((after[0] - before[0]) / count),
+        "keys_per_stop": round((after[1] - before[1]) / count, 2),
+    }
+
+
+def _memory(client: Redis) -> tuple[int, int]:
+    """``used_memory`` and the number of keys."""
+    return int(client.info("memory")["used_memory"]), int(client.dbsize())

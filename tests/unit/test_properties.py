@@ -282,7 +282,7 @@ celery_app = Celery("properties", set_as_current=False)
 celery_app.conf.update(accept_content=["json"], task_serializer="json")
 
 
-@celery_app.task(name=TASK_NAME, bind=True)
+@celery_app.task(name=TASK_NAME, bind=True, shared=False)
 def _stop(_task, *_args, **_kwargs):
     return None
 

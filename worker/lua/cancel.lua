@@ -11,7 +11,7 @@ local r = call[A.target]
 if r == nil or not pending(r.state) then
   return cjson.encode({state = r and r.state or 'missing', cancelled = false})
 end
-r.state, r.phase, r.finished_at = 'cancelled', 'done', now
+r.state, r.phase, r.finished_at = 'cancelled', nil, now
 r.keep_until, r.watch_at = now + A.retention_s, nil
 redis.call('ZREM', schedule, A.member)
 save_call(key, call, now)

@@ -86,7 +86,7 @@ if outcome == 'retry' then
   outcome, reason = 'dead', 'deadline'
 end
 
-r.state, r.phase, r.finished_at = outcome, 'done', now
+r.state, r.phase, r.finished_at = outcome, nil, now
 r.keep_until, r.watch_at = now + retention_s, nil
 redis.call('ZREM', schedule, A.member)
 if r.dlq_id ~= nil then
@@ -109,7 +109,7 @@ if A.target == 'all' then
   -- A finished stop-all also settles the call's single-recording stops pending before it ran.
   for target, o in pairs(call) do
     if target ~= 'all' and pending(o.state) and o.enqueued_at <= A.started_at then
-      o.state, o.phase, o.finished_at, o.settled_by = 'already_stopped', 'done', now, A.task_id
+      o.state, o.phase, o.finished_at, o.settled_by = 'already_stopped', nil, now, A.task_id
       o.keep_until, o.watch_at = now + retention_s, nil
       redis.call('ZREM', schedule, A.call .. '/' .. target)
       count('settled')
