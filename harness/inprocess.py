@@ -26,9 +26,6 @@ from worker.logs import configure_logging, reset_logging
 from worker.runtime import build_runtime
 from worker.settings import Settings
 
-#: Seconds a worker's broker poll blocks: short, so that stopping a test's worker is quick.
-POLL_S = 0.1
-
 
 class LogCapture:
     """Every log line of the process (recstop's and Celery's own) as JSON, kept in memory."""
@@ -130,9 +127,5 @@ class InProcessWorker:
 
 
 def in_process_app(settings: Settings) -> Celery:
-    """The app ``celery -A worker worker`` would build for ``settings``, with a short broker poll."""
-    app = create_app(settings, runtime=build_runtime(settings))
-    options = dict(app.conf.broker_transport_options)
-    options["polling_interval"] = POLL_S
-    app.conf.broker_transport_options = options
-    return app
+    """The app ``celery -A worker worker`` would build for ``settings``."""
+    return create_app(settings, runtime=build_runtime(settings))

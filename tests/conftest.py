@@ -64,7 +64,6 @@ def env(redis_server: RedisServer, sandbox: SandboxServer) -> dict[str, str]:
         "RECSTOP_CONCURRENCY": "8",
         "RECSTOP_SCHEDULER_POLL_S": "0.05",
         "RECSTOP_LOG_FORMAT": "json",
-        "RECSTOP_VISIBILITY_TIMEOUT_S": "60",
     }
 
 

@@ -21,6 +21,7 @@ from harness.procs import (
     terminate,
     wait_for,
 )
+from worker.fetch import inflight_messages
 
 __all__ = [
     "ROOT",
@@ -32,12 +33,18 @@ __all__ = [
     "deletes",
     "final",
     "free_port",
+    "in_flight",
     "lpush_raw_message",
     "publish_raw",
     "redis_server_binary",
     "terminate",
     "wait_for",
 ]
+
+
+def in_flight(client: Any) -> int:
+    """How many messages some consumer has fetched and not acknowledged."""
+    return len(inflight_messages(client))
 
 
 def final(producer: Any, call_uuid: str, url: str | None = None, timeout_s: float = 20.0) -> Any:

@@ -40,7 +40,7 @@ def _ready(**_: Any) -> None:  # noqa: ANN401
         api_base=settings.api.base_url,
         accounts=sorted(settings.accounts.auth_ids),
         concurrency=settings.concurrency,
-        visibility_timeout_s=settings.redis.visibility_timeout_s,
+        consumer_timeout_s=settings.redis.consumer_timeout_s,
     )
 
 

@@ -17,15 +17,13 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     redis = settings.redis
     return {
         "broker_url": redis.url,
-        # kombu's Redis transport with its poison-item and closed-connection holes closed.
-        "broker_transport": transport_for(redis.url),  # the Sentinel variant for sentinel://
+        # kombu's Redis transport with reliable fetch (and the Sentinel variant for sentinel://).
+        "broker_transport": transport_for(redis.url),
         "broker_use_ssl": redis.tls_options(),  # rediss:// only; explicit, else kombu skips verification
         "broker_transport_options": {
-            # Messages held by a worker that died come back after this many seconds. Safe to keep
-            # low: recstop never uses ETA/countdown (delays live in recstop:schedule instead).
-            "visibility_timeout": redis.visibility_timeout_s,
-            "unacked_restore_interval": max(1, min(10, redis.visibility_timeout_s // 4)),
-            "unacked_restore_throttle": 1,
+            # Reliable fetch (worker.fetch): a silent worker's messages come back after the timeout.
+            "consumer_timeout_s": redis.consumer_timeout_s,
+            "consumer_heartbeat_s": redis.consumer_heartbeat_s,
             "socket_timeout": redis.socket_timeout_s,
             "socket_connect_timeout": redis.socket_timeout_s,
             "health_check_interval": 10,
@@ -55,7 +53,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_send_sent_event": True,
         "worker_send_task_events": True,
         "task_track_started": True,
-        "worker_pool": "threads",
+        "worker_pool": "worker.pool:ThreadPool",  # threads; unstarted tasks handed back at shutdown
         "worker_concurrency": settings.concurrency,
         "worker_prefetch_multiplier": 1,
         "worker_cancel_long_running_tasks_on_connection_loss": False,

@@ -30,8 +30,8 @@ from kombu.exceptions import ContentDisallowed
 from redis.exceptions import RedisError
 
 from worker.deadletters import DeadLetters
+from worker.queueitem import BAD_ENVELOPE
 from worker.redaction import Redactor
-from worker.transport import BAD_ENVELOPE
 
 log = structlog.get_logger("recstop.consumer")
 #: Celery's ack helpers log through a stdlib logger; ours goes through the same structlog pipeline.

@@ -1,8 +1,13 @@
 """The whole Redis key layout in one place; every script gets its keys from here, through ``KEYS``.
 
 Every key recstop writes starts with ``recstop:``; the Celery queues (``recstop``,
-``recstop.urgent``) and kombu's own keys (``unacked``, ``unacked_index``, ``unacked_mutex``,
-``_kombu.binding.*``) sit beside them in the same database.
+``recstop.urgent``) and kombu's bindings (``_kombu.binding.*``) sit beside them in the same
+database.
+
+A message is always in exactly one list: a lane, or the in-flight list of the consumer that
+fetched it (:func:`inflight_key`), which its ack removes it from. A consumer that stops
+heartbeating (``CONSUMERS``) has its in-flight messages moved back to the head of their lanes by
+any live consumer (``worker/fetch.py``).
 
 A *stop* is one call and one recording URL, or ``all`` of the call's recordings: its *target*
 is ``all`` or ``url-<hash of the URL>``, and ``<call_uuid>/<target>`` names it in the schedule.
@@ -67,6 +72,8 @@ DLQ_INDEX: Final = f"{PREFIX}:dlq"
 DLQ_ENTRIES: Final = f"{PREFIX}:dlq:entries"
 #: hash: worker name → its last heartbeat (epoch seconds).
 WORKERS: Final = f"{PREFIX}:workers"
+#: zset: consumer id → its last heartbeat (Redis time). One consumer per worker connection.
+CONSUMERS: Final = f"{PREFIX}:consumers"
 #: hash: cumulative counters shared by every worker process (``recstop metrics`` exports them),
 #: counted by the script that records what they count, so a count is exact:
 #: ``stops:<state>`` (stopped, already_stopped, retried, cancelled, superseded), ``dead:<reason>``,
@@ -99,6 +106,15 @@ def call_key(call_uuid: str) -> str:
 def call_key_of(member: str) -> str:
     """The call key of a schedule member ``<call_uuid>/<target>``."""
     return call_key(member.split("/", 1)[0])
+
+
+def inflight_key(consumer: str, source: str) -> str:
+    """list: the messages ``consumer`` fetched from the list ``source`` (a lane) and has not acked."""
+    return f"{PREFIX}:inflight:{consumer}:{source}"
+
+
+#: The pattern every in-flight list matches (``SCAN``).
+INFLIGHT_MATCH: Final = f"{PREFIX}:inflight:*"
 
 
 def rate_key(auth_id: str) -> str:

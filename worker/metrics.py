@@ -28,11 +28,10 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from worker import keys
+from worker.fetch import inflight_lists
 
 #: Upper bounds (seconds) of the API latency histogram; must equal BUCKETS in ``lua/finish.lua``.
 LATENCY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0)
-#: kombu's Redis transport keeps unacknowledged messages in this hash.
-UNACKED: Final = "unacked"
 #: kombu's Redis transport puts messages with priority 3, 6, 9 in lists of their own.
 _PRIORITY_SEP: Final = "\x06\x16"
 #: Every list of every lane: lane → its lists (the lane itself and its priority lists).
@@ -58,12 +57,12 @@ class Snapshot:
     schedule_future: int
     oldest_due: float | None
     queued: Mapping[str, int]
-    unacked: int
+    inflight: int
     heartbeats: Mapping[str, str]
 
 
 def read_snapshot(client: Redis) -> Snapshot:
-    """Read counters and gauges in one pipelined round trip (``now`` is Redis' clock)."""
+    """Read counters and gauges (one pipelined round trip, plus the in-flight lists; ``now`` is Redis')."""
     seconds, micros = client.time()
     now = seconds + micros / 1_000_000
     pipe = client.pipeline(transaction=False)
@@ -75,15 +74,17 @@ def read_snapshot(client: Redis) -> Snapshot:
     lists = [(lane, name) for lane, names in QUEUE_LISTS.items() for name in names]
     for _, name in lists:
         pipe.llen(name)
-    pipe.hlen(UNACKED)
+    inflight = inflight_lists(client)
+    for key in inflight:
+        pipe.llen(key)
     pipe.hgetall(keys.WORKERS)
     counters, dead, due, future, first, *rest = pipe.execute()
-    *lengths, unacked, heartbeats = rest
+    lengths, held, heartbeats = rest[: len(lists)], rest[len(lists) : -1], rest[-1]
     oldest = float(first[0][1]) if first and float(first[0][1]) <= now else None
     queued = dict.fromkeys(QUEUE_LISTS, 0)
     for (lane, _), length in zip(lists, lengths, strict=True):
         queued[lane] += int(length)
-    return Snapshot(now, counters, dead, due, future, oldest, queued, unacked, heartbeats)
+    return Snapshot(now, counters, dead, due, future, oldest, queued, sum(held), heartbeats)
 
 
 def split_workers(heartbeats: Mapping[str, str], now: float, max_age_s: float) -> tuple[list[str], list[str]]:
@@ -150,9 +151,9 @@ class RecstopCollector(Collector):
             queue.add_metric([lane], length)
         yield queue
         yield _gauge(
-            "recstop_unacked_messages",
-            "Messages delivered to a worker and not yet acknowledged.",
-            snap.unacked,
+            "recstop_inflight_messages",
+            "Messages a worker fetched into its in-flight list and has not acknowledged.",
+            snap.inflight,
         )
         live, stale = split_workers(snap.heartbeats, snap.now, self.max_heartbeat_age_s)
         workers = GaugeMetricFamily(

@@ -29,6 +29,10 @@ NAMES: Final = (
     "deadletter",
     "dlq_remove",
     "ratelimit",
+    "fetch",
+    "beat",
+    "reap",
+    "requeue",
 )
 
 
@@ -55,9 +59,9 @@ def _compact(value: Any) -> Any:  # noqa: ANN401 - any JSON value
     return value
 
 
-def decode(reply: str | bytes) -> Any:  # noqa: ANN401 - the script's JSON reply
-    """A script's JSON reply."""
-    return json.loads(reply)
+def decode(reply: object) -> Any:  # noqa: ANN401 - the script's JSON reply
+    """A script's JSON reply (an integer or array reply is returned as it is)."""
+    return json.loads(reply) if isinstance(reply, str | bytes) else reply
 
 
 class Scripts:
@@ -67,9 +71,19 @@ class Scripts:
         self.client = client
         self._scripts: dict[str, Script] = {name: client.register_script(source(name)) for name in NAMES}
 
-    def run(self, name: str, keys: Sequence[str], args: Mapping[str, Any], extra: Sequence[str] = ()) -> Any:  # noqa: ANN401 - the script's JSON reply, parsed by the caller
+    def run(
+        self, name: str, keys: Sequence[str], args: Mapping[str, Any], extra: Sequence[str | bytes] = ()
+    ) -> Any:  # noqa: ANN401 - the script's JSON reply, parsed by the caller
         """Run one script atomically and return its decoded reply."""
         return decode(self._scripts[name](keys=list(keys), args=[encode(args), *extra], client=self.client))
+
+    def sha(self, name: str) -> str:
+        """The SHA1 a script is called by (``EVALSHA``)."""
+        return str(self._scripts[name].sha)
+
+    def load(self, name: str) -> None:
+        """Load a script into Redis (after a restart forgot it: ``NOSCRIPT``)."""
+        self.client.script_load(self._scripts[name].script)
 
     def queue(
         self,
@@ -77,7 +91,7 @@ class Scripts:
         name: str,
         keys: Sequence[str],
         args: Mapping[str, Any],
-        extra: Sequence[str] = (),
+        extra: Sequence[str | bytes] = (),
     ) -> None:
         """Add one script call to a pipeline; :func:`decode` its reply from ``pipe.execute()``."""
         self._scripts[name](keys=list(keys), args=[encode(args), *extra], client=pipe)

@@ -131,11 +131,18 @@ class RedisSettings:
         parse=parsers.one_of(CertReqs),
         help="Verify the Redis server certificate and host name: `required`, `optional`, `none` (insecure).",
     )
-    visibility_timeout_s: int = setting(
-        120,
-        env="RECSTOP_VISIBILITY_TIMEOUT_S",
-        parse=parsers.positive_int,
-        help="Seconds before a message held by a dead worker is delivered again.",
+    consumer_timeout_s: float = setting(
+        5.0,
+        env="RECSTOP_CONSUMER_TIMEOUT_S",
+        parse=parsers.positive_float,
+        help="A worker connection silent for this long (killed, OOM, host or network lost) is gone: a live "
+        "worker moves the messages it held back to the head of their lanes. A slow worker keeps beating.",
+    )
+    consumer_heartbeat_s: float = setting(
+        1.0,
+        env="RECSTOP_CONSUMER_HEARTBEAT_S",
+        parse=parsers.positive_float,
+        help="How often each worker connection heartbeats (and reaps silent ones). Below the timeout.",
     )
 
     @classmethod
@@ -150,7 +157,15 @@ class RedisSettings:
         settings._check_tls()
         settings._check_sentinel()
         settings._check_wait()
+        settings._check_fetch()
         return settings
+
+    def _check_fetch(self) -> None:
+        if self.consumer_heartbeat_s >= self.consumer_timeout_s:
+            raise ConfigError(
+                f"RECSTOP_CONSUMER_HEARTBEAT_S ({self.consumer_heartbeat_s:g} s) must be shorter than "
+                f"RECSTOP_CONSUMER_TIMEOUT_S ({self.consumer_timeout_s:g} s)"
+            )
 
     def _check_wait(self) -> None:
         if self.wait_replicas < 0:
@@ -276,7 +291,9 @@ class RedisSettings:
     def __repr__(self) -> str:
         return (
             f"RedisSettings(url={self.safe_url!r}, socket_timeout_s={self.socket_timeout_s!r}, "
-            f"visibility_timeout_s={self.visibility_timeout_s!r}, tls_ca_file={self.tls_ca_file!r}, "
+            f"consumer_timeout_s={self.consumer_timeout_s!r}, "
+            f"consumer_heartbeat_s={self.consumer_heartbeat_s!r}, "
+            f"tls_ca_file={self.tls_ca_file!r}, "
             f"tls_cert_file={self.tls_cert_file!r}, tls_key_file={self.tls_key_file!r}, "
             f"tls_cert_reqs={self.tls_cert_reqs!r}, sentinel_master={self.sentinel_master!r}, "
             f"sentinel_password={MASK_TEXT if self.sentinel_password else None!r}, "
@@ -534,6 +551,13 @@ class Settings:
     scheduler_poll_s: float = setting(
         0.2, env="RECSTOP_SCHEDULER_POLL_S", parse=parsers.positive_float, help="Scheduler poll interval."
     )
+    watchdog_s: float = setting(
+        300.0,
+        env="RECSTOP_WATCHDOG_S",
+        parse=parsers.positive_float,
+        help="A published stop that nothing settled within this is published again (each firing doubles "
+        "the wait): the net under a message acknowledged without its outcome recorded.",
+    )
     health: HealthThresholds = field(default_factory=HealthThresholds)
     log_level: str = setting(
         "INFO", env="RECSTOP_LOG_LEVEL", parse=parsers.one_of(LogLevel), help="Log level."
@@ -549,15 +573,6 @@ class Settings:
     def lock_ttl_s(self) -> float:
         """How long a key's lock lives: the longest possible API call, plus the margin."""
         return self.api.connect_timeout_s + self.api.read_timeout_s + self.api.lock_margin_s
-
-    @property
-    def watchdog_s(self) -> float:
-        """When a published stop that nothing settled is published again (first firing).
-
-        Later than both ordinary ways back for a message a dead worker held (the visibility
-        timeout, then the key's lock expiring), so it only acts on a message that got lost.
-        """
-        return 2.0 * self.redis.visibility_timeout_s + self.lock_ttl_s
 
     def secrets(self) -> frozenset[str]:
         """Every secret this process holds (API tokens, the Redis password), for log redaction."""

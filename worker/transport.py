@@ -1,130 +1,344 @@
-"""kombu's Redis transport (and its Sentinel variant) with two holes closed, selected by ``broker_transport``.
+"""kombu's Redis transport (and its Sentinel variant) with reliable fetch, selected by ``broker_transport``.
 
-1. A list item that is not a kombu envelope (not JSON, headers that are not an object, no
-   properties...) makes kombu raise inside the worker's event loop: the worker exits and the
-   item is gone. Here such an item is wrapped in an envelope of content type ``BAD_ENVELOPE``,
-   keeping its raw bytes, so the consumer dead-letters it like any other poison message.
-2. When Redis goes away, a channel of the closed connection is still used to ack, reject or
-   restore messages, and kombu fails with ``AttributeError`` (its connection info is gone), which
-   Celery treats as unrecoverable. Here that is a Redis ``ConnectionError``: Celery logs it and
-   reconnects, and the unacked message comes back after the visibility timeout.
+kombu's Redis transport pops a message (``BRPOP``) and records it as unacknowledged afterwards: a
+worker killed in between loses it, and a worker killed after gets it back only when a guessed
+visibility timeout expires. Here a consumer moves messages into its own in-flight list, one atomic
+move each (``worker.fetch``), and a heartbeat replaces the visibility timeout:
+
+- **Fetching.** With credit, the consumer's blocking connection runs ``fetch.lua``: as many
+  messages as it may hold, urgent lane first, into its in-flight lists. When nothing waits, the
+  connection blocks in ``BLMOVE`` on the routine lane, and one more connection per other lane
+  (the urgent one) blocks in ``BLMOVE`` on it, so an urgent stop is taken the moment it arrives.
+- **Acks** remove the message from the in-flight list; a reject with requeue moves it back to the
+  tail of its lane. kombu's ``unacked`` hash, its index and its restore sweeps are not used.
+- **Closing** drops the blocking connections (a reply still pending is a message already in the
+  in-flight list) and hands every message still held back to the head of its lane.
+
+Also: a list item that is not a kombu envelope is wrapped as poison (``worker.queueitem``), a
+closed connection raises a Redis ``ConnectionError`` (Celery reconnects) instead of kombu's
+``AttributeError``, publishes can wait for replicas (``WAIT``), and a reconnect keeps this
+transport (``Connection``).
 """
 
 from __future__ import annotations
 
-import base64
-import uuid
+import itertools
+import threading
 from collections.abc import Mapping
 from queue import Empty
+from time import monotonic
 from typing import Any, Final
 
 import celery.app.amqp
+import structlog
 from kombu.connection import Connection as KombuConnection
 from kombu.transport import redis as kombu_redis
-from kombu.utils.encoding import bytes_to_str
-from kombu.utils.json import dumps, loads
+from kombu.transport import virtual
+from kombu.utils.json import dumps
 from redis import exceptions as redis_errors
 
+from worker import keys
 from worker.connection import ReplicaShortfall, check_wait, queue_wait
-from worker.keys import URGENT_QUEUE
+from worker.fetch import Fetched, Heartbeat, Inflight, new_consumer_id
+from worker.queueitem import envelope
 from worker.settings import RedisSettings
+
+log = structlog.get_logger("recstop.transport")
 
 #: Transport options of recstop's channels beyond kombu's: replicas a publish waits for, and how long.
 WAIT_OPTIONS: Final = ("wait_replicas", "wait_timeout_ms")
-#: Content type of an envelope made for a list item that was not a kombu message.
-BAD_ENVELOPE: Final = "application/x-recstop-bad-envelope"
+#: Transport options of the reliable fetch: when a silent consumer counts as gone, how often to beat.
+FETCH_OPTIONS: Final = ("consumer_timeout_s", "consumer_heartbeat_s")
+#: Messages one fetch takes when no prefetch limit is set.
+UNLIMITED_FETCH: Final = 100
+#: Poller registration type of a lane waiter's connection: ``WAIT:<list>``.
+WAITER: Final = "WAIT:"
 
 
-def envelope(item: bytes | str, routing_key: str) -> dict[str, Any]:
-    """Decode a list item into kombu's envelope, or wrap it as a ``BAD_ENVELOPE`` one."""
-    try:
-        payload = loads(bytes_to_str(item))  # type: ignore[no-untyped-call]
-    except Exception:  # noqa: BLE001 - any decoding failure means "not an envelope"
-        payload = None
-    if _is_envelope(payload):
-        return payload  # type: ignore[no-any-return]
-    raw = item.encode("utf-8", "surrogateescape") if isinstance(item, str) else item
-    return {
-        "body": base64.b64encode(raw).decode("ascii"),
-        "content-encoding": "binary",
-        "content-type": BAD_ENVELOPE,
-        "headers": {},
-        "properties": {
-            "body_encoding": "base64",
-            "delivery_tag": str(uuid.uuid4()),
-            "delivery_info": {"exchange": "", "routing_key": routing_key},
-            "priority": 0,
-        },
-    }
+class InflightQoS(virtual.QoS):
+    """kombu's QoS (prefetch credit), with acks kept in Redis as the consumer's in-flight lists."""
 
+    restore_at_shutdown = True
 
-def _is_envelope(payload: object) -> bool:
-    """Whether ``payload`` has the shape kombu's virtual transport reads without failing."""
-    if not isinstance(payload, Mapping):
-        return False
-    properties = payload.get("properties")
-    headers = payload.get("headers", {})
-    if not isinstance(properties, Mapping) or not isinstance(headers, Mapping | None):
-        return False
-    info = properties.get("delivery_info")
-    return (
-        isinstance(info, Mapping)
-        and isinstance(properties.get("delivery_tag"), str | int)
-        and isinstance(payload.get("body", ""), str | bytes)
-        and isinstance(payload.get("content-type", ""), str | None)
-        and isinstance(payload.get("content-encoding", ""), str | None)
-        and isinstance(properties.get("body_encoding", "base64"), str)
-        and isinstance(properties.get("priority", 0), int | None)
-    )
+    def ack(self, delivery_tag: str) -> None:
+        """The message is handled: drop it from the in-flight list."""
+        self.channel.settle(delivery_tag, requeue=None)
+        super().ack(delivery_tag)
+
+    def reject(self, delivery_tag: str, requeue: bool = False) -> None:  # noqa: FBT001, FBT002 - kombu's signature
+        """Drop the message, or (``requeue``) hand it back to the tail of its lane."""
+        self.channel.settle(delivery_tag, requeue="tail" if requeue else None)
+        super().ack(delivery_tag)
+
+    def restore_unacked(self, _client: object = None) -> None:
+        """Hand every message this consumer holds back to the head of its lane."""
+        self.channel.release()
+
+    def restore_visible(self, *_args: object, **_kwargs: object) -> None:
+        """Nothing to sweep: a dead consumer's messages come back through the heartbeat."""
 
 
 class Channel(kombu_redis.Channel):
-    """The Redis channel, tolerant of foreign list items and of a closed connection.
+    """The Redis channel with reliable fetch, tolerant of foreign list items and of a closed connection.
 
     With the ``wait_replicas`` transport option (> 0), a published message also waits until that
     many replicas hold it (``WAIT``, at most ``wait_timeout_ms``); a shortfall is a Redis
     ``ConnectionError``, so the producer refuses the enqueue instead of reporting it accepted.
     """
 
-    from_transport_options = (*kombu_redis.Channel.from_transport_options, *WAIT_OPTIONS)  # type: ignore[assignment]
+    QoS = InflightQoS  # type: ignore[assignment]
+    from_transport_options = (  # type: ignore[assignment]
+        *kombu_redis.Channel.from_transport_options,
+        *WAIT_OPTIONS,
+        *FETCH_OPTIONS,
+    )
     wait_replicas: int = 0
     wait_timeout_ms: int = 1000
-    #: BRPOP names the queues in a fixed order (kombu's default rotates them for fairness) ...
+    consumer_timeout_s: float = 5.0
+    consumer_heartbeat_s: float = 1.0
+    #: Lanes are named in a fixed order (kombu's default rotates them for fairness) ...
     queue_order_strategy = "priority"
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:  # noqa: ANN401
+        self.consumer_id = new_consumer_id()
+        self._lock = threading.Lock()
+        self._held: dict[str, Fetched] = {}
+        self._tags = itertools.count()
+        self._idle = False
+        self._pending: str | list[str] = []  # the list a blocking move waits on, or a fetch's sources
+        self._waiters: dict[str, Any] = {}  # lane → a client bound to one connection
+        self._armed: set[str] = set()
+        self._sources_seen: set[str] = set()
+        self._no_ack: set[str] = set()  # queues consumed without acks (Celery's pidbox replies ...)
+        self._inflight: Inflight | None = None
+        self._heartbeat: Heartbeat | None = None
+        super().__init__(*args, **kwargs)
+
+    # --- fetching -------------------------------------------------------------------------------
+
+    @property
+    def inflight(self) -> Inflight:
+        """The in-flight protocol of this consumer, on a pooled (thread-safe) client."""
+        if self._inflight is None:
+            client = self._create_client()
+            self._inflight = Inflight(client, self.consumer_id, timeout_s=float(self.consumer_timeout_s))
+        return self._inflight
+
+    def _sources(self) -> list[str]:
+        """Every list this channel takes from, in the order it takes from them (urgent lane first)."""
+        lanes = self._queue_cycle.consume(len(self.active_queues))
+        return [self._q_for_pri(lane, pri) for pri in self.priority_steps for lane in lanes]
+
+    def _lane_of(self, source: str) -> str:
+        return source.rsplit(self.sep, 1)[0]
+
+    def _brpop_start(self, timeout: float | None = None) -> None:
+        """Send the next fetch, or (when nothing waited) block until a message arrives."""
+        sources = self._sources()
+        if not sources:
+            return
+        self._start_heartbeat()
+        self._sources_seen.update(sources)
+        connection: Any = self.client.connection
+        if self._idle:
+            lanes = [self._q_for_pri(lane, 0) for lane in self._queue_cycle.consume(len(self.active_queues))]
+            self._arm_waiters(lanes[:-1])
+            wait = lanes[-1]
+            connection.send_command(
+                "BLMOVE", wait, self.inflight.inflight(wait), "RIGHT", "LEFT", timeout or self.brpop_timeout
+            )
+            self._pending = wait
+        else:
+            connection.send_command(*self.inflight.fetch_command(sources, self._credit()))
+            self._pending = sources
+        self._in_poll = connection
+        self._brpop_sent_at = monotonic()  # type: ignore[assignment]
+
+    def _brpop_read(self, **options: Any) -> bool:  # noqa: ANN401
+        """Read the fetch's (or the blocking move's) reply and deliver what it moved."""
+        pending = self._pending
+        try:
+            connection: Any = self.client.connection
+            command = "BLMOVE" if isinstance(pending, str) else "EVALSHA"
+            try:
+                reply = self.client.parse_response(connection, command, **options)
+            except redis_errors.NoScriptError:
+                self.inflight.scripts.load("fetch")  # Redis restarted without it: next fetch works
+                self._idle = False
+                raise Empty from None
+            except self.connection_errors:
+                connection.disconnect()
+                raise
+            if isinstance(pending, str):
+                fetched = [Fetched(pending, reply)] if reply else []
+                self._idle = False
+            else:
+                fetched = Inflight.parse_fetched(reply, pending)
+                self._idle = not fetched
+            if not fetched:
+                raise Empty
+            for item in fetched:
+                self._deliver_fetched(item)
+            return True
+        finally:
+            self._in_poll = None  # type: ignore[assignment]
+            self._flush_brpop_reauth()
+
+    def _credit(self) -> int:
+        """How many more messages this channel may hold (kombu's prefetch count, as ``can_consume``)."""
+        qos = self.qos
+        if not qos.prefetch_count:
+            return UNLIMITED_FETCH
+        held = len(qos._delivered) - len(qos._dirty)  # noqa: SLF001 - kombu's own count of unacked messages
+        return max(1, int(qos.prefetch_count) - held)
+
+    def _arm_waiters(self, lanes: list[str]) -> None:
+        """Block one connection per lane in ``BLMOVE``, so a message there is taken at once."""
+        for lane in lanes:
+            if lane in self._armed:
+                continue
+            client = self._waiters.get(lane)
+            if client is None:
+                client = self._waiters[lane] = self._create_client(asynchronous=True)
+                client.connection = client.connection_pool.get_connection()
+            self.connection.cycle._register(self, client, WAITER + lane)  # noqa: SLF001
+            client.connection.send_command(
+                "BLMOVE", lane, self.inflight.inflight(lane), "RIGHT", "LEFT", self.brpop_timeout
+            )
+            self._armed.add(lane)
+
+    def waiter_readable(self, kind: str) -> None:
+        """A lane waiter's ``BLMOVE`` answered: deliver what it moved, and wait again if there is credit."""
+        lane = kind.removeprefix(WAITER)
+        client = self._waiters[lane]
+        self._armed.discard(lane)
+        try:
+            reply = client.parse_response(client.connection, "BLMOVE")
+        except self.connection_errors:
+            client.connection.disconnect()
+            raise
+        if reply:
+            self._idle = False
+            self._deliver_fetched(Fetched(lane, reply))
+            if self.qos.can_consume():
+                self._arm_waiters([lane])  # an urgent burst comes in one move per message
+
+    def _poll_error(self, type: str, **options: Any) -> None:  # noqa: A002, ANN401 - kombu's signature
+        if type.startswith(WAITER):
+            client = self._waiters[type.removeprefix(WAITER)]
+            client.parse_response(client.connection, "BLMOVE")
+            return
+        super()._poll_error(type, **options)
+
+    def basic_consume(self, queue: str, no_ack: bool, *args: Any, **kwargs: Any) -> Any:  # noqa: ANN401, FBT001
+        """Consume ``queue``; a queue consumed without acks has its messages dropped as they are fetched."""
+        if no_ack:
+            self._no_ack.add(queue)
+        return super().basic_consume(queue, no_ack, *args, **kwargs)
+
+    def _deliver_fetched(self, item: Fetched) -> None:
+        lane = self._lane_of(item.source)
+        payload = envelope(item.message, lane)
+        tag = f"{self.consumer_id}:{next(self._tags)}"
+        payload["properties"]["delivery_tag"] = tag
+        if lane in self._no_ack:
+            self.inflight.ack(item)  # delivered is done, for a consumer that never acks
+        else:
+            with self._lock:
+                self._held[tag] = item
+        self.connection._deliver(payload, lane)  # noqa: SLF001
+
+    # --- acks, heartbeat, shutdown ----------------------------------------------------------------
+
+    def settle(self, delivery_tag: str, *, requeue: str | None) -> None:
+        """Remove a delivered message from the in-flight list, or requeue it (``head``/``tail``)."""
+        with self._lock:
+            item = self._held.pop(delivery_tag, None)
+        if item is None:
+            return
+        if requeue is None:
+            self.inflight.ack(item)
+        else:
+            self.inflight.requeue(item, head=requeue == "head")
+
+    def hand_back(self, delivery_tag: str) -> None:
+        """A message that will not run here (its worker stops): back to the head of its lane now."""
+        self.settle(delivery_tag, requeue="head")
+        virtual.QoS.ack(self.qos, delivery_tag)
+
+    def _start_heartbeat(self) -> None:
+        if self._heartbeat is None:
+            sources = [self._q_for_pri(lane, pri) for pri in self.priority_steps for lane in keys.LANES]
+            self._heartbeat = Heartbeat(
+                self.inflight, sources, interval_s=float(self.consumer_heartbeat_s)
+            ).start()
+
+    def release(self) -> None:
+        """Hand back every message this consumer holds (to the head of its lane) and stop beating."""
+        if self._heartbeat is not None:
+            self._heartbeat.stop()
+        if self._inflight is None:
+            return
+        with self._lock:
+            self._held.clear()
+        try:
+            requeued = self.inflight.release(sorted(self._sources_seen))
+        except redis_errors.RedisError as exc:
+            # Unreachable: once this consumer's heartbeat is older than the timeout, a live worker
+            # moves these messages back (or this process, reconnected, does).
+            log.warning("release_failed", consumer=self.consumer_id, error=type(exc).__name__)
+            return
+        if requeued:
+            log.info("consumer_released", consumer=self.consumer_id, requeued=requeued)
+
+    def close(self) -> None:
+        """Drop the blocking connections without reading them, hand back what is held, close."""
+        pending: Any = self._in_poll
+        if pending:
+            pending.disconnect()
+            self._in_poll = None  # type: ignore[assignment]
+        for client in self._waiters.values():
+            if client.connection is not None:
+                client.connection.disconnect()
+        self._armed.clear()
+        self.release()
+        super().close()
+
+    # --- kombu fixes ------------------------------------------------------------------------------
 
     def _create_client(self, asynchronous: bool = False) -> Any:  # noqa: ANN401, FBT001, FBT002
         """One client per connection pool, not one per operation.
 
-        kombu builds a new ``redis.Redis`` for every publish, unacked bookkeeping and ack: three
-        per message. redis-py 8 spends about 60 µs building each (its callback table), which made
-        this the largest single cost of the consumer thread. A client is thread-safe; every
-        command still takes its own connection from the pool.
+        kombu builds a new ``redis.Redis`` for every publish: redis-py 8 spends about 60 µs
+        building each (its callback table). A client is thread-safe; every command still takes its
+        own connection from the pool.
         """
         if asynchronous:
-            return super()._create_client(asynchronous=True)  # type: ignore[no-untyped-call]
+            return super()._create_client(asynchronous=True)
         pool = self.pool
         cached = getattr(self, "_sync_client", None)
         if cached is None or cached.connection_pool is not pool:
-            cached = self._sync_client = super()._create_client(asynchronous=False)  # type: ignore[no-untyped-call]
+            cached = self._sync_client = super()._create_client(asynchronous=False)
         return cached
 
     def _update_queue_cycle(self) -> None:
-        """... and the urgent lane first: Redis pops from the first non-empty list it is given."""
-        self._queue_cycle.update(sorted(self.active_queues, key=lambda name: (name != URGENT_QUEUE, name)))
+        """... and the urgent lane first."""
+        self._queue_cycle.update(
+            sorted(self.active_queues, key=lambda name: (name != keys.URGENT_QUEUE, name))
+        )
 
     def _put(self, queue: str, message: Mapping[str, Any], **kwargs: Any) -> None:  # noqa: ANN401
         if self.wait_replicas <= 0 or kwargs.get("_publish_batch") is not None:
-            super()._put(queue, message, **kwargs)  # type: ignore[no-untyped-call]
+            super()._put(queue, message, **kwargs)
             return
         # kombu's LPUSH (and queue expiry), then WAIT on the same connection: WAIT counts the
-        # replicas that acknowledged this connection's writes (and, the stream being ordered, the
-        # producer's earlier status record too).
-        pri = self._get_message_priority(message, reverse=False)  # type: ignore[no-untyped-call]
+        # replicas that acknowledged this connection's writes.
+        pri = self._get_message_priority(message, reverse=False)
         with self.conn_or_acquire() as client, client.pipeline(transaction=False) as pipe:
-            pipe.lpush(self._q_for_pri(queue, pri), dumps(message))  # type: ignore[no-untyped-call]
+            pipe.lpush(self._q_for_pri(queue, pri), dumps(message))
             if self._expires and queue in self._expires:
                 for step in self.priority_steps:
-                    pipe.pexpire(self._q_for_pri(queue, step), self._expires[queue])  # type: ignore[no-untyped-call]
+                    pipe.pexpire(self._q_for_pri(queue, step), self._expires[queue])
             queue_wait(pipe, self._wait_settings)
             acked = pipe.execute()[-1]
         try:
@@ -139,49 +353,50 @@ class Channel(kombu_redis.Channel):
     def _connparams(self, asynchronous: bool = False) -> dict[str, Any]:  # noqa: FBT001, FBT002
         if self.connection.client is None:
             raise redis_errors.ConnectionError("this channel's broker connection is closed")
-        params: dict[str, Any] = super()._connparams(asynchronous=asynchronous)  # type: ignore[no-untyped-call]
+        params: dict[str, Any] = super()._connparams(asynchronous=asynchronous)
         return params
 
-    def _brpop_read(self, **options: Any) -> bool:  # noqa: ANN401
-        # kombu 5.7's method, with ``envelope`` in place of a bare ``loads``.
-        try:
-            try:
-                dest__item = self.client.parse_response(self.client.connection, "BRPOP", **options)
-            except self.connection_errors:
-                self.client.connection.disconnect()
-                raise
-            if dest__item:
-                dest, item = dest__item
-                dest = bytes_to_str(dest).rsplit(self.sep, 1)[0]  # type: ignore[no-untyped-call]
-                self._queue_cycle.rotate(dest)
-                self.connection._deliver(envelope(item, dest), dest)  # noqa: SLF001
-                return True
-            raise Empty
-        finally:
-            self._in_poll = None  # type: ignore[assignment]
-            self._flush_brpop_reauth()  # type: ignore[no-untyped-call]
+
+class Poller(kombu_redis.MultiChannelPoller):
+    """kombu's poller, which also reads the lane waiters' connections."""
+
+    def on_readable(self, fileno: int) -> None:
+        """A waiter's reply is read whatever the credit: what it moved is already in flight here."""
+        chan_type = self._fd_to_chan.get(fileno)
+        if chan_type is not None and chan_type[1].startswith(WAITER):
+            chan_type[0].waiter_readable(chan_type[1])
+            return
+        super().on_readable(fileno)
 
 
 class Transport(kombu_redis.Transport):
-    """kombu's Redis transport with :class:`Channel`."""
+    """kombu's Redis transport with :class:`Channel` and :class:`Poller`."""
 
     Channel = Channel
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:  # noqa: ANN401
+        super().__init__(*args, **kwargs)
+        self.cycle = Poller()  # type: ignore[assignment]
+
 
 class SentinelChannel(Channel, kombu_redis.SentinelChannel):
-    """kombu's Sentinel channel (the master found through the sentinels) with the same two fixes.
+    """kombu's Sentinel channel (the master found through the sentinels) with the same changes."""
 
-    The fixes come first in the method order; kombu's Sentinel channel then builds its connection
-    pool from the sentinels (``_get_pool``) on top of the same ``_connparams``.
-    """
-
-    from_transport_options = (*kombu_redis.SentinelChannel.from_transport_options, *WAIT_OPTIONS)  # type: ignore[assignment]
+    from_transport_options = (  # type: ignore[assignment]
+        *kombu_redis.SentinelChannel.from_transport_options,
+        *WAIT_OPTIONS,
+        *FETCH_OPTIONS,
+    )
 
 
 class SentinelTransport(kombu_redis.SentinelTransport):
-    """kombu's Redis Sentinel transport with :class:`SentinelChannel`."""
+    """kombu's Redis Sentinel transport with :class:`SentinelChannel` and :class:`Poller`."""
 
     Channel = SentinelChannel
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:  # noqa: ANN401
+        super().__init__(*args, **kwargs)
+        self.cycle = Poller()  # type: ignore[assignment]
 
 
 #: The ``broker_transport`` value that selects this transport.
@@ -200,14 +415,14 @@ class Connection(KombuConnection):
 
     On a connection error kombu switches to the next broker URL (``switch``) and takes the
     transport from that URL's scheme, dropping the one ``broker_transport`` named: after the first
-    reconnect every connection would be kombu's stock transport, without the fixes above. (A
+    reconnect every connection would be kombu's stock transport, without the changes above. (A
     ``sentinel://a;sentinel://b`` URL list switches on every failover; a single URL switches to
     itself.) Here the configured transport stays.
     """
 
     def switch(self, conn_str: str) -> None:
         """Switch to another broker URL, keeping the configured transport."""
-        super().switch(conn_str)  # type: ignore[no-untyped-call]
+        super().switch(conn_str)
         configured = self._initial_params.get("transport")
         if configured:
             self.transport_cls = configured

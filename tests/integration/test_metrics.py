@@ -10,7 +10,7 @@ import sys
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
-from support import ROOT, free_port, terminate, wait_for
+from support import ROOT, free_port, in_flight, terminate, wait_for
 
 from worker.metrics import LATENCY_BUCKETS
 
@@ -104,7 +104,7 @@ def test_counters_sum_over_two_workers_and_gauges_are_live(
 
     def settled():
         states = [producer.status(c).state for c in (ok, gone, flaky, limited, denied)]
-        return all(not s.pending for s in states) and redis_server.client().hlen("unacked") == 0
+        return all(not s.pending for s in states) and in_flight(redis_server.client()) == 0
 
     wait_for(settled, timeout_s=30, what="every stop to finish and be acknowledged")
     m = scrape(url)
@@ -123,7 +123,7 @@ def test_counters_sum_over_two_workers_and_gauges_are_live(
     assert value(m, "recstop_dead_letters") == 1
     assert value(m, "recstop_queue_messages", queue="recstop") == 0
     assert value(m, "recstop_queue_messages", queue="recstop.urgent") == 0
-    assert value(m, "recstop_unacked_messages") == 0
+    assert value(m, "recstop_inflight_messages") == 0
     assert value(m, "recstop_schedule_entries", when="future") == 1
     assert value(m, "recstop_schedule_entries", when="due") == 0
     assert value(m, "recstop_schedule_oldest_due_age_seconds") == 0

@@ -8,7 +8,7 @@ import re
 import uuid
 
 import pytest
-from support import ROOT, deletes, final, wait_for
+from support import ROOT, deletes, final, in_flight, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -51,7 +51,7 @@ def test_readme_message_lpushed_with_plain_redis_stops_the_recording(
     retry, _ = fill(readme_message(), kwargs)
     client.lpush("recstop", retry)
     assert final(producer, call_uuid).task_id == task_id
-    wait_for(lambda: client.llen("recstop") + client.hlen("unacked") == 0, what="queue drained")
+    wait_for(lambda: client.llen("recstop") + in_flight(client) == 0, what="queue drained")
     assert len(deletes(sandbox_client, call_uuid)) == 1
 
 

@@ -12,7 +12,7 @@ import pytest
 import redis
 from conftest import TOKEN
 from kombu.message import Message
-from support import deletes, final, free_port, wait_for
+from support import deletes, final, free_port, in_flight, wait_for
 
 from harness.poison import Poisoned, Touch, poison_set
 from producers import cli
@@ -63,7 +63,7 @@ def test_poison_messages_are_dead_lettered_and_the_worker_keeps_serving(
         assert len(deletes(sandbox_client, call_uuid)) == 1
     client = redis_server.client()
     assert client.llen(QUEUE) == 0
-    wait_for(lambda: client.hlen("unacked") == 0, what="every message acked")
+    wait_for(lambda: in_flight(client) == 0, what="every message acked")
     events = Counter(r.get("event") for r in worker.log_records())
     assert events["message_dead_lettered"] == sum(i.reason != "malformed" for i in items)
     assert events["message_malformed"] == sum(i.reason == "malformed" for i in items)

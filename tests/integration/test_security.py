@@ -17,7 +17,7 @@ import redis
 from celery import Celery
 from conftest import AUTH_ID, TOKEN
 from kombu.exceptions import OperationalError
-from support import RedisServer, final, free_port, publish_raw, wait_for
+from support import RedisServer, final, free_port, in_flight, publish_raw, wait_for
 
 from harness.flower import FlowerProcess
 from producers import Producer
@@ -360,12 +360,12 @@ def test_token_appears_nowhere(producer, start_worker, sandbox_client, call, red
         producer.stop_recording(unauthorized).task_id,
         publish_raw(redis_server.url, {"call_uuid": "../../etc/passwd", "auth_id": AUTH_ID}),
     ]
-    # While the slow stop is in flight its message sits in kombu's unacked hash: scan then too.
+    # While the slow stop is in flight its message sits in the worker's in-flight list: scan then too.
     wait_for(
         lambda: (
-            client.hlen("unacked") > 0
+            in_flight(client) > 0
             and assert_no_token_in_redis(client, seen) is None
-            and b"unacked" in seen
+            and any(key.startswith(b"recstop:inflight:") for key in seen)
         ),
         timeout_s=10,
         what="a scan while a message is in flight",
@@ -388,7 +388,8 @@ def test_token_appears_nowhere(producer, start_worker, sandbox_client, call, red
     assert TOKEN not in json.dumps([e.to_dict() for e in entries])
     assert_no_token_in_redis(client, seen)
     assert {"string", "list", "hash", "set", "zset"} <= set(seen.values())
-    assert {b"recstop", b"unacked", b"unacked_index", b"_kombu.binding.recstop"} <= set(seen)
+    assert {b"recstop", b"recstop:consumers", b"_kombu.binding.recstop"} <= set(seen)
+    assert any(key.startswith(b"recstop:inflight:") for key in seen)
 
     wait_for(
         lambda: sum(r.get("event") == "attempt" for r in worker.log_records()) == 7,

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from redis.sentinel import SentinelConnectionPool
+from support import in_flight
 
 from chaos.load import Load, new_calls
 from chaos.stack import AUTH_ID, BASE_ENV, TOKEN
@@ -251,9 +252,9 @@ def test_failover_during_load_loses_no_accepted_stop(cluster, workers, producers
     new_master = cluster.replica.client()
     assert new_master.execute_command("ROLE")[0] == "master"
     wait_for(
-        lambda: new_master.llen("recstop") + new_master.hlen("unacked") == 0,
+        lambda: new_master.llen("recstop") + in_flight(new_master) == 0,
         timeout_s=30,
-        what="queue and unacked to drain on the new master",
+        what="the queue and in-flight lists to drain on the new master",
     )
 
 

@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 from conftest import AUTH_ID, TOKEN
-from support import deletes, final, publish_raw, wait_for
+from support import deletes, final, in_flight, publish_raw, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -207,7 +207,7 @@ def test_redelivered_message_causes_no_second_delete(
         publish_raw(redis_server.url, {"call_uuid": call_uuid}, task_id=handle.task_id)
     client = redis_server.client()
     wait_for(lambda: client.llen("recstop") == 0, timeout_s=10, what="queue to drain")
-    wait_for(lambda: client.hlen("unacked") == 0, timeout_s=10, what="messages to be acked")
+    wait_for(lambda: in_flight(client) == 0, timeout_s=10, what="messages to be acked")
     assert len(deletes(sandbox_client, call_uuid)) == 1
 
 
