@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import structlog
+from celery.bootsteps import RUN
 from celery.utils.saferepr import saferepr
 from celery.worker.consumer import Consumer
 from kombu.exceptions import ContentDisallowed
@@ -171,8 +172,8 @@ class PoisonHandler:
             )
         except RedisError as exc:
             # Not acked on purpose: acking would lose the only copy, and a requeue would bring it
-            # straight back while Redis is failing. Unacked, it stays in kombu's unacked set and is
-            # delivered again after the visibility timeout (or when the consumer reconnects).
+            # straight back while Redis is failing. Unacked, it stays in this consumer's in-flight
+            # list and goes back to its lane when the channel closes (or the consumer is reaped).
             log.error(  # noqa: TRY400 - the error type is the whole story; no traceback wanted
                 "dead_letter_failed",
                 reason=poison.reason,
@@ -267,6 +268,11 @@ class RecstopConsumer(Consumer):  # type: ignore[misc]
             except self.broker_errors:
                 raise
             except Exception as exc:  # noqa: BLE001 - a message Celery chokes on must not stop the worker
+                if self.blueprint is not None and self.blueprint.state != RUN:
+                    # Shutting down (the pool takes no more work): not the message's fault. Left
+                    # unacked, it goes back to the head of its lane when the channel closes.
+                    log.info("message_left_for_another_worker", task_id=_short(message.headers.get("id")))
+                    return
                 self.poison(
                     message, Poison(INVALID_MESSAGE, f"refused by Celery: {type(exc).__name__}: {exc!s:.200}")
                 )

@@ -122,6 +122,7 @@ class Channel(kombu_redis.Channel):
         if self._inflight is None:
             client = self._create_client()
             self._inflight = Inflight(client, self.consumer_id, timeout_s=float(self.consumer_timeout_s))
+            self._inflight.scripts.load("fetch")  # sent with EVALSHA on the blocking connection
         return self._inflight
 
     def _sources(self) -> list[str]:
