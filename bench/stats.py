@@ -189,3 +189,54 @@ class RedisOps:
     def cpu_s(before: RedisSnapshot, after: RedisSnapshot) -> float:
         """Redis CPU seconds (user + sys) spent between two snapshots."""
         return round(after.cpu_s - before.cpu_s, 6)
+
+
+class CommandLog:
+    """Counts the commands clients send to Redis (``MONITOR``), apart from those scripts run inside.
+
+    Each one is a request on the wire: a round trip, unless it was pipelined with others. A script
+    call counts once (``evalsha``), however many commands it runs, and a transaction once
+    (``multi``), however many commands it holds.
+    """
+
+    def __init__(self, url: str) -> None:
+        self._client = redis.Redis.from_url(url)
+        self._counts: dict[str, int] = {}
+        self._in_transaction: set[str] = set()
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="bench-monitor", daemon=True)
+
+    def start(self) -> CommandLog:
+        """Start counting; return once MONITOR is on."""
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("MONITOR did not start")
+        return self
+
+    def stop(self) -> dict[str, int]:
+        """Stop counting; the counts per command (lower case) and ``total``."""
+        self._stop.set()
+        self._client.ping()  # one more line, so that listen() returns and sees the stop
+        self._thread.join(10)
+        out = dict(sorted(self._counts.items()))
+        out["total"] = sum(out.values())
+        return out
+
+    def _run(self) -> None:
+        with self._client.monitor() as monitor:  # type: ignore[no-untyped-call]
+            self._ready.set()
+            for event in monitor.listen():
+                if self._stop.is_set():
+                    return
+                if event.get("client_type") == "lua":
+                    continue
+                command = str(event.get("command", "")).split(" ", 1)[0].strip('"').lower()
+                client = f"{event.get('client_address')}:{event.get('client_port')}"
+                if client in self._in_transaction:
+                    if command == "exec":
+                        self._in_transaction.discard(client)
+                    continue
+                if command == "multi":
+                    self._in_transaction.add(client)
+                self._counts[command] = self._counts.get(command, 0) + 1

@@ -10,7 +10,7 @@ from bench.profiles import Profile
 from bench.report import Report, Row
 from bench.scenarios import call_uuids
 from bench.stack import BenchStack
-from bench.stats import RedisOps
+from bench.stats import CommandLog, RedisOps
 from worker.ids import new_id
 from worker.keys import QUEUE
 from worker.outcome import Outcome
@@ -23,6 +23,9 @@ CHUNK = 200
 #: Bytes a finished stop kept before the one-key-per-call schema: 4 keys (status hash, attempts
 #: list, call targets set, task index), measured the same way at 50,000 stops.
 BEFORE_BYTES = 1_496
+#: Requests per stop before reliable fetch (BRPOP, a MULTI/EXEC of unacked bookkeeping, a MULTI/EXEC
+#: ack, two scripts, events), measured the same way with 300 stops (ci profile).
+BEFORE_REQUESTS = 5.28
 
 
 def run(report: Report, profile: Profile) -> None:
@@ -59,6 +62,21 @@ def run(report: Report, profile: Profile) -> None:
                 f"{per_stop['redis_cpu_us_per_stop']} us Redis CPU per stop",
             )
         )
+    wire = requests_per_stop(profile)
+    report.details["requests_per_stop"] = wire
+    report.add(
+        Row(
+            NAME,
+            f"requests sent to Redis per stop, all clients ({profile.scale_stops:,} stops, 1 worker)",
+            "requests",
+            wire["total"],
+            note="script calls count once; "
+            + ", ".join(f"{k} {v}" for k, v in wire.items() if k != "total" and v >= 0.05)
+            + f"; before reliable fetch: {BEFORE_REQUESTS} (BRPOP, unacked bookkeeping, ack)",
+            target="report",
+            higher_is_better=False,
+        )
+    )
     kept = bytes_per_stop(profile.memory_stops)
     report.details["memory"] = kept
     report.add(
@@ -82,6 +100,22 @@ def run(report: Report, profile: Profile) -> None:
             target="estimate",
         )
     )
+
+
+def requests_per_stop(profile: Profile) -> dict[str, float]:
+    """Requests every client (producer, worker: fetch, scripts, acks, events) sends to Redis per stop."""
+    n = profile.scale_stops
+    with BenchStack("requests", latency_ms=profile.burst_latency_ms) as stack:
+        stack.start_workers(1)
+        producer = stack.producer()
+        ids = call_uuids(n)
+        stack.feed.reset()
+        log = CommandLog(stack.redis.url).start()
+        producer.stop_recordings(ids)
+        stack.feed.wait_ok(set(ids), timeout_s=max(120.0, n / 20))
+        stack.wait_drained(timeout_s=60)
+        counts = log.stop()
+    return {command: round(count / n, 2) for command, count in counts.items()}
 
 
 def bytes_per_stop(count: int) -> dict[str, float]:
