@@ -15,6 +15,7 @@ from bench.naive import NaiveWorker
 from harness.procs import wait_for
 from harness.sandbox import SandboxProcess
 from harness.stack import SandboxOptions, Stack
+from worker.fetch import inflight_lists
 
 AUTH_ID: Final = "MA_BENCH0001"
 TOKEN: Final = "tok-Bench-5d0c2e71"
@@ -115,11 +116,16 @@ class BenchStack(Stack):
         self.naive.clear()
 
     def drained(self, queues: Mapping[str, int] | None = None) -> bool:
-        """Whether every queue list (and kombu's unacked hash) is empty."""
+        """Whether every queue list is empty and no worker holds a message.
+
+        recstop's workers hold messages in their in-flight lists; the naive reference runs kombu's
+        stock transport, which holds them in its ``unacked`` hash.
+        """
         client = self.client()
         try:
             names = dict(queues or {"recstop": 0, "recstop.urgent": 0, "naive": 0})
-            return all(client.llen(name) == 0 for name in names) and client.hlen("unacked") == 0
+            idle = not inflight_lists(client) and client.hlen("unacked") == 0
+            return idle and all(client.llen(name) == 0 for name in names)
         finally:
             client.close()
 

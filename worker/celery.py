@@ -17,7 +17,9 @@ settings = Settings.from_env()
 
 def _setup_logging(**_: Any) -> None:  # noqa: ANN401
     # API tokens and the Redis password: Celery masks the broker URL itself, but errors may echo it.
-    configure_logging(level=settings.log_level, fmt=settings.log_format, secrets=settings.secrets())
+    configure_logging(
+        level=settings.log_level, fmt=settings.log_format, secrets=settings.secrets(), background=True
+    )
 
 
 def _quiet_banner(instance: Any = None, **_: Any) -> None:  # noqa: ANN401

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final, cast
@@ -12,6 +11,7 @@ from typing import Any, Final, cast
 from redis import Redis
 
 from worker import keys
+from worker.ids import new_id
 from worker.redaction import Redactor
 from worker.scripts import Scripts
 from worker.settings import Retention
@@ -25,7 +25,7 @@ MAX_HEADER_CHARS: Final = 200
 
 def new_entry_id() -> str:
     """A short, unique dead-letter id."""
-    return uuid.uuid4().hex[:16]
+    return new_id().replace("-", "")[:16]
 
 
 def encode_payload(payload: object, redactor: Redactor) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +13,8 @@ import structlog
 from worker.backoff import retry_delay
 from worker.classify import Classification
 from worker.deadletters import encode_payload, new_entry_id
+from worker.fetch import Fetched
+from worker.ids import new_id
 from worker.keys import TASK_NAME
 from worker.outcome import Outcome, Skipped, State
 from worker.ratelimit import RateLimiter
@@ -60,10 +61,12 @@ class _Run:
     error: str = ""
     started_at: float = 0.0
     attempt_record: dict[str, Any] | None = None
+    ack: Fetched | None = None
 
     def fields(self) -> dict[str, Any]:
         """The keyword arguments ``StopStore.finish`` takes from this run."""
         return {
+            "ack": self.ack,
             "lock_token": self.lock_token,
             "attempt": self.attempt_record,
             "http_status": self.http_status,
@@ -88,8 +91,12 @@ class Executor:
     rate_wait_s: float = 30.0
     rand: Callable[[], float] = random.random
 
-    def run(self, request: StopRequest, task_id: str, *, urgent: bool = False) -> RunResult:
+    def run(
+        self, request: StopRequest, task_id: str, *, urgent: bool = False, ack: Fetched | None = None
+    ) -> RunResult:
         """Run the stop once: skip duplicates, else call the API and record the outcome.
+
+        ``ack``: the task's message as fetched, acknowledged with the outcome when one is recorded.
 
         With a rate limit, the call first waits for the account's next slot (before taking the
         stop's lock, so a long wait holds nothing); an urgent stop never queues behind routine ones.
@@ -99,7 +106,7 @@ class Executor:
         if self.limiter.enabled and limited is not None:
             waited_s = self.limiter.wait_for_slot(limited, urgent=urgent, deadline_s=self.rate_wait_s)
             structlog.contextvars.bind_contextvars(rate_wait_ms=round(waited_s * 1000, 1))
-        token = f"{task_id}:{uuid.uuid4().hex[:12]}"
+        token = f"{task_id}:{new_id()[:12]}"
         admission = self.store.begin(request, task_id, lock_token=token, lock_ttl_ms=self.lock_ttl_ms)
         if admission.decision == "skip":
             log.info("stop_skipped", reason=admission.detail)
@@ -107,7 +114,7 @@ class Executor:
         attempt = admission.attempts + 1
         auth_id = admission.auth_id or request.auth_id or self.accounts.default_auth_id
         structlog.contextvars.bind_contextvars(attempt=attempt, auth_id=auth_id)
-        run = _Run(request, task_id, token, attempt)
+        run = _Run(request, task_id, token, attempt, ack=ack)
         if admission.decision == "expired":
             return self._dead(run, "deadline", "not_after passed before the attempt")
         secret = self.accounts.token_for(auth_id) if auth_id else None
@@ -119,7 +126,7 @@ class Executor:
         """Record the attempt's outcome: stopped, retry after a backoff, or dead-lettered."""
         if verdict.succeeded:
             finished = self.store.finish(run.request, run.task_id, outcome=verdict.outcome, **run.fields())
-            log.info("stop_finished", state=finished.state)
+            self._log_attempt(run, finished)
             return self._result(run, finished)
         run.payload = self._payload(run.request, run.task_id)  # a retry may pass its deadline: dead
         if verdict.outcome is Outcome.DEAD:
@@ -153,14 +160,22 @@ class Executor:
             "error": run.error or None,
             "duration_ms": duration_ms,
         }
-        log.info(
-            "attempt",
-            outcome=str(verdict.outcome),
-            http_status=run.http_status,
-            duration_ms=duration_ms,
-            error=run.error or None,
-        )
         return verdict
+
+    @staticmethod
+    def _log_attempt(run: _Run, finished: Finished, **extra: object) -> None:
+        """The one log line of an attempt, once its outcome is recorded (warning when the stop died)."""
+        record = run.attempt_record or {}
+        emit = log.warning if finished.state is State.DEAD else log.info
+        emit(
+            "attempt",
+            outcome=record.get("outcome"),
+            http_status=run.http_status,
+            duration_ms=record.get("duration_ms"),
+            error=run.error or None,
+            state=str(finished.state),
+            **extra,
+        )
 
     def _retry(self, run: _Run, verdict: Classification) -> RunResult:
         delay_s = retry_delay(
@@ -188,9 +203,9 @@ class Executor:
             **run.fields(),
         )
         if finished.state is State.DEAD:
-            log.warning("stop_dead", reason=finished.detail, error=run.error)
+            self._log_attempt(run, finished, reason=finished.detail)
         else:
-            log.info("retry_scheduled", delay_s=round(delay_s, 3), state=finished.state)
+            self._log_attempt(run, finished, retry_in_s=round(delay_s, 3))
         return self._result(run, finished)
 
     def _dead(self, run: _Run, reason: str, error: str) -> RunResult:
@@ -204,7 +219,10 @@ class Executor:
             dlq_id=new_entry_id(),
             **run.fields(),
         )
-        log.warning("stop_dead", reason=finished.detail or reason, error=error, state=finished.state)
+        if run.attempt_record is None:  # given up before calling the API
+            log.warning("stop_dead", reason=finished.detail or reason, error=error, state=str(finished.state))
+        else:
+            self._log_attempt(run, finished, reason=finished.detail or reason)
         return RunResult(finished.state, finished.detail or reason, run.attempt, run.http_status)
 
     @staticmethod

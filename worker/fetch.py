@@ -43,7 +43,18 @@ class Fetched:
     """One message moved into a consumer's in-flight list: where it came from, byte for byte."""
 
     source: str
+    inflight: str
     message: bytes
+
+
+#: Every message this process has fetched and not yet acknowledged, by delivery tag (tags are
+#: unique per consumer). The task that runs a message acknowledges it in the same script that
+#: records the stop's outcome (``StopStore.finish``) and takes it from here, so the ack that Celery
+#: sends afterwards has nothing left to do.
+HELD: dict[str, Fetched] = {}
+#: The message header that carries the delivery tag to the task (Celery gives a task its headers as
+#: ``self.request`` attributes, but not the tag).
+TAG_HEADER: Final = "recstop_delivery_tag"
 
 
 class Inflight:
@@ -67,26 +78,26 @@ class Inflight:
         pairs = _pairs(sources, self.consumer)
         return ["EVALSHA", self.scripts.sha("fetch"), len(pairs), *pairs, encode({"count": count})]
 
-    @staticmethod
-    def parse_fetched(reply: Sequence[object], sources: Sequence[str]) -> list[Fetched]:
+    def parse_fetched(self, reply: Sequence[object], sources: Sequence[str]) -> list[Fetched]:
         """The reply of ``fetch.lua``: pairs of (1-based source index, message)."""
         out: list[Fetched] = []
         for i in range(0, len(reply), 2):
             index, message = reply[i], reply[i + 1]
             assert isinstance(index, int)
             assert isinstance(message, bytes)
-            out.append(Fetched(sources[index - 1], message))
+            source = sources[index - 1]
+            out.append(Fetched(source, keys.inflight_key(self.consumer, source), message))
         return out
 
     def ack(self, fetched: Fetched) -> bool:
         """The message was handled: drop it from the in-flight list; whether it was still there."""
-        return bool(self.client.lrem(self.inflight(fetched.source), 1, fetched.message))  # type: ignore[arg-type]
+        return bool(self.client.lrem(fetched.inflight, 1, fetched.message))  # type: ignore[arg-type]
 
     def requeue(self, fetched: Fetched, *, head: bool) -> bool:
         """Hand the message back to its lane (head: next to be taken); whether it was in flight."""
         reply = self.scripts.run(
             "requeue",
-            [self.inflight(fetched.source), fetched.source],
+            [fetched.inflight, fetched.source],
             {"head": head},
             [fetched.message],
         )

@@ -13,6 +13,7 @@ from worker import keys
 from worker.connection import check_wait, queue_wait
 from worker.envelope import stop_message
 from worker.errors import InvalidStopRequest
+from worker.fetch import Fetched
 from worker.outcome import Outcome, Skipped, State
 from worker.scripts import Scripts, decode
 from worker.settings import RedisSettings, Retention, RetryPolicy
@@ -247,11 +248,23 @@ class StopStore:
         dlq_id: str = "",
         payload: str = "",
         started_at: float = 0.0,
+        ack: Fetched | None = None,
     ) -> Finished:
-        """Record an attempt and move the stop on: terminal, retrying, or dead (dead-lettered)."""
+        """Record an attempt and move the stop on: terminal, retrying, or dead (dead-lettered).
+
+        With ``ack`` (the task's message as fetched), the message is acknowledged in the same script.
+        """
+        ack_keys, ack_args = ([ack.inflight], [ack.message]) if ack is not None else ([], [])
         reply = self.scripts.run(
             "finish",
-            [keys.call_key(request.call_uuid), keys.SCHEDULE, keys.DLQ_INDEX, keys.DLQ_ENTRIES, keys.METRICS],
+            [
+                keys.call_key(request.call_uuid),
+                keys.SCHEDULE,
+                keys.DLQ_INDEX,
+                keys.DLQ_ENTRIES,
+                keys.METRICS,
+                *ack_keys,
+            ],
             {
                 **_request_args(request),
                 "call": request.call_uuid.lower(),
@@ -270,6 +283,7 @@ class StopStore:
                 "dlq_max_age_s": self.retention.dlq_max_age_s,
                 "started_at": round(started_at, 3),
             },
+            ack_args,
         )
         return Finished.parse(reply)
 

@@ -12,6 +12,7 @@ from redis.exceptions import RedisError
 from worker.deadletters import DeadLetters
 from worker.errors import InvalidStopRequest
 from worker.execute import Executor
+from worker.fetch import HELD, TAG_HEADER
 from worker.keys import TASK_NAME, URGENT_QUEUE
 from worker.ratelimit import RateLimitWaitTooLong
 from worker.validation import decode_task_message
@@ -43,7 +44,11 @@ def register_tasks(app: Celery, executor: Executor, deadletters: DeadLetters) ->
                 log.warning("message_malformed", reason=str(exc), dlq_id=entry)
                 return {"state": "dead", "detail": "malformed"}
             urgent = (self.request.delivery_info or {}).get("routing_key") == URGENT_QUEUE
-            return executor.run(request, task_id, urgent=urgent).as_dict()
+            tag = getattr(self.request, TAG_HEADER, None)
+            result = executor.run(request, task_id, urgent=urgent, ack=HELD.get(tag) if tag else None)
+            if result.state != "skipped" and tag:
+                HELD.pop(tag, None)  # acknowledged with the outcome: Celery's ack has nothing left to do
+            return result.as_dict()
         except RateLimitWaitTooLong as exc:
             # Nothing was attempted and no lock is held: back to the queue, for a later slot.
             log.warning("rate_limit_wait_too_long", wait_s=round(exc.wait_s, 1))

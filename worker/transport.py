@@ -23,7 +23,6 @@ transport (``Connection``).
 from __future__ import annotations
 
 import itertools
-import threading
 from collections.abc import Mapping
 from queue import Empty
 from time import monotonic
@@ -39,7 +38,7 @@ from redis import exceptions as redis_errors
 
 from worker import keys
 from worker.connection import ReplicaShortfall, check_wait, queue_wait
-from worker.fetch import Fetched, Heartbeat, Inflight, new_consumer_id
+from worker.fetch import HELD, TAG_HEADER, Fetched, Heartbeat, Inflight, new_consumer_id
 from worker.queueitem import envelope
 from worker.settings import RedisSettings
 
@@ -101,8 +100,6 @@ class Channel(kombu_redis.Channel):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:  # noqa: ANN401
         self.consumer_id = new_consumer_id()
-        self._lock = threading.Lock()
-        self._held: dict[str, Fetched] = {}
         self._tags = itertools.count()
         self._idle = False
         self._pending: str | list[str] = []  # the list a blocking move waits on, or a fetch's sources
@@ -171,10 +168,10 @@ class Channel(kombu_redis.Channel):
                 connection.disconnect()
                 raise
             if isinstance(pending, str):
-                fetched = [Fetched(pending, reply)] if reply else []
+                fetched = [Fetched(pending, self.inflight.inflight(pending), reply)] if reply else []
                 self._idle = False
             else:
-                fetched = Inflight.parse_fetched(reply, pending)
+                fetched = self.inflight.parse_fetched(reply, pending)
                 self._idle = not fetched
             if not fetched:
                 raise Empty
@@ -220,7 +217,7 @@ class Channel(kombu_redis.Channel):
             raise
         if reply:
             self._idle = False
-            self._deliver_fetched(Fetched(lane, reply))
+            self._deliver_fetched(Fetched(lane, self.inflight.inflight(lane), reply))
             if self.qos.can_consume():
                 self._arm_waiters([lane])  # an urgent burst comes in one move per message
 
@@ -242,20 +239,20 @@ class Channel(kombu_redis.Channel):
         payload = envelope(item.message, lane)
         tag = f"{self.consumer_id}:{next(self._tags)}"
         payload["properties"]["delivery_tag"] = tag
+        if isinstance(payload.get("headers"), dict):
+            payload["headers"][TAG_HEADER] = tag  # the task reads it as self.request.<TAG_HEADER>
         if lane in self._no_ack:
             self.inflight.ack(item)  # delivered is done, for a consumer that never acks
         else:
-            with self._lock:
-                self._held[tag] = item
+            HELD[tag] = item
         self.connection._deliver(payload, lane)  # noqa: SLF001
 
     # --- acks, heartbeat, shutdown ----------------------------------------------------------------
 
     def settle(self, delivery_tag: str, *, requeue: str | None) -> None:
         """Remove a delivered message from the in-flight list, or requeue it (``head``/``tail``)."""
-        with self._lock:
-            item = self._held.pop(delivery_tag, None)
-        if item is None:
+        item = HELD.pop(delivery_tag, None)
+        if item is None:  # acknowledged already, by the task that recorded its outcome
             return
         if requeue is None:
             self.inflight.ack(item)
@@ -280,8 +277,8 @@ class Channel(kombu_redis.Channel):
             self._heartbeat.stop()
         if self._inflight is None:
             return
-        with self._lock:
-            self._held.clear()
+        for tag in [tag for tag in HELD if tag.startswith(self.consumer_id + ":")]:
+            HELD.pop(tag, None)
         try:
             requeued = self.inflight.release(sorted(self._sources_seen))
         except redis_errors.RedisError as exc:

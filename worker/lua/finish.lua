@@ -3,16 +3,20 @@
 -- KEYS[2]  schedule
 -- KEYS[3]  dead-letter index (recstop:dlq)      KEYS[4]  dead-letter entries (recstop:dlq:entries)
 -- KEYS[5]  metrics (recstop:metrics)
+-- KEYS[6]  (optional) the in-flight list holding the task's message: acknowledged here, with the
+--          outcome, so no crash can leave an outcome recorded and its message still to redo
 -- ARGV[1]  JSON {member, target, call, task_id, lock_token, outcome, attempt, http_status, error,
 --          delay_s, reason, dlq_id, payload, retention_s, dlq_max_entries, dlq_max_age_s, started_at}
 --          outcome is worker/outcome.py Outcome: stopped, already_stopped, retry or dead;
 --          attempt is the attempt log entry (absent when no API call was made).
+-- ARGV[2]  (with KEYS[6]) the message, byte for byte as fetched
 -- Returns JSON {state, detail}: the stop's state afterwards (or superseded) and the dead reason or
 -- the next attempt's due time.
 local key, schedule, dlq_index, dlq_entries, metrics = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local A = cjson.decode(ARGV[1])
 local outcome, reason, retention_s = A.outcome, A.reason, A.retention_s
 local now = now_ms()
+if KEYS[6] ~= nil then redis.call('LREM', KEYS[6], 1, ARGV[2]) end
 
 -- Metrics (worker/keys.py METRICS): counted in this script, so exactly once per recorded outcome,
 -- whichever process records it. BUCKETS must equal LATENCY_BUCKETS in worker/metrics.py.
