@@ -40,7 +40,7 @@ bench-ci: $(STAMP)
 	$(BIN)/python -m bench --profile ci --json .run/bench-ci.json
 
 test-unit: $(STAMP)
-	$(BIN)/pytest -q tests/unit
+	$(BIN)/pytest -q tests/unit -m 'not integration'
 
 test-integration: $(STAMP)
 	$(BIN)/pytest -q tests/integration

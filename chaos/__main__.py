@@ -7,12 +7,17 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from chaos.profiles import PROFILES
-from chaos.report import details, table, write_json
-from chaos.runner import SCENARIOS, run_one
+from chaos.report import ScenarioResult, details, table, write_json
+from chaos.runner import SCENARIOS, run_all
+
+
+def _done(name: str, result: ScenarioResult) -> None:
+    print(f"  {name}: {'passed' if result.passed else 'FAILED'} in {result.elapsed_s:.0f} s", flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -24,18 +29,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--keep", type=Path, default=None, help="copy each scenario's logs here")
     args = parser.parse_args(argv)
     profile = PROFILES[args.profile]
-    results = []
-    for name in args.only or list(SCENARIOS):
-        print(f"running {name} ({profile.name}) ...", flush=True)
-        result = run_one(name, profile, args.keep)
-        print(f"  {'passed' if result.passed else 'FAILED'} in {result.elapsed_s:.0f} s", flush=True)
-        results.append(result)
+    names = args.only or list(SCENARIOS)
+    print(
+        f"running {len(names)} scenarios, profile {profile.name}, {profile.parallel} at a time ...",
+        flush=True,
+    )
+    started = time.monotonic()
+    results = list(run_all(names, profile, args.keep, on_done=_done).values())
+    elapsed_s = time.monotonic() - started
     print()
     print(details(results))
     print()
     print(table(results))
-    write_json(results, args.json, profile.name)
-    print(f"\nfigures written to {args.json}")
+    write_json(results, args.json, profile.name, elapsed_s=elapsed_s, parallel=profile.parallel)
+    at_once = f"{profile.parallel} at a time"
+    print(f"\nprofile {profile.name}: {len(results)} scenarios in {elapsed_s:.0f} s ({at_once})")
+    print(f"figures written to {args.json}")
     return 0 if all(r.passed for r in results) else 1
 
 

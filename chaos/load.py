@@ -7,10 +7,27 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from harness.procs import wait_for
-from producers import Producer
 from worker.errors import BrokerUnavailableError
+
+
+class Handle(Protocol):
+    """What an enqueue returns: the task id of the stop's message."""
+
+    @property
+    def task_id(self) -> str:
+        """The task id."""
+        ...
+
+
+class Sender(Protocol):
+    """Anything that enqueues a stop as ``producers.Producer`` does (or plain Celery, ``chaos.plain``)."""
+
+    def stop_recording(self, call_uuid: str, *, auth_id: str | None = ..., urgent: bool = ...) -> Handle:
+        """Enqueue one stop; raise ``BrokerUnavailableError`` when it was not stored."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -46,12 +63,13 @@ class Load:
     """Enqueues ``calls`` at ``rate_per_s`` from ``threads`` producers, in a background thread.
 
     A refused enqueue (``BrokerUnavailableError``) is retried after ``retry_s``, as a real
-    service would, until ``give_up_s`` has passed; only stops the producer accepted count.
+    service would, until ``give_up_s`` has passed; only stops the producer accepted count. Call
+    ``index`` goes to the urgent lane when ``urgent_for(index)``.
     """
 
     def __init__(
         self,
-        make_producer: Callable[[], Producer],
+        make_producer: Callable[[], Sender],
         calls: list[str],
         *,
         rate_per_s: float,
@@ -59,12 +77,14 @@ class Load:
         retry_s: float = 0.2,
         give_up_s: float = 60.0,
         auth_id_for: Callable[[int], str | None] = lambda _: None,
+        urgent_for: Callable[[int], bool] = lambda _: False,
     ) -> None:
         self.calls = calls
         self.rate_per_s = rate_per_s
         self.retry_s = retry_s
         self.give_up_s = give_up_s
         self.auth_id_for = auth_id_for
+        self.urgent_for = urgent_for
         self.result = LoadResult()
         self._producers = [make_producer() for _ in range(threads)]
         self._lock = threading.Lock()
@@ -109,18 +129,19 @@ class Load:
             time.sleep(delay)
         return index
 
-    def _run(self, producer: Producer) -> None:
+    def _run(self, producer: Sender) -> None:
         while (index := self._take()) is not None:
             self._send(producer, index)
 
-    def _send(self, producer: Producer, index: int) -> None:
+    def _send(self, producer: Sender, index: int) -> None:
         call_uuid = self.calls[index]
         auth_id = self.auth_id_for(index)
+        urgent = self.urgent_for(index)
         first_try = time.monotonic()
         while True:
             began = time.monotonic()
             try:
-                handle = producer.stop_recording(call_uuid, auth_id=auth_id)
+                handle = producer.stop_recording(call_uuid, auth_id=auth_id, urgent=urgent)
             except BrokerUnavailableError:
                 with self._lock:
                     self.result.refused += 1

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import ClassVar, Final
 
+from chaos.overrides import DEFAULTS, Overrides
 from harness import stack
+from harness.procs import WorkerProcess
 
 AUTH_ID: Final = "MA_CHAOS0001"
 TOKEN: Final = "tok-Chaos-7c1e55aa90d3"
@@ -14,45 +19,66 @@ TOKEN: Final = "tok-Chaos-7c1e55aa90d3"
 OTHER_AUTH_ID: Final = "SA_CHAOS0002"
 OTHER_TOKEN: Final = "tok-Chaos-other-41b2f0"
 
-#: The worker configuration every scenario starts from: short timeouts and backoff, so that a
-#: scenario's retries, redeliveries and lock expiries happen within seconds, not minutes.
+#: What a deployment must say, and nothing else: the account and JSON logs. The harness adds where
+#: Redis and the API are (``RECSTOP_BROKER_URL``, ``VOBIZ_API_BASE``) and the second account
+#: (``RECSTOP_CREDENTIALS_FILE``). Every other setting is the shipped default unless a scenario
+#: overrides it, and then the table says so.
 BASE_ENV: Final = {
     "VOBIZ_AUTH_ID": AUTH_ID,
     "VOBIZ_AUTH_TOKEN": TOKEN,
-    "RECSTOP_BACKOFF_BASE_S": "0.2",
-    "RECSTOP_BACKOFF_CAP_S": "2",
-    "RECSTOP_MAX_ATTEMPTS": "12",
-    "RECSTOP_CONNECT_TIMEOUT_S": "1",
-    "RECSTOP_READ_TIMEOUT_S": "2",
-    "RECSTOP_REDIS_SOCKET_TIMEOUT_S": "2",
-    "RECSTOP_CONCURRENCY": "16",
-    "RECSTOP_SCHEDULER_POLL_S": "0.05",
-    "RECSTOP_VISIBILITY_TIMEOUT_S": "10",
     "RECSTOP_LOG_FORMAT": "json",
-    "RECSTOP_LOG_LEVEL": "INFO",
 }
 
 
 class Stack(stack.Stack):
-    """The harness stack: AOF with ``appendfsync`` per scenario, both accounts, ``BASE_ENV`` under ``env``."""
+    """The harness stack: AOF with ``appendfsync`` per scenario, both accounts, ``BASE_ENV`` and overrides.
+
+    Workers run in process groups of their own (``WorkerProcess.kill_group``) and stop together.
+    """
 
     temp_prefix: ClassVar[str] = "recstop-chaos-"
-    worker_stop_s: ClassVar[float] = 15.0
+    worker_stop_s: ClassVar[float] = 20.0
 
     def __init__(
         self,
         name: str,
         *,
         appendfsync: str = "everysec",
-        env: Mapping[str, str] | None = None,
+        overrides: Overrides = DEFAULTS,
         keep_dir: Path | None = None,
     ) -> None:
+        self.overrides = overrides
         super().__init__(
             name,
             redis=stack.RedisOptions(appendfsync=appendfsync),
             sandbox=stack.SandboxOptions(
                 {AUTH_ID: TOKEN, OTHER_AUTH_ID: OTHER_TOKEN}, credentials_file=True, seed=7
             ),
-            env={**BASE_ENV, **(env or {})},
+            env={**BASE_ENV, **overrides.env},
             keep_dir=keep_dir,
         )
+
+    def _spawn_worker(
+        self, name: str, overrides: Mapping[str, str], *, foreground: bool = False
+    ) -> WorkerProcess:
+        log_path = None if foreground else self.directory / f"{name}.log"
+        worker = WorkerProcess(
+            {**self.env, **overrides}, log_path, name=name, redis_url=self.broker_url, new_session=True
+        )
+        self.workers.append(worker)  # stopped with the stack even if it never becomes ready
+        return worker.start(wait=False)
+
+    def stop_workers(self) -> None:
+        """SIGTERM every worker at once, wait for them together; SIGKILL what outlives ``worker_stop_s``."""
+        for worker in self.workers:
+            if worker.alive and worker.proc is not None:
+                worker.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + self.worker_stop_s
+        for worker in self.workers:
+            if worker.proc is not None:
+                try:
+                    worker.proc.wait(max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    worker.kill_group()
+            worker.stop(timeout_s=1.0)  # closes its log; the process is gone by now
+        self.workers.clear()

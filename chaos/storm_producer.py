@@ -1,8 +1,9 @@
-"""One process of the duplicate storm: ``python -m chaos.storm_producer CALLS_FILE REPEATS START_AT``.
+"""One process of the duplicate storm: ``python -m chaos.storm_producer CALLS_FILE REPEATS SEED``.
 
-Reads its settings from the environment (this is an entry point), waits until ``START_AT`` (epoch
-seconds) so that every storm process fires at once, enqueues every call ``REPEATS`` times in a
-shuffled order with the call's idempotency key, and prints one JSON line: the task id each call got.
+Reads its settings from the environment (this is an entry point), connects, prints ``ready`` and
+waits for a line on stdin (the start signal every storm process gets at once), enqueues every call
+``REPEATS`` times in an order shuffled by ``SEED`` with the call's idempotency key, and prints one
+JSON line: the task id each call got.
 """
 
 from __future__ import annotations
@@ -10,11 +11,14 @@ from __future__ import annotations
 import json
 import random
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Final
 
 from producers import Producer
+
+#: The line a storm process prints once connected.
+READY: Final = "ready"
 
 
 def request_id(call_uuid: str) -> str:
@@ -24,14 +28,16 @@ def request_id(call_uuid: str) -> str:
 
 def main(argv: Sequence[str]) -> int:
     """Enqueue, then print ``{"task_ids": {call: [ids...]}, "deduplicated": n, "sent": n}``."""
-    calls_file, repeats, start_at = Path(argv[0]), int(argv[1]), float(argv[2])
+    calls_file, repeats, seed = Path(argv[0]), int(argv[1]), int(argv[2])
     calls = calls_file.read_text(encoding="utf-8").split()
     order = [c for c in calls for _ in range(repeats)]
-    random.Random(start_at).shuffle(order)
+    random.Random(seed).shuffle(order)
     task_ids: dict[str, set[str]] = {}
     deduplicated = 0
     with Producer.from_env() as producer:
-        time.sleep(max(0.0, start_at - time.time()))  # the common start line, not a synchronisation
+        producer.redis.ping()  # connected: the start signal is all that is left to wait for
+        print(READY, flush=True)
+        sys.stdin.readline()
         for call_uuid in order:
             handle = producer.stop_recording(call_uuid, request_id=request_id(call_uuid))
             task_ids.setdefault(call_uuid, set()).add(handle.task_id)

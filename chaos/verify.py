@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
+import math
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final
-
-from redis import Redis
 
 from producers import Producer
 from vobiz_sandbox import SandboxClient
@@ -139,28 +137,35 @@ def _verdict(record: StatusRecord | None, entries: list[dict[str, Any]], dlq: De
     return f"ended {record.state}"
 
 
-def unacked_task_ids(redis: Redis) -> set[str]:
-    """The task ids of every message kombu holds as delivered but not acked, right now."""
-    ids: set[str] = set()
-    for raw in redis.hvals("unacked"):
-        try:
-            message = json.loads(raw)[0]
-            ids.add(str(message["headers"]["id"]))
-        except (ValueError, LookupError, TypeError):
-            continue
-    return ids
+def first_success_at(entries: list[dict[str, Any]]) -> float | None:
+    """When the first DELETE the sandbox answered as a success arrived (its recording stopped)."""
+    return next((float(e["time"]) for e in entries if e["status"] in SUCCESS_STATUSES), None)
 
 
-def held_recovery_s(tally: Tally, task_ids: set[str], event_at: float) -> float:
-    """Seconds from ``event_at`` until the last of the stops held as ``task_ids`` finished."""
-    finished = [
-        record.finished_at
-        for record in tally.records.values()
-        if record.task_id in task_ids and record.finished_at is not None
-    ]
-    return max([0.0, *(f - event_at for f in finished)])
+def stopped_s(seen: dict[str, list[dict[str, Any]]], calls: Iterable[str], event_at: float) -> float:
+    """Seconds from ``event_at`` until the last of ``calls`` had its recording stopped (at the sandbox).
+
+    A call stopped before ``event_at`` counts as 0; a call never stopped makes it infinite.
+    """
+    worst = 0.0
+    for call_uuid in calls:
+        at = first_success_at(seen.get(call_uuid, []))
+        worst = max(worst, math.inf if at is None else at - event_at)
+    return worst
 
 
-def republished(records: Iterable[dict[str, Any]]) -> int:
-    """How many times a worker's log says the watchdog republished a stop."""
-    return sum(1 for r in records if r.get("event") == "stop_republished")
+def last_delete_s(seen: dict[str, list[dict[str, Any]]], calls: Iterable[str], event_at: float) -> float:
+    """Seconds from ``event_at`` to the last DELETE of any of ``calls`` that arrived after it (0: none)."""
+    after = [float(e["time"]) - event_at for c in calls for e in seen.get(c, []) if e["time"] >= event_at]
+    return max(after, default=0.0)
+
+
+def settled_s(records: dict[str, StatusRecord], calls: Iterable[str], event_at: float) -> float:
+    """Seconds from ``event_at`` until the last of ``calls`` was terminal in its status record."""
+    finished = [records[c].finished_at if c in records else None for c in calls]
+    return max((math.inf if f is None else f - event_at for f in finished), default=0.0)
+
+
+def log_events(records: Iterable[dict[str, Any]], event: str) -> list[dict[str, Any]]:
+    """The log records of one event."""
+    return [r for r in records if r.get("event") == event]

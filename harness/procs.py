@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -186,14 +187,24 @@ class WorkerProcess:
     """``celery -A worker worker`` as a real process, its output captured to a file (or this terminal's).
 
     With ``log_path`` None the worker prints to this process's stdout (``make run``); readiness is
-    then its heartbeat alone.
+    then its heartbeat alone. With ``new_session`` it runs in a session (and process group) of its
+    own, which ``kill_group`` kills whole.
     """
 
-    def __init__(self, env: Mapping[str, str], log_path: Path | None, *, name: str, redis_url: str) -> None:
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        log_path: Path | None,
+        *,
+        name: str,
+        redis_url: str,
+        new_session: bool = False,
+    ) -> None:
         self.env = dict(env)
         self.log_path = log_path
         self.name = name
         self.redis_url = redis_url
+        self.new_session = new_session
         self.proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
@@ -214,7 +225,9 @@ class WorkerProcess:
         env = {**os.environ, **self.env}
         self._log = None if self.log_path is None else self.log_path.open("ab")
         output = None if self._log is None else subprocess.STDOUT
-        self.proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=self._log, stderr=output)
+        self.proc = subprocess.Popen(
+            argv, cwd=ROOT, env=env, stdout=self._log, stderr=output, start_new_session=self.new_session
+        )
         if wait:
             self.wait_ready()
         return self
@@ -273,6 +286,16 @@ class WorkerProcess:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait(10)
+
+    def kill_group(self) -> None:
+        """SIGKILL the worker's whole process group (its own, with ``new_session``) and reap it."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        if not self.new_session:
+            raise RuntimeError(f"worker {self.name} shares this process's group: start it with new_session")
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
 
 
 def publish_raw(

@@ -11,21 +11,29 @@ from typing import Any, Final
 from chaos.load import Load, new_calls
 from chaos.profiles import Profile
 from chaos.report import ScenarioResult
-from chaos.stack import BASE_ENV, Stack
+from chaos.stack import Stack
 from chaos.verify import Tally, deletes_by_call, reconcile
 from vobiz_sandbox import SandboxClient
+from worker.settings import RetryPolicy
 
-BASE_S: Final = float(BASE_ENV["RECSTOP_BACKOFF_BASE_S"])
-CAP_S: Final = float(BASE_ENV["RECSTOP_BACKOFF_CAP_S"])
-READ_TIMEOUT_S: Final = float(BASE_ENV["RECSTOP_READ_TIMEOUT_S"])
 #: Clock and rounding slack when comparing the sandbox's arrival times with the recorded delays.
 SLACK_S: Final = 0.02
+#: How long every stop may take to settle: with the default backoff a stop unlucky five times in a
+#: row waits 1 + 2 + 4 + 8 + 16 s at most, besides its hangs.
+SETTLE_S: Final = 300.0
+#: A hang outlasts the read timeout by this much: the worker gives up on it first.
+HANG_BEYOND_S: Final = 1.5
 
-STEADY: Final = [
-    {"kind": "status", "status": 503, "probability": 0.20},
-    {"kind": "hang", "hang_s": READ_TIMEOUT_S + 1.5, "probability": 0.05},
-    {"kind": "reset", "probability": 0.05},
-]
+
+def steady(read_timeout_s: float) -> list[dict[str, Any]]:
+    """The faults between bursts: 503s, hangs past the read timeout, connection resets."""
+    return [
+        {"kind": "status", "status": 503, "probability": 0.20},
+        {"kind": "hang", "hang_s": read_timeout_s + HANG_BEYOND_S, "probability": 0.05},
+        {"kind": "reset", "probability": 0.05},
+    ]
+
+
 BURST: Final = [
     {"kind": "status", "status": 429, "retry_after": "1", "probability": 0.3},
     {"kind": "status", "status": 429, "retry_after_body": 1, "probability": 0.2},
@@ -33,14 +41,20 @@ BURST: Final = [
 ]
 
 
-def _bursts(client: SandboxClient, stop: threading.Event, on_s: float = 1.0, off_s: float = 2.0) -> int:
-    """Alternate steady faults with bursts of 429 until ``stop``; return how many bursts ran."""
+def _bursts(
+    client: SandboxClient,
+    faults: list[dict[str, Any]],
+    stop: threading.Event,
+    on_s: float = 1.0,
+    off_s: float = 2.0,
+) -> int:
+    """Alternate ``faults`` with bursts of 429 on top until ``stop``; return how many bursts ran."""
     bursts = 0
     while not stop.wait(off_s):
-        client.set_faults([*BURST, *STEADY], seed=bursts)
+        client.set_faults([*BURST, *faults], seed=bursts)
         bursts += 1
         stop.wait(on_s)
-        client.set_faults(STEADY, seed=100 + bursts)
+        client.set_faults(faults, seed=100 + bursts)
     return bursts
 
 
@@ -53,7 +67,7 @@ def _retry_after(entry: dict[str, Any]) -> float | None:
     return None
 
 
-def check_gaps(tally: Tally, seen: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+def check_gaps(tally: Tally, seen: dict[str, list[dict[str, Any]]], policy: RetryPolicy) -> dict[str, Any]:
     """Hold every retry against the policy: recorded delay within bounds, next DELETE no sooner."""
     figures: dict[str, Any] = {"retries": 0, "retry_after_seen": 0, "mismatched_logs": 0}
     problems: list[str] = []
@@ -72,7 +86,7 @@ def check_gaps(tally: Tally, seen: dict[str, list[dict[str, Any]]]) -> dict[str,
                 figures["retry_after_seen"] += 1
                 if delay + SLACK_S < wanted:
                     problems.append(f"{call_uuid} attempt {n}: Retry-After {wanted} but waited {delay}")
-            elif delay > min(CAP_S, BASE_S * 2 ** (n - 1)) + SLACK_S:
+            elif delay > min(policy.backoff_cap_s, policy.backoff_base_s * 2 ** (n - 1)) + SLACK_S:
                 problems.append(f"{call_uuid} attempt {n}: delay {delay} above the backoff bound")
             if nxt["time"] - entry["time"] + SLACK_S < delay:
                 problems.append(
@@ -86,24 +100,29 @@ def check_gaps(tally: Tally, seen: dict[str, list[dict[str, Any]]]) -> dict[str,
 def run(profile: Profile, keep_dir: Path | None = None) -> ScenarioResult:
     """Send stops through steady faults and 429 bursts; every stop ends terminal, gaps hold."""
     started = time.monotonic()
-    with Stack("api_chaos", keep_dir=keep_dir) as stack:
+    overrides = profile.api
+    with Stack("api_chaos", overrides=overrides, keep_dir=keep_dir) as stack:
+        settings = stack.settings()
+        faults = steady(settings.api.read_timeout_s)
         client = stack.sandbox.client
-        client.set_faults(STEADY)
-        stack.start_worker("w1")
-        stack.start_worker("w2")
+        client.set_faults(faults)
+        stack.start_workers(2)
         calls = new_calls(profile.api_stops)
         stop = threading.Event()
         burst_count: list[int] = []
-        bursts = threading.Thread(target=lambda: burst_count.append(_bursts(client, stop)), daemon=True)
+        bursts = threading.Thread(
+            target=lambda: burst_count.append(_bursts(client, faults, stop)), daemon=True
+        )
         bursts.start()
         sent = Load(stack.producer, calls, rate_per_s=profile.rate_per_s / 4).start().wait()
-        tally = reconcile(stack.producer(), client, calls, timeout_s=180)
+        tally = reconcile(stack.producer(), client, calls, timeout_s=SETTLE_S)
         stop.set()
         bursts.join(10)
         seen = deletes_by_call(client)
     faults = [e for entries in seen.values() for e in entries if e["status"] not in (204, 404)]
-    gaps = check_gaps(tally, seen)
+    gaps = check_gaps(tally, seen, settings.retry)
     result = ScenarioResult("API chaos (503/hang/reset/429)", tally)
+    result.note_overrides(overrides)
     result.figures.update(
         deletes=tally.deletes,
         faulted_deletes=len(faults),

@@ -6,6 +6,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from chaos.inflight import wait_drained
 from chaos.load import new_calls
 from chaos.profiles import Profile
 from chaos.report import ScenarioResult
@@ -13,7 +14,6 @@ from chaos.stack import Stack
 from chaos.verify import reconcile
 from harness.poison import poison_set
 from harness.procs import wait_for
-from worker.keys import QUEUE
 
 #: One good stop is enqueued after every this many poison messages.
 GOOD_EVERY = 20
@@ -23,7 +23,7 @@ def run(profile: Profile, keep_dir: Path | None = None) -> ScenarioResult:
     """Publish ``poison_messages`` raw poison messages of every kind, interleaved with good stops."""
     started = time.monotonic()
     with Stack("poison", keep_dir=keep_dir) as stack:
-        workers = [stack.start_worker("w1"), stack.start_worker("w2")]
+        workers = stack.start_workers(2)
         producer = stack.producer()
         markers = stack.directory / "markers"
         markers.mkdir()
@@ -44,7 +44,8 @@ def run(profile: Profile, keep_dir: Path | None = None) -> ScenarioResult:
         tally = reconcile(producer, stack.sandbox.client, good, timeout_s=60)
         dead = Counter(e.reason for e in producer.dead_letters.list(limit=profile.poison_messages + 10))
         redis = stack.redis.client()
-        wait_for(lambda: redis.llen(QUEUE) + redis.hlen("unacked") == 0, timeout_s=30, what="queue drained")
+        left = wait_drained(redis, timeout_s=30)
+        redis.close()
         alive = all(w.alive for w in workers)
         unpickled = (markers / "unpickled").exists() or (markers / "yaml-applied").exists()
     result = ScenarioResult(f"poison x{profile.poison_messages} (+{len(good)} good)", tally)
@@ -59,6 +60,7 @@ def run(profile: Profile, keep_dir: Path | None = None) -> ScenarioResult:
     )
     result.check("no pickle or yaml payload was deserialized", not unpickled, "marker files absent")
     result.check("workers stayed up", alive, "both alive")
+    result.check("lanes and in-flight lists drained", left == 0, f"{left} left")
     result.check("every good stop stopped", tally.stopped == len(good), f"{tally.stopped}/{len(good)}")
     result.elapsed_s = time.monotonic() - started
     return result

@@ -5,21 +5,23 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Final
+from typing import Any
 
+from chaos.inflight import inflight_task_ids
 from chaos.load import new_calls
 from chaos.profiles import Profile
 from chaos.report import ScenarioResult
-from chaos.stack import BASE_ENV, OTHER_AUTH_ID, Stack
+from chaos.stack import OTHER_AUTH_ID, Stack
 from chaos.verify import reconcile
 from harness.procs import wait_for
 from producers import Producer
 from worker.errors import BrokerUnavailableError
+from worker.settings import Settings
 
-SOCKET_TIMEOUT_S: Final = float(BASE_ENV["RECSTOP_REDIS_SOCKET_TIMEOUT_S"])
-#: The documented bound: a producer facing a dead or hung Redis raises within this many seconds.
-REFUSAL_BOUND_S: Final = 3 * SOCKET_TIMEOUT_S + 1.0
-ATTEMPTS: Final = 5
+
+def refusal_bound_s(settings: Settings) -> float:
+    """The documented bound: a producer facing a dead or hung Redis raises within this many seconds."""
+    return 3 * settings.redis.socket_timeout_s + 1.0
 
 
 def _refusals(producer: Producer, calls: list[str]) -> tuple[list[float], int]:
@@ -40,16 +42,21 @@ def _refusals(producer: Producer, calls: list[str]) -> tuple[list[float], int]:
 def run(profile: Profile, keep_dir: Path | None = None) -> ScenarioResult:
     """Enqueue against a dead and a hung Redis; then crash Redis while attempts are in flight."""
     started = time.monotonic()
-    concurrency = 2 * profile.down_stops + 8
-    with Stack("redis_down", appendfsync="always", keep_dir=keep_dir) as stack:
-        worker = stack.start_worker("w1", RECSTOP_CONCURRENCY=str(concurrency))
+    overrides = profile.locks
+    attempts = profile.down_attempts
+    with Stack("redis_down", appendfsync="always", overrides=overrides, keep_dir=keep_dir) as stack:
+        settings = stack.settings()
+        bound_s = refusal_bound_s(settings)
+        if 2 * profile.down_stops > settings.concurrency:
+            raise ValueError(f"{2 * profile.down_stops} stops must all be in flight at once")
+        worker = stack.start_worker("w1")
         producer = stack.producer()
         # (a) At enqueue: refused connections, then a hung server.
         stack.redis.crash()
-        dead_s, dead_ok = _refusals(producer, new_calls(ATTEMPTS))
+        dead_s, dead_ok = _refusals(producer, new_calls(attempts))
         stack.redis.start()
         stack.redis.pause()
-        hung_calls = new_calls(ATTEMPTS)
+        hung_calls = new_calls(attempts)
         hung_s, hung_ok = _refusals(producer, hung_calls)
         stack.redis.resume()
         # (b) In flight: every DELETE takes 1.5 s; Redis dies while they wait for their answer.
@@ -67,10 +74,11 @@ def run(profile: Profile, keep_dir: Path | None = None) -> ScenarioResult:
             producer.stop_recording(call_uuid, auth_id=OTHER_AUTH_ID)
         redis = stack.redis.client()
         wait_for(
-            lambda: redis.hlen("unacked") >= 2 * profile.down_stops,
+            lambda: len(inflight_task_ids(redis)) >= 2 * profile.down_stops,
             timeout_s=30,
             what="every stop to be in flight",
         )
+        redis.close()
         stack.redis.crash()
         lost_writes = _wait_store_errors(worker.log_records, 2 * profile.down_stops)
         stack.redis.start()
@@ -83,22 +91,23 @@ def run(profile: Profile, keep_dir: Path | None = None) -> ScenarioResult:
     finished = [r.finished_at for r in tally.records.values() if r.finished_at is not None]
     done_s = max(finished) - up_at if finished else None
     result = ScenarioResult("Redis unreachable", tally, recovery_s=done_s)
+    result.note_overrides(overrides)
     result.figures.update(
         refusal_s_redis_dead=[round(s, 2) for s in dead_s],
         refusal_s_redis_hung=[round(s, 2) for s in hung_s],
-        refusal_bound_s=REFUSAL_BOUND_S,
+        refusal_bound_s=bound_s,
         refused_while_hung_but_stored=len(stored_anyway),
         store_writes_failed_in_flight=lost_writes,
     )
     result.check(
         "dead Redis: typed error within the bound, never success",
-        dead_ok == 0 and len(dead_s) == ATTEMPTS and max(dead_s) <= REFUSAL_BOUND_S,
-        f"{len(dead_s)} refused, slowest {max(dead_s, default=0):.2f} s <= {REFUSAL_BOUND_S:.1f} s",
+        dead_ok == 0 and len(dead_s) == attempts and max(dead_s) <= bound_s,
+        f"{len(dead_s)} refused, slowest {max(dead_s, default=0):.2f} s <= {bound_s:.1f} s",
     )
     result.check(
         "hung Redis: typed error within the bound, never success",
-        hung_ok == 0 and len(hung_s) == ATTEMPTS and max(hung_s) <= REFUSAL_BOUND_S,
-        f"{len(hung_s)} refused, slowest {max(hung_s, default=0):.2f} s <= {REFUSAL_BOUND_S:.1f} s",
+        hung_ok == 0 and len(hung_s) == attempts and max(hung_s) <= bound_s,
+        f"{len(hung_s)} refused, slowest {max(hung_s, default=0):.2f} s <= {bound_s:.1f} s",
     )
     result.check(
         "in-flight retries and dead letters could not be written, then were not dropped",

@@ -12,13 +12,14 @@ from pathlib import Path
 
 from celery import Celery
 
+from chaos.inflight import wait_drained
 from chaos.load import new_calls
 from chaos.profiles import Profile
 from chaos.report import ScenarioResult
 from chaos.stack import Stack
-from chaos.storm_producer import request_id
+from chaos.storm_producer import READY, request_id
 from chaos.verify import deletes_by_call, reconcile
-from harness.procs import ROOT, wait_for
+from harness.procs import ROOT
 from worker.keys import QUEUE, TASK_NAME
 
 
@@ -40,35 +41,41 @@ def run(profile: Profile, keep_dir: Path | None = None) -> ScenarioResult:
     started = time.monotonic()
     with Stack("storm", keep_dir=keep_dir) as stack:
         stack.sandbox.client.set_faults([], latency_ms=20)
-        stack.start_worker("w1")
-        stack.start_worker("w2")
+        stack.start_workers(2)
         calls = new_calls(profile.storm_keys)
         calls_file = stack.directory / "calls.txt"
         calls_file.write_text("\n".join(calls), encoding="utf-8")
-        start_at = time.time() + 3.0
         argv = [sys.executable, "-m", "chaos.storm_producer", str(calls_file), str(profile.storm_repeats)]
         procs = [
             subprocess.Popen(
-                [*argv, str(start_at + 0.0001 * i)],
+                [*argv, str(i)],
                 cwd=ROOT,
                 env={**os.environ, **stack.env},
+                stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
+                text=True,
             )
             for i in range(profile.storm_processes)
         ]
+        for proc in procs:  # every process connected: then all start at once
+            assert proc.stdout is not None
+            line = proc.stdout.readline().strip()
+            if line != READY:
+                raise RuntimeError(f"storm producer said {line!r}: {proc.communicate(timeout=10)[1][-2000:]}")
+        for proc in procs:
+            assert proc.stdin is not None
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
         outputs = [p.communicate(timeout=120) for p in procs]
-        reports = [json.loads(out.decode().strip().splitlines()[-1]) for out, _ in outputs if out.strip()]
+        reports = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs if out.strip()]
         producer = stack.producer()
         tally = reconcile(producer, stack.sandbox.client, calls, timeout_s=120)
         first = {c: r.task_id for c, r in tally.records.items()}
         _redeliver(stack.redis.url, [(t, c) for c, t in first.items()])
         redis = stack.redis.client()
-        wait_for(
-            lambda: redis.llen(QUEUE) == 0 and redis.hlen("unacked") == 0,
-            timeout_s=60,
-            what="the redelivered messages to be consumed",
-        )
+        left = wait_drained(redis, timeout_s=60)
+        redis.close()
         tally = reconcile(producer, stack.sandbox.client, calls, timeout_s=30)
         seen = deletes_by_call(stack.sandbox.client)
     per_call = {c: len(seen.get(c, [])) for c in calls}
@@ -88,6 +95,7 @@ def run(profile: Profile, keep_dir: Path | None = None) -> ScenarioResult:
     )
     wanted = profile.storm_keys * profile.storm_repeats * profile.storm_processes
     result.check("every process enqueued everything", enqueues == wanted, f"{enqueues}/{wanted}")
+    result.check("the redelivered messages were consumed", left == 0, f"{left} left in lanes or in flight")
     result.check(
         "one task id per stop across all processes",
         all(len(ids_per_call.get(c, ())) == 1 for c in calls),

@@ -16,6 +16,8 @@ from chaos.runner import SCENARIOS, run_all
 
 pytestmark = [pytest.mark.integration, pytest.mark.chaos]
 NAMES = [n for n in SCENARIOS if n != "fuzz"]
+#: The results of this session, for the table ``tests/conftest.py`` prints at the end.
+RESULTS: list[ScenarioResult] = []
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +28,9 @@ def short_results(request: pytest.FixtureRequest) -> dict[str, ScenarioResult]:
         for item in request.session.items
         if item.module is request.module and hasattr(item, "callspec")
     ]
-    return run_all(selected or NAMES, SHORT)
+    results = run_all(selected or NAMES, SHORT)
+    RESULTS.extend(results.values())
+    return results
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -69,6 +69,7 @@ def test_pick_port_prefers_the_given_port_unless_taken():
     assert pick_port(None) > 0
 
 
+@pytest.mark.integration
 def test_a_part_that_cannot_start_fails_fast_and_the_stack_is_torn_down():
     """redis-server rejecting its arguments is reported at once, and the directory still goes."""
     stack = Stack("broken", redis=RedisOptions(args=("--no-such-option", "yes")))
@@ -77,6 +78,7 @@ def test_a_part_that_cannot_start_fails_fast_and_the_stack_is_torn_down():
     assert not stack.directory.exists()
 
 
+@pytest.mark.integration
 def test_the_whole_stack_stops_a_recording_and_every_process_goes():
     """Redis, sandbox, a worker, Flower and a producer: a stop reaches the API; exit ends them all."""
     with Stack("whole", sandbox=SandboxOptions({AUTH_ID: TOKEN})) as stack:
