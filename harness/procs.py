@@ -22,16 +22,23 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def wait_for(
-    predicate: Callable[[], T], timeout_s: float = 10.0, interval_s: float = 0.05, what: str = ""
+    predicate: Callable[[], T],
+    timeout_s: float = 10.0,
+    interval_s: float = 0.05,
+    what: str | Callable[[], str] = "",
 ) -> T:
-    """Poll ``predicate`` until it returns something truthy; fail after ``timeout_s``."""
+    """Poll ``predicate`` until it returns something truthy; fail after ``timeout_s``.
+
+    ``what`` names the condition in the failure; a callable is asked only then (to show the state).
+    """
     deadline = time.monotonic() + timeout_s
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s}s waiting for {what or predicate}")
+            described = what() if callable(what) else what
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {described or predicate}")
         time.sleep(interval_s)
 
 

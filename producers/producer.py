@@ -91,7 +91,7 @@ class Producer:
             settings.retry,
             settings.retention,
             watchdog_s=settings.watchdog_s,
-            durability=settings.redis,
+            redis_settings=settings.redis,
         )
         self.dead_letters = DeadLetters(redis, settings.retention)
 

@@ -29,3 +29,23 @@ class UnknownAccountError(InvalidStopRequest):
 
 class BrokerUnavailableError(RecstopError):
     """Redis could not be reached; the stop was not stored and the caller must retry."""
+
+
+class StopDead(RecstopError):  # noqa: N818 - named for the task state it stands for
+    """The stop was given up (dead-lettered): the task's FAILURE in Celery, Flower and its events.
+
+    Its text is the dead reason and the API's error text (tokens masked), e.g.
+    ``http_403: Account inactive``.
+    """
+
+    def __init__(self, reason: str, error: str = "") -> None:
+        super().__init__(f"{reason}: {error}" if error else reason)
+        self.reason = reason
+        self.error = error
+
+
+class RetryScheduled(RecstopError):  # noqa: N818 - named for the task state it stands for
+    """An attempt failed and the next one waits in recstop's schedule: the task's RETRY.
+
+    Celery's ``task-retried`` event carries its text: what failed and when the next attempt is due.
+    """

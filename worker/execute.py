@@ -36,6 +36,7 @@ class RunResult:
     detail: str = ""
     attempt: int | None = None
     http_status: int | None = None
+    error: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         """The task's JSON result (visible in Flower)."""
@@ -107,7 +108,13 @@ class Executor:
             waited_s = self.limiter.wait_for_slot(limited, urgent=urgent, deadline_s=self.rate_wait_s)
             structlog.contextvars.bind_contextvars(rate_wait_ms=round(waited_s * 1000, 1))
         token = f"{task_id}:{new_id()[:12]}"
-        admission = self.store.begin(request, task_id, lock_token=token, lock_ttl_ms=self.lock_ttl_ms)
+        admission = self.store.begin(
+            request,
+            task_id,
+            lock_token=token,
+            lock_ttl_ms=self.lock_ttl_ms,
+            consumer=ack.consumer if ack is not None else None,
+        )
         if admission.decision == "skip":
             log.info("stop_skipped", reason=admission.detail)
             return RunResult("skipped", admission.detail)
@@ -223,11 +230,11 @@ class Executor:
             log.warning("stop_dead", reason=finished.detail or reason, error=error, state=str(finished.state))
         else:
             self._log_attempt(run, finished, reason=finished.detail or reason)
-        return RunResult(finished.state, finished.detail or reason, run.attempt, run.http_status)
+        return RunResult(finished.state, finished.detail or reason, run.attempt, run.http_status, error)
 
     @staticmethod
     def _result(run: _Run, finished: Finished) -> RunResult:
-        return RunResult(finished.state, finished.detail, run.attempt, run.http_status)
+        return RunResult(finished.state, finished.detail, run.attempt, run.http_status, run.error)
 
     def _payload(self, request: StopRequest, task_id: str) -> str:
         return encode_payload(

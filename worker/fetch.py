@@ -46,6 +46,11 @@ class Fetched:
     inflight: str
     message: bytes
 
+    @property
+    def consumer(self) -> str:
+        """The consumer holding it (the in-flight list is ``recstop:inflight:<consumer>:<source>``)."""
+        return self.inflight.removeprefix(f"{keys.PREFIX}:inflight:").removesuffix(f":{self.source}")
+
 
 #: Every message this process has fetched and not yet acknowledged, by delivery tag (tags are
 #: unique per consumer). The task that runs a message acknowledges it in the same script that

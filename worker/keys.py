@@ -42,7 +42,8 @@ A stop record has these fields (absent when unset; times are epoch seconds of Re
                     ``ready``, means its message was lost and must be published again
 ``republished``     how often the watchdog fired for this run (each firing doubles the next wait)
 ``lock``            the token of the worker calling the API now; ``lock_until``: when that lock
-                    expires (a worker that dies holding it is waited for only that long)
+                    expires; ``lock_consumer``: the worker connection holding it (a lock whose
+                    holder was reaped as dead is over at once)
 ``done``            ``[[task_id, state], ...]``: the last finished runs, so that a message of an
                     earlier run delivered again is recognised and never calls the API twice
 ``keep_until``      when the record may go; the key expires with its last record

@@ -51,7 +51,7 @@ def build_runtime(settings: Settings, redis: Redis | None = None) -> Runtime:
         settings.retry,
         settings.retention,
         watchdog_s=settings.watchdog_s,
-        durability=settings.redis,
+        redis_settings=settings.redis,
     )
     executor = Executor(
         store=store,

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 from redis import Redis
 
-from worker import keys
+from worker import events, keys
 from worker.connection import check_wait, queue_wait
 from worker.envelope import stop_message
 from worker.errors import InvalidStopRequest
@@ -125,8 +126,9 @@ def parse_enqueued(reply: Mapping[str, Any]) -> Enqueued:
 class StopStore:
     """Status records, the schedule and per-stop locks; the connection is passed in.
 
-    With ``durability`` asking for replicas (``RECSTOP_REDIS_WAIT_REPLICAS``), the scripts that
-    publish a message (enqueue, publish) wait until that many replicas hold their writes.
+    ``redis_settings`` names the broker database (task events go to its channels) and, when it asks
+    for replicas (``RECSTOP_REDIS_WAIT_REPLICAS``), the scripts that publish a message (enqueue,
+    publish) wait until that many replicas hold their writes.
     """
 
     def __init__(
@@ -136,13 +138,15 @@ class StopStore:
         retention: Retention,
         *,
         watchdog_s: float = 300.0,
-        durability: RedisSettings | None = None,
+        redis_settings: RedisSettings | None = None,
     ) -> None:
         self.client = client
         self.retry = retry
         self.retention = retention
         self.watchdog_s = watchdog_s
-        self.durability = durability or RedisSettings()
+        self.redis_settings = redis_settings or RedisSettings()
+        self.events_channel = events.channel(self.redis_settings.url, "task-sent")
+        self.revoked_channel = events.channel(self.redis_settings.url, "task-revoked")
         self.scripts = Scripts(client)
 
     def prepare_enqueue(self, stops: Sequence[NewStop], *, urgent: bool = False) -> PreparedEnqueue:
@@ -155,9 +159,10 @@ class StopStore:
                 "retention_s": self.retention.status_s,
                 "watchdog_s": self.watchdog_s,
                 "urgent": urgent,
+                "events_channel": self.events_channel,
                 "stops": [_stop_args(s) for s in stops],
             },
-            messages=[stop_message(s.request.to_kwargs(), queue=lane) for s in stops],
+            messages=[part for s in stops for part in _message_and_event(s, lane)],
         )
 
     def run_enqueue(self, call: PreparedEnqueue) -> list[Mapping[str, Any]]:
@@ -190,11 +195,11 @@ class StopStore:
             record = json.loads(raw).get(target) if raw else None
             task_id = record.get("task_id", "") if record else ""
             items.append({"member": lease.member, "target": target, "task_id": task_id, **_lease(lease)})
-            messages.append(_republish_message(record) if record else "")
+            messages.extend(_republish(record) if record else ("", ""))
         reply = self._durable(
             "publish",
             [keys.SCHEDULE, keys.QUEUE, keys.URGENT_QUEUE, keys.METRICS, *call_keys],
-            {"watchdog_s": self.watchdog_s, "items": items},
+            {"watchdog_s": self.watchdog_s, "events_channel": self.events_channel, "items": items},
             messages,
         )
         return [
@@ -206,25 +211,40 @@ class StopStore:
         """Cancel a pending stop; return its state afterwards and whether this call cancelled it."""
         reply = self.scripts.run(
             "cancel",
-            [keys.call_key(call_uuid), keys.SCHEDULE],
+            [keys.call_key(call_uuid), keys.SCHEDULE, keys.METRICS],
             {
                 "member": keys.stop_key(call_uuid, url),
                 "target": keys.target_of(url),
                 "retention_s": self.retention.status_s,
+                "events_channel": self.revoked_channel,
+                "origin": events.origin(),
             },
         )
         return reply["state"], reply["cancelled"]
 
-    def begin(self, request: StopRequest, task_id: str, *, lock_token: str, lock_ttl_ms: int) -> Admission:
-        """Admit a task message: decide duplicate, merge, defer or run, and take the stop's lock."""
+    def begin(
+        self,
+        request: StopRequest,
+        task_id: str,
+        *,
+        lock_token: str,
+        lock_ttl_ms: int,
+        consumer: str | None = None,
+    ) -> Admission:
+        """Admit a task message: decide duplicate, merge, defer or run, and take the stop's lock.
+
+        ``consumer`` (the worker connection that fetched the message) owns the lock: if it is reaped
+        as dead, the next message for the stop takes the lock over at once.
+        """
         reply = self.scripts.run(
             "begin",
-            [keys.call_key(request.call_uuid), keys.SCHEDULE],
+            [keys.call_key(request.call_uuid), keys.SCHEDULE, keys.CONSUMERS],
             {
                 **_request_args(request),
                 "task_id": task_id,
                 "lock_token": lock_token,
                 "lock_ttl_ms": lock_ttl_ms,
+                "consumer": consumer,
                 "deadline_s": self.retry.deadline_s,
                 "retention_s": self.retention.status_s,
                 "defer_s": 1.0,
@@ -295,13 +315,13 @@ class StopStore:
 
     def _durable(self, name: str, keys_: Sequence[str], args: Mapping[str, Any], extra: Sequence[str]) -> Any:  # noqa: ANN401 - the script's reply
         """Run a script that publishes messages; WAIT for replicas on the same connection if asked."""
-        if self.durability.wait_replicas <= 0:
+        if self.redis_settings.wait_replicas <= 0:
             return self.scripts.run(name, keys_, args, extra)
         with self.client.pipeline(transaction=False) as pipe:
             self.scripts.queue(pipe, name, keys_, args, extra)
-            queue_wait(pipe, self.durability)
+            queue_wait(pipe, self.redis_settings)
             raw, acked = pipe.execute()
-        check_wait(acked, self.durability)
+        check_wait(acked, self.redis_settings)
         return decode(raw)
 
 
@@ -332,7 +352,16 @@ def _lease(lease: Lease) -> dict[str, str]:
     return {"score": lease.score, "lease": lease.lease}
 
 
-def _republish_message(record: Mapping[str, Any]) -> str:
+def _message_and_event(stop: NewStop, lane: str) -> tuple[str, str]:
+    """A new stop's task message and its ``task-sent`` event (with the ETA of a delayed stop)."""
+    kwargs = stop.request.to_kwargs()
+    eta = stop.at_epoch if stop.at_epoch is not None else None
+    if eta is None and stop.delay_s is not None:
+        eta = time.time() + stop.delay_s
+    return stop_message(kwargs, queue=lane), events.task_sent(stop.task_id, kwargs, queue=lane, eta=eta)
+
+
+def _republish(record: Mapping[str, Any]) -> tuple[str, str]:
     """The task message of a stored run, published again by the scheduler (delay, retry, watchdog)."""
     kwargs = {
         "call_uuid": record["call_uuid"],
@@ -342,4 +371,8 @@ def _republish_message(record: Mapping[str, Any]) -> str:
         "not_after": iso(record.get("not_after")),
     }
     lane = keys.URGENT_QUEUE if record.get("urgent") else keys.QUEUE
-    return stop_message(kwargs, queue=lane, retries=int(record.get("attempts", 0)))
+    retries = int(record.get("attempts", 0))
+    return (
+        stop_message(kwargs, queue=lane, retries=retries),
+        events.task_sent(record["task_id"], kwargs, queue=lane, retries=retries),
+    )

@@ -1,19 +1,41 @@
-"""The Celery task: decode the message, call the plain executor, map the outcome. No logic here."""
+"""The Celery task: decode the message, call the plain executor, map the outcome. No logic here.
+
+The outcome maps onto Celery's own states, so Flower, ``celery events`` and every consumer of task
+events tell what happened:
+
+==================================  ==========  =================================================
+the stop                            state       how
+==================================  ==========  =================================================
+stopped, already stopped            SUCCESS     the result holds recstop's state and details
+a retry waits in the schedule       RETRY       ``Retry``: ``task-retried`` says what failed, when
+dead (dead-lettered, any reason)    FAILURE     raises :class:`StopDead` (reason and API error)
+cancelled while its attempt ran     REVOKED     a ``task-revoked`` event, then ``Ignore``
+a message skipped (a duplicate, or  SKIPPED     a ``task-skipped`` event, then ``Ignore``: the
+joined a pending run, or superseded             message was consumed and made no DELETE of its own
+by a newer run)
+==================================  ==========  =================================================
+
+SKIPPED is recstop's own state (Celery's event state names a task after an event it does not know).
+Celery's REJECTED would say it too, but its event state takes a rejection that comes after the
+task started as having happened before it, so Flower would keep showing STARTED.
+"""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import structlog
 from celery import Celery, Task
-from celery.exceptions import Reject
+from celery.exceptions import Ignore, Reject, Retry
 from redis.exceptions import RedisError
 
 from worker.deadletters import DeadLetters
-from worker.errors import InvalidStopRequest
-from worker.execute import Executor
+from worker.errors import InvalidStopRequest, RetryScheduled, StopDead
+from worker.execute import Executor, RunResult
 from worker.fetch import HELD, TAG_HEADER
 from worker.keys import TASK_NAME, URGENT_QUEUE
+from worker.outcome import State
 from worker.ratelimit import RateLimitWaitTooLong
 from worker.validation import decode_task_message
 
@@ -42,13 +64,13 @@ def register_tasks(app: Celery, executor: Executor, deadletters: DeadLetters) ->
                     task_id, {"task": TASK_NAME, "args": args, "kwargs": kwargs}, str(exc)
                 )
                 log.warning("message_malformed", reason=str(exc), dlq_id=entry)
-                return {"state": "dead", "detail": "malformed"}
+                raise StopDead("malformed", str(exc)) from None
             urgent = (self.request.delivery_info or {}).get("routing_key") == URGENT_QUEUE
             tag = getattr(self.request, TAG_HEADER, None)
             result = executor.run(request, task_id, urgent=urgent, ack=HELD.get(tag) if tag else None)
             if result.state != "skipped" and tag:
                 HELD.pop(tag, None)  # acknowledged with the outcome: Celery's ack has nothing left to do
-            return result.as_dict()
+            return celery_outcome(self, result)
         except RateLimitWaitTooLong as exc:
             # Nothing was attempted and no lock is held: back to the queue, for a later slot.
             log.warning("rate_limit_wait_too_long", wait_s=round(exc.wait_s, 1))
@@ -69,11 +91,32 @@ def register_tasks(app: Celery, executor: Executor, deadletters: DeadLetters) ->
         acks_late=True,
         reject_on_worker_lost=True,
         ignore_result=True,
+        throws=(StopDead,),  # an expected outcome: logged without a traceback
         # Registered on this app only: a shared task would be bound to every app made later in the
         # process, so a second app (a test's, an embedding's) would run the first app's executor.
         shared=False,
     )(stop_recording)
     return task
+
+
+def celery_outcome(task: Task, result: RunResult) -> dict[str, Any]:
+    """Return the result of a stopped recording; raise what gives every other outcome its Celery state."""
+    state = result.state
+    if state in {State.STOPPED, State.ALREADY_STOPPED}:
+        return result.as_dict()
+    if state is State.RETRYING:
+        due = datetime.fromtimestamp(float(result.detail), UTC)
+        why = f"HTTP {result.http_status}" if result.http_status else "no response"
+        text = f"attempt {result.attempt}: {why}: {result.error or '-'}; next attempt at {due.isoformat()}"
+        raise Retry(text, RetryScheduled(text), when=due)
+    if state is State.DEAD:
+        raise StopDead(result.detail, result.error)
+    if state is State.CANCELLED:
+        task.send_event("task-revoked", terminated=False, signum=None, expired=False)
+        raise Ignore
+    # Skipped (a duplicate, a message that joined a pending run ...) or superseded by a newer run.
+    task.send_event("task-skipped", reason=f"{state}: {result.detail}" if result.detail else str(state))
+    raise Ignore
 
 
 def _context_value(value: object) -> str | None:

@@ -23,6 +23,7 @@ transport (``Connection``).
 from __future__ import annotations
 
 import itertools
+from collections import Counter
 from collections.abc import Mapping
 from queue import Empty
 from time import monotonic
@@ -233,6 +234,49 @@ class Channel(kombu_redis.Channel):
         if no_ack:
             self._no_ack.add(queue)
         return super().basic_consume(queue, no_ack, *args, **kwargs)
+
+    def _basic_cancel(self, consumer_tag: str) -> Any:  # noqa: ANN401 - kombu's
+        """Stop consuming a queue; once no lane is consumed (a warm shutdown), stop fetching at once."""
+        result = super()._basic_cancel(consumer_tag)
+        if not self.active_queues and self._inflight is not None:
+            self._stop_fetching()
+        return result
+
+    def _stop_fetching(self) -> None:
+        """Drop the blocked moves and hand back what they moved but nobody received."""
+        pending: Any = self._in_poll
+        if pending:
+            pending.disconnect()  # its reply, if any, is a message in the in-flight list: handed back below
+            self._in_poll = None  # type: ignore[assignment]
+        for client in self._waiters.values():
+            if client.connection is not None:
+                client.connection.disconnect()
+        self._armed.clear()
+        self._idle = False
+        try:
+            requeued = self._hand_back_undelivered()
+        except redis_errors.RedisError as exc:
+            log.warning("hand_back_failed", consumer=self.consumer_id, error=type(exc).__name__)
+            return
+        if requeued:
+            log.info("undelivered_handed_back", consumer=self.consumer_id, requeued=requeued)
+
+    def _hand_back_undelivered(self) -> int:
+        """Messages in the in-flight lists that were never delivered go back to the head of their lane."""
+        delivered = Counter(
+            item.message for tag, item in HELD.items() if tag.startswith(self.consumer_id + ":")
+        )
+        requeued = 0
+        for source in sorted(self._sources_seen):
+            key = self.inflight.inflight(source)
+            # Newest first, each pushed to the head: the oldest ends up next to be taken.
+            messages: list[bytes] = self.inflight.client.lrange(key, 0, -1)  # type: ignore[assignment]
+            for message in messages:
+                if delivered[message] > 0:
+                    delivered[message] -= 1
+                    continue
+                requeued += self.inflight.requeue(Fetched(source, key, message), head=True)
+        return requeued
 
     def _deliver_fetched(self, item: Fetched) -> None:
         lane = self._lane_of(item.source)

@@ -58,6 +58,10 @@ def validate_url(value: object) -> str | None:
     if any(ch.isspace() or ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):  # noqa: PLR2004
         raise InvalidStopRequest("url", "contains whitespace or control characters")
     try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: no byte string (and no API request) holds it
+        raise InvalidStopRequest("url", "is not valid Unicode text (lone surrogate)") from None
+    try:
         parts = urlsplit(value)
     except ValueError:  # "Invalid IPv6 URL", netloc characters that NFKC-normalise to "/?#@:"
         raise InvalidStopRequest("url", f"is not a valid URL: {_preview(value)}") from None

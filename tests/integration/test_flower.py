@@ -7,9 +7,9 @@ import uuid
 
 import pytest
 import requests
-from conftest import AUTH_ID
+from conftest import AUTH_ID, TOKEN
 from prometheus_client.parser import text_string_to_metric_families
-from support import final, wait_for
+from support import deletes, final, publish_raw, wait_for
 
 from harness.flower import FlowerProcess
 
@@ -41,11 +41,33 @@ def settled(flower: FlowerProcess, task_ids: set[str]):
     return tasks if task_ids <= done else None
 
 
-def test_flower_lists_tasks_and_workers_with_their_outcomes(
-    producer, start_worker_process, sandbox_client, call, flower
+def states_reached(flower: FlowerProcess, expected: dict[str, str]):
+    """Flower's task list once every task id in ``expected`` shows its expected state, else None."""
+    tasks = api(flower, "/api/tasks")
+    reached = all(tasks.get(tid, {}).get("state") == state for tid, state in expected.items())
+    return tasks if reached else None
+
+
+def shown(flower: FlowerProcess, expected: dict[str, str]) -> dict[str, tuple[str, str | None, str | None]]:
+    """Task id → (expected state, the state Flower shows): for a failure's message."""
+    tasks = api(flower, "/api/tasks")
+    return {
+        tid: (want, tasks.get(tid, {}).get("state"), tasks.get(tid, {}).get("exception"))
+        for tid, want in expected.items()
+    }
+
+
+def test_flower_shows_what_happened_to_every_stop(
+    producer, start_worker_process, sandbox_client, call, flower, redis_server
 ):
-    """Stopped, already_stopped and dead stops: /api/tasks, /api/task/info and /api/workers show them."""
-    start_worker_process("flw")
+    """Flower states: stopped SUCCESS, dead FAILURE, waiting RETRY, scheduled PENDING with its ETA, ...
+
+    ... cancelled REVOKED, a duplicate message SKIPPED; a replayed dead stop ends SUCCESS; the task
+    list shows the call.
+    """
+    start_worker_process(
+        "flw", RECSTOP_BACKOFF_BASE_S="120", RECSTOP_BACKOFF_CAP_S="120", RECSTOP_BACKOFF_JITTER="none"
+    )
     workers = wait_for(
         lambda: (
             (found := api(flower, "/api/workers?refresh=1"))
@@ -59,31 +81,73 @@ def test_flower_lists_tasks_and_workers_with_their_outcomes(
     assert workers[name]["stats"]["pool"]["max-concurrency"] == 8
     assert "recstop.stop_recording" in workers[name]["registered"]
 
-    live = call()
-    unknown = str(uuid.uuid4())  # the sandbox does not know it: 404, already stopped
-    expected = {live: "stopped", unknown: "already_stopped"}
-    handles = {c: producer.stop_recording(c) for c in expected}
-    for call_uuid, state in expected.items():
-        assert final(producer, call_uuid).state == state
+    live, unknown, flaky, later, dropped = call(), str(uuid.uuid4()), call(), call(), call()
+    sandbox_client.set_faults([{"kind": "status", "status": 503, "call_uuid": flaky}])
+    handles = {c: producer.stop_recording(c, request_id=f"req-{c}") for c in (live, unknown, flaky)}
+    handles[later] = producer.stop_recording(later, delay=600)
+    handles[dropped] = producer.stop_recording(dropped, delay=600)
+    assert producer.cancel(dropped).cancelled
+    assert final(producer, live).state == "stopped"
+    assert final(producer, unknown).state == "already_stopped"
+    wait_for(lambda: producer.status(flaky).attempts == 1, what="the flaky stop's first attempt")
+    # Another service's message for the same request, after it stopped: consumed, no DELETE.
+    duplicate = publish_raw(redis_server.url, {"call_uuid": live, "request_id": f"req-{live}"})
+
     sandbox_client.update_account(AUTH_ID, active=False)  # 403: dead-lettered at once
     doomed = call()
     handles[doomed] = producer.stop_recording(doomed)
-    expected[doomed] = "dead"
     assert final(producer, doomed).state == "dead"
 
-    task_ids = {h.task_id: c for c, h in handles.items()}
-    tasks = wait_for(lambda: settled(flower, set(task_ids)), timeout_s=30, what="flower to see every task")
-    for task_id, call_uuid in task_ids.items():
-        listed = tasks[task_id]
-        assert listed["name"] == "recstop.stop_recording"
-        assert call_uuid in listed["kwargs"]
-        assert f"'state': '{expected[call_uuid]}'" in listed["result"]
-        assert listed["worker"] == name
-        info = api(flower, f"/api/task/info/{task_id}")
-        assert (info["uuid"], info["state"], info["worker"]) == (task_id, "SUCCESS", name)
-        assert call_uuid in info["kwargs"]
-        assert f"'state': '{expected[call_uuid]}'" in info["result"]
-        assert info["received"] <= info["started"] <= info["succeeded"]
+    expected = {
+        handles[live].task_id: "SUCCESS",
+        handles[unknown].task_id: "SUCCESS",
+        handles[flaky].task_id: "RETRY",
+        handles[later].task_id: "PENDING",
+        handles[dropped].task_id: "REVOKED",
+        handles[doomed].task_id: "FAILURE",
+        duplicate: "SKIPPED",
+    }
+    tasks = wait_for(
+        lambda: states_reached(flower, expected),
+        timeout_s=30,
+        what=lambda: f"flower to show every state: {shown(flower, expected)}",
+    )
+    for call_uuid, handle in handles.items():
+        assert call_uuid in tasks[handle.task_id]["kwargs"]  # the task list shows the call
+    assert "'state': 'stopped'" in tasks[handles[live].task_id]["result"]
+    assert "'state': 'already_stopped'" in tasks[handles[unknown].task_id]["result"]
+    assert "next attempt at" in tasks[handles[flaky].task_id]["exception"]
+    assert "HTTP 503" in tasks[handles[flaky].task_id]["exception"]
+    assert tasks[handles[later].task_id]["eta"]  # scheduled: visible at once, with when it runs
+    failed = tasks[handles[doomed].task_id]
+    assert "StopDead" in failed["exception"]
+    assert "http_403" in failed["exception"]
+    assert TOKEN not in json.dumps(tasks)
+    info = api(flower, f"/api/task/info/{handles[live].task_id}")
+    assert (info["state"], info["worker"]) == ("SUCCESS", name)
+    assert info["received"] <= info["started"] <= info["succeeded"]
+    assert len(deletes(sandbox_client, live)) == 1
+
+    def failed_counted():
+        text = flower.request("/metrics", auth=False).text
+        return any(
+            s.name == "flower_events_total"
+            and s.labels.get("type") == "task-failed"
+            and s.labels.get("task") == "recstop.stop_recording"
+            and s.value >= 1
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+        )
+
+    wait_for(failed_counted, what="flower_events_total{type=task-failed} to count the dead stop")
+
+    sandbox_client.update_account(AUTH_ID, active=True)
+    [replayed] = producer.replay([producer.status(doomed).dlq_id])
+    assert final(producer, doomed).state == "stopped"
+    wait_for(
+        lambda: states_reached(flower, {replayed.task_id: "SUCCESS"}), what="the replayed stop to succeed"
+    )
+    assert doomed in api(flower, "/api/tasks")[replayed.task_id]["kwargs"]
 
 
 def test_api_needs_basic_auth_but_metrics_and_healthcheck_do_not(flower):

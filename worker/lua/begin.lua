@@ -1,11 +1,13 @@
 -- begin: admit a task message for a stop, and take the stop's lock for this attempt.
 -- KEYS[1]  call key (recstop:call:<call_uuid>)
 -- KEYS[2]  schedule
--- ARGV[1]  JSON {member, target, task_id, lock_token, lock_ttl_ms, call_uuid, url, auth_id,
---          request_id, not_after, deadline_s, retention_s, defer_s, watchdog_s}
+-- KEYS[3]  consumers (recstop:consumers): a lock whose holder is no longer a consumer is stale
+-- ARGV[1]  JSON {member, target, task_id, lock_token, lock_ttl_ms, consumer, call_uuid, url,
+--          auth_id, request_id, not_after, deadline_s, retention_s, defer_s, watchdog_s}:
+--          consumer is the worker connection that fetched the message (absent: unknown)
 -- Returns JSON {decision: run | expired | skip, detail, attempts, auth_id, not_after}:
 -- skip details are duplicate, early, merged, duplicate_request, busy, deferred.
-local key, schedule = KEYS[1], KEYS[2]
+local key, schedule, consumers = KEYS[1], KEYS[2], KEYS[3]
 local A = cjson.decode(ARGV[1])
 local member, task_id, now = A.member, A.task_id, now_ms()
 local call = load_call(key)
@@ -44,7 +46,13 @@ local function adopt(state, phase)
   call[A.target] = r
 end
 
-if r ~= nil and r.lock_until ~= nil and r.lock_until > now then
+-- A lock whose holder was reaped (its worker died: worker/fetch.py) is over at once: the holder's
+-- messages came back, this is one of them, and nobody else is calling the API for it.
+local held = r ~= nil and r.lock_until ~= nil and r.lock_until > now
+if held and r.lock_consumer ~= nil and not redis.call('ZSCORE', consumers, r.lock_consumer) then
+  held = false
+end
+if held then
   -- Someone holds the stop. Whoever it is, look again when the lock would expire: if the holder
   -- finishes first, that entry is dropped (terminal) or replaced (retry); if the holder died or
   -- could not record its outcome, the stop runs again then instead of being lost.
@@ -60,7 +68,7 @@ if r ~= nil and r.lock_until ~= nil and r.lock_until > now then
   return skip('deferred')
 end
 if new then adopt('queued', 'ready') end
-r.lock, r.lock_until = A.lock_token, now + A.lock_ttl_ms / 1000
+r.lock, r.lock_until, r.lock_consumer = A.lock_token, now + A.lock_ttl_ms / 1000, A.consumer
 -- The message is in kombu's unacked set now; the watchdog covers a redelivery that gets lost.
 watch(schedule, member, r, now, A.watchdog_s)
 save_call(key, call, now)

@@ -78,10 +78,24 @@ local function new_run(prev, f, now)
     if prev.task_id ~= nil then remember(r, prev.task_id, prev.state) end
     r.dlq_id = r.dlq_id or prev.dlq_id
     if prev.lock_until ~= nil and prev.lock_until > now then
-      r.lock, r.lock_until = prev.lock, prev.lock_until
+      r.lock, r.lock_until, r.lock_consumer = prev.lock, prev.lock_until, prev.lock_consumer
     end
   end
   return r
+end
+
+-- Publish a Celery task event (worker/events.py): kombu's envelope on the celeryev fanout channel,
+-- its JSON body unencoded (no body_encoding: kombu reads it as it is).
+-- origin: {hostname, pid}; fields: the event's own (uuid ...).
+local function publish_event(channel, event_type, fields, origin, now)
+  fields.type, fields.hostname, fields.pid = event_type, origin.hostname, origin.pid
+  fields.utcoffset, fields.clock, fields.timestamp = 0, 0, now
+  local routing_key = string.gsub(event_type, '-', '.')
+  redis.call('PUBLISH', channel, cjson.encode({
+    body = cjson.encode(fields), ['content-encoding'] = 'utf-8', ['content-type'] = 'application/json',
+    headers = {hostname = origin.hostname},
+    properties = {delivery_mode = 1, priority = 0, delivery_tag = fields.uuid .. ':' .. event_type,
+      delivery_info = {exchange = 'celeryev', routing_key = routing_key}}}))
 end
 
 -- Arm the stop's watchdog: if nothing settles the stop before then, the scheduler publishes it

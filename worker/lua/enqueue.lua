@@ -2,9 +2,10 @@
 -- KEYS[1]    schedule (recstop:schedule)
 -- KEYS[2]    lane: the queue every stop of this call goes to (recstop or recstop.urgent)
 -- KEYS[2+i]  call key of stop i (recstop:call:<call_uuid>)
--- ARGV[1]    JSON {deadline_s, retention_s, watchdog_s, urgent, stops: [{member, target, task_id,
---            call_uuid, url, auth_id, request_id, not_after, delay_s, at, dlq_id}]}
--- ARGV[1+i]  stop i's task message, its task id the placeholder @@TASK_ID@@ (worker/envelope.py)
+-- ARGV[1]    JSON {deadline_s, retention_s, watchdog_s, urgent, events_channel, stops: [{member,
+--            target, task_id, call_uuid, url, auth_id, request_id, not_after, delay_s, at, dlq_id}]}
+-- ARGV[2i]   stop i's task message, its task id the placeholder @@TASK_ID@@ (worker/envelope.py)
+-- ARGV[2i+1] stop i's task-sent event (worker/events.py), published when the stop starts a new run
 -- Returns JSON, one reply per stop in order: {task_id, deduplicated, state, pushed} or {error}.
 -- A stop due now is recorded and pushed in this one script, and its schedule entry becomes its
 -- watchdog: one round trip, nothing to reconcile if the producer dies.
@@ -24,7 +25,7 @@ local function reply(r, deduplicated, pushed)
   return {task_id = r.task_id, deduplicated = deduplicated, state = r.state, pushed = pushed}
 end
 
-local function enqueue(key, s, message)
+local function enqueue(key, s, message, sent)
   local call = load_call(key)
   local cur = call[s.target]
   local due = now
@@ -72,11 +73,12 @@ local function enqueue(key, s, message)
     push(r, s.member, message)
   end
   save_call(key, call, now)
+  redis.call('PUBLISH', A.events_channel, sent)
   return reply(r, false, r.state == 'queued')
 end
 
 local out = {}
 for i, s in ipairs(A.stops) do
-  out[i] = enqueue(KEYS[2 + i], s, ARGV[1 + i])
+  out[i] = enqueue(KEYS[2 + i], s, ARGV[2 * i], ARGV[2 * i + 1])
 end
 return cjson.encode(out)

@@ -45,7 +45,7 @@ end
 local call = load_call(key)
 local r = call[A.target]
 local function release()
-  if r.lock == A.lock_token then r.lock, r.lock_until = nil, nil end
+  if r.lock == A.lock_token then r.lock, r.lock_until, r.lock_consumer = nil, nil, nil end
 end
 local function done(state, detail, counter)
   release()

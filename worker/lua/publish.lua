@@ -3,9 +3,10 @@
 -- KEYS[2]    routine lane (recstop)      KEYS[3]  urgent lane (recstop.urgent)
 -- KEYS[4]    metrics
 -- KEYS[4+i]  call key of item i
--- ARGV[1]    JSON {watchdog_s, items: [{member, target, task_id, score, lease}]}: what claim
---            leased, with the task id of the run whose message follows
--- ARGV[1+i]  item i's task message, its task id the placeholder @@TASK_ID@@ (worker/envelope.py)
+-- ARGV[1]    JSON {watchdog_s, events_channel, items: [{member, target, task_id, score, lease}]}:
+--            what claim leased, with the task id of the run whose message follows
+-- ARGV[2i]   item i's task message, its task id the placeholder @@TASK_ID@@ (worker/envelope.py)
+-- ARGV[2i+1] item i's task-sent event (worker/events.py), published with the message
 -- Returns JSON [{published, republished}] per item: whether its message went out, and how often
 -- this run's watchdog has fired (0 for an ordinary due entry).
 local schedule, routine, urgent, metrics = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
@@ -13,7 +14,7 @@ local A = cjson.decode(ARGV[1])
 local now = now_ms()
 local out = {}
 
-local function publish(key, item, message)
+local function publish(key, item, message, sent)
   local score = redis.call('ZSCORE', schedule, item.member)
   if not score or fmt(tonumber(score)) ~= item.lease then
     return {published = false, republished = 0}  -- rescheduled, settled or cancelled meanwhile
@@ -41,10 +42,11 @@ local function publish(key, item, message)
   redis.call('LPUSH', lane, (string.gsub(message, '@@TASK_ID@@', r.task_id)))
   watch(schedule, item.member, r, now, A.watchdog_s)
   save_call(key, call, now)
+  redis.call('PUBLISH', A.events_channel, sent)
   return {published = true, republished = republished}
 end
 
 for i, item in ipairs(A.items) do
-  out[i] = publish(KEYS[4 + i], item, ARGV[1 + i])
+  out[i] = publish(KEYS[4 + i], item, ARGV[2 * i], ARGV[2 * i + 1])
 end
 return cjson.encode(out)
