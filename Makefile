@@ -28,7 +28,7 @@ run: $(STAMP)
 	$(BIN)/python scripts/run_stack.py
 
 flower: $(STAMP)
-	$(BIN)/celery -A worker flower --address=127.0.0.1 --port=5555 --max_tasks=10000
+	$(BIN)/celery -A worker flower --address=127.0.0.1 --port=5555 --max_tasks=10000 --tasks_columns=kwargs,state,result,exception,eta,retries,received,runtime,worker,uuid
 
 test: $(STAMP)
 	$(BIN)/pytest -q

@@ -11,6 +11,7 @@ from pathlib import Path
 import requests
 
 from harness.procs import ROOT, free_port, terminate, wait_for
+from worker.config import FLOWER_TASKS_COLUMNS
 
 
 class FlowerProcess:
@@ -44,7 +45,7 @@ class FlowerProcess:
     def argv(self) -> list[str]:
         """The command line that starts this Flower."""
         argv = [sys.executable, "-m", "celery", "-A", "worker", "flower"]
-        argv += [f"--port={self.port}", "--address=127.0.0.1"]
+        argv += [f"--port={self.port}", "--address=127.0.0.1", f"--tasks_columns={FLOWER_TASKS_COLUMNS}"]
         if self.basic_auth is not None:
             argv.append(f"--basic-auth={self.basic_auth[0]}:{self.basic_auth[1]}")
         if self.max_tasks is not None:

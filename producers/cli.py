@@ -271,14 +271,26 @@ def _health(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_OK if report.healthy else EXIT_FAILURE
 
 
-def _metrics(args: argparse.Namespace, _out: TextIO, err: TextIO) -> int:
+def _metrics(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Serve /metrics until SIGTERM or SIGINT (exit 0), or fail to start (exit 2 or 1)."""
     from worker.metrics import serve  # noqa: PLC0415
 
     try:
         settings = Settings.from_env()
-        max_age = settings.health.max_heartbeat_age_s
-        serve(redis_client(settings.redis), host=args.host, port=args.port, max_heartbeat_age_s=max_age)
+
+        def ready(url: str) -> None:
+            out.write(
+                f"serving Prometheus metrics on {url} (reading {settings.redis.safe_url}); Ctrl-C stops\n"
+            )
+            out.flush()
+
+        serve(
+            redis_client(settings.redis),
+            host=args.host,
+            port=args.port,
+            max_heartbeat_age_s=settings.health.max_heartbeat_age_s,
+            on_ready=ready,
+        )
     except ConfigError as exc:
         err.write(f"recstop: error: {exc}\n")
         return EXIT_USAGE

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from kombu.entity import Queue
 
@@ -10,6 +10,10 @@ from worker.connection import sentinel_transport_options
 from worker.keys import QUEUE, TASK_NAME, URGENT_QUEUE
 from worker.settings import Settings
 from worker.transport import transport_for
+
+#: The columns of Flower's task list (``--tasks_columns``), as recstop ships Flower everywhere: the
+#: call (the task's kwargs), what happened (state, result or exception), and when.
+FLOWER_TASKS_COLUMNS: Final = "kwargs,state,result,exception,eta,retries,received,runtime,worker,uuid"
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:

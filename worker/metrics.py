@@ -11,7 +11,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from types import FrameType
 from typing import Final
@@ -28,6 +28,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from worker import keys
+from worker.backlog import oldest_age_s
 from worker.fetch import inflight_lists
 
 #: Upper bounds (seconds) of the API latency histogram; must equal BUCKETS in ``lua/finish.lua``.
@@ -59,6 +60,7 @@ class Snapshot:
     queued: Mapping[str, int]
     inflight: int
     heartbeats: Mapping[str, str]
+    oldest_queued_s: Mapping[str, float]
 
 
 def read_snapshot(client: Redis) -> Snapshot:
@@ -84,7 +86,8 @@ def read_snapshot(client: Redis) -> Snapshot:
     queued = dict.fromkeys(QUEUE_LISTS, 0)
     for (lane, _), length in zip(lists, lengths, strict=True):
         queued[lane] += int(length)
-    return Snapshot(now, counters, dead, due, future, oldest, queued, sum(held), heartbeats)
+    ages = {lane: oldest_age_s(client, lane, now) for lane in QUEUE_LISTS}
+    return Snapshot(now, counters, dead, due, future, oldest, queued, sum(held), heartbeats, ages)
 
 
 def split_workers(heartbeats: Mapping[str, str], now: float, max_age_s: float) -> tuple[list[str], list[str]]:
@@ -150,6 +153,14 @@ class RecstopCollector(Collector):
         for lane, length in snap.queued.items():
             queue.add_metric([lane], length)
         yield queue
+        age = GaugeMetricFamily(
+            "recstop_queue_oldest_age_seconds",
+            "How long the next message of each lane has been due (the backlog's age; 0 when empty).",
+            labels=["queue"],
+        )
+        for lane, seconds in snap.oldest_queued_s.items():
+            age.add_metric([lane], round(seconds, 3))
+        yield age
         yield _gauge(
             "recstop_inflight_messages",
             "Messages a worker fetched into its in-flight list and has not acknowledged.",
@@ -239,8 +250,15 @@ def _latency(raw: Mapping[str, str]) -> HistogramMetricFamily:
     return family
 
 
-def serve(client: Redis, *, host: str, port: int, max_heartbeat_age_s: float) -> None:
-    """Serve ``/metrics`` on ``host:port`` until SIGTERM or SIGINT."""
+def serve(
+    client: Redis,
+    *,
+    host: str,
+    port: int,
+    max_heartbeat_age_s: float,
+    on_ready: Callable[[str], None] | None = None,
+) -> None:
+    """Serve ``/metrics`` on ``host:port`` until SIGTERM or SIGINT; ``on_ready`` gets its URL once bound."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(RecstopCollector(client, max_heartbeat_age_s=max_heartbeat_age_s))
     stop = threading.Event()
@@ -251,6 +269,9 @@ def serve(client: Redis, *, host: str, port: int, max_heartbeat_age_s: float) ->
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     server, thread = start_http_server(port, addr=host, registry=registry)
+    if on_ready is not None:
+        bound_port = server.server_address[1]
+        on_ready(f"http://{host}:{bound_port}/metrics")
     try:
         stop.wait()
     finally:

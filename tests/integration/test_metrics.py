@@ -6,6 +6,7 @@ import os
 import re
 import subprocess
 import sys
+import uuid
 
 import pytest
 import requests
@@ -54,6 +55,9 @@ def exporter(redis_server):
             return False
 
     wait_for(serving, timeout_s=20, what="the metrics exporter to serve")
+    assert proc.stdout is not None
+    first = proc.stdout.readline().decode()  # it says where it listens as it starts
+    assert first.startswith(f"serving Prometheus metrics on {url} (reading redis://127.0.0.1:"), first
     yield proc, url
     terminate(proc)
 
@@ -183,3 +187,27 @@ def test_stop_all_settling_is_counted(producer, start_worker, sandbox_client, ca
     assert value(m, "recstop_stops_total", outcome="stopped", reason="") == 1
     assert value(m, "recstop_attempts_total") == 1
     assert value(m, "recstop_schedule_entries", when="future") == 0
+
+
+def test_backlog_age_every_lane_and_producer_cancels(producer, exporter):
+    """Both lanes are gauged with the age of their next message; a producer's cancel is counted once."""
+    _, url = exporter
+    routine, urgent, dropped = (str(uuid.uuid4()) for _ in range(3))
+    producer.stop_recording(routine)
+    producer.stop_recording(urgent, urgent=True)
+    producer.stop_recording(dropped, delay=600)
+    assert producer.cancel(dropped).cancelled
+    assert not producer.cancel(dropped).cancelled  # already cancelled: not counted again
+
+    m = wait_for(
+        lambda: (
+            (found := scrape(url))
+            and value(found, "recstop_queue_oldest_age_seconds", queue="recstop") > 0.2
+            and found
+        ),
+        what="the routine backlog to age",
+    )
+    assert value(m, "recstop_queue_messages", queue="recstop") == 1
+    assert value(m, "recstop_queue_messages", queue="recstop.urgent") == 1
+    assert value(m, "recstop_queue_oldest_age_seconds", queue="recstop.urgent") > 0
+    assert value(m, "recstop_stops_total", outcome="cancelled", reason="") == 1

@@ -27,6 +27,7 @@ from packaging.utils import canonicalize_name
 
 import vobiz_sandbox.__main__ as sandbox_main
 from producers import cli
+from worker.config import FLOWER_TASKS_COLUMNS
 from worker.environment import ENV_SPECS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -359,7 +360,12 @@ def test_flower_always_has_basic_auth():
             assert has_auth, f"{where}: Flower without basic auth"
             assert "--persistent=False" in argv, where
             assert "--max_tasks=10000" in argv, where
+            assert f"--tasks_columns={FLOWER_TASKS_COLUMNS}" in argv, (
+                f"{where}: the task list must show the call"
+            )
     assert flower_runs == 3
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    assert f"--tasks_columns={FLOWER_TASKS_COLUMNS}" in makefile
     assert ":" in example["FLOWER_BASIC_AUTH"]
 
 
