@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help install run test test-unit test-integration chaos chaos-short bench bench-ci lint format flower clean
+.PHONY: help install promtool run test test-unit test-integration chaos chaos-short bench bench-ci lint format flower clean
 
 help:
 	@echo "make run    - the whole local stack: Redis, Vobiz sandbox, worker, Flower (Ctrl-C stops it)"
@@ -22,6 +22,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
 
+# promtool (checks deploy/prometheus/ in `make test`), from Debian's prometheus package, unpacked
+# into the virtualenv: nothing is installed system-wide, no service is started.
+PROMTOOL := $(BIN)/promtool
+$(PROMTOOL): | $(STAMP)
+	@if command -v apt-get >/dev/null 2>&1; then \
+	  tmp=$$(mktemp -d) && (cd $$tmp && apt-get download prometheus >/dev/null 2>&1 && dpkg -x prometheus_*.deb x) \
+	    && cp $$tmp/x/usr/bin/promtool $(PROMTOOL); rm -rf $$tmp; \
+	fi; test -x $(PROMTOOL) || echo "promtool not fetched (no apt-get?): its tests will skip outside CI"
+
+promtool: $(PROMTOOL)
+
 install: $(STAMP)
 
 run: $(STAMP)
@@ -30,7 +41,7 @@ run: $(STAMP)
 flower: $(STAMP)
 	$(BIN)/celery -A worker flower --address=127.0.0.1 --port=5555 --max_tasks=10000 --tasks_columns=kwargs,state,result,exception,eta,retries,received,runtime,worker,uuid
 
-test: $(STAMP)
+test: $(STAMP) $(PROMTOOL)
 	$(BIN)/pytest -q
 
 bench: $(STAMP)
