@@ -17,7 +17,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = ("1 burst", "2 latency", "3 urgent lane", "4 rate limit", "5 producer", "6 memory", "7 scale-out")
 
-pytestmark = pytest.mark.timeout(600)
+# One worker runs the whole module (its fixture runs the bench once) while others run the rest.
+pytestmark = [pytest.mark.timeout(600), pytest.mark.xdist_group("bench")]
 
 
 @pytest.fixture(scope="module")
