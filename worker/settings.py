@@ -541,7 +541,7 @@ class Settings:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     retention: Retention = field(default_factory=Retention)
     concurrency: int = setting(
-        32,
+        64,
         env="RECSTOP_CONCURRENCY",
         parse=parsers.positive_int,
         help="Worker threads per process (each holds one API call). Run two processes per core: "

@@ -13,10 +13,13 @@ from bench.stats import ProcSampler
 from worker.settings import Settings
 
 NAME = "1 burst"
+#: Threads of the tuned naive reference process: what a careful Celery user would run.
+NAIVE_TUNED_THREADS = 128
 
 
 def run(report: Report, profile: Profile) -> None:
     """Burst of ``burst_stops`` with the sandbox answering after ``burst_latency_ms``."""
+    one_process(report, profile)
     n, latency = profile.burst_stops, profile.burst_latency_ms
     processes, concurrency = profile.burst_processes, Settings().concurrency
     cap_s = profile.naive_cap_s
@@ -87,6 +90,37 @@ def run(report: Report, profile: Profile) -> None:
         "tuned_done": tuned_done,
         "raw_statuses": {str(k): v for k, v in raw.statuses.items()},
     }
+
+
+def one_process(report: Report, profile: Profile) -> None:
+    """The default command against the tuned naive process, one process each, in the same run."""
+    n, latency = profile.burst_stops, profile.burst_latency_ms
+    with BenchStack("one-recstop", latency_ms=latency) as stack:
+        stack.start_workers(1)
+        ids = call_uuids(n)
+        stack.feed.reset()
+        started = time.time()
+        stack.producer().stop_recordings(ids)
+        complete = stack.feed.wait_ok(set(ids), timeout_s=max(120.0, n / 50))
+        arrivals = stack.feed.first_ok()
+        rate = len(arrivals) / (max(arrivals.values()) - started)
+    with BenchStack("one-tuned", latency_ms=latency) as stack:
+        stack.start_naive(1, "tuned", NAIVE_TUNED_THREADS)
+        stack.feed.reset()
+        tuned, _, capped = naive_throughput(stack, call_uuids(n), cap_s=profile.naive_cap_s)
+    report.add(
+        Row(
+            NAME,
+            f"one `celery -A worker worker` (defaults: {Settings().concurrency} threads) vs one tuned naive "
+            f"process ({NAIVE_TUNED_THREADS} threads, a Session each), {n:,} stops, API latency {latency:g} ms",
+            "stops/s",
+            round(rate, 1),
+            naive_tuned=round(tuned, 1),
+            target=">= tuned naive",
+            met=complete and rate >= tuned,
+            note="" if not capped else f"reference measured over its first {profile.naive_cap_s:g} s",
+        )
+    )
 
 
 def _rss(stack: BenchStack) -> float:
