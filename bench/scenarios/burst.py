@@ -112,7 +112,7 @@ def one_process(report: Report, profile: Profile) -> None:
         Row(
             NAME,
             f"one `celery -A worker worker` (defaults: {Settings().concurrency} threads) vs one tuned naive "
-            f"process ({NAIVE_TUNED_THREADS} threads, a Session each), {n:,} stops, API latency {latency:g} ms",
+            f"process ({NAIVE_TUNED_THREADS} threads, a Session each), {n:,} stops, latency {latency:g} ms",
             "stops/s",
             round(rate, 1),
             naive_tuned=round(tuned, 1),
