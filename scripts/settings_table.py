@@ -1,6 +1,6 @@
-"""Print the README's configuration table from the settings model (`worker.environment.ENV_SPECS`).
+"""Print the configuration table (docs/configuration.md) from the settings model (`worker.environment.ENV_SPECS`).
 
-`python scripts/settings_table.py --write` rewrites the table in README.md between its markers.
+`python scripts/settings_table.py --write` rewrites the table in docs/configuration.md between its markers.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 
 from worker.environment import ENV_SPECS
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+TABLE_DOC = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
 BEGIN, END = "<!-- settings-table:begin -->", "<!-- settings-table:end -->"
 
 
@@ -24,7 +24,7 @@ def table() -> str:
 
 
 def rewrite(text: str) -> str:
-    """README text with the table between the markers replaced."""
+    """The document text with the table between the markers replaced."""
     head, rest = text.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
     return f"{head}{BEGIN}\n{table()}\n{END}{tail}"
@@ -32,6 +32,6 @@ def rewrite(text: str) -> str:
 
 if __name__ == "__main__":
     if "--write" in sys.argv:
-        README.write_text(rewrite(README.read_text(encoding="utf-8")), encoding="utf-8")
+        TABLE_DOC.write_text(rewrite(TABLE_DOC.read_text(encoding="utf-8")), encoding="utf-8")
     else:
         print(table())

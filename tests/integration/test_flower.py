@@ -127,6 +127,9 @@ def test_flower_shows_what_happened_to_every_stop(
     assert (info["state"], info["worker"]) == ("SUCCESS", name)
     assert info["received"] <= info["started"] <= info["succeeded"]
     assert len(deletes(sandbox_client, live)) == 1
+    # Finding a call's stops: the task list's search (over the kwargs) by its call_uuid.
+    found = api(flower, f"/api/tasks?search={live}")
+    assert set(found) == {handles[live].task_id, duplicate}
 
     def failed_counted():
         text = flower.request("/metrics", auth=False).text

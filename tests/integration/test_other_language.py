@@ -1,4 +1,4 @@
-"""The README's message for other languages, sent with plain redis-py (no Celery), is executed."""
+"""The documented message for other languages, sent with plain redis-py (no Celery), is executed."""
 
 from __future__ import annotations
 
@@ -14,9 +14,8 @@ pytestmark = pytest.mark.integration
 
 
 def readme_message() -> str:
-    """The JSON block of the README's "Enqueue from another language" section."""
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = text.split("## Enqueue from another language", 1)[1].split("\n## ", 1)[0]
+    """The JSON block of docs/other-languages.md."""
+    section = (ROOT / "docs" / "other-languages.md").read_text(encoding="utf-8")
     found = re.search(r"```json\n(.*?)```", section, re.DOTALL)
     assert found, "the section has no JSON block"
     return found.group(1)

@@ -394,7 +394,7 @@ def test_systemd_units_have_the_required_keys():
     example = env_file(ENV_EXAMPLE)
     bound = float(example["RECSTOP_CONNECT_TIMEOUT_S"]) + float(example["RECSTOP_READ_TIMEOUT_S"])
     paths = sorted(SYSTEMD.glob("*.service"))
-    assert {p.name for p in paths} >= {"recstop-worker.service", "recstop-flower.service"}
+    assert {p.name for p in paths} >= {"recstop-worker@.service", "recstop-flower.service"}
     for path in paths:
         service = unit(path)["Service"]
         assert service["EnvironmentFile"] == "/etc/recstop/recstop.env", path.name
@@ -404,7 +404,8 @@ def test_systemd_units_have_the_required_keys():
         assert service["NoNewPrivileges"] == "yes", path.name
         assert service["ProtectSystem"] == "strict", path.name
         assert service["PrivateTmp"] == "yes", path.name
-    worker = unit(SYSTEMD / "recstop-worker.service")["Service"]
+    worker = unit(SYSTEMD / "recstop-worker@.service")["Service"]
+    assert "-n recstop-%i@%%h" in worker["ExecStart"]  # a template: one process per instance
     assert float(worker["TimeoutStopSec"]) > bound + SHUTDOWN_MARGIN_S
 
 
@@ -419,8 +420,9 @@ def test_systemd_units_pass_systemd_analyze_verify(tmp_path):
     for path in sorted(SYSTEMD.glob("*.service")):
         text = path.read_text().replace("/opt/recstop/venv/bin/", f"{venv_bin}/")
         text = text.replace("/etc/recstop/recstop.env", str(ENV_EXAMPLE))
-        (tmp_path / path.name).write_text(text)
-        units.append(str(tmp_path / path.name))
+        name = path.name.replace("@.", "@1.")  # a template is verified as one of its instances
+        (tmp_path / name).write_text(text)
+        units.append(str(tmp_path / name))
     result = subprocess.run([analyze, "verify", *units], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
     assert result.stderr == "", result.stderr
