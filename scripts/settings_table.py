@@ -1,4 +1,4 @@
-"""Print the configuration table (docs/configuration.md) from the settings model (`worker.environment.ENV_SPECS`).
+"""Print the configuration table of docs/configuration.md from the settings model (`ENV_SPECS`).
 
 `python scripts/settings_table.py --write` rewrites the table in docs/configuration.md between its markers.
 """
