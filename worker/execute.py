@@ -17,6 +17,7 @@ from worker.fetch import Fetched
 from worker.ids import new_id
 from worker.keys import TASK_NAME
 from worker.outcome import Outcome, Skipped, State
+from worker.priority import URGENT_FIRST, UrgentFirst
 from worker.ratelimit import RateLimiter
 from worker.redaction import Redactor
 from worker.secrets import Secret
@@ -90,6 +91,8 @@ class Executor:
     limiter: RateLimiter
     #: Longest wait for a rate-limit slot before the message goes back to the queue.
     rate_wait_s: float = 30.0
+    #: Routine stops pause between steps while an urgent one is in this process.
+    priority: UrgentFirst = URGENT_FIRST
     rand: Callable[[], float] = random.random
 
     def run(
@@ -103,11 +106,18 @@ class Executor:
         stop's lock, so a long wait holds nothing); an urgent stop never queues behind routine ones.
         Raises :class:`RateLimitWaitTooLong` when no slot comes within ``rate_wait_s``.
         """
+        if urgent:
+            with self.priority.urgent(task_id):
+                return self._run(request, task_id, urgent=True, ack=ack)
+        return self._run(request, task_id, urgent=False, ack=ack)
+
+    def _run(self, request: StopRequest, task_id: str, *, urgent: bool, ack: Fetched | None) -> RunResult:
         limited = request.auth_id or self.accounts.default_auth_id
         if self.limiter.enabled and limited is not None:
             waited_s = self.limiter.wait_for_slot(limited, urgent=urgent, deadline_s=self.rate_wait_s)
             structlog.contextvars.bind_contextvars(rate_wait_ms=round(waited_s * 1000, 1))
         token = f"{task_id}:{new_id()[:12]}"
+        self._step(urgent=urgent)
         admission = self.store.begin(
             request,
             task_id,
@@ -127,7 +137,15 @@ class Executor:
         secret = self.accounts.token_for(auth_id) if auth_id else None
         if auth_id is None or secret is None:
             return self._dead(run, "unknown_account", f"no credentials configured for account {auth_id!r}")
-        return self._settle(run, self._attempt(run, auth_id, secret))
+        self._step(urgent=urgent)
+        verdict = self._attempt(run, auth_id, secret)
+        self._step(urgent=urgent)
+        return self._settle(run, verdict)
+
+    def _step(self, *, urgent: bool) -> None:
+        """A step boundary: a routine stop waits here while an urgent one runs."""
+        if not urgent:
+            self.priority.yield_to_urgent()
 
     def _settle(self, run: _Run, verdict: Classification) -> RunResult:
         """Record the attempt's outcome: stopped, retry after a backoff, or dead-lettered."""

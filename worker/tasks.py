@@ -36,6 +36,7 @@ from worker.execute import Executor, RunResult
 from worker.fetch import HELD, TAG_HEADER
 from worker.keys import TASK_NAME, URGENT_QUEUE
 from worker.outcome import State
+from worker.priority import URGENT_FIRST
 from worker.ratelimit import RateLimitWaitTooLong
 from worker.validation import decode_task_message
 
@@ -67,7 +68,11 @@ def register_tasks(app: Celery, executor: Executor, deadletters: DeadLetters) ->
                 raise StopDead("malformed", str(exc)) from None
             urgent = (self.request.delivery_info or {}).get("routing_key") == URGENT_QUEUE
             tag = getattr(self.request, TAG_HEADER, None)
-            result = executor.run(request, task_id, urgent=urgent, ack=HELD.get(tag) if tag else None)
+            try:
+                result = executor.run(request, task_id, urgent=urgent, ack=HELD.get(tag) if tag else None)
+            finally:
+                if tag:
+                    URGENT_FIRST.release(tag)  # held since the transport delivered it
             if result.state != "skipped" and tag:
                 HELD.pop(tag, None)  # acknowledged with the outcome: Celery's ack has nothing left to do
             return celery_outcome(self, result)

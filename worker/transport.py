@@ -40,6 +40,7 @@ from redis import exceptions as redis_errors
 from worker import keys
 from worker.connection import ReplicaShortfall, check_wait, queue_wait
 from worker.fetch import HELD, TAG_HEADER, Fetched, Heartbeat, Inflight, new_consumer_id
+from worker.priority import URGENT_FIRST
 from worker.queueitem import envelope
 from worker.settings import RedisSettings
 
@@ -289,12 +290,16 @@ class Channel(kombu_redis.Channel):
             self.inflight.ack(item)  # delivered is done, for a consumer that never acks
         else:
             HELD[tag] = item
+            headers = payload.get("headers")
+            if lane == keys.URGENT_QUEUE and not (isinstance(headers, dict) and headers.get("eta")):
+                URGENT_FIRST.hold(tag)  # routine stops here pause until its task returns
         self.connection._deliver(payload, lane)  # noqa: SLF001
 
     # --- acks, heartbeat, shutdown ----------------------------------------------------------------
 
     def settle(self, delivery_tag: str, *, requeue: str | None) -> None:
         """Remove a delivered message from the in-flight list, or requeue it (``head``/``tail``)."""
+        URGENT_FIRST.release(delivery_tag)
         item = HELD.pop(delivery_tag, None)
         if item is None:  # acknowledged already, by the task that recorded its outcome
             return
@@ -323,6 +328,7 @@ class Channel(kombu_redis.Channel):
             return
         for tag in [tag for tag in HELD if tag.startswith(self.consumer_id + ":")]:
             HELD.pop(tag, None)
+            URGENT_FIRST.release(tag)
         try:
             requeued = self.inflight.release(sorted(self._sources_seen))
         except redis_errors.RedisError as exc:
