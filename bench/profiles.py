@@ -12,7 +12,7 @@ class Profile:
     name: str
     burst_stops: int = 20_000
     burst_latency_ms: float = 100.0
-    burst_processes: int = 4  # plain `celery -A worker worker`, two per core (README: scaling)
+    burst_processes: int = 4  # plain `celery -A worker worker`, two per core (docs/performance.md: tuning)
     naive_cap_s: float = 25.0  # a reference slower than this is measured over this long
     steady_rps: float = 100.0
     steady_s: float = 15.0

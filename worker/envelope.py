@@ -2,7 +2,7 @@
 
 The producer hands this text to ``enqueue.lua``, which records the stop and pushes the message in
 one atomic step (one round trip instead of three: enqueue, publish, confirm). It is the same
-Celery protocol 2 envelope that ``app.send_task`` writes and that the README documents for
+Celery protocol 2 envelope that ``app.send_task`` writes and that docs/other-languages.md documents for
 producers in other languages; ``tests/integration/test_stop_flow.py`` runs both through a worker.
 """
 
