@@ -12,7 +12,7 @@ class Profile:
     name: str
     burst_stops: int = 20_000
     burst_latency_ms: float = 100.0
-    burst_processes: int = 4  # plain `celery -A worker worker`, two per core (docs/performance.md: tuning)
+    burst_processes: int = 2  # plain `celery -A worker worker`, one per core (docs/performance.md: tuning)
     naive_cap_s: float = 25.0  # a reference slower than this is measured over this long
     steady_rps: float = 100.0
     steady_s: float = 15.0
@@ -22,7 +22,7 @@ class Profile:
     urgent_naive_backlog: int = 5_000
     limit_stops: int = 5_000
     limit_rps: float = 200.0
-    limit_processes: int = 4
+    limit_processes: int = 2  # one per core, as for the burst
     limit_low_rps: float = 100.0
     limit_phase_s: float = 10.0
     producer_stops: int = 5_000

@@ -19,6 +19,11 @@ class FlowerProcess:
 
     With ``basic_auth`` (user, password) Flower asks for it on its UI and API; without it the API
     is opened with ``FLOWER_UNAUTHENTICATED_API`` (tests that only read what Flower shows).
+
+    It runs in a session of its own: a Ctrl-C in the terminal (``make run``) reaches only the stack,
+    which stops Flower with one SIGTERM. Flower caught the terminal's SIGINT itself before, and the
+    SIGTERM that followed hit its exit handlers: ``sys.exit(0)`` from its SIGTERM handler inside
+    ``atexit``, a ``SystemExit: 0`` traceback at the end of its log.
     """
 
     def __init__(
@@ -58,7 +63,9 @@ class FlowerProcess:
         if self.basic_auth is None:
             env["FLOWER_UNAUTHENTICATED_API"] = "true"
         with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(self.argv(), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(
+                self.argv(), cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
         wait_for(self._healthy, timeout_s=30, interval_s=0.1, what="flower to answer")
         return self
 

@@ -214,7 +214,11 @@ class Stack:
         self, name: str, overrides: Mapping[str, str], *, foreground: bool = False
     ) -> WorkerProcess:
         log_path = None if foreground else self.directory / f"{name}.log"
-        worker = WorkerProcess({**self.env, **overrides}, log_path, name=name, redis_url=self.broker_url)
+        # A foreground worker writes to the terminal but runs in its own session: a Ctrl-C there
+        # reaches only the stack, which stops it with one SIGTERM (one warm shutdown, not two).
+        worker = WorkerProcess(
+            {**self.env, **overrides}, log_path, name=name, redis_url=self.broker_url, new_session=foreground
+        )
         self.workers.append(worker)  # stopped with the stack even if it never becomes ready
         return worker.start(wait=False)
 

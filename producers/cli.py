@@ -1,11 +1,14 @@
-"""The ``recstop`` command line. Exit 0 on success, 2 on bad input, 1 on any other failure."""
+"""The ``recstop`` command line (docs/cli.md). Exit codes: ``producers.exitcodes``.
+
+0 on success, 2 on bad input, 1 on any other failure; ``recstop status`` also tells a pending (3),
+dead (4), cancelled (5) or unknown (6) stop from a stopped one (0).
+"""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import json
-import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, TextIO
@@ -13,25 +16,78 @@ from typing import Any, NoReturn, TextIO
 from redis.exceptions import RedisError
 from tqdm import tqdm
 
-from producers.producer import Producer, StopSpec
-from worker.connection import redis_client
-from worker.errors import ConfigError, InvalidStopRequest, RecstopError
-from worker.settings import HealthThresholds, Settings
-from worker.status import iso
+from producers import exitcodes, render, sandboxcmd
+from producers.producer import Producer, StopHandle, StopSpec
+from worker.connection import redis_client, redis_unavailable
+from worker.errors import (
+    BrokerUnavailableError,
+    ConfigError,
+    InvalidBulkItem,
+    InvalidStopRequest,
+    RecstopError,
+)
+from worker.outcome import State
+from worker.settings import HealthThresholds, RedisSettings, Settings
+from worker.status import StatusRecord, iso
 
-EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = exitcodes.OK, exitcodes.FAILURE, exitcodes.USAGE
 
 
 class CommandFailedError(Exception):
-    """A command failed for a reason other than bad input (exit 1)."""
+    """A command failed for a reason other than bad input: exit ``code`` (1 unless a status says else)."""
+
+    def __init__(self, message: str, code: int = exitcodes.FAILURE) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="recstop", description="Stop Vobiz call recordings through a queue."
+        prog="recstop",
+        description="Stop Vobiz call recordings through a queue. Reference and exit codes: docs/cli.md.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
+    _enqueue_parser(sub)
 
+    cancel = sub.add_parser("cancel", help="cancel a pending or scheduled stop")
+    cancel.add_argument("call_uuid", help="the call whose stop to cancel")
+    cancel.add_argument("--url", help="the stop of this recording (default: the stop of every recording)")
+
+    status = sub.add_parser(
+        "status",
+        help="show whether and when a recording was stopped "
+        "(exit 0 stopped, 3 pending, 4 dead, 5 cancelled, 6 unknown)",
+    )
+    status.add_argument("call_uuid", help="the call")
+    status.add_argument("--url", help="the stop of this recording (default: the stop of every recording)")
+    status.add_argument(
+        "--json", action="store_true", help="print the whole record, attempt log included, as JSON"
+    )
+
+    _dlq_parser(sub)
+    sandboxcmd.add_parser(sub)
+
+    health = sub.add_parser("health", help="check Redis, workers, dead letters and the schedule (exit 0/1)")
+    health.add_argument("--json", action="store_true", help="print a JSON report")
+    health.add_argument(
+        "--max-dead-letters", type=int, metavar="N", help="default RECSTOP_HEALTH_MAX_DEAD_LETTERS"
+    )
+    health.add_argument(
+        "--max-overdue-s", type=float, metavar="S", help="default RECSTOP_HEALTH_MAX_OVERDUE_S"
+    )
+    health.add_argument(
+        "--max-heartbeat-age-s", type=float, metavar="S", help="default RECSTOP_HEALTH_MAX_HEARTBEAT_AGE_S"
+    )
+
+    metrics = sub.add_parser("metrics", help="serve Prometheus metrics on /metrics until SIGTERM")
+    metrics.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    metrics.add_argument(
+        "--port", type=int, default=9808, help="port to listen on (default 9808; 0 picks one)"
+    )
+    return parser
+
+
+def _enqueue_parser(sub: Any) -> None:  # noqa: ANN401 - argparse's private _SubParsersAction
     enqueue = sub.add_parser(
         "enqueue", help="enqueue a stop (now, after --delay, or --at a time), or many from --file"
     )
@@ -51,65 +107,39 @@ def _parser() -> argparse.ArgumentParser:
     )
     when.add_argument("--at", metavar="ISO8601", help="run the stop at this time (with a timezone)")
     enqueue.add_argument("--auth-id", help="Vobiz account (default: VOBIZ_AUTH_ID)")
-    enqueue.add_argument("--request-id", help="correlation id carried into logs and status")
+    enqueue.add_argument(
+        "--request-id",
+        metavar="ID",
+        help="idempotency key: a repeat with the same ID is deduplicated, even after the stop "
+        "succeeded (a producer's retry never stops twice); also shown in logs and status",
+    )
     enqueue.add_argument("--not-after", metavar="ISO8601", help="give up after this time")
     enqueue.add_argument("--json", action="store_true", help="print JSON")
 
-    cancel = sub.add_parser("cancel", help="cancel a pending or scheduled stop")
-    cancel.add_argument("call_uuid")
-    cancel.add_argument("--url")
 
-    status = sub.add_parser("status", help="show whether and when a recording was stopped")
-    status.add_argument("call_uuid")
-    status.add_argument("--url")
-    status.add_argument("--json", action="store_true")
-
-    dlq = sub.add_parser("dlq", help="dead letters").add_subparsers(dest="dlq_command", required=True)
+def _dlq_parser(sub: Any) -> None:  # noqa: ANN401 - argparse's private _SubParsersAction
+    dlq = sub.add_parser("dlq", help="dead letters: list, show, replay, purge").add_subparsers(
+        dest="dlq_command", required=True
+    )
     dlq_list = dlq.add_parser("list", help="list dead letters, newest first")
-    dlq_list.add_argument("--json", action="store_true")
-    dlq_list.add_argument("--limit", type=int, default=100)
-    dlq.add_parser("show", help="show one dead letter with every attempt").add_argument("id")
+    dlq_list.add_argument("--json", action="store_true", help="print JSON")
+    dlq_list.add_argument("--limit", type=int, default=100, metavar="N", help="list at most N (default 100)")
+    show = dlq.add_parser("show", help="show one dead letter with every attempt, as JSON")
+    show.add_argument("id", help="the dead letter's id (from dlq list)")
+    show.add_argument("--json", action="store_true", help="print JSON (what show always prints)")
     replay = dlq.add_parser("replay", help="enqueue dead letters again")
-    replay.add_argument("ids", nargs="*", metavar="ID")
-    replay.add_argument("--all", action="store_true")
+    replay.add_argument("ids", nargs="*", metavar="ID", help="the dead letters to replay")
+    replay.add_argument("--all", action="store_true", help="replay every dead letter (instead of IDs)")
     dlq.add_parser("purge", help="delete every dead letter")
-
-    sandbox = sub.add_parser("sandbox", help="run the Vobiz API sandbox (for tests and demos)")
-    sandbox.add_argument("--host", default="127.0.0.1")
-    sandbox.add_argument("--port", type=int, default=8765)
-    sandbox.add_argument("--auth-id", default=os.environ.get("VOBIZ_AUTH_ID") or "MA_DEMO0001")
-    sandbox.add_argument("--auth-token", default=os.environ.get("VOBIZ_AUTH_TOKEN") or "demo-token")
-    sandbox.add_argument(
-        "--auto-calls", action="store_true", help="treat unknown calls as live and recording"
-    )
-    sandbox.add_argument("--nothing-to-stop", choices=["404", "204"], default="404")
-
-    health = sub.add_parser("health", help="check Redis, workers, dead letters and the schedule (exit 0/1)")
-    health.add_argument("--json", action="store_true", help="print a JSON report")
-    health.add_argument(
-        "--max-dead-letters", type=int, metavar="N", help="default RECSTOP_HEALTH_MAX_DEAD_LETTERS"
-    )
-    health.add_argument(
-        "--max-overdue-s", type=float, metavar="S", help="default RECSTOP_HEALTH_MAX_OVERDUE_S"
-    )
-    health.add_argument(
-        "--max-heartbeat-age-s", type=float, metavar="S", help="default RECSTOP_HEALTH_MAX_HEARTBEAT_AGE_S"
-    )
-
-    metrics = sub.add_parser("metrics", help="serve Prometheus metrics on /metrics until SIGTERM")
-    metrics.add_argument("--host", default="127.0.0.1")
-    metrics.add_argument("--port", type=int, default=9808)
-    return parser
 
 
 def _print_json(data: Any, out: TextIO) -> None:  # noqa: ANN401
     out.write(json.dumps(data, indent=2, default=str) + "\n")
 
 
-def _enqueue(producer: Producer, args: argparse.Namespace, out: TextIO) -> None:
+def _enqueue(producer: Producer, args: argparse.Namespace, out: TextIO) -> int:
     if args.file is not None:
-        _enqueue_file(producer, args, out)
-        return
+        return _enqueue_file(producer, args, out)
     if args.call_uuid is None:
         raise InvalidStopRequest("call_uuid", "give a call_uuid, or --file with one per line")
     handle = producer.stop_recording(
@@ -122,19 +152,31 @@ def _enqueue(producer: Producer, args: argparse.Namespace, out: TextIO) -> None:
         not_after=args.not_after,
         urgent=args.urgent,
     )
+    record = _joined(producer, handle)
     if args.json:
-        _print_json(handle.__dict__, out)
+        note = {"note": render.dedup_note(State(handle.state), record)} if handle.deduplicated else {}
+        _print_json({**handle.__dict__, **note}, out)
     else:
-        note = " (deduplicated: a stop for this recording is already pending)" if handle.deduplicated else ""
-        out.write(f"{handle.state} task_id={handle.task_id}{note}\n")
+        out.write(render.enqueue_line(handle, record))
+    return exitcodes.OK
 
 
-def _enqueue_file(producer: Producer, args: argparse.Namespace, out: TextIO) -> None:
+def _joined(producer: Producer, handle: StopHandle) -> StatusRecord | None:
+    """The record of the run a deduplicated stop joined (when it is due, or finished); else None."""
+    if not handle.deduplicated:
+        return None
+    try:
+        return producer.status(handle.call_uuid, handle.url)
+    except BrokerUnavailableError:  # the stop is stored: only the times of the run it joined are unknown
+        return None
+
+
+def _enqueue_file(producer: Producer, args: argparse.Namespace, out: TextIO) -> int:
     """Bulk: every non-blank line of the file is a call_uuid; pipelined, with a progress bar."""
     if args.call_uuid is not None or args.delay is not None or args.at is not None or args.url is not None:
         raise InvalidStopRequest("file", "--file takes no call_uuid, --url, --delay or --at")
-    lines = _read_lines(args.file)
-    stops = [StopSpec(line, auth_id=args.auth_id, not_after=args.not_after) for line in lines if line.strip()]
+    numbered = [(number, line) for number, line in enumerate(_read_lines(args.file), 1) if line]
+    stops = [StopSpec(line, auth_id=args.auth_id, not_after=args.not_after) for _, line in numbered]
     with tqdm(
         total=len(stops), unit="stop", disable=args.no_progress, file=sys.stderr, mininterval=0.2
     ) as bar:
@@ -142,16 +184,22 @@ def _enqueue_file(producer: Producer, args: argparse.Namespace, out: TextIO) -> 
         def progress(done: int) -> None:
             bar.update(done - bar.n)
 
-        handles = producer.stop_recordings(stops, urgent=args.urgent, on_progress=progress)
+        try:
+            handles = producer.stop_recordings(stops, urgent=args.urgent, on_progress=progress)
+        except InvalidBulkItem as exc:  # name the line of the file, counted from 1 as editors do
+            line = numbered[exc.index][0]
+            raise InvalidStopRequest(f"line {line}: {exc.item.field}", exc.item.reason) from None
     fresh = sum(1 for handle in handles if not handle.deduplicated)
     summary = {"enqueued": fresh, "deduplicated": len(handles) - fresh}
     if args.json:
         _print_json(summary, out)
     else:
         out.write(f"enqueued {fresh}, deduplicated {len(handles) - fresh}\n")
+    return exitcodes.OK
 
 
 def _read_lines(path: str) -> list[str]:
+    """Every line of the file (or stdin for '-'), stripped; blank ones stay, to keep line numbers."""
     if path == "-":
         return [line.strip() for line in sys.stdin]
     try:
@@ -161,47 +209,42 @@ def _read_lines(path: str) -> list[str]:
         raise InvalidStopRequest("file", f"cannot read {path!r}: {exc.__class__.__name__}") from None
 
 
-def _cancel(producer: Producer, args: argparse.Namespace, out: TextIO) -> None:
+def _cancel(producer: Producer, args: argparse.Namespace, out: TextIO) -> int:
     result = producer.cancel(args.call_uuid, args.url)
     if not result.cancelled:
         raise CommandFailedError(f"nothing to cancel: the stop is {result.state}")
     out.write("cancelled\n")
+    return exitcodes.OK
 
 
-def _status(producer: Producer, args: argparse.Namespace, out: TextIO) -> None:
+def _status(producer: Producer, args: argparse.Namespace, out: TextIO) -> int:
+    """Print the record; exit 0 stopped, 3 pending, 4 dead, 5 cancelled, 6 no record."""
     record = producer.status(args.call_uuid, args.url)
     if record is None:
-        raise CommandFailedError("no stop is known for this call and URL")
-    data = record.to_dict()
+        redis = producer.settings.redis
+        message = render.unknown(
+            args.call_uuid, args.url, redis.safe_url, default_redis=_default_redis(redis)
+        )
+        raise CommandFailedError(message, exitcodes.UNKNOWN)
     if args.json:
-        _print_json(data, out)
-        return
-    for name in (
-        "call_uuid",
-        "url",
-        "state",
-        "attempts",
-        "last_http_status",
-        "last_error",
-        "task_id",
-        "request_id",
-        "enqueued_at",
-        "first_attempt_at",
-        "finished_at",
-        "dead_reason",
-        "settled_by",
-    ):
-        if data.get(name) not in (None, ""):
-            out.write(f"{name:17} {data[name]}\n")
+        _print_json(record.to_dict(), out)
+    else:
+        out.write(render.status_lines(record))
+    return exitcodes.STATUS[record.state]
 
 
-def _dlq(producer: Producer, args: argparse.Namespace, out: TextIO) -> None:
+def _default_redis(redis: RedisSettings) -> bool:
+    """Whether this is the default Redis URL (often: the environment of a stack was not loaded)."""
+    return redis.url == RedisSettings().url
+
+
+def _dlq(producer: Producer, args: argparse.Namespace, out: TextIO) -> int:
     store = producer.dead_letters
     if args.dlq_command == "list":
         entries = store.list(limit=args.limit)
         if args.json:
             _print_json([e.to_dict() for e in entries], out)
-            return
+            return exitcodes.OK
         out.writelines(
             f"{e.id}  {iso(e.dead_at)}  {e.reason:20}  {e.call_uuid or '-'}  {e.error or ''}\n"
             for e in entries
@@ -225,19 +268,7 @@ def _dlq(producer: Producer, args: argparse.Namespace, out: TextIO) -> None:
             raise CommandFailedError(f"{len(failed)} of {len(results)} dead letter(s) could not be replayed")
     else:
         out.write(f"purged {store.purge()} dead letter(s)\n")
-
-
-def _sandbox(args: argparse.Namespace, _out: TextIO, _err: TextIO) -> int:
-    from vobiz_sandbox import serve  # noqa: PLC0415 - the sandbox is only imported when asked for
-
-    serve(
-        args.host,
-        args.port,
-        accounts={args.auth_id: args.auth_token},
-        auto_calls=args.auto_calls,
-        nothing_to_stop=args.nothing_to_stop,
-    )
-    return EXIT_OK
+    return exitcodes.OK
 
 
 def _thresholds(settings: Settings, args: argparse.Namespace) -> HealthThresholds:
@@ -264,10 +295,16 @@ def _health(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         report = check_health(client, _thresholds(settings, args), redis_url=settings.redis.safe_url)
     finally:
         client.close()
+    where = settings.redis.safe_url
     if args.json:
-        _print_json(report.to_dict(), out)
-    else:
+        _print_json({**report.to_dict(), "redis": where}, out)
+    elif report.healthy:
         out.write(render(report))
+    else:  # name the Redis asked (an unreachable one is named already): a forgotten env shows
+        default = _default_redis(settings.redis)
+        hint = " (the default URL: is RECSTOP_BROKER_URL set?)" if default else ""
+        asked = f"checked Redis at {where}{hint}\n" if default or report.checks[0].ok else ""
+        out.write(render(report) + asked)
     return EXIT_OK if report.healthy else EXIT_FAILURE
 
 
@@ -302,12 +339,13 @@ def _metrics(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 #: Commands that run without a producer, returning their own exit code.
 STANDALONE: dict[str, Callable[[argparse.Namespace, TextIO, TextIO], int]] = {
-    "sandbox": _sandbox,
+    "sandbox": sandboxcmd.run,
     "health": _health,
     "metrics": _metrics,
 }
 
-COMMANDS: dict[str, Callable[[Producer, argparse.Namespace, TextIO], None]] = {
+#: Commands that need a producer, each returning its exit code (or raising for 1 or 2).
+COMMANDS: dict[str, Callable[[Producer, argparse.Namespace, TextIO], int]] = {
     "enqueue": _enqueue,
     "cancel": _cancel,
     "status": _status,
@@ -326,18 +364,23 @@ def run(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: Te
         return STANDALONE[args.command](args, stdout, stderr)
     try:
         settings = Settings.from_env()
+    except ConfigError as exc:
+        stderr.write(f"recstop: error: {exc}\n")
+        return EXIT_USAGE
+    try:
         with Producer(settings, redis_client(settings.redis)) as producer:
-            COMMANDS[args.command](producer, args, stdout)
+            return COMMANDS[args.command](producer, args, stdout)
     except (InvalidStopRequest, ConfigError) as exc:
         stderr.write(f"recstop: error: {exc}\n")
         return EXIT_USAGE
-    except (CommandFailedError, RecstopError) as exc:
-        stderr.write(f"recstop: {exc}\n")
-        return EXIT_FAILURE
-    except RedisError as exc:
-        stderr.write(f"recstop: Redis unavailable: {type(exc).__name__}\n")
-        return EXIT_FAILURE
-    return EXIT_OK
+    except (CommandFailedError, RecstopError, RedisError) as exc:
+        stderr.write(f"recstop: {_failure(exc, settings)}\n")
+        return exc.code if isinstance(exc, CommandFailedError) else EXIT_FAILURE
+
+
+def _failure(exc: Exception, settings: Settings) -> str:
+    """The message of a failure; a Redis error names the Redis (password masked) and the cause."""
+    return redis_unavailable(settings.redis, exc) if isinstance(exc, RedisError) else str(exc)
 
 
 def main() -> NoReturn:

@@ -12,9 +12,9 @@ import structlog
 from redis import Redis
 from redis.exceptions import RedisError
 
-from worker.connection import ReplicaShortfall, redis_client
+from worker.connection import ReplicaShortfall, redis_client, redis_unavailable
 from worker.deadletters import DeadLetter, DeadLetters
-from worker.errors import BrokerUnavailableError, InvalidStopRequest, UnknownAccountError
+from worker.errors import BrokerUnavailableError, InvalidBulkItem, InvalidStopRequest, UnknownAccountError
 from worker.ids import new_id
 from worker.settings import Settings
 from worker.status import StatusRecord
@@ -183,9 +183,13 @@ class Producer:
         try:
             return self.store.run_enqueue(call)
         except RedisError as exc:
-            raise BrokerUnavailableError(f"{what}: {type(exc).__name__}") from None
+            raise self._unavailable(what, exc) from None
         except ReplicaShortfall as exc:
             raise BrokerUnavailableError(f"{what}: {exc}") from None
+
+    def _unavailable(self, what: str, exc: RedisError) -> BrokerUnavailableError:
+        """The error for a failed Redis call: what failed, which Redis (password masked) and why."""
+        return BrokerUnavailableError(f"{what}: {redis_unavailable(self.settings.redis, exc)}")
 
     def _bulk_item(self, index: int, item: str | StopSpec) -> StopRequest:
         spec = StopSpec(item) if isinstance(item, str) else item
@@ -193,7 +197,7 @@ class Producer:
             request = validate_stop(spec.call_uuid, spec.url, spec.auth_id, spec.request_id, spec.not_after)
             return self._with_account(request)
         except InvalidStopRequest as exc:
-            raise InvalidStopRequest(f"stops[{index}].{exc.field}", exc.reason) from None
+            raise InvalidBulkItem(index, exc) from None
 
     def _with_account(self, request: StopRequest) -> StopRequest:
         accounts = self.settings.accounts
@@ -227,7 +231,7 @@ class Producer:
         try:
             state, changed = self.store.cancel(call_uuid, url)
         except RedisError as exc:
-            raise BrokerUnavailableError(f"could not cancel: {type(exc).__name__}") from None
+            raise self._unavailable("could not cancel", exc) from None
         return CancelResult(state, changed)
 
     def status(self, call_uuid: str, url: str | None = None) -> StatusRecord | None:
@@ -237,7 +241,7 @@ class Producer:
         try:
             return self.store.status(call_uuid, url)
         except RedisError as exc:
-            raise BrokerUnavailableError(f"could not read the status: {type(exc).__name__}") from None
+            raise self._unavailable("could not read the status", exc) from None
 
     def replay(self, entry_ids: Iterable[str] | None = None) -> list[ReplayResult]:
         """Re-enqueue dead letters (all when ``entry_ids`` is None) under their own stop key."""

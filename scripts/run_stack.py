@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 from collections.abc import Mapping
+from pathlib import Path
 from types import FrameType
 from typing import Final
 
@@ -19,7 +20,7 @@ from harness.procs import ROOT, wait_for
 from harness.stack import RedisOptions, SandboxOptions, Stack
 from worker.secrets import mask_url
 
-RUN: Final = ROOT / ".run"
+RUN: Final = ROOT / ".run"  # RECSTOP_RUN_DIR overrides it (tests run the stack in a temp dir)
 DEMO_AUTH_ID: Final = "MA_DEMO0001"
 DEMO_TOKEN: Final = "demo-token"  # noqa: S105 - the sandbox's demo account, not a real credential
 REDIS: Final = RedisOptions(port=6390, args=("--maxmemory-policy", "noeviction"))
@@ -35,11 +36,16 @@ def real_credentials(env: Mapping[str, str]) -> bool:
     )
 
 
+def run_dir(env: Mapping[str, str]) -> Path:
+    """Where the stack keeps its data, logs and ``env.sh``: ``.run/`` unless RECSTOP_RUN_DIR says."""
+    return Path(env["RECSTOP_RUN_DIR"]) if env.get("RECSTOP_RUN_DIR") else RUN
+
+
 def build(env: Mapping[str, str]) -> Stack:
     """The stack in .run/: Redis unless RECSTOP_BROKER_URL is set, the sandbox unless credentials are."""
     return Stack(
         "run",
-        directory=RUN,
+        directory=run_dir(env),
         redis=env.get("RECSTOP_BROKER_URL") or REDIS,
         sandbox=None if real_credentials(env) else SANDBOX,
     )
@@ -50,7 +56,7 @@ def describe(stack: Stack, env: Mapping[str, str]) -> list[str]:
     if env.get("RECSTOP_BROKER_URL"):
         lines = [f"redis      {mask_url(stack.broker_url)}   (from RECSTOP_BROKER_URL)"]
     else:
-        lines = [f"redis      {stack.broker_url}   (private, AOF in .run/redis)"]
+        lines = [f"redis      {stack.broker_url}   (private, AOF in {run_dir(env)}/redis)"]
     if real_credentials(env):
         return [
             *lines,
@@ -71,18 +77,24 @@ def serve(stack: Stack, env: Mapping[str, str]) -> list[str]:
     stack.start_worker("recstop", wait=False, foreground=True)
     lines.append("worker     celery -A worker worker   (logs below)")
     flower = stack.start_flower(port=FLOWER_PORT)
-    lines.append(f"flower     {flower.base_url}   (log in .run/flower.log)")
+    lines.append(f"flower     {flower.base_url}   (log in {run_dir(env)}/flower.log)")
     exports = {"RECSTOP_BROKER_URL": stack.broker_url, "VOBIZ_AUTH_ID": {**env, **stack.env}["VOBIZ_AUTH_ID"]}
-    (RUN / "env.sh").write_text("".join(f"export {k}={v}\n" for k, v in exports.items()), encoding="utf-8")
+    if not real_credentials(env):
+        exports["VOBIZ_API_BASE"] = stack.sandbox.api_base  # `recstop sandbox call` finds the sandbox by it
+    (run_dir(env) / "env.sh").write_text(
+        "".join(f"export {k}={v}\n" for k, v in exports.items()), encoding="utf-8"
+    )
     print("\nrecstop local stack\n" + "\n".join("  " + line for line in lines))
-    print("\nIn another terminal:\n  source .venv/bin/activate && source .run/env.sh")
+    print(f"\nIn another terminal:\n  source .venv/bin/activate && source {run_dir(env)}/env.sh")
     print("  recstop enqueue $(python -c 'import uuid; print(uuid.uuid4())')   # then: recstop status <uuid>")
+    if not real_credentials(env):
+        print("  recstop sandbox call --recordings 2   # a call with two recordings, to stop one by --url")
     print("\nCtrl-C stops everything.\n", flush=True)
     return wait_for(stack.exited, timeout_s=math.inf, interval_s=WATCH_S, what="a part of the stack to exit")
 
 
 def on_signal(_signum: int, _frame: FrameType | None) -> None:
-    """SIGINT and SIGTERM stop the stack."""
+    """SIGINT, SIGTERM and SIGHUP (the terminal closed) stop the stack and everything it started."""
     raise KeyboardInterrupt
 
 
@@ -90,6 +102,7 @@ def main() -> int:
     """Start the stack and wait for Ctrl-C (exit 0) or for a part to exit (exit 1)."""
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)  # also when started from a shell that ignores SIGINT
+    signal.signal(signal.SIGHUP, on_signal)  # the worker and Flower run in sessions of their own
     env = dict(os.environ)
     stack = build(env)
     try:
@@ -100,11 +113,12 @@ def main() -> int:
         print("\nstopping the stack ...")
         code = 0
     except AssertionError as exc:  # a part did not start (harness waits fail with AssertionError)
-        print(f"could not start the stack: {exc}\nlogs are in {RUN}", file=sys.stderr)
+        print(f"could not start the stack: {exc}\nlogs are in {run_dir(env)}", file=sys.stderr)
         code = 1
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # stopping is bounded (SIGKILL after a timeout)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
         stack.stop()
     print("stopped.")
     return code

@@ -66,6 +66,14 @@ class SandboxClient:
         body = {"auth_id": auth_id} | ({} if call_uuid is None else {"call_uuid": call_uuid})
         return str(self._call("POST", "calls", body)["call_uuid"])
 
+    def new_call(self, auth_id: str, *, recordings: int = 1, call_uuid: str | None = None) -> dict[str, Any]:
+        """Start a call with ``recordings`` active recordings: ``{"call_uuid", "recordings": [url, ...]}``."""
+        body: dict[str, object] = {"auth_id": auth_id, "recordings": recordings}
+        if call_uuid is not None:
+            body["call_uuid"] = call_uuid
+        found: dict[str, Any] = self._call("POST", "calls", body)
+        return found
+
     def hang_up(self, call_uuid: str) -> None:
         """End a call: later stops get 404 "Call not found"."""
         self._call("DELETE", f"calls/{call_uuid}")

@@ -1,5 +1,20 @@
 """The control API under ``/_sandbox/``: set up accounts, calls, faults; read the request log.
 
+Routes (JSON bodies and replies; an error is ``{"error": "<reason>"}`` with a 4xx status):
+
+- ``GET health``: ``{"ok": true}``.
+- ``POST accounts`` ``{auth_id, token, active?}``; ``PATCH accounts/<auth_id>`` ``{active?, token?}``.
+- ``POST calls`` ``{auth_id, call_uuid?, recordings?}``: a live call (a new uuid unless given) with
+  ``recordings`` active recordings (default 0, at most 100); answers 201
+  ``{"call_uuid": ..., "recordings": [<url>, ...]}``. ``recstop sandbox call`` sends it.
+- ``GET calls/<call_uuid>``: ``{call_uuid, auth_id, recordings}``, the recordings still active
+  (``recstop sandbox show``); ``DELETE calls/<call_uuid>`` hangs up (later stops get 404).
+- ``POST calls/<call_uuid>/recordings`` ``{url?}``: one more active recording; answers ``{"url": ...}``.
+- ``GET requests?call_uuid=&since_seq=``: the API requests received (``token_ok``, never the
+  token); ``DELETE requests`` empties the log.
+- ``GET|PUT|DELETE faults``: the fault rules (:mod:`vobiz_sandbox.faults`).
+- ``GET|PUT config``: see below.
+
 ``PUT /_sandbox/config`` takes any of ``auto_calls``, ``nothing_to_stop``, ``rate_limit_rps`` (a number
 >= 0 per account, 0 = off) and ``rate_limit_burst`` (an integer >= 1, ``null`` = 50 ms worth, see
 :mod:`vobiz_sandbox.ratelimit`); absent fields keep their value, a rate limit change starts every bucket
@@ -20,6 +35,9 @@ from vobiz_sandbox.api import SEGMENT, valid_id
 from vobiz_sandbox.bodies import Reply
 from vobiz_sandbox.faults import FaultConfig, FaultConfigError
 from vobiz_sandbox.state import KEEP, Keep, SandboxState, recording_url
+
+#: Most recordings ``POST calls`` starts with a new call.
+MAX_NEW_RECORDINGS = 100
 
 Body = Mapping[str, object]
 Query = Mapping[str, list[str]]
@@ -93,11 +111,20 @@ def _update_account(state: SandboxState, ids: tuple[str, ...], body: Body, _: Qu
     return Reply(200, {"auth_id": ids[0], "active": account.active})
 
 
+def _count(body: Body, key: str, most: int) -> int:
+    """An optional integer in [0, most] (absent: 0)."""
+    value = body.get(key, 0)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= most:
+        raise ControlError(400, f"{key} must be an integer from 0 to {most}, not {value!r}")
+    return value
+
+
 def _create_call(state: SandboxState, _: tuple[str, ...], body: Body, __: Query) -> Reply:
     auth_id = _text(body, "auth_id", required=True)
     call_uuid = _text(body, "call_uuid") or str(uuid.uuid4())
     if not valid_id(call_uuid):
         raise ControlError(400, f"call_uuid must match {SEGMENT}")
+    recordings = [recording_url() for _ in range(_count(body, "recordings", MAX_NEW_RECORDINGS))]
     assert auth_id is not None
     try:
         state.create_call(auth_id, call_uuid)
@@ -105,7 +132,9 @@ def _create_call(state: SandboxState, _: tuple[str, ...], body: Body, __: Query)
         raise ControlError(400, f"no account {auth_id}") from None
     except ValueError as error:
         raise ControlError(409, str(error)) from None
-    return Reply(201, {"call_uuid": call_uuid})
+    for url in recordings:
+        state.start_recording(call_uuid, url)
+    return Reply(201, {"call_uuid": call_uuid, "recordings": recordings})
 
 
 def _get_call(state: SandboxState, ids: tuple[str, ...], _: Body, __: Query) -> Reply:

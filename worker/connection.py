@@ -3,18 +3,29 @@
 Every recstop process reaches Redis through :func:`redis_client` (its own keys, strings decoded);
 Celery's broker connection gets the same TLS and Sentinel options through
 :func:`sentinel_transport_options` and ``RedisSettings.tls_options``. A write that must survive a
-failover is followed by :func:`wait_for_replicas` on the same connection.
+failover is followed by :func:`wait_for_replicas` on the same connection. When Redis cannot be
+reached, :func:`redis_unavailable` says which Redis and why, passwords masked.
 """
 
 from __future__ import annotations
 
+import socket
+import ssl
 from typing import Any, Final
 from urllib.parse import unquote, urlsplit
 
 from redis import Redis
 from redis.client import Pipeline
-from redis.sentinel import Sentinel
+from redis.exceptions import (
+    AuthenticationError,
+    BusyLoadingError,
+    InvalidResponse,
+    ReadOnlyError,
+)
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.sentinel import MasterNotFoundError, Sentinel
 
+from worker.redaction import Redactor
 from worker.settings import RedisSettings
 
 #: Seconds between PINGs on an idle pooled connection (finds a dead server before a command does).
@@ -104,3 +115,79 @@ def check_wait(acked: object, settings: RedisSettings) -> None:
     count = int(acked)  # type: ignore[call-overload]
     if count < settings.wait_replicas:
         raise ReplicaShortfall(count, settings.wait_replicas, settings.wait_timeout_ms)
+
+
+def redis_problem(exc: BaseException) -> str:
+    """Why a Redis call failed, in words: refused, timed out, authentication, TLS, unknown host ...
+
+    Looks at the exception and what caused it (redis-py keeps the socket's error as the context);
+    anything else is named by its class and text. The text may hold a password: see
+    :func:`redis_unavailable`, which masks it.
+    """
+    chain = _chain(exc)
+    text = " ".join(str(link) for link in chain).lower()
+    for kinds, needles, reason in _PROBLEMS:
+        if any(isinstance(link, kinds) for link in chain) or any(n in text for n in needles):
+            return reason if reason != _TLS else f"TLS failed: {exc}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def redis_unavailable(settings: RedisSettings, exc: BaseException) -> str:
+    """``Redis at <URL, passwords masked>: <why>``; passwords are masked in the reason too."""
+    reason = Redactor(settings.secrets()).text(redis_problem(exc))
+    return f"Redis at {settings.safe_url}: {reason}"
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """The exception, then its causes and contexts."""
+    chain: list[BaseException] = []
+    link: BaseException | None = exc
+    while link is not None and link not in chain:
+        chain.append(link)
+        link = link.__cause__ or link.__context__
+    return chain
+
+
+_TLS: Final = "TLS"
+#: (exception classes, lower-case text fragments, reason): the first that matches names the problem.
+_PROBLEMS: Final[tuple[tuple[tuple[type[BaseException], ...], tuple[str, ...], str], ...]] = (
+    (
+        (AuthenticationError,),
+        ("noauth", "wrongpass", "invalid username-password", "invalid password"),
+        "authentication failed: wrong or missing user/password in RECSTOP_BROKER_URL",
+    ),
+    ((ssl.SSLError,), ("ssl", "certificate"), _TLS),
+    (
+        (ConnectionRefusedError,),
+        ("connection refused",),
+        "connection refused: nothing listens there (is redis-server running? is RECSTOP_BROKER_URL right?)",
+    ),
+    (
+        (socket.gaierror,),
+        ("name or service not known", "nodename nor servname", "name resolution"),
+        "unknown host: the host name in RECSTOP_BROKER_URL does not resolve",
+    ),
+    (
+        (RedisTimeoutError, TimeoutError),
+        ("timed out", "timeout"),
+        "timed out: no answer within RECSTOP_REDIS_SOCKET_TIMEOUT_S",
+    ),
+    ((BusyLoadingError,), ("loading",), "Redis is loading its data set into memory; try again shortly"),
+    ((ReadOnlyError,), ("readonly",), "a read-only replica: point RECSTOP_BROKER_URL at the master"),
+    (
+        (MasterNotFoundError,),
+        ("no master found",),
+        "the sentinels name no master for RECSTOP_REDIS_SENTINEL_MASTER",
+    ),
+    ((), ("oom command not allowed",), "Redis is out of memory (maxmemory reached under noeviction)"),
+    (
+        (InvalidResponse,),
+        ("protocol error",),
+        "the server there does not speak the Redis protocol (wrong port? TLS needs rediss://)",
+    ),
+    (
+        (ConnectionResetError,),
+        ("connection reset", "closed by server", "connection closed"),
+        "the server closed the connection (does it require TLS? maxclients reached?)",
+    ),
+)

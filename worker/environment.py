@@ -18,7 +18,7 @@ Group = type[Any]
 
 @dataclass(frozen=True)
 class EnvSpec:
-    """One environment variable: its name, parser, default and help text (a row of the README table)."""
+    """One environment variable: its name, parser, default and help text (a row of docs/configuration.md)."""
 
     name: str
     parse: Callable[[str], Any]
@@ -28,14 +28,18 @@ class EnvSpec:
     path: str = ""
 
     def read(self, env: Mapping[str, str]) -> Any:  # noqa: ANN401 - each variable has its own type
-        """Return the parsed value, or the default when unset or empty; a bad value names the variable."""
+        """Return the parsed value, or the default when unset or empty.
+
+        A value the parser refuses, whatever it raises, is a ConfigError naming the variable, the
+        form expected and the value: ``RECSTOP_MAX_ATTEMPTS: must be an integer > 0, got 'abc'``.
+        """
         raw = env.get(self.name, "")
         if raw == "":
             return self.default
         try:
             return self.parse(raw)
-        except ValueError as exc:
-            raise ConfigError(f"{self.name}: {exc}") from None
+        except (ValueError, TypeError, ArithmeticError) as exc:
+            raise ConfigError(f"{self.name}: {parsers.refusal(self.parse, raw, exc)}") from None
 
 
 #: The accounts' variables: no field of their own, they are the inputs of ``load_accounts``.
@@ -111,5 +115,5 @@ def _specs(cls: Group, prefix: str) -> Iterator[EnvSpec]:
             yield from _specs(group, f"{prefix}{field.name}.")
 
 
-#: Every variable, in the model's field order: the README's configuration table.
+#: Every variable, in the model's field order: docs/configuration.md's table.
 ENV_SPECS: Final[tuple[EnvSpec, ...]] = tuple(_specs(Settings, ""))

@@ -20,6 +20,15 @@ class InvalidStopRequest(RecstopError, ValueError):  # noqa: N818 - reads as a n
         self.reason = reason
 
 
+class InvalidBulkItem(InvalidStopRequest):
+    """One item of a bulk enqueue is malformed: ``index`` is its position (from 0), ``item`` the error."""
+
+    def __init__(self, index: int, item: InvalidStopRequest) -> None:
+        super().__init__(f"stops[{index}].{item.field}", item.reason)
+        self.index = index
+        self.item = item
+
+
 class UnknownAccountError(InvalidStopRequest):
     """The stop names an auth_id this deployment holds no credentials for."""
 

@@ -1,4 +1,8 @@
-"""Parsers of environment variable text: each returns a value or raises ValueError with the expected form."""
+"""Parsers of environment variable text: each returns a value or raises ValueError with the expected form.
+
+A parser's docstring names the form it accepts ("An integer > 0."): ``refusal`` falls back on it
+when a parser fails with an error of its own, so every refused value names what was expected.
+"""
 
 from __future__ import annotations
 
@@ -54,7 +58,21 @@ def one_of(literal: object) -> Callable[[str], Any]:
             raise ValueError(f"must be one of {', '.join(options)}, got {raw!r}")
         return by_lower[raw.lower()]
 
+    parse.__doc__ = f"One of {', '.join(options)}."
     return parse
+
+
+def expected(parse: Callable[[str], Any]) -> str:
+    """The form ``parse`` accepts, from the first line of its docstring: "an integer > 0"."""
+    doc = (parse.__doc__ or "").strip().splitlines()
+    first = doc[0].strip().rstrip(".") if doc else ""
+    return first[:1].lower() + first[1:] if first else "a valid value"
+
+
+def refusal(parse: Callable[[str], Any], raw: str, error: Exception) -> str:
+    """Why ``raw`` was refused: the parser's own "must be ..., got ..." text, else the form it expects."""
+    text = str(error)
+    return text if text.startswith("must be ") else f"must be {expected(parse)}, got {raw!r}"
 
 
 def _number(kind: Callable[[str], N], raw: str, form: str, ok: Callable[[N], bool]) -> N:

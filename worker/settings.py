@@ -1,7 +1,7 @@
 """The settings model: frozen dataclasses, each default written once, beside its environment variable.
 
 A field made by ``setting`` carries its variable's name, parser and help text as metadata;
-``worker.environment`` reads the environment into this model and lists the variables (the README table).
+``worker.environment`` reads the environment into this model and lists the variables (docs/configuration.md).
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ class EnvVar:
     help: str
 
 
-def setting(default: T, *, env: str, parse: Callable[[str], T], help: str) -> T:  # noqa: A002 - the README's column
+def setting(default: T, *, env: str, parse: Callable[[str], T], help: str) -> T:  # noqa: A002 - the column of docs/configuration.md
     """A dataclass field: its default, and the variable ``env`` that overrides it (read by ``parse``)."""
     return field(default=default, metadata={ENV: EnvVar(env, parse, help)})
 
@@ -532,7 +532,7 @@ class Accounts:
 class Settings:
     """Everything a worker or producer process needs, read once at its entry point.
 
-    The fields' order is the order of the README's configuration table.
+    The fields' order is the order of docs/configuration.md's table.
     """
 
     accounts: Accounts = field(default_factory=Accounts)

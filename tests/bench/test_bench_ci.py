@@ -69,3 +69,11 @@ def test_machine_is_recorded(report):
     """The report names the machine the figures come from."""
     assert report["machine"]["cpus"] >= 1
     assert report["profile"] == "ci"
+
+
+def test_the_module_runs_on_one_test_process(request):
+    """Under xdist the bench tests share one worker (one bench run, not one per worker: pytest pin)."""
+    if getattr(request.config.option, "loadgroup", False):  # set on each xdist worker by --dist loadgroup
+        assert request.node.nodeid.endswith("@bench"), "xdist_group ignored: the bench would run per worker"
+    else:
+        assert request.node.get_closest_marker("xdist_group").args == ("bench",)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import uuid
 
 import pytest
@@ -206,3 +207,16 @@ def test_metrics_expose_flowers_prometheus_families(producer, start_worker_proce
         s for s in found["flower_worker_online"].samples if s.labels.get("worker", "").startswith("flm@")
     ]
     assert [s.value for s in online] == [1.0]
+
+
+def test_flower_runs_in_its_own_session_and_stops_without_a_traceback(flower):
+    """A terminal's Ctrl-C cannot reach Flower (own session); one SIGTERM stops it, no traceback logged."""
+    assert os.getsid(flower.proc.pid) != os.getsid(0)
+    assert os.getpgid(flower.proc.pid) != os.getpgid(0)
+    proc = flower.proc
+    flower.stop()
+    assert proc.returncode is not None
+    log = flower.log_text()
+    assert "shutting down" in log
+    assert "Traceback" not in log
+    assert "SystemExit" not in log

@@ -15,6 +15,7 @@ from support import cli, final, wait_for
 
 from producers import StopSpec
 from worker.errors import InvalidStopRequest
+from worker.scheduler import Scheduler
 
 pytestmark = pytest.mark.integration
 
@@ -59,6 +60,16 @@ def test_urgent_joins_a_pending_routine_stop_and_deletes_once(start_worker, prod
     )
     deletes = [r for r in sandbox_client.requests(call_uuid=call_uuid) if r["method"] == "DELETE"]
     assert len(deletes) == 1
+
+
+def test_delayed_urgent_stop_goes_to_the_urgent_lane_when_due(producer):
+    """An urgent stop scheduled for later is recorded urgent and published onto recstop.urgent when due."""
+    call_uuid = str(uuid.uuid4())
+    assert producer.stop_recording(call_uuid, urgent=True, delay=0.3).state == "scheduled"
+    assert producer.status(call_uuid).urgent is True
+    scheduler = Scheduler(producer.store, poll_s=0.05)
+    wait_for(lambda: scheduler.run_once()[0] == 1, timeout_s=10, what="the stop to be due and published")
+    assert (producer.redis.llen("recstop.urgent"), producer.redis.llen("recstop")) == (1, 0)
 
 
 def test_cli_urgent_flag_uses_the_urgent_lane(env, producer):
@@ -113,7 +124,7 @@ def test_cli_file_with_a_bad_line_exits_2_and_enqueues_nothing(env, producer, tm
     path.write_text(f"{uuid.uuid4()}\nnot-a-uuid!\n", encoding="utf-8")
     result = cli(env, "enqueue", "--file", str(path))
     assert result.returncode == 2
-    assert "stops[1].call_uuid" in result.stderr
+    assert "line 2: call_uuid" in result.stderr
     assert producer.redis.dbsize() == 0
 
 

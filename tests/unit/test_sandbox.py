@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 import requests
@@ -403,6 +404,64 @@ def test_command_line_serves_until_sigterm():
             base_url = line.split()[4]
             assert line.strip().endswith(f"(api base {base_url}/api/v1)")
             assert SandboxClient(base_url).health() is True
+        finally:
+            process.terminate()
+        assert process.wait(timeout=5) == 0
+
+
+def test_a_call_is_created_with_its_recordings_in_one_request(server, client):
+    """POST /_sandbox/calls with recordings=N answers the call_uuid and N URLs; each stops with 204 once."""
+    created = client.new_call(AUTH_ID, recordings=2)
+    first, second = created["recordings"]
+    assert first != second
+    assert client.call(created["call_uuid"])["recordings"] == [first, second]
+    assert stop(server, created["call_uuid"], url=first).status_code == 204
+    assert client.call(created["call_uuid"])["recordings"] == [second]
+    assert stop(server, created["call_uuid"], url=first).status_code == 404
+    assert client.new_call(AUTH_ID, recordings=0)["recordings"] == []
+
+
+@pytest.mark.parametrize("recordings", [-1, 101, 1.5, True, "2"])
+def test_a_bad_recordings_count_is_refused_and_creates_no_call(client, recordings):
+    """Recordings must be an integer from 0 to 100: anything else is a 400, and no call is left behind."""
+    with pytest.raises(SandboxError) as raised:
+        client.new_call(AUTH_ID, recordings=recordings, call_uuid="c-refused")
+    assert raised.value.status == 400
+    assert "recordings must be an integer from 0 to 100" in raised.value.reason
+    assert client.call("c-refused") is None
+
+
+def test_recstop_sandbox_serves_and_its_call_and_show_commands_drive_it():
+    """`recstop sandbox` serves; `sandbox call` prints a call and its URLs, `sandbox show` what records."""
+    recstop = str(Path(sys.executable).parent / "recstop")
+    serve = [recstop, "sandbox", "--port", "0", "--auth-id", "MA_CLI00001", "--auth-token", "tok-cli"]
+    with subprocess.Popen(serve, stdout=subprocess.PIPE, text=True) as process:
+        try:
+            base_url = process.stdout.readline().split()[4]
+
+            def run(*args):
+                return subprocess.run(  # noqa: PLW1510 - the exit code is asserted
+                    [recstop, "sandbox", *args, "--base", base_url],
+                    capture_output=True,
+                    text=True,
+                    timeout=30,
+                )
+
+            created = run("call", "--recordings", "2", "--auth-id", "MA_CLI00001")
+            assert created.returncode == 0, created.stderr
+            (uuid_line, *url_lines) = created.stdout.splitlines()
+            call_uuid = uuid_line.split()[1]
+            urls = [line.split()[1] for line in url_lines]
+            assert [line.split()[0] for line in url_lines] == ["recording", "recording"]
+            assert SandboxClient(base_url).call(call_uuid)["recordings"] == urls
+            shown = run("show", call_uuid, "--json")
+            assert json.loads(shown.stdout) == {"call_uuid": call_uuid, "recordings": urls}
+            unknown = run("call", "--auth-id", "MA_NOBODY01")
+            assert (unknown.returncode, unknown.stderr) == (
+                2,
+                f"recstop: the sandbox at {base_url} refused: no account MA_NOBODY01\n",
+            )
+            assert run("show", "no-such-call").returncode == 1
         finally:
             process.terminate()
         assert process.wait(timeout=5) == 0

@@ -13,12 +13,13 @@ import pytest
 from redis.connection import SSLConnection
 
 from producers import cli
+from worker import parsers
 from worker.config import celery_config
 from worker.connection import redis_client
-from worker.environment import ENV_SPECS
+from worker.environment import ENV_SPECS, EnvSpec
 from worker.errors import ConfigError
 from worker.logs import configure_logging, reset_logging
-from worker.settings import ENV, Accounts, Settings
+from worker.settings import ENV, Accounts, LogLevel, Settings
 
 
 def test_defaults():
@@ -137,6 +138,30 @@ def test_a_non_numeric_number_names_the_variable_and_the_form(name, raw, message
     with pytest.raises(ConfigError) as info:
         Settings.from_env({name: raw})
     assert str(info.value) == message
+
+
+def test_a_parser_failing_in_its_own_words_still_names_the_variable_and_the_form():
+    """Whatever a parser raises, the reader reports the variable, the form its docstring names, the value."""
+
+    def even(raw: str) -> int:
+        """An even integer."""
+        value = int(raw)  # raises "invalid literal for int() ..." for "abc"
+        if value % 2:
+            raise TypeError("odd")
+        return value
+
+    for raw in ("abc", "3"):
+        spec = EnvSpec("RECSTOP_EVEN", even, None, "")
+        with pytest.raises(ConfigError) as info:
+            spec.read({"RECSTOP_EVEN": raw})
+        assert str(info.value) == f"RECSTOP_EVEN: must be an even integer, got {raw!r}"
+
+
+def test_every_variable_names_the_form_it_expects():
+    """Every variable's parser documents the form it accepts, so any refused value can name it."""
+    for spec in ENV_SPECS:
+        assert parsers.expected(spec.parse) != "a valid value", spec.name
+    assert parsers.expected(parsers.one_of(LogLevel)) == "one of DEBUG, INFO, WARNING, ERROR, CRITICAL"
 
 
 def test_lock_margin_is_read_and_sets_the_lock_ttl():

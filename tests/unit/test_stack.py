@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import uuid
 
@@ -97,3 +98,14 @@ def test_the_whole_stack_stops_a_recording_and_every_process_goes():
     assert all(proc is not None and proc.poll() is not None for proc in procs)
     assert stack.producers == []
     assert stack.workers == []
+
+
+@pytest.mark.integration
+def test_a_foreground_worker_runs_in_its_own_session_and_shuts_down_once(capfd):
+    """`make run`'s worker prints here, yet a Ctrl-C there cannot reach it: one SIGTERM stops it, once."""
+    with Stack("foreground") as stack:
+        worker = stack.start_worker("fg", foreground=True, RECSTOP_LOG_FORMAT="json")
+        assert os.getsid(worker.proc.pid) != os.getsid(0)
+        proc = worker.proc
+    assert proc.returncode == 0
+    assert capfd.readouterr().out.count("Warm shutdown") == 1

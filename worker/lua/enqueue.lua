@@ -65,6 +65,7 @@ local function enqueue(key, s, message, sent)
   r.due_at, r.not_after = due, not_after
   r.keep_until = now + retention_s + (not_after - now)
   call[s.target] = r
+  if urgent then r.urgent = true end  -- a delayed urgent stop goes to the urgent lane when it is due
   if due > now then
     r.state, r.phase = 'scheduled', 'waiting'
     redis.call('ZADD', schedule, fmt(due), s.member)

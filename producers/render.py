@@ -1,0 +1,75 @@
+"""What ``recstop`` prints about a stop: the enqueue line, the status listing, "nothing known"."""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from producers.producer import StopHandle
+from worker.outcome import State
+from worker.status import StatusRecord, iso
+
+#: The fields of the plain ``status`` listing, in order (empty ones are left out; see ``status_lines``).
+STATUS_FIELDS: Final = (
+    "call_uuid",
+    "url",
+    "state",
+    "urgent",
+    "attempts",
+    "last_http_status",
+    "last_error",
+    "task_id",
+    "request_id",
+    "enqueued_at",
+    "due_at",
+    "first_attempt_at",
+    "last_attempt_at",
+    "finished_at",
+    "not_after",
+    "dead_reason",
+    "dlq_id",
+    "settled_by",
+)
+
+#: Times that only matter while the stop is pending: when it is due (or its next attempt is).
+_PENDING_ONLY: Final = ("due_at",)
+
+
+def enqueue_line(handle: StopHandle, record: StatusRecord | None) -> str:
+    """``<state> task_id=<id>``, and for a deduplicated stop what it joined: pending, or already done."""
+    line = f"{handle.state} task_id={handle.task_id}"
+    if handle.deduplicated:
+        line += f" (deduplicated: {dedup_note(State(handle.state), record)})"
+    return line + "\n"
+
+
+def dedup_note(state: State, record: StatusRecord | None) -> str:
+    """Why nothing new was enqueued, from the state of the run the stop joined (and its times)."""
+    finished = iso(record.finished_at) if record is not None else None
+    due = iso(record.due_at) if record is not None else None
+    if state in (State.STOPPED, State.ALREADY_STOPPED):
+        at = f" at {finished}" if finished else ""
+        return f"already stopped{at} by a stop with this request_id; nothing was enqueued"
+    if state is State.SCHEDULED and due:
+        return f"a stop for this recording is already scheduled, due at {due}"
+    if state is State.RETRYING and due:
+        return f"a stop for this recording is already retrying, next attempt at {due}"
+    return f"a stop for this recording is already {state}"
+
+
+def status_lines(record: StatusRecord) -> str:
+    """The plain ``status`` listing: one ``name  value`` line per known field."""
+    data: dict[str, Any] = record.to_dict()
+    data["urgent"] = "yes" if record.urgent else "no"
+    if not record.state.pending:
+        for name in _PENDING_ONLY:
+            data[name] = None
+    return "".join(f"{name:17} {data[name]}\n" for name in STATUS_FIELDS if data.get(name) not in (None, ""))
+
+
+def unknown(call_uuid: str, url: str | None, redis_url: str, *, default_redis: bool) -> str:
+    """No record: which stop was asked for, and in which Redis (a forgotten environment shows)."""
+    what = f"recording {url} of call {call_uuid}" if url else f"call {call_uuid} (any recording)"
+    where = f"Redis at {redis_url}"
+    if default_redis:
+        where += " (the default URL: is RECSTOP_BROKER_URL set?)"
+    return f"no stop is known for {what} in {where}"
