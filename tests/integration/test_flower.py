@@ -124,6 +124,9 @@ def test_flower_shows_what_happened_to_every_stop(
     assert "StopDead" in failed["exception"]
     assert "http_403" in failed["exception"]
     assert TOKEN not in json.dumps(tasks)
+    columns = ("state", "kwargs", "result", "exception", "eta")
+    view = [{k: tasks[tid].get(k) for k in columns} for tid in expected]
+    print("flower task list:", json.dumps(view))  # what Flower's API showed for each state (pytest -s)
     info = api(flower, f"/api/task/info/{handles[live].task_id}")
     assert (info["state"], info["worker"]) == ("SUCCESS", name)
     assert info["received"] <= info["started"] <= info["succeeded"]
