@@ -54,6 +54,24 @@ class ScenarioResult:
         """Record that the producer accepted every stop the scenario sent."""
         self.check("every stop accepted", accepted == wanted, f"{accepted}/{wanted}")
 
+    def check_all_stopped(self) -> None:
+        """Record that every stop sent ended stopped or already stopped, none dead."""
+        tally = self.tally
+        self.check(
+            "every stop stopped (204 at the sandbox), none dead",
+            tally.stopped + tally.already_stopped == tally.sent and not tally.dead,
+            f"{tally.stopped} stopped + {tally.already_stopped} already of {tally.sent}",
+        )
+
+    def check_duplicates_bounded(self, held: int) -> None:
+        """Record that duplicate DELETEs were at most the stops ``held`` in flight at the faults."""
+        duplicates = self.tally.duplicate_deletes
+        self.check(
+            "duplicate DELETEs bounded by what was in flight",
+            duplicates <= held,
+            f"{duplicates} <= {held} held at the faults",
+        )
+
     @property
     def lost(self) -> int:
         """Accepted stops without a terminal outcome the sandbox agrees with."""

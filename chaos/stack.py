@@ -5,13 +5,11 @@ from __future__ import annotations
 import signal
 import subprocess
 import time
-from collections.abc import Mapping
 from pathlib import Path
 from typing import ClassVar, Final
 
 from chaos.overrides import DEFAULTS, Overrides
 from harness import stack
-from harness.procs import WorkerProcess
 
 AUTH_ID: Final = "MA_CHAOS0001"
 TOKEN: Final = "tok-Chaos-7c1e55aa90d3"
@@ -38,6 +36,7 @@ class Stack(stack.Stack):
 
     temp_prefix: ClassVar[str] = "recstop-chaos-"
     worker_stop_s: ClassVar[float] = 20.0
+    worker_sessions: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -57,16 +56,6 @@ class Stack(stack.Stack):
             env={**BASE_ENV, **overrides.env},
             keep_dir=keep_dir,
         )
-
-    def _spawn_worker(
-        self, name: str, overrides: Mapping[str, str], *, foreground: bool = False
-    ) -> WorkerProcess:
-        log_path = None if foreground else self.directory / f"{name}.log"
-        worker = WorkerProcess(
-            {**self.env, **overrides}, log_path, name=name, redis_url=self.broker_url, new_session=True
-        )
-        self.workers.append(worker)  # stopped with the stack even if it never becomes ready
-        return worker.start(wait=False)
 
     def stop_workers(self) -> None:
         """SIGTERM every worker at once, wait for them together; SIGKILL what outlives ``worker_stop_s``."""

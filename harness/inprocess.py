@@ -13,7 +13,6 @@ starts them as processes.
 from __future__ import annotations
 
 import io
-import json
 import threading
 from collections.abc import Iterable
 from typing import Any, ClassVar, Self
@@ -21,6 +20,7 @@ from typing import Any, ClassVar, Self
 from celery import Celery
 from celery.contrib.testing.worker import TestWorkController
 
+from harness.procs import json_lines
 from worker.app import create_app
 from worker.logs import configure_logging, reset_logging
 from worker.runtime import build_runtime
@@ -42,14 +42,7 @@ class LogCapture:
 
     def records(self) -> list[dict[str, Any]]:
         """Every line parsed as JSON (fails on a line that is not JSON)."""
-        out = []
-        for line in self.text().splitlines():
-            if line.strip():
-                try:
-                    out.append(json.loads(line))
-                except ValueError:
-                    raise AssertionError(f"log line is not JSON: {line!r}") from None
-        return out
+        return json_lines(self.text())
 
     def close(self) -> None:
         """Undo the logging configuration."""

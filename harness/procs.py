@@ -264,14 +264,7 @@ class WorkerProcess:
 
     def log_records(self) -> list[dict[str, Any]]:
         """Every captured line parsed as JSON (fails the test on a line that is not JSON)."""
-        out = []
-        for line in self.log_text().splitlines():
-            if line.strip():
-                try:
-                    out.append(json.loads(line))
-                except ValueError:
-                    raise AssertionError(f"log line is not JSON: {line!r}") from None
-        return out
+        return json_lines(self.log_text())
 
     @property
     def alive(self) -> bool:
@@ -326,3 +319,15 @@ def publish_raw(
     finally:
         app.close()
     return tid
+
+
+def json_lines(text: str) -> list[dict[str, Any]]:
+    """Every non-blank line of a log parsed as JSON; a line that is not JSON fails the test."""
+    out = []
+    for line in text.splitlines():
+        if line.strip():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                raise AssertionError(f"log line is not JSON: {line!r}") from None
+    return out

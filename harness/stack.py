@@ -68,6 +68,8 @@ class Stack:
 
     temp_prefix: ClassVar[str] = "recstop-"
     worker_stop_s: ClassVar[float] = 20.0
+    #: Every worker in a session (and process group) of its own, not only a foreground one.
+    worker_sessions: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -217,7 +219,11 @@ class Stack:
         # A foreground worker writes to the terminal but runs in its own session: a Ctrl-C there
         # reaches only the stack, which stops it with one SIGTERM (one warm shutdown, not two).
         worker = WorkerProcess(
-            {**self.env, **overrides}, log_path, name=name, redis_url=self.broker_url, new_session=foreground
+            {**self.env, **overrides},
+            log_path,
+            name=name,
+            redis_url=self.broker_url,
+            new_session=foreground or self.worker_sessions,
         )
         self.workers.append(worker)  # stopped with the stack even if it never becomes ready
         return worker.start(wait=False)

@@ -6,7 +6,7 @@ from typing import Any, Final
 
 from producers.producer import StopHandle
 from worker.outcome import State
-from worker.status import StatusRecord, iso
+from worker.status import TIME_FIELDS, StatusRecord, iso
 
 #: The fields of the plain ``status`` listing, in order (empty ones are left out; see ``status_lines``).
 STATUS_FIELDS: Final = (
@@ -19,12 +19,7 @@ STATUS_FIELDS: Final = (
     "last_error",
     "task_id",
     "request_id",
-    "enqueued_at",
-    "due_at",
-    "first_attempt_at",
-    "last_attempt_at",
-    "finished_at",
-    "not_after",
+    *TIME_FIELDS,
     "dead_reason",
     "dlq_id",
     "settled_by",

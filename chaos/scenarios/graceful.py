@@ -147,10 +147,6 @@ def run_term_kill(profile: Profile, keep_dir: Path | None = None) -> ScenarioRes
         recovery is not None and recovery <= bound_s,
         f"{recovery if recovery is None else round(recovery, 1)} s <= {bound_s:.0f} s",
     )
-    result.check(
-        "duplicate DELETEs bounded by what was in flight",
-        tally.duplicate_deletes <= held,
-        f"{tally.duplicate_deletes} <= {held}",
-    )
+    result.check_duplicates_bounded(held)
     result.elapsed_s = time.monotonic() - started
     return result

@@ -91,15 +91,7 @@ def run(profile: Profile, keep_dir: Path | None = None) -> ScenarioResult:
     )
     result.check_accepted(len(sent.accepted), len(calls))
     result.check("every kill ran", len(kills) == profile.loop_kills, f"{len(kills)}/{profile.loop_kills}")
-    result.check(
-        "every stop stopped (204 at the sandbox), none dead",
-        tally.stopped + tally.already_stopped == tally.sent and not tally.dead,
-        f"{tally.stopped} stopped + {tally.already_stopped} already of {tally.sent}",
-    )
-    result.check(
-        "duplicate DELETEs bounded by what was in flight",
-        tally.duplicate_deletes <= sum(held),
-        f"{tally.duplicate_deletes} <= {sum(held)} held at the kills",
-    )
+    result.check_all_stopped()
+    result.check_duplicates_bounded(sum(held))
     result.elapsed_s = time.monotonic() - started
     return result

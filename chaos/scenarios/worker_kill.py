@@ -80,20 +80,12 @@ def run(profile: Profile, keep_dir: Path | None = None) -> ScenarioResult:
     )
     result.check_accepted(len(sent.accepted), len(calls))
     result.check("every kill caught stops in flight", all(held), f"held {held}")
-    result.check(
-        "every stop stopped (204 at the sandbox), none dead",
-        tally.stopped + tally.already_stopped == tally.sent and not tally.dead,
-        f"{tally.stopped} stopped + {tally.already_stopped} already of {tally.sent}",
-    )
+    result.check_all_stopped()
     result.check(
         f"recovery p99 <= {RECOVERY_P99_BOUND_S:.0f} s (kill to the last DELETE a held stop needed)",
         p99 is not None and p99 <= RECOVERY_P99_BOUND_S,
         f"p50 {stats['p50']} s, p99 {p99} s, each {[round(r, 1) for r in each]}",
     )
-    result.check(
-        "duplicate DELETEs bounded by what was in flight",
-        tally.duplicate_deletes <= sum(held),
-        f"{tally.duplicate_deletes} <= {sum(held)} held at the kills",
-    )
+    result.check_duplicates_bounded(sum(held))
     result.elapsed_s = time.monotonic() - started
     return result
