@@ -433,6 +433,16 @@ def test_token_sent_by_a_careless_raw_producer_stays_out_of_flower(
     """A raw message that carries the token itself: Flower, the logs and the dead letter mask it."""
     flower.start()
     worker = start_worker()
+    probes: list[str] = []
+
+    def flower_listens() -> bool:
+        """A probe stop Flower lists: it receives task events (those sent before it listened are gone)."""
+        if probes and set(probes) & json.loads(flower.get("/api/tasks")).keys():
+            return True
+        probes.append(producer.stop_recording(call()).task_id)
+        return False
+
+    wait_for(flower_listens, timeout_s=30, interval_s=0.5, what="flower to list a probe stop")
     leaky = publish_raw(redis_server.url, {"call_uuid": call(), "auth_token": TOKEN})
     with_repr = publish_raw(redis_server.url, {"call_uuid": call(), "note": f"token={TOKEN}"})
     entries = wait_for(
