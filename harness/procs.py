@@ -322,9 +322,14 @@ def publish_raw(
 
 
 def json_lines(text: str) -> list[dict[str, Any]]:
-    """Every non-blank line of a log parsed as JSON; a line that is not JSON fails the test."""
+    """Every complete, non-blank line of a log parsed as JSON; a line that is not JSON fails the test.
+
+    A trailing piece with no newline yet is a line the process is still writing (a reader can
+    catch a long traceback half written), so it is left for the next read.
+    """
+    complete, _, _partial = text.rpartition("\n")
     out = []
-    for line in text.splitlines():
+    for line in complete.splitlines():
         if line.strip():
             try:
                 out.append(json.loads(line))

@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from harness.procs import pick_port, wait_for
+from harness.procs import json_lines, pick_port, wait_for
 from harness.stack import RedisOptions, SandboxOptions, Stack
 
 AUTH_ID = "MA_STACK0001"
@@ -109,3 +109,17 @@ def test_a_foreground_worker_runs_in_its_own_session_and_shuts_down_once(capfd):
         proc = worker.proc
     assert proc.returncode == 0
     assert capfd.readouterr().out.count("Warm shutdown") == 1
+
+
+def test_json_lines_leaves_a_half_written_line_for_the_next_read():
+    """A log read while a line is being written parses the complete lines and waits for the rest."""
+    first = json.dumps({"event": "one"}) + "\n"
+    second = json.dumps({"event": "two", "exception": "Traceback ..."}) + "\n"
+    assert json_lines(first + second[:20]) == [{"event": "one"}]
+    assert json_lines(first + second) == [{"event": "one"}, {"event": "two", "exception": "Traceback ..."}]
+
+
+def test_json_lines_fails_on_a_complete_line_that_is_not_json():
+    """A finished line that is not JSON is an unstructured log line: the test fails on it."""
+    with pytest.raises(AssertionError, match="not JSON"):
+        json_lines('{"event": "one"}\nWarm shutdown (MainProcess)\n')
