@@ -10,7 +10,7 @@ from pathlib import Path
 
 from bench.profiles import PROFILES, Profile
 from bench.report import Report
-from bench.scenarios import burst, latency, producer, ratelimit, scaleout, urgent
+from bench.scenarios import audit, burst, features, latency, producer, ratelimit, scaleout, urgent
 
 SCENARIOS: dict[str, Callable[[Report, Profile], None]] = {
     "1": burst.run,  # with 6 (memory)
@@ -19,6 +19,8 @@ SCENARIOS: dict[str, Callable[[Report, Profile], None]] = {
     "4": ratelimit.run,
     "5": producer.run,
     "7": scaleout.run,
+    "8": features.run,
+    "9": audit.run,
 }
 
 

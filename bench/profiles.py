@@ -30,6 +30,13 @@ class Profile:
     scale_stops: int = 6_000
     scale_processes: tuple[int, ...] = (1, 2, 4, 8)
     memory_stops: int = 50_000
+    feature_stops: int = 8_000
+    feature_rounds: int = 2  # alternating on/off rounds; the best of each counts
+    audit_sink_events: int = 50_000
+    audit_burst_rps: float = 1000.0
+    audit_burst_s: float = 10.0
+    audit_show_rows: int = 10_000_000
+    audit_show_queries: int = 200
 
 
 FULL = Profile("full")
@@ -54,6 +61,13 @@ CI = Profile(
     scale_stops=300,
     scale_processes=(1, 2),
     memory_stops=2_000,
+    feature_stops=300,
+    feature_rounds=1,
+    audit_sink_events=2_000,
+    audit_burst_rps=300.0,
+    audit_burst_s=1.0,
+    audit_show_rows=30_000,
+    audit_show_queries=20,
     burst_processes=2,
 )
 PROFILES = {profile.name: profile for profile in (FULL, CI)}

@@ -64,6 +64,8 @@ class Profile:
     storm_processes: int
     poison_messages: int
     fuzz_profile: str
+    audit_stops: int = 2000
+    audit_kills: int = 3
     rate_per_s: float = 200.0
     #: How many scenarios run at once (each on its own stack).
     parallel: int = 1
@@ -118,6 +120,8 @@ SHORT = Profile(
     storm_processes=4,
     poison_messages=200,
     fuzz_profile="ci",
+    audit_stops=400,
+    audit_kills=2,
     rate_per_s=150.0,
     parallel=3,
     locks=SHORT_LOCKS,

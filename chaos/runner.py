@@ -12,6 +12,7 @@ from chaos.profiles import Profile
 from chaos.report import ScenarioResult
 from chaos.scenarios import (
     api_chaos,
+    audit_sink_kill,
     fuzz,
     graceful,
     kill_loop,
@@ -40,12 +41,14 @@ SCENARIOS: dict[str, Scenario] = {
     "storm": storm.run,
     "poison": poison.run,
     "fuzz": fuzz.run,
+    "audit_sink_kill": audit_sink_kill.run,
 }
 
 #: The order scenarios start in when several run at once: the longest first, so that the short
 #: ones fill the gaps at the end instead of one long one running alone.
 START_ORDER: tuple[str, ...] = (
     "redis_down",
+    "audit_sink_kill",
     "kill_loop",
     "worker_kill",
     "redis_restart_everysec",

@@ -179,7 +179,7 @@ def poison_set(marker_dir: pathlib.Path) -> list[Poisoned]:
             Poisoned("args not a list", "invalid_message", json.dumps([5, {}, EMBED]).encode()),
             Poisoned("kwargs not an object", "invalid_message", json.dumps([[], [GOOD], EMBED]).encode()),
             Poisoned("garbage timelimit", "invalid_message", task_body({"call_uuid": GOOD})),
-            Poisoned("eta", "invalid_message", task_body({"call_uuid": GOOD})),
+            Poisoned("eta not a time", "invalid_message", task_body({"call_uuid": GOOD})),
             Poisoned("1 MB header", "invalid_message", task_body({"call_uuid": GOOD})),
             Poisoned("wrong types", "malformed", task_body({"call_uuid": 42, "url": [1], "auth_id": {}})),
             Poisoned("missing kwargs", "malformed", task_body({})),
@@ -199,7 +199,7 @@ def _with_headers(items: list[Poisoned]) -> list[Poisoned]:
         "unknown task": {"task": "recstop.stop_recordings"},
         "celery built-in": {"task": "celery.backend_cleanup"},
         "garbage timelimit": {"task": TASK_NAME, "timelimit": "abc"},
-        "eta": {"task": TASK_NAME, "eta": "2030-01-01T00:00:00+00:00"},
+        "eta not a time": {"task": TASK_NAME, "eta": "next tuesday"},
         "1 MB header": {"task": TASK_NAME, "kwargsrepr": "k" * 1_000_000},
     }
     for item in items:

@@ -19,6 +19,7 @@ from typing import ClassVar, Final, Self
 
 from redis import Redis
 
+from harness.auditsink import AuditSinkProcess
 from harness.flower import FlowerProcess
 from harness.procs import RedisServer, WorkerProcess, pick_port
 from harness.sandbox import SandboxProcess
@@ -94,6 +95,7 @@ class Stack:
         self._sandbox_options = sandbox
         self._sandbox = None if sandbox is None else self._sandbox_process(sandbox)
         self._flower: FlowerProcess | None = None
+        self._audit_sink: AuditSinkProcess | None = None
         self.workers: list[WorkerProcess] = []
         self.producers: list[Producer] = []
         self._stopped = False
@@ -115,6 +117,18 @@ class Stack:
         return SandboxProcess(
             self.directory / "sandbox.log", options.accounts, seed=options.seed, port=pick_port(options.port)
         )
+
+    @property
+    def audit_db_path(self) -> Path:
+        """The stack's audit database (SQLite), written by its audit sink."""
+        return self.directory / "audit.db"
+
+    @property
+    def audit_sink(self) -> AuditSinkProcess:
+        """The audit sink, once ``start_audit_sink`` ran."""
+        if self._audit_sink is None:
+            raise LookupError(f"stack {self.name} has no audit sink")
+        return self._audit_sink
 
     @property
     def credentials_path(self) -> Path:
@@ -150,7 +164,8 @@ class Stack:
     @property
     def env(self) -> dict[str, str]:
         """Where Redis and the API are, the account(s), then the stack's ``env`` overrides."""
-        env = {"RECSTOP_BROKER_URL": self.broker_url}
+        # The audit trail of a local stack: SQLite in its directory (production: PostgreSQL).
+        env = {"RECSTOP_BROKER_URL": self.broker_url, "RECSTOP_AUDIT_DB": f"sqlite:///{self.audit_db_path}"}
         options = self._sandbox_options
         if self._sandbox is not None and options is not None:
             env["VOBIZ_API_BASE"] = self._sandbox.api_base
@@ -239,6 +254,11 @@ class Stack:
         self._flower = FlowerProcess(self.env, self.directory / "flower.log", port=pick_port(port))
         return self._flower.start()
 
+    def start_audit_sink(self, *args: str) -> AuditSinkProcess:
+        """Start ``recstop audit sink`` (into ``audit_db_path`` unless ``env`` names another database)."""
+        self._audit_sink = AuditSinkProcess(self.env, self.directory / "audit-sink.log", args=args)
+        return self._audit_sink.start()
+
     def exited(self) -> list[str]:
         """The parts whose process has exited (a crashed or killed one included)."""
         parts: list[tuple[str, bool]] = [(w.name, w.alive) for w in self.workers]
@@ -248,6 +268,8 @@ class Stack:
             parts.append(("sandbox", _running(self._sandbox.proc)))
         if self._flower is not None:
             parts.append(("flower", _running(self._flower.proc)))
+        if self._audit_sink is not None:
+            parts.append(("audit-sink", self._audit_sink.alive))
         return [name for name, alive in parts if not alive]
 
     def stop(self) -> None:
@@ -264,6 +286,8 @@ class Stack:
                 steps.callback(self.stop_workers)
                 if self._flower is not None:
                     steps.callback(self._flower.stop)
+                if self._audit_sink is not None:
+                    steps.callback(self._audit_sink.stop)
                 steps.callback(self._close_producers)
         finally:
             self._tidy()

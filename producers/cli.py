@@ -16,7 +16,7 @@ from typing import Any, NoReturn, TextIO
 from redis.exceptions import RedisError
 from tqdm import tqdm
 
-from producers import exitcodes, render, sandboxcmd
+from producers import auditcmd, exitcodes, render, sandboxcmd
 from producers.producer import Producer, StopHandle, StopSpec
 from worker.connection import redis_client, redis_unavailable
 from worker.errors import (
@@ -66,6 +66,7 @@ def _parser() -> argparse.ArgumentParser:
 
     _dlq_parser(sub)
     sandboxcmd.add_parser(sub)
+    auditcmd.add_parser(sub)
 
     health = sub.add_parser("health", help="check Redis, workers, dead letters and the schedule (exit 0/1)")
     health.add_argument("--json", action="store_true", help="print a JSON report")
@@ -340,6 +341,7 @@ def _metrics(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 #: Commands that run without a producer, returning their own exit code.
 STANDALONE: dict[str, Callable[[argparse.Namespace, TextIO, TextIO], int]] = {
     "sandbox": sandboxcmd.run,
+    "audit": auditcmd.run,
     "health": _health,
     "metrics": _metrics,
 }
@@ -368,7 +370,7 @@ def run(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: Te
         stderr.write(f"recstop: error: {exc}\n")
         return EXIT_USAGE
     try:
-        with Producer(settings, redis_client(settings.redis)) as producer:
+        with Producer(settings, redis_client(settings.redis), origin="cli") as producer:
             return COMMANDS[args.command](producer, args, stdout)
     except (InvalidStopRequest, ConfigError) as exc:
         stderr.write(f"recstop: error: {exc}\n")

@@ -83,15 +83,18 @@ class Producer:
     no Celery app is needed to publish.
     """
 
-    def __init__(self, settings: Settings, redis: Redis) -> None:
+    def __init__(self, settings: Settings, redis: Redis, *, origin: str = "python") -> None:
+        """``origin`` names this producer in the audit trail (``python``; the CLI says ``cli``)."""
         self.settings = settings
         self.redis = redis
+        self.origin = origin
         self.store = StopStore(
             redis,
             settings.retry,
             settings.retention,
             watchdog_s=settings.watchdog_s,
             redis_settings=settings.redis,
+            audit_max=settings.audit.stream_max,
         )
         self.dead_letters = DeadLetters(redis, settings.retention)
 
@@ -159,7 +162,9 @@ class Producer:
                 call = (
                     None
                     if chunk is None
-                    else self.store.prepare_enqueue([NewStop(r, new_id()) for r in chunk], urgent=urgent)
+                    else self.store.prepare_enqueue(
+                        [NewStop(r, new_id()) for r in chunk], urgent=urgent, origin=self.origin
+                    )
                 )
                 if pending is not None:
                     what = f"could not store stops {len(handles)}..{len(handles) + len(sent) - 1}"
@@ -220,7 +225,8 @@ class Producer:
         """Record the stop and, when it is due now, push its message: one atomic script call."""
         stop = NewStop(request, new_id(), delay_s=delay_s, at_epoch=at_epoch, dlq_id=dlq_id)
         (reply,) = self._run_enqueue(
-            self.store.prepare_enqueue([stop], urgent=urgent), "could not store the stop"
+            self.store.prepare_enqueue([stop], urgent=urgent, origin="replay" if dlq_id else self.origin),
+            "could not store the stop",
         )
         return _handle(request, parse_enqueued(reply))
 

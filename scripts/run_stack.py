@@ -1,8 +1,8 @@
 """`make run`: the whole local stack in one terminal; Ctrl-C stops every part cleanly.
 
 Starts, as needed: a private redis-server (when RECSTOP_BROKER_URL is unset), the Vobiz sandbox
-(when no Vobiz credentials are set), one recstop worker and Flower. Writes `.run/env.sh` so another
-terminal can point the `recstop` CLI at this stack.
+(when no Vobiz credentials are set), one recstop worker, Flower and the audit sink (SQLite). Writes
+`.run/env.sh` so another terminal can point the `recstop` CLI at this stack.
 """
 
 from __future__ import annotations
@@ -48,6 +48,8 @@ def build(env: Mapping[str, str]) -> Stack:
         directory=run_dir(env),
         redis=env.get("RECSTOP_BROKER_URL") or REDIS,
         sandbox=None if real_credentials(env) else SANDBOX,
+        # An audit database of your own (PostgreSQL) instead of the stack's SQLite file.
+        env={"RECSTOP_AUDIT_DB": env["RECSTOP_AUDIT_DB"]} if env.get("RECSTOP_AUDIT_DB") else None,
     )
 
 
@@ -78,7 +80,16 @@ def serve(stack: Stack, env: Mapping[str, str]) -> list[str]:
     lines.append("worker     celery -A worker worker   (logs below)")
     flower = stack.start_flower(port=FLOWER_PORT)
     lines.append(f"flower     {flower.base_url}   (log in {run_dir(env)}/flower.log)")
-    exports = {"RECSTOP_BROKER_URL": stack.broker_url, "VOBIZ_AUTH_ID": {**env, **stack.env}["VOBIZ_AUTH_ID"]}
+    stack.start_audit_sink()
+    audit_db = stack.env["RECSTOP_AUDIT_DB"]
+    lines.append(
+        f"audit      recstop audit sink -> {mask_url(audit_db)}   (log in {run_dir(env)}/audit-sink.log)"
+    )
+    exports = {
+        "RECSTOP_BROKER_URL": stack.broker_url,
+        "VOBIZ_AUTH_ID": {**env, **stack.env}["VOBIZ_AUTH_ID"],
+        "RECSTOP_AUDIT_DB": audit_db,  # `recstop audit show` reads the stack's trail
+    }
     if not real_credentials(env):
         exports["VOBIZ_API_BASE"] = stack.sandbox.api_base  # `recstop sandbox call` finds the sandbox by it
     (run_dir(env) / "env.sh").write_text(

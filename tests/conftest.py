@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from support import InProcessWorker, LogCapture, RedisServer, WorkerProcess
 
+from harness.postgres import PostgresServer
 from producers import Producer
 from vobiz_sandbox import SandboxClient, SandboxServer
 from worker.connection import redis_client
@@ -32,6 +33,23 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     server = RedisServer(tmp_path / "redis").start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One private PostgreSQL per test process (initdb in a temp dir, a free port), started on first use."""
+    server = PostgresServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def audit_db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """``RECSTOP_AUDIT_DB`` of an empty audit database: a SQLite file, or a fresh database on ``postgres``."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'audit.db'}"
+    server: PostgresServer = request.getfixturevalue("postgres")
+    return server.create_database(f"audit_{uuid.uuid4().hex[:16]}")
 
 
 @pytest.fixture

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
-from collections.abc import Mapping
+import time
+import uuid
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +24,7 @@ from harness.procs import (
     terminate,
     wait_for,
 )
+from worker import keys
 from worker.fetch import inflight_messages
 
 __all__ = [
@@ -29,6 +33,8 @@ __all__ = [
     "LogCapture",
     "RedisServer",
     "WorkerProcess",
+    "audit_event",
+    "audit_life",
     "cli",
     "deletes",
     "final",
@@ -37,8 +43,10 @@ __all__ = [
     "lpush_raw_message",
     "publish_raw",
     "redis_server_binary",
+    "stored_ids",
     "terminate",
     "wait_for",
+    "xadd_events",
 ]
 
 
@@ -68,3 +76,40 @@ def cli(env: Mapping[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(  # noqa: PLW1510 - the exit code is what the tests assert
         [exe, *args], env={**os.environ, **env}, capture_output=True, text=True, timeout=60, cwd=ROOT
     )
+
+
+def audit_event(call_uuid: str, event: str, **fields: Any) -> dict[str, Any]:
+    """One audit event as the producers' scripts append it (docs/audit.md: the contract)."""
+    base = {"event": event, "at": round(time.time(), 3), "call_uuid": call_uuid, "target": "all"}
+    return {**base, "task_id": fields.pop("task_id", f"task-{call_uuid[:8]}"), "origin": "producer", **fields}
+
+
+def audit_life(call_uuid: str | None = None) -> list[dict[str, Any]]:
+    """The five events of a stop that retried once and succeeded, oldest first."""
+    call = call_uuid or str(uuid.uuid4())
+    start = round(time.time(), 3)
+    return [
+        audit_event(call, "accepted", at=start, request_id="req-1", auth_id="MA_TESTACCT01", urgent=False),
+        audit_event(call, "attempt", at=start + 0.1, attempt=1, http_status=503, error="Service Unavailable"),
+        audit_event(call, "retry_scheduled", at=start + 0.2, attempt=1, retry_in_s=0.5, due_at=start + 0.7),
+        audit_event(call, "attempt", at=start + 0.8, attempt=2, http_status=204, duration_ms=12.5),
+        audit_event(call, "stopped", at=start + 0.9, attempt=2, http_status=204, origin="celery"),
+    ]
+
+
+def xadd_events(client: Any, events: Iterable[Mapping[str, Any]]) -> list[str]:
+    """XADD each event to the audit stream as the scripts do (field ``e``); their stream ids."""
+    pipe = client.pipeline(transaction=False)
+    for event in events:
+        pipe.xadd(keys.AUDIT_STREAM, {"e": json.dumps(event)})
+    return [i.decode() if isinstance(i, bytes) else i for i in pipe.execute()]
+
+
+def stored_ids(engine: Any) -> list[str]:
+    """The stream ids of every row of the audit table, in chain order (duplicates would show)."""
+    from sqlalchemy import select  # noqa: PLC0415
+
+    from worker.audit.schema import events  # noqa: PLC0415
+
+    with engine.connect() as connection:
+        return list(connection.scalars(select(events.c.stream_id).order_by(events.c.seq)))

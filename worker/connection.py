@@ -41,17 +41,18 @@ class ReplicaShortfall(Exception):  # noqa: N818 - reads as the condition it rep
         self.required = required
 
 
-def redis_client(settings: RedisSettings) -> Redis:
+def redis_client(settings: RedisSettings, *, decode: bool = True) -> Redis:
     """A Redis client for recstop's own keys (strings decoded), from explicit settings (TLS included).
 
     With a ``sentinel://`` URL it is the current master's client, found through the sentinels: after
-    a failover its next connection goes to the new master.
+    a failover its next connection goes to the new master. ``decode=False`` answers bytes (the audit
+    sink reads stream entries that may hold anything).
     """
     if settings.sentinel:
-        return _sentinel_master_client(settings)
+        return _sentinel_master_client(settings, decode=decode)
     return Redis.from_url(
         settings.url,
-        decode_responses=True,
+        decode_responses=decode,
         socket_timeout=settings.socket_timeout_s,
         socket_connect_timeout=settings.socket_timeout_s,
         health_check_interval=HEALTH_CHECK_INTERVAL_S,
@@ -78,7 +79,7 @@ def sentinel_transport_options(settings: RedisSettings) -> dict[str, Any]:
     return {"master_name": settings.sentinel_master, "sentinel_kwargs": sentinel_kwargs(settings)}
 
 
-def _sentinel_master_client(settings: RedisSettings) -> Redis:
+def _sentinel_master_client(settings: RedisSettings, *, decode: bool) -> Redis:
     first = urlsplit(settings.url.split(";", 1)[0])
     timeouts = {
         "socket_timeout": settings.socket_timeout_s,
@@ -91,7 +92,7 @@ def _sentinel_master_client(settings: RedisSettings) -> Redis:
         db=settings.sentinel_db(),
         username=unquote(first.username) if first.username else None,
         password=unquote(first.password) if first.password else None,
-        decode_responses=True,
+        decode_responses=decode,
         health_check_interval=HEALTH_CHECK_INTERVAL_S,
         retry_on_timeout=False,
     )

@@ -30,9 +30,13 @@ from celery.worker.consumer import Consumer
 from kombu.exceptions import ContentDisallowed
 from redis.exceptions import RedisError
 
+from worker import revoke
 from worker.deadletters import DeadLetters
+from worker.deferral import Deferral
 from worker.queueitem import BAD_ENVELOPE
 from worker.redaction import Redactor
+from worker.store import StopStore
+from worker.timing import TimingError, read_timing, strip
 
 log = structlog.get_logger("recstop.consumer")
 #: Celery's ack helpers log through a stdlib logger; ours goes through the same structlog pipeline.
@@ -50,9 +54,6 @@ MAX_TASK_ID_CHARS: Final = 255
 EVENT_FLUSH_S: Final = 0.1
 #: Celery's own headers take well under 4 KiB (argsrepr and kwargsrepr are cut at 1 KiB each).
 MAX_HEADERS_CHARS: Final = 16_384
-#: Headers that make Celery hold a message in memory (ETA) or drop it unseen (expired). recstop never
-#: sets them: delays live in ``recstop:schedule``.
-TIMING_HEADERS: Final = ("eta", "expires", "countdown")
 
 
 @dataclass(frozen=True)
@@ -110,11 +111,6 @@ def _check_options(headers: Mapping[str, Any]) -> Poison | None:
         isinstance(timelimit, list | tuple) and len(timelimit) == 2 and all(map(_limit_ok, timelimit))  # noqa: PLR2004
     ):
         return Poison(INVALID_MESSAGE, "the 'timelimit' header must be [hard, soft] (numbers or null)")
-    timing = [name for name in TIMING_HEADERS if headers.get(name) is not None]
-    if timing:
-        return Poison(
-            INVALID_MESSAGE, f"{'/'.join(timing)} not supported: recstop schedules delays itself (delay/at)"
-        )
     return None
 
 
@@ -220,14 +216,17 @@ def mask_argument_reprs(message: Any, redactor: Redactor) -> None:  # noqa: ANN4
 class RecstopConsumer(Consumer):  # type: ignore[misc]
     """Celery's consumer, with every refused message dead-lettered (``worker_consumer`` setting)."""
 
-    #: Set by :func:`consumer_class`: where refused messages go, and what to mask in Flower.
+    #: Set by :func:`consumer_class`: where refused messages go, what to mask in Flower, and the
+    #: store that ETA messages and revokes go to.
     deadletters: DeadLetters
     redactor: Redactor
+    store: StopStore
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:  # noqa: ANN401
         self._event_flush_pending = False
         super().__init__(*args, **kwargs)
         self.poison = PoisonHandler(self.deadletters, tuple(self.connection_errors))
+        self.deferral = Deferral(self.store, self.deadletters)
         # KeyError is one of kombu's Redis "connection errors"; only real broker failures propagate.
         self.broker_errors = tuple(
             e for e in (*self.connection_errors, *self.channel_errors) if not issubclass(e, LookupError)
@@ -262,7 +261,16 @@ class RecstopConsumer(Consumer):  # type: ignore[misc]
             if poison is not None:
                 self.poison(message, poison)
                 return
+            try:
+                timing = read_timing(message.headers, self.app.timezone)
+            except TimingError as exc:
+                self.poison(message, Poison(INVALID_MESSAGE, str(exc)))
+                return
             mask_argument_reprs(message, self.redactor)
+            if timing.delayed():
+                self.deferral(message, timing)  # into recstop's schedule, never held in memory
+                return
+            strip(message.headers, timing)
             try:
                 celery_handler(message)
             except self.broker_errors:
@@ -298,6 +306,14 @@ class RecstopConsumer(Consumer):  # type: ignore[misc]
         self.poison(message, Poison(reason, f"{type(exc).__name__}: {exc!s:.200}"))
 
 
-def consumer_class(deadletters: DeadLetters, redactor: Redactor) -> type[RecstopConsumer]:
-    """Celery's ``worker_consumer``: :class:`RecstopConsumer` bound to this worker's collaborators."""
-    return type("RecstopConsumer", (RecstopConsumer,), {"deadletters": deadletters, "redactor": redactor})
+def consumer_class(deadletters: DeadLetters, redactor: Redactor, store: StopStore) -> type[RecstopConsumer]:
+    """Celery's ``worker_consumer``: :class:`RecstopConsumer` bound to this worker's collaborators.
+
+    Also puts recstop's durable revoke in Celery's control registry (``worker.revoke``).
+    """
+    revoke.install()
+    return type(
+        "RecstopConsumer",
+        (RecstopConsumer,),
+        {"deadletters": deadletters, "redactor": redactor, "store": store},
+    )

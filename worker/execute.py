@@ -38,6 +38,8 @@ class RunResult:
     attempt: int | None = None
     http_status: int | None = None
     error: str = ""
+    #: The task's message was acknowledged with the outcome (``finish`` took it off the in-flight list).
+    acked: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         """The task's JSON result (visible in Flower)."""
@@ -128,6 +130,9 @@ class Executor:
         if admission.decision == "skip":
             log.info("stop_skipped", reason=admission.detail)
             return RunResult("skipped", admission.detail)
+        if admission.decision == "cancelled":
+            log.info("stop_cancelled", reason=admission.detail)
+            return RunResult(State.CANCELLED, admission.detail)
         attempt = admission.attempts + 1
         auth_id = admission.auth_id or request.auth_id or self.accounts.default_auth_id
         structlog.contextvars.bind_contextvars(attempt=attempt, auth_id=auth_id)
@@ -248,11 +253,25 @@ class Executor:
             log.warning("stop_dead", reason=finished.detail or reason, error=error, state=str(finished.state))
         else:
             self._log_attempt(run, finished, reason=finished.detail or reason)
-        return RunResult(finished.state, finished.detail or reason, run.attempt, run.http_status, error)
+        return RunResult(
+            finished.state,
+            finished.detail or reason,
+            run.attempt,
+            run.http_status,
+            error,
+            acked=run.ack is not None,
+        )
 
     @staticmethod
     def _result(run: _Run, finished: Finished) -> RunResult:
-        return RunResult(finished.state, finished.detail, run.attempt, run.http_status, run.error)
+        return RunResult(
+            finished.state,
+            finished.detail,
+            run.attempt,
+            run.http_status,
+            run.error,
+            acked=run.ack is not None,
+        )
 
     def _payload(self, request: StopRequest, task_id: str) -> str:
         return encode_payload(

@@ -1,7 +1,9 @@
 """Health of a recstop deployment, as plain functions over Redis (``recstop health``).
 
 Checks: Redis answers (and how fast), at least one worker heartbeats, the dead-letter store is
-not piling up, and no due stop waits in the schedule longer than it should (the schedulers run).
+not piling up, no due stop waits in the schedule longer than it should (the schedulers run), and
+how far behind the audit sinks are and whether audit events were dropped (reported always; failed
+on only with the ``max_audit_*`` thresholds, which the audit sink's own probe sets).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from worker import keys
+from worker.audit.lag import AuditLag, read_lag
 from worker.metrics import split_workers
 from worker.settings import HealthThresholds
 
@@ -45,7 +48,7 @@ class HealthReport:
         return {"healthy": self.healthy, "checks": {c.name: asdict(c) for c in self.checks}}
 
 
-CHECK_NAMES = ("redis", "workers", "dead_letters", "schedule")
+CHECK_NAMES = ("redis", "workers", "dead_letters", "schedule", "audit")
 
 
 def check_health(client: Redis, thresholds: HealthThresholds, *, redis_url: str = "") -> HealthReport:
@@ -61,6 +64,7 @@ def check_health(client: Redis, thresholds: HealthThresholds, *, redis_url: str 
         pipe.zcard(keys.DLQ_INDEX)
         pipe.zrange(keys.SCHEDULE, 0, 0, withscores=True)
         heartbeats, dead_letters, first = pipe.execute()
+        lag = read_lag(client)
     except (RedisError, OSError) as exc:
         where = f" at {redis_url}" if redis_url else ""
         reason = f"Redis unreachable{where}: {type(exc).__name__}: {exc}"
@@ -79,6 +83,7 @@ def check_health(client: Redis, thresholds: HealthThresholds, *, redis_url: str 
             _workers(heartbeats, now, thresholds.max_heartbeat_age_s),
             _dead_letters(dead_letters, thresholds.max_dead_letters),
             _schedule(first, now, thresholds.max_overdue_s),
+            _audit(lag, thresholds),
         )
     )
 
@@ -108,6 +113,28 @@ def _schedule(first: list[tuple[str, float]], now: float, max_overdue_s: float) 
         detail = f"stop {first[0][0]} has been due for {overdue_s:.1f} s (more than {max_overdue_s:g} s)"
         return Check("schedule", ok=False, detail=detail, data=data)
     return Check("schedule", ok=True, detail=f"oldest due entry overdue by {overdue_s:.1f} s", data=data)
+
+
+def _audit(lag: AuditLag, thresholds: HealthThresholds) -> Check:
+    """The audit sinks' lag and drops; a failure only past a threshold that is set."""
+    data: dict[str, Any] = {
+        **lag.to_dict(),
+        "oldest_unacked_age_s": round(lag.oldest_unacked_age_s, 3),
+        "max_audit_age_s": thresholds.max_audit_age_s,
+        "max_audit_dropped": thresholds.max_audit_dropped,
+    }
+    if lag.group:
+        detail = f"sinks {lag.behind} event(s) behind, oldest {lag.oldest_unacked_age_s:.1f} s"
+    else:
+        detail = f"no audit sink has read recstop:audit ({lag.length} event(s) waiting)"
+    detail += f"; {lag.dropped} dropped unread" if lag.dropped else "; none dropped"
+    too_old = thresholds.max_audit_age_s is not None and lag.oldest_unacked_age_s > thresholds.max_audit_age_s
+    too_many = thresholds.max_audit_dropped is not None and lag.dropped > thresholds.max_audit_dropped
+    if too_old:
+        detail += f" (older than {thresholds.max_audit_age_s:g} s: is `recstop audit sink` running?)"
+    if too_many:
+        detail += f" (more than {thresholds.max_audit_dropped} dropped: the audit trail has a gap)"
+    return Check("audit", ok=not (too_old or too_many), detail=detail, data=data)
 
 
 def render(report: HealthReport) -> str:

@@ -46,6 +46,8 @@ A stop record has these fields (absent when unset; times are epoch seconds of Re
                     holder was reaped as dead is over at once)
 ``done``            ``[[task_id, state], ...]``: the last finished runs, so that a message of an
                     earlier run delivered again is recognised and never calls the API twice
+``joined``          task ids of Celery messages that joined this pending run (last 16): their
+                    results are written with the run's (``worker/results.py``)
 ``keep_until``      when the record may go; the key expires with its last record
 ==================  ===============================================================================
 """
@@ -118,6 +120,38 @@ def inflight_key(consumer: str, source: str) -> str:
 INFLIGHT_MATCH: Final = f"{PREFIX}:inflight:*"
 
 
+def task_key(task_id: str) -> str:
+    """string: the schedule member (``<call_uuid>/<target>``) of the run with this task id.
+
+    Kept as long as its record; a revoke (``celery control revoke``) finds its stop through it.
+    """
+    return f"{PREFIX}:task:{task_id}"
+
+
+def revoked_key(task_id: str) -> str:
+    """string: a revoke of a task id no run has yet (its message still queued).
+
+    The run it would start is cancelled at once when a worker admits it. Kept ``retention_s``.
+    """
+    return f"{PREFIX}:revoked:{task_id}"
+
+
+def result_key(task_id: str) -> str:
+    """string: the task's result as Celery's Redis result backend keeps it (``AsyncResult`` reads it).
+
+    Celery's own name, not under ``recstop:``; written by the script that records the outcome.
+    """
+    return f"celery-task-meta-{task_id}"
+
+
 def rate_key(auth_id: str) -> str:
     """hash: the shared rate limiter of one account (tat, rate, penalized_at, blocked_until)."""
     return f"{PREFIX}:rate:{auth_id}"
+
+
+#: stream: the audit outbox. Every script that records an event in a stop's life appends it here in
+#: the same script (one field ``e``: the event as JSON, ``worker/audit/event.py``); ``recstop audit
+#: sink`` copies it to SQL and trims it below what is committed.
+AUDIT_STREAM: Final = f"{PREFIX}:audit"
+#: The consumer group of the audit sinks on :data:`AUDIT_STREAM`.
+AUDIT_GROUP: Final = "sinks"

@@ -8,6 +8,7 @@ exporter holds no state of its own: any number of them can run, and a restart lo
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 import time
@@ -28,6 +29,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from worker import keys
+from worker.audit.lag import AuditLag, read_lag
 from worker.backlog import oldest_age_s
 from worker.fetch import inflight_lists
 
@@ -124,6 +126,8 @@ class RecstopCollector(Collector):
         yield up
         yield from _counters(snap.counters)
         yield from self._gauges(snap)
+        with contextlib.suppress(RedisError):  # read after the snapshot: Redis may have gone since
+            yield from _audit(read_lag(self.client))
         took = GaugeMetricFamily("recstop_scrape_redis_seconds", "Time spent reading Redis for this scrape.")
         took.add_metric([], time.perf_counter() - started)
         yield took
@@ -175,6 +179,30 @@ class RecstopCollector(Collector):
         workers.add_metric(["live"], len(live))
         workers.add_metric(["stale"], len(stale))
         yield workers
+
+
+def _audit(lag: AuditLag) -> Iterator[Metric]:
+    """The audit sinks' lag (docs/audit.md): events not committed yet, their age, events dropped unread."""
+    yield _gauge(
+        "recstop_audit_lag_events",
+        "Audit events in recstop:audit no sink has committed to the database yet (undelivered + pending).",
+        lag.behind,
+    )
+    yield _gauge(
+        "recstop_audit_pending_events",
+        "Audit events a sink has read and not yet committed (acknowledged).",
+        lag.pending,
+    )
+    yield _gauge(
+        "recstop_audit_oldest_unacked_age_seconds",
+        "Age of the oldest audit event no sink has committed yet (0 when none).",
+        round(lag.oldest_unacked_age_s, 3),
+    )
+    yield _counter(
+        "recstop_audit_dropped",
+        "Audit events trimmed from the stream before any sink read them (RECSTOP_AUDIT_STREAM_MAX).",
+        lag.dropped,
+    )
 
 
 def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:

@@ -23,6 +23,17 @@ def base_url(raw: str) -> str:
     return raw.rstrip("/")
 
 
+def database_url(raw: str) -> str:
+    """A `sqlite:///PATH` or `postgresql://user:password@host:port/db` URL."""
+    scheme = raw.partition("://")[0].lower()
+    if scheme not in {"sqlite", "postgresql", "postgres", "postgresql+psycopg"} or "://" not in raw:
+        shown = raw if "@" not in raw else scheme + "://..."  # never echo a password
+        raise ValueError(f"must be a sqlite:///PATH or postgresql://... URL, got {shown!r}")
+    if scheme == "sqlite" and (raw.rstrip("/") in {"sqlite:", "sqlite:/"} or raw.endswith(":memory:")):
+        raise ValueError("must name a database file: sqlite:///PATH (an in-memory database keeps nothing)")
+    return raw
+
+
 def positive_int(raw: str) -> int:
     """An integer > 0."""
     return _number(int, raw, "an integer > 0", lambda value: value > 0)

@@ -52,6 +52,7 @@ def build_runtime(settings: Settings, redis: Redis | None = None) -> Runtime:
         settings.retention,
         watchdog_s=settings.watchdog_s,
         redis_settings=settings.redis,
+        audit_max=settings.audit.stream_max,
     )
     executor = Executor(
         store=store,

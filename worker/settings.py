@@ -380,6 +380,13 @@ class Retention:
         parse=parsers.positive_int,
         help="Dead letters older are dropped.",
     )
+    result_s: int = setting(
+        86_400,
+        env="RECSTOP_RESULT_EXPIRES_S",
+        parse=parsers.non_negative_int,
+        help="How long a stop's Celery result (`celery-task-meta-<task_id>`, read by `AsyncResult`) "
+        "lives in Redis; 0 = no results written.",
+    )
 
 
 def _require(ok: bool, owner: type, field_name: str, reason: str) -> None:  # noqa: FBT001 - predicate first
@@ -499,6 +506,71 @@ class HealthThresholds:
         help="A worker whose heartbeat (every 2 s) is older counts as dead, in `recstop health` and the "
         "`recstop_workers` metric (`--max-heartbeat-age-s`).",
     )
+    max_audit_age_s: float | None = setting(
+        None,
+        env="RECSTOP_HEALTH_MAX_AUDIT_AGE_S",
+        parse=parsers.positive_float,
+        help="`recstop health` fails when the oldest audit event no sink has committed is older than this "
+        "(unset: the audit lag is reported, never failed on; set it on the audit sink's own probe).",
+    )
+    max_audit_dropped: int | None = setting(
+        None,
+        env="RECSTOP_HEALTH_MAX_AUDIT_DROPPED",
+        parse=parsers.non_negative_int,
+        help="`recstop health` fails when more audit events than this were dropped unread "
+        "(`audit:dropped` of `recstop:metrics`; unset: reported, never failed on).",
+    )
+
+
+#: The audit database of ``make run`` and of any process without ``RECSTOP_AUDIT_DB``: a SQLite file
+#: under the working directory's ``.run/`` (created on first use).
+DEFAULT_AUDIT_DB: Final = "sqlite:///.run/audit.db"
+
+
+@dataclass(frozen=True)
+class AuditSettings:
+    """The audit trail: where ``recstop audit sink`` writes it, how long it is kept, the stream's bound.
+
+    A password in ``db_url`` never shows in a repr (see ``safe_url``).
+    """
+
+    db_url: str = setting(
+        DEFAULT_AUDIT_DB,
+        env="RECSTOP_AUDIT_DB",
+        parse=parsers.database_url,
+        help="SQL database of the audit trail (docs/audit.md): `sqlite:///PATH` (relative to the working "
+        "directory; `sqlite:////abs/path` for an absolute one) or `postgresql://user:password@host:5432/db`.",
+    )
+    retention_days: int = setting(
+        400,
+        env="RECSTOP_AUDIT_RETENTION_DAYS",
+        parse=parsers.positive_int,
+        help="Audit events recorded longer ago are deleted by the sink (oldest first, whole chain prefix).",
+    )
+    stream_max: int = setting(
+        1_000_000,
+        env="RECSTOP_AUDIT_STREAM_MAX",
+        parse=parsers.non_negative_int,
+        help="Longest the audit stream `recstop:audit` grows while no sink reads it; older events are then "
+        "trimmed and counted as dropped (`recstop_audit_dropped_total`, `recstop health`). 0 turns the "
+        "audit outbox off (no events are written).",
+    )
+
+    @property
+    def safe_url(self) -> str:
+        """The database URL with its password masked, for messages and logs."""
+        return mask_url(self.db_url)
+
+    def secrets(self) -> frozenset[str]:
+        """The database password (as written and decoded), for log redaction."""
+        password = url_password(self.db_url)
+        return frozenset({password, unquote(password)} - {""}) if password else frozenset()
+
+    def __repr__(self) -> str:
+        return (
+            f"AuditSettings(db_url={self.safe_url!r}, retention_days={self.retention_days!r}, "
+            f"stream_max={self.stream_max!r})"
+        )
 
 
 @dataclass(frozen=True)
@@ -559,6 +631,7 @@ class Settings:
         "the wait): the net under a message acknowledged without its outcome recorded.",
     )
     health: HealthThresholds = field(default_factory=HealthThresholds)
+    audit: AuditSettings = field(default_factory=AuditSettings)
     log_level: str = setting(
         "INFO", env="RECSTOP_LOG_LEVEL", parse=parsers.one_of(LogLevel), help="Log level."
     )
@@ -575,8 +648,8 @@ class Settings:
         return self.api.connect_timeout_s + self.api.read_timeout_s + self.api.lock_margin_s
 
     def secrets(self) -> frozenset[str]:
-        """Every secret this process holds (API tokens, the Redis password), for log redaction."""
-        return self.accounts.secrets() | self.redis.secrets()
+        """Every secret this process holds (API tokens, Redis and database passwords), for log redaction."""
+        return self.accounts.secrets() | self.redis.secrets() | self.audit.secrets()
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

@@ -61,6 +61,8 @@ class StatusRecord:
     dlq_id: str | None = None
     settled_by: str | None = None
     urgent: bool = False
+    #: Task ids of Celery messages that joined this run (their results are this run's).
+    joined: tuple[str, ...] = ()
     attempt_log: tuple[Mapping[str, Any], ...] = field(default=())
 
     @classmethod
@@ -87,6 +89,7 @@ class StatusRecord:
             dlq_id=data.get("dlq_id"),
             settled_by=data.get("settled_by"),
             urgent=bool(data.get("urgent")),
+            joined=tuple(data.get("joined") or ()),
             attempt_log=attempt_log(data.get("log")),
         )
 

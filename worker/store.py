@@ -16,6 +16,7 @@ from worker.envelope import stop_message
 from worker.errors import InvalidStopRequest
 from worker.fetch import Fetched
 from worker.outcome import Outcome, Skipped, State
+from worker.results import results_args, settled_result, store_copies
 from worker.scripts import Scripts, decode
 from worker.settings import RedisSettings, Retention, RetryPolicy
 from worker.status import StatusRecord, iso
@@ -25,6 +26,8 @@ from worker.validation import StopRequest
 LEASE_S: Final = 30.0
 #: Stops published per scheduler round trip.
 CLAIM_BATCH: Final = 500
+#: How often a cancel reads the stop again when its run changed under it.
+CANCEL_ROUNDS: Final = 5
 
 
 @dataclass(frozen=True)
@@ -84,7 +87,7 @@ class Published:
 class Admission:
     """The worker's verdict on a message: run it, or why not."""
 
-    decision: str  # run | expired | skip
+    decision: str  # run | expired | cancelled | skip
     detail: str = ""
     attempts: int = 0
     auth_id: str | None = None
@@ -108,12 +111,42 @@ class Finished:
 
     state: State | Skipped  # a State, or "superseded"
     detail: str = ""
+    #: Task ids of the single-recording stops this stop-all settled.
+    settled: tuple[str, ...] = ()
+    #: Task ids of the messages that joined this run, and the Celery result the run got (theirs too).
+    joined: tuple[str, ...] = ()
+    result_status: str = ""
+    result: object = None
 
     @classmethod
     def parse(cls, reply: Mapping[str, Any]) -> Finished:
-        """The reply of ``finish.lua``."""
+        """The reply of ``finish.lua`` (an empty Lua table arrives as ``{}``)."""
         state = reply["state"]
-        return cls("superseded" if state == "superseded" else State(state), reply.get("detail", ""))
+        return cls(
+            "superseded" if state == "superseded" else State(state),
+            reply.get("detail", ""),
+            tuple(reply.get("settled") or ()),
+            tuple(reply.get("joined") or ()),
+            reply.get("result_status", ""),
+            reply.get("result"),
+        )
+
+
+@dataclass(frozen=True)
+class Cancelled:
+    """What a cancel or a revoke did: the stop's state afterwards, and whether this call cancelled it.
+
+    ``running``: an attempt held the stop when it was cancelled; a DELETE already sent cannot be
+    recalled, and if it stops the recording the stop ends ``stopped``, not ``cancelled``.
+    """
+
+    state: str  # a State, "missing" (no such stop), "unknown" (an unseen task id), "finished"
+    cancelled: bool
+    task_id: str | None = None
+    running: bool = False
+    member: str | None = None
+    #: The revoked task id only joined the run ``task_id`` (another request waits for it): not cancelled.
+    joiner: bool = False
 
 
 def parse_enqueued(reply: Mapping[str, Any]) -> Enqueued:
@@ -139,8 +172,11 @@ class StopStore:
         *,
         watchdog_s: float = 300.0,
         redis_settings: RedisSettings | None = None,
+        audit_max: int = 1_000_000,
     ) -> None:
         self.client = client
+        #: The audit outbox's bound (``AuditSettings.stream_max``; 0: no audit events).
+        self.audit_max = audit_max
         self.retry = retry
         self.retention = retention
         self.watchdog_s = watchdog_s
@@ -149,17 +185,34 @@ class StopStore:
         self.revoked_channel = events.channel(self.redis_settings.url, "task-revoked")
         self.scripts = Scripts(client)
 
-    def prepare_enqueue(self, stops: Sequence[NewStop], *, urgent: bool = False) -> PreparedEnqueue:
-        """One ``enqueue`` call for ``stops`` (all on one lane): keys, arguments, messages."""
+    def audit(self, origin: str) -> dict[str, Any]:
+        """The ``audit`` argument of a script: the outbox's bound, and who asked for the change."""
+        return {"max": self.audit_max, "origin": origin}
+
+    def prepare_enqueue(
+        self, stops: Sequence[NewStop], *, urgent: bool = False, origin: str = "python"
+    ) -> PreparedEnqueue:
+        """One ``enqueue`` call for ``stops`` (all on one lane): keys, arguments, messages.
+
+        ``origin`` names the producer path in the audit trail: python, cli, replay, celery.
+        """
         lane = keys.URGENT_QUEUE if urgent else keys.QUEUE
         return PreparedEnqueue(
-            keys=[keys.SCHEDULE, lane, *(keys.call_key(s.request.call_uuid) for s in stops)],
+            keys=[
+                keys.SCHEDULE,
+                lane,
+                keys.AUDIT_STREAM,
+                keys.METRICS,
+                *(keys.call_key(s.request.call_uuid) for s in stops),
+                *(keys.task_key(s.task_id) for s in stops),
+            ],
             args={
                 "deadline_s": self.retry.deadline_s,
                 "retention_s": self.retention.status_s,
                 "watchdog_s": self.watchdog_s,
                 "urgent": urgent,
                 "events_channel": self.events_channel,
+                "audit": self.audit(origin),
                 "stops": [_stop_args(s) for s in stops],
             },
             messages=[part for s in stops for part in _message_and_event(s, lane)],
@@ -170,10 +223,31 @@ class StopStore:
         reply: list[Mapping[str, Any]] = self._durable("enqueue", call.keys, call.args, call.messages)
         return reply
 
-    def enqueue(self, stop: NewStop, *, urgent: bool = False) -> Enqueued:
+    def enqueue(self, stop: NewStop, *, urgent: bool = False, origin: str = "python") -> Enqueued:
         """Create a run for the stop unless one is pending; push its message if it is due now."""
-        (reply,) = self.run_enqueue(self.prepare_enqueue([stop], urgent=urgent))
+        (reply,) = self.run_enqueue(self.prepare_enqueue([stop], urgent=urgent, origin=origin))
         return parse_enqueued(reply)
+
+    def defer(self, stop: NewStop, fetched: Fetched | None, *, urgent: bool = False) -> Enqueued:
+        """Move a received Celery message with an ETA into the schedule, acked in the same script.
+
+        The stop keeps the message's task id (``AsyncResult`` and revoke find it); a stop whose
+        ``not_after`` (the message's ``expires``) passes before it is due is kept, and dead-lettered
+        when it is due, never refused here: the message is already taken off its queue.
+        """
+        call = self.prepare_enqueue([stop], urgent=urgent, origin="celery")
+        call.args["stops"][0] |= {"keep_expired": True, "join": True}
+        if fetched is not None:
+            call.args["ack"] = True
+            call.keys.append(fetched.inflight)
+            call.messages.append(fetched.message)  # type: ignore[arg-type] # bytes, as fetched
+        (reply,) = self.run_enqueue(call)
+        enqueued = parse_enqueued(reply)
+        if not enqueued.deduplicated and self.client.exists(keys.revoked_key(stop.task_id)):
+            # Revoked while its message waited in the queue: cancelled before it is ever due.
+            self._cancel(keys.stop_key(stop.request.call_uuid, stop.request.url), stop.task_id, "revoke")
+            return Enqueued(enqueued.task_id, deduplicated=False, state=State.CANCELLED)
+        return enqueued
 
     def claim_due(
         self, *, lease_s: float = LEASE_S, limit: int = CLAIM_BATCH
@@ -209,18 +283,64 @@ class StopStore:
 
     def cancel(self, call_uuid: str, url: str | None) -> tuple[str, bool]:
         """Cancel a pending stop; return its state afterwards and whether this call cancelled it."""
+        member = keys.stop_key(call_uuid, url)
+        for _ in range(CANCEL_ROUNDS):
+            record = self.status(call_uuid, url)
+            outcome = self._cancel(member, record.task_id if record else None, "cancel")
+            if outcome is not None:
+                return outcome.state, outcome.cancelled
+        raise RuntimeError(f"the stop {member} changed run {CANCEL_ROUNDS} times while being cancelled")
+
+    def revoke(self, task_id: str) -> Cancelled:
+        """Cancel the stop whose run has this task id (a Celery revoke), durably.
+
+        A task id no run has yet (its message still queued, or an ETA message not yet received) is
+        remembered: the worker that admits it cancels it instead of calling the API.
+        """
+        member = self.client.get(keys.task_key(task_id))
+        if member is None:
+            self.client.set(keys.revoked_key(task_id), "1", ex=self.retention.status_s)
+            member = self.client.get(keys.task_key(task_id))  # a run that started meanwhile
+            if member is None:
+                return Cancelled("unknown", cancelled=True, task_id=task_id)
+        name = member.decode() if isinstance(member, bytes) else str(member)
+        outcome = self._cancel(name, task_id, "revoke")
+        if outcome is None:  # the stop has a newer run: this task id's run is finished
+            return Cancelled("finished", cancelled=False, task_id=task_id, member=name)
+        return outcome
+
+    def _cancel(self, member: str, task_id: str | None, origin: str) -> Cancelled | None:
+        """One ``cancel.lua`` call for the run ``task_id`` of ``member``; None when the run changed."""
+        call_uuid, target = member.split("/", 1)
+        extra = [keys.result_key(task_id)] if task_id else []
         reply = self.scripts.run(
             "cancel",
-            [keys.call_key(call_uuid), keys.SCHEDULE, keys.METRICS],
+            [keys.call_key(call_uuid), keys.SCHEDULE, keys.METRICS, keys.AUDIT_STREAM, *extra],
             {
-                "member": keys.stop_key(call_uuid, url),
-                "target": keys.target_of(url),
+                "member": member,
+                "target": target,
                 "retention_s": self.retention.status_s,
                 "events_channel": self.revoked_channel,
                 "origin": events.origin(),
+                "task_id": task_id,
+                "results": results_args(self.retention.result_s),
+                "audit": self.audit(origin),
             },
         )
-        return reply["state"], reply["cancelled"]
+        if reply.get("changed"):
+            return None
+        if reply.get("joined") and reply.get("result_status"):
+            store_copies(
+                self.client, reply["joined"], reply["result_status"], reply["result"], self.retention.result_s
+            )
+        return Cancelled(
+            reply["state"],
+            reply["cancelled"],
+            reply.get("task_id"),
+            bool(reply.get("running")),
+            member,
+            joiner=bool(reply.get("joiner")),
+        )
 
     def begin(
         self,
@@ -238,7 +358,16 @@ class StopStore:
         """
         reply = self.scripts.run(
             "begin",
-            [keys.call_key(request.call_uuid), keys.SCHEDULE, keys.CONSUMERS],
+            [
+                keys.call_key(request.call_uuid),
+                keys.SCHEDULE,
+                keys.CONSUMERS,
+                keys.task_key(task_id),
+                keys.revoked_key(task_id),
+                keys.result_key(task_id),
+                keys.METRICS,
+                keys.AUDIT_STREAM,
+            ],
             {
                 **_request_args(request),
                 "task_id": task_id,
@@ -249,6 +378,8 @@ class StopStore:
                 "retention_s": self.retention.status_s,
                 "defer_s": 1.0,
                 "watchdog_s": self.watchdog_s,
+                "results": results_args(self.retention.result_s),
+                "audit": self.audit("celery"),
             },
         )
         return Admission.parse(reply)
@@ -283,6 +414,8 @@ class StopStore:
                 keys.DLQ_INDEX,
                 keys.DLQ_ENTRIES,
                 keys.METRICS,
+                keys.result_key(task_id),
+                keys.AUDIT_STREAM,
                 *ack_keys,
             ],
             {
@@ -302,10 +435,18 @@ class StopStore:
                 "dlq_max_entries": self.retention.dlq_max_entries,
                 "dlq_max_age_s": self.retention.dlq_max_age_s,
                 "started_at": round(started_at, 3),
+                "results": results_args(self.retention.result_s),
+                "audit": self.audit("worker"),
             },
             ack_args,
         )
-        return Finished.parse(reply)
+        finished = Finished.parse(reply)
+        expires_s = self.retention.result_s
+        if finished.settled:
+            store_copies(self.client, finished.settled, "SUCCESS", settled_result(task_id), expires_s)
+        if finished.joined and finished.result_status:
+            store_copies(self.client, finished.joined, finished.result_status, finished.result, expires_s)
+        return finished
 
     def status(self, call_uuid: str, url: str | None = None) -> StatusRecord | None:
         """The status record of a stop, or None when there is none (or it expired)."""

@@ -38,6 +38,7 @@ from worker.keys import TASK_NAME, URGENT_QUEUE
 from worker.outcome import State
 from worker.priority import URGENT_FIRST
 from worker.ratelimit import RateLimitWaitTooLong
+from worker.timing import NOT_AFTER_HEADER, with_not_after
 from worker.validation import decode_task_message
 
 log = structlog.get_logger("recstop.task")
@@ -59,7 +60,7 @@ def register_tasks(app: Celery, executor: Executor, deadletters: DeadLetters) ->
         )
         try:
             try:
-                request = decode_task_message(args, kwargs)
+                request = with_not_after(decode_task_message(args, kwargs), _expiry(self))
             except InvalidStopRequest as exc:
                 entry = deadletters.add_malformed(
                     task_id, {"task": TASK_NAME, "args": args, "kwargs": kwargs}, str(exc)
@@ -73,7 +74,7 @@ def register_tasks(app: Celery, executor: Executor, deadletters: DeadLetters) ->
             finally:
                 if tag:
                     URGENT_FIRST.release(tag)  # held since the transport delivered it
-            if result.state != "skipped" and tag:
+            if result.acked and tag:
                 HELD.pop(tag, None)  # acknowledged with the outcome: Celery's ack has nothing left to do
             return celery_outcome(self, result)
         except RateLimitWaitTooLong as exc:
@@ -122,6 +123,14 @@ def celery_outcome(task: Task, result: RunResult) -> dict[str, Any]:
     # Skipped (a duplicate, a message that joined a pending run ...) or superseded by a newer run.
     task.send_event("task-skipped", reason=f"{state}: {result.detail}" if result.detail else str(state))
     raise Ignore
+
+
+def _expiry(task: Task) -> float | None:
+    """The message's Celery ``expires``, as the consumer passed it on (``worker.timing.strip``)."""
+    value = getattr(task.request, NOT_AFTER_HEADER, None)
+    if not isinstance(value, str):
+        return None
+    return datetime.fromisoformat(value).timestamp()
 
 
 def _context_value(value: object) -> str | None:

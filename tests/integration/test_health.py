@@ -13,7 +13,7 @@ from support import ROOT, free_port
 
 pytestmark = pytest.mark.integration
 
-CHECKS = {"redis", "workers", "dead_letters", "schedule"}
+CHECKS = {"redis", "workers", "dead_letters", "schedule", "audit"}
 
 
 def health(redis_url, *args, **env):

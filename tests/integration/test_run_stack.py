@@ -48,7 +48,7 @@ def _exports(path: Path) -> dict[str, str]:
 
 
 def test_make_run_stack_stops_a_recording_and_a_closed_terminal_stops_every_part(tmp_path):
-    """Its env.sh drives the README quick start (a recording, a dead letter replayed); SIGHUP ends it all."""
+    """env.sh drives the quick start (a stop, a replayed dead letter, the audit trail); SIGHUP ends it."""
     env = {k: v for k, v in os.environ.items() if k not in OUTSIDE}
     env["RECSTOP_RUN_DIR"] = str(tmp_path)
     with (tmp_path / "stdout.log").open("wb") as out:
@@ -90,8 +90,17 @@ def test_make_run_stack_stops_a_recording_and_a_closed_terminal_stops_every_part
         assert "http_403" in _cli(cli_env, "dlq", "list").stdout
         assert _cli(cli_env, "dlq", "replay", "--all").returncode == 0
         wait_for(lambda: _cli(cli_env, "status", second).returncode == 0, timeout_s=60, what="the replay")
+        # The stack's audit sink wrote the stop's whole life to its SQLite trail.
+        life = ["accepted", "attempt", "dead", "replayed", "attempt", "stopped"]
+
+        def trail() -> list[str]:
+            shown = _cli(cli_env, "audit", "show", second, "--json")
+            return [e["event"] for e in json.loads(shown.stdout)] if shown.returncode == 0 else []
+
+        wait_for(lambda: trail() == life, timeout_s=30, interval_s=0.5, what=lambda: f"audit trail {trail()}")
+        assert _cli(cli_env, "audit", "verify").returncode == 0
         parts = psutil.Process(stack.pid).children(recursive=True)
-        assert len(parts) >= 4, [p.cmdline() for p in parts]  # redis-server, sandbox, worker, Flower
+        assert len(parts) >= 5, [p.cmdline() for p in parts]  # redis-server, sandbox, worker, Flower, sink
         stack.send_signal(signal.SIGHUP)
         assert stack.wait(timeout=60) == 0
         wait_for(

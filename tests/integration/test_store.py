@@ -73,7 +73,7 @@ def test_status_record_expires_after_retention(client):
 
 
 def test_admission_skips_early_duplicate_and_finished_messages(client):
-    """begin(): early and finished messages skip; a foreign message merges and pulls the stop forward."""
+    """begin(): early messages skip, foreign ones merge, pull the stop forward, a cancelled run's cancel."""
     store = StopStore(client, RetryPolicy(), Retention())
     request = validate_stop(str(uuid.uuid4()), auth_id="MA_TESTACCT01")
     store.enqueue(NewStop(request, "task-1", delay_s=60))
@@ -84,7 +84,7 @@ def test_admission_skips_early_duplicate_and_finished_messages(client):
     assert [(p.task_id, p.published) for p in published] == [("task-1", True)]  # due now, not in 60 s
     assert client.llen("recstop") == 1
     store.cancel(request.call_uuid, None)
-    assert store.begin(request, "task-1", lock_token="task-1:b", lock_ttl_ms=5000).detail == "duplicate"
+    assert store.begin(request, "task-1", lock_token="task-1:b", lock_ttl_ms=5000).decision == "cancelled"
 
 
 def test_two_workers_cannot_hold_one_key(client):

@@ -45,6 +45,9 @@ SETTINGS = {spec.name for spec in ENV_SPECS}
 OTHER_ENV = {
     "FLOWER_BASIC_AUTH": "Flower's own option (--basic-auth), read by Flower from the environment",
     "REDIS_PASSWORD": "compose only: Redis's requirepass, interpolated into RECSTOP_BROKER_URL",
+    "POSTGRES_PASSWORD": "compose only: the audit database's password (postgres image), in RECSTOP_AUDIT_DB",
+    "POSTGRES_USER": "compose only: the postgres image's user",
+    "POSTGRES_DB": "compose only: the postgres image's database",
     "PYTHONDONTWRITEBYTECODE": "Dockerfile: no .pyc writes on a read-only root filesystem",
     "PYTHONUNBUFFERED": "Dockerfile: log lines reach the container runtime at once",
     "PIP_NO_CACHE_DIR": "Dockerfile: no pip cache in the image layers",

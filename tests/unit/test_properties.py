@@ -31,6 +31,7 @@ from worker.errors import BrokerUnavailableError, InvalidStopRequest
 from worker.keys import TASK_NAME
 from worker.outcome import Outcome
 from worker.settings import Settings
+from worker.timing import TimingError, read_timing, strip
 from worker.validation import (
     StopRequest,
     decode_task_message,
@@ -305,6 +306,9 @@ content_types = (
     )
     | any_text
 )
+iso_times = st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30)).map(  # noqa: DTZ001
+    datetime.isoformat
+) | st.datetimes(timezones=st.just(UTC)).map(datetime.isoformat)
 header_values = json_values | st.sampled_from([TASK_NAME, "celery.map", "x"]) | st.uuids().map(str)
 headers = st.fixed_dictionaries(
     {},
@@ -312,8 +316,9 @@ headers = st.fixed_dictionaries(
         "task": st.just(TASK_NAME) | header_values,
         "id": st.uuids().map(str) | header_values,
         "timelimit": st.none() | st.just([None, None]) | st.lists(json_scalars, max_size=3) | json_values,
-        "eta": st.none() | json_values,
-        "expires": st.none() | json_values,
+        "eta": st.none() | json_values | iso_times,
+        "expires": st.none() | json_values | iso_times,
+        "countdown": st.none() | json_values,
         "retries": json_values,
         "argsrepr": any_text | huge_text,
         "root_id": json_values,
@@ -349,7 +354,7 @@ def _message(body: bytes, content_type: object, message_headers: object) -> Mess
 @PROFILE
 @given(body=bodies, content_type=content_types, message_headers=headers)
 def test_inspect_message_refuses_or_lets_celery_run_it(body, content_type, message_headers):
-    """A message is refused with a known reason, or Celery builds its request without any error."""
+    """A message is refused with a known reason, or its timing is read and Celery builds its request."""
     message = _message(body, content_type, message_headers)
     poison = inspect_message(message, ACCEPTED)
     if poison is not None:
@@ -359,6 +364,11 @@ def test_inspect_message_refuses_or_lets_celery_run_it(body, content_type, messa
             assert poison.reason == CONTENT_TYPE_REFUSED
             assert message._decoded_cache is None  # refused without being decoded at all
         return
+    try:
+        timing = read_timing(message.headers)
+    except TimingError:
+        return  # the consumer dead-letters it: invalid_message, with the error's text
+    strip(message.headers, timing)  # what the consumer hands Celery when the stop runs now
     request = Request(message, app=celery_app, task=_stop, hostname="h")
     hard, soft = request.time_limits  # what execute_using_pool unpacks
     assert hard is None or hard >= 0

@@ -2,12 +2,19 @@
 -- KEYS[1]  call key (recstop:call:<call_uuid>)
 -- KEYS[2]  schedule
 -- KEYS[3]  consumers (recstop:consumers): a lock whose holder is no longer a consumer is stale
+-- KEYS[4]  the task index entry of this task id (recstop:task:<task_id>), set when it starts a run
+-- KEYS[5]  the revoke of this task id (recstop:revoked:<task_id>), if a revoke came before its run
+-- KEYS[6]  the task's Celery result (celery-task-meta-<task_id>)   KEYS[7]  metrics
+-- KEYS[8]  audit outbox (recstop:audit)
 -- ARGV[1]  JSON {member, target, task_id, lock_token, lock_ttl_ms, consumer, call_uuid, url,
---          auth_id, request_id, not_after, deadline_s, retention_s, defer_s, watchdog_s}:
+--          auth_id, request_id, not_after, deadline_s, retention_s, defer_s, watchdog_s,
+--          results: {expires_s, date_done}, audit: {max, origin}}:
 --          consumer is the worker connection that fetched the message (absent: unknown)
--- Returns JSON {decision: run | expired | skip, detail, attempts, auth_id, not_after}:
--- skip details are duplicate, early, merged, duplicate_request, busy, deferred.
+-- Returns JSON {decision: run | expired | cancelled | skip, detail, attempts, auth_id, not_after}:
+-- skip details are duplicate, early, merged, duplicate_request, busy, deferred; cancelled: the
+-- run was cancelled (recstop cancel, or a revoke of this task id) and never calls the API.
 local key, schedule, consumers = KEYS[1], KEYS[2], KEYS[3]
+local task_index, revoked, result_key, metrics, stream = KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local A = cjson.decode(ARGV[1])
 local member, task_id, now = A.member, A.task_id, now_ms()
 local call = load_call(key)
@@ -17,22 +24,36 @@ local function skip(detail)
   return cjson.encode({decision = 'skip', detail = detail})
 end
 
+local function cancelled()
+  store_result(result_key, A.results, task_id, result_of(r, 'cancelled'))
+  return cjson.encode({decision = 'cancelled', detail = 'cancelled before its attempt'})
+end
+
 local new = false
 if r == nil then
   new = true
 elseif finished_before(r, task_id) then
   return skip('duplicate')
 elseif r.task_id == task_id then
+  if r.state == 'cancelled' then return cancelled() end
   if not pending(r.state) then return skip('duplicate') end
   if r.phase == 'waiting' then return skip('early') end
 elseif pending(r.state) then
-  -- Another run of the same stop is pending: this message joins it.
+  -- Another run of the same stop is pending: this message joins it (its result follows the run's).
   if r.state == 'scheduled' and r.phase == 'waiting' then
     redis.call('ZADD', schedule, 'XX', 'LT', fmt(now), member)
   end
+  join(r, task_id, task_index, member, now)
+  save_call(key, call, now)
+  audit(stream, metrics, A.audit, 'deduplicated', r, A.target, now,
+    {reason = 'merged', origin = 'celery', joined_task_id = task_id})
   return skip('merged')
 elseif A.request_id ~= nil and r.request_id == A.request_id and SUCCEEDED[r.state] then
-  -- Another message of a request that already stopped this recording (a raw producer's retry).
+  -- Another message of a request that already stopped this recording (a raw producer's retry):
+  -- its result is the stop's.
+  store_result(result_key, A.results, task_id, result_of(r, r.state, 'duplicate of ' .. r.task_id))
+  audit(stream, metrics, A.audit, 'deduplicated', r, A.target, now,
+    {reason = 'duplicate_request', origin = 'celery', joined_task_id = task_id})
   return skip('duplicate_request')
 else
   new = true
@@ -44,6 +65,23 @@ local function adopt(state, phase)
   r.state, r.phase, r.due_at, r.not_after = state, phase, now, not_after
   r.keep_until = now + A.retention_s + math.max(0, not_after - now)
   call[A.target] = r
+  index_task(task_index, member, r, now)
+  -- A message no producer recorded (any Celery client, a raw LPUSH): accepted when a worker sees it.
+  audit(stream, metrics, A.audit, 'accepted', r, A.target, now,
+    {origin = 'celery', due_at = now, not_after = not_after})
+end
+
+-- Revoked (celery control revoke) before any run had this task id: the run it would start, or
+-- the pending run it is, is cancelled now and never calls the API.
+if redis.call('EXISTS', revoked) == 1 and (new or pending(r.state)) then
+  if new then adopt('cancelled', nil) end
+  r.state, r.phase, r.finished_at, r.watch_at = 'cancelled', nil, now, nil
+  r.keep_until = now + A.retention_s
+  redis.call('ZREM', schedule, member)
+  save_call(key, call, now)
+  redis.call('HINCRBY', metrics, 'stops:cancelled', 1)
+  audit(stream, metrics, A.audit, 'cancelled', r, A.target, now, {reason = 'revoked', origin = 'revoke'})
+  return cancelled()
 end
 
 -- A lock whose holder was reaped (its worker died: worker/fetch.py) is over at once: the holder's

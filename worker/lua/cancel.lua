@@ -2,21 +2,47 @@
 -- KEYS[1]  call key (recstop:call:<call_uuid>)
 -- KEYS[2]  schedule
 -- KEYS[3]  metrics
--- ARGV[1]  JSON {member, target, retention_s, events_channel, origin}: the run's task-revoked event
---          goes to events_channel (worker/events.py), published as {origin.hostname, origin.pid}
--- Returns JSON {state, cancelled}: the stop's state afterwards ('missing' when there is none).
-local key, schedule, metrics = KEYS[1], KEYS[2], KEYS[3]
+-- KEYS[4]  audit outbox (recstop:audit)
+-- KEYS[5]  (with task_id) the Celery result of that task id (celery-task-meta-<task_id>)
+-- ARGV[1]  JSON {member, target, retention_s, events_channel, origin, task_id, results, audit}: the
+--          run's task-revoked event goes to events_channel (worker/events.py), published as
+--          {origin.hostname, origin.pid}. task_id: the run the caller read (or a revoke names);
+--          when the stop's current run has another task id nothing is cancelled and the reply says
+--          so (changed), for the caller to read again. results: {expires_s, date_done}; audit:
+--          {max, origin} (origin: cancel or revoke, the audit event's reason).
+-- Returns JSON {state, cancelled, task_id, running, changed, joiner, joined, result_status, result}:
+-- the stop's state afterwards ('missing' when there is none); running: an attempt holds the stop's
+-- lock (its DELETE, if already
+-- sent, cannot be recalled: its outcome, if it stops the recording, is recorded as stopped);
+-- joiner: task_id only joined the run (nothing cancelled); joined: the task ids that joined the run,
+-- whose result (result_status, result) the caller writes.
+local key, schedule, metrics, stream, result_key = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local A = cjson.decode(ARGV[1])
 local now = now_ms()
 local call = load_call(key)
 local r = call[A.target]
-if r == nil or not pending(r.state) then
-  return cjson.encode({state = r and r.state or 'missing', cancelled = false})
+if r ~= nil and A.task_id ~= nil and r.task_id ~= A.task_id then
+  for _, id in ipairs(r.joined or {}) do
+    -- A message that joined this run: revoking it does not cancel the run others wait for.
+    if id == A.task_id then
+      return cjson.encode({state = r.state, cancelled = false, task_id = r.task_id, joiner = true})
+    end
+  end
+  return cjson.encode({state = r.state, cancelled = false, task_id = r.task_id, changed = true})
 end
+if r == nil or not pending(r.state) then
+  return cjson.encode({state = r and r.state or 'missing', cancelled = false, task_id = r and r.task_id})
+end
+local running = r.lock_until ~= nil and r.lock_until > now
 r.state, r.phase, r.finished_at = 'cancelled', nil, now
 r.keep_until, r.watch_at = now + A.retention_s, nil
 redis.call('ZREM', schedule, A.member)
 save_call(key, call, now)
 redis.call('HINCRBY', metrics, 'stops:cancelled', 1)
 publish_event(A.events_channel, 'task-revoked', {uuid = r.task_id, terminated = false, expired = false}, A.origin, now)
-return cjson.encode({state = 'cancelled', cancelled = true, task_id = r.task_id})
+store_result(result_key, A.results, r.task_id, result_of(r, 'cancelled'))
+audit(stream, metrics, A.audit, 'cancelled', r, A.target, now,
+  {reason = A.audit and A.audit.origin, origin = A.audit and A.audit.origin, running = running or nil})
+local status, result = result_of(r, 'cancelled')
+return cjson.encode({state = 'cancelled', cancelled = true, task_id = r.task_id, running = running,
+  joined = r.joined, result_status = status, result = result})

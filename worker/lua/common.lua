@@ -131,3 +131,78 @@ local function dlq_add(index, entries, id, entry, now, max_entries, max_age_s)
     redis.call('ZREMRANGEBYRANK', index, 0, extra - 1)
   end
 end
+
+-- The task index (worker/keys.py task_key): task id -> the stop's schedule member, kept as long
+-- as the run's record, so that a revoke by task id finds its stop.
+local function index_task(key, member, r, now)
+  if key ~= nil then
+    redis.call('SET', key, member, 'EX', math.max(1, math.ceil((r.keep_until or now + 1) - now)))
+  end
+end
+
+-- A message of another task id that joined this pending run (it makes no DELETE of its own): kept
+-- (the last JOINED_KEPT), so that its result is written with the run's, and indexed, so that a
+-- revoke of it is answered truthfully.
+local JOINED_KEPT = 16
+local function join(r, task_id, index_key, member, now)
+  if task_id == nil or task_id == r.task_id then return end
+  local joined = r.joined or {}
+  for _, id in ipairs(joined) do
+    if id == task_id then return end
+  end
+  table.insert(joined, task_id)
+  while #joined > JOINED_KEPT do table.remove(joined, 1) end
+  r.joined = joined
+  index_task(index_key, member, r, now)
+end
+
+-- A task's result as Celery's Redis result backend keeps it (worker/results.py), so that
+-- AsyncResult.state and .get() say what the stop's record says: SET with its lifetime, and
+-- PUBLISHed on the key's own channel, where a waiting .get() listens. R: {expires_s, date_done};
+-- no result is written when expires_s is 0 (results off) or the key is absent.
+local function store_result(key, R, task_id, status, result)
+  if key == nil or R == nil or (R.expires_s or 0) <= 0 then return end
+  local meta = cjson.encode({status = status, result = result, traceback = cjson.null,
+    children = {}, date_done = R.date_done, task_id = task_id})
+  redis.call('SET', key, meta, 'EX', R.expires_s)
+  redis.call('PUBLISH', key, meta)
+end
+
+-- The Celery result of a finished or waiting run (worker/results.py documents the mapping).
+local function exc(exc_type, module, message)
+  return {exc_type = exc_type, exc_module = module, exc_message = message}
+end
+local function result_of(r, state, detail, attempt, http_status)
+  if SUCCEEDED[state] then
+    return 'SUCCESS', {state = state, detail = detail or '', attempt = attempt or cjson.null,
+      http_status = http_status or cjson.null}
+  elseif state == 'dead' then
+    return 'FAILURE', exc('StopDead', 'worker.errors', {detail or r.dead_reason or 'dead', r.last_error or ''})
+  elseif state == 'cancelled' then
+    return 'REVOKED', exc('TaskRevokedError', 'celery.exceptions', {'cancelled'})
+  elseif state == 'retrying' then
+    return 'RETRY', exc('Retry', 'celery.exceptions', {'next attempt at ' .. fmt(r.due_at)})
+  end
+  return nil, nil
+end
+
+-- The audit outbox (worker/keys.py AUDIT_STREAM; worker/audit/event.py reads it): each event of a
+-- stop's life is appended by the script that makes it happen, so the trail can neither miss what
+-- happened nor record what did not. Never a token (the scripts never see one). Bounded: past
+-- AU.max entries (no sink draining it) the oldest go, counted in metrics 'audit:dropped'.
+-- AU: {max, origin}; max 0 turns the outbox off. e: the event's own fields.
+local function audit(stream, metrics, AU, name, r, target, now, e)
+  if stream == nil or AU == nil or (AU.max or 0) <= 0 then return end
+  e = e or {}
+  e.event, e.at, e.target = name, now, target
+  if r ~= nil then
+    e.call_uuid = e.call_uuid or string.lower(r.call_uuid or '')
+    e.url, e.auth_id, e.request_id = e.url or r.url, e.auth_id or r.auth_id, e.request_id or r.request_id
+    e.task_id = e.task_id or r.task_id
+    if r.urgent then e.urgent = true end
+  end
+  redis.call('XADD', stream, '*', 'e', cjson.encode(e))
+  if redis.call('XLEN', stream) > AU.max then
+    redis.call('HINCRBY', metrics, 'audit:dropped', redis.call('XTRIM', stream, 'MAXLEN', AU.max))
+  end
+end

@@ -1,15 +1,27 @@
 -- enqueue: record a new run for each stop unless one is already pending; push the stops due now.
 -- KEYS[1]    schedule (recstop:schedule)
 -- KEYS[2]    lane: the queue every stop of this call goes to (recstop or recstop.urgent)
--- KEYS[2+i]  call key of stop i (recstop:call:<call_uuid>)
--- ARGV[1]    JSON {deadline_s, retention_s, watchdog_s, urgent, events_channel, stops: [{member,
---            target, task_id, call_uuid, url, auth_id, request_id, not_after, delay_s, at, dlq_id}]}
+-- KEYS[3]    audit outbox (recstop:audit)      KEYS[4]  metrics (its dropped count)
+-- KEYS[4+i]  call key of stop i (recstop:call:<call_uuid>), for i = 1..n
+-- KEYS[4+n+i] task index entry of stop i's task id (recstop:task:<task_id>)
+-- KEYS[5+2n] (with ack) the in-flight list holding the Celery message this enqueue replaces
+-- ARGV[1]    JSON {deadline_s, retention_s, watchdog_s, urgent, events_channel, ack, audit: {max,
+--            origin}, stops: [{member, target, task_id, call_uuid, url, auth_id, request_id,
+--            not_after, delay_s, at, dlq_id, keep_expired, join}]}:
+--            join (a received Celery message) records the task id of a stop that joins a pending
+--            run (its result is written with the run's); keep_expired records a stop whose
+--            not_after is past, or before it is due, as it is (the worker dead-letters it, reason
+--            deadline, when it is due) instead of refusing it: a Celery message with eta and
+--            expires is never refused once received
 -- ARGV[2i]   stop i's task message, its task id the placeholder @@TASK_ID@@ (worker/envelope.py)
 -- ARGV[2i+1] stop i's task-sent event (worker/events.py), published when the stop starts a new run
+-- ARGV[2n+2] (with ack) that Celery message, byte for byte as fetched: acknowledged (removed from
+--            the in-flight list) in this script, so it is in the schedule or in the list, never
+--            in neither and never in both
 -- Returns JSON, one reply per stop in order: {task_id, deduplicated, state, pushed} or {error}.
 -- A stop due now is recorded and pushed in this one script, and its schedule entry becomes its
 -- watchdog: one round trip, nothing to reconcile if the producer dies.
-local schedule, lane = KEYS[1], KEYS[2]
+local schedule, lane, stream, metrics = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local A = cjson.decode(ARGV[1])
 local deadline_s, retention_s, watchdog_s = A.deadline_s, A.retention_s, A.watchdog_s
 local urgent = A.urgent == true
@@ -25,12 +37,18 @@ local function reply(r, deduplicated, pushed)
   return {task_id = r.task_id, deduplicated = deduplicated, state = r.state, pushed = pushed}
 end
 
-local function enqueue(key, s, message, sent)
+local function enqueue(key, task_index, s, message, sent)
   local call = load_call(key)
   local cur = call[s.target]
   local due = now
   if s.at ~= nil then due = s.at elseif s.delay_s ~= nil then due = now + s.delay_s end
+  local function deduplicated(reason)
+    audit(stream, metrics, A.audit, 'deduplicated', cur, s.target, now,
+      {reason = reason, origin = A.audit and A.audit.origin, joined_task_id = s.join and s.task_id or nil})
+  end
   if cur ~= nil and pending(cur.state) then
+    if s.join then join(cur, s.task_id, task_index, s.member, now); save_call(key, call, now) end
+    deduplicated('pending')
     -- Deduplicated. A stop wanted sooner than a scheduled one pulls it forward: "stop now" must
     -- never wait for a stop that was scheduled for later.
     if cur.state == 'scheduled' and cur.phase == 'waiting' and due < cur.due_at then
@@ -56,15 +74,19 @@ local function enqueue(key, s, message, sent)
   end
   if s.request_id ~= nil and cur ~= nil and cur.request_id == s.request_id and SUCCEEDED[cur.state] then
     -- The same request (same request_id) already stopped this recording: a producer's retry.
+    deduplicated('duplicate_request')
     return reply(cur, true, false)
   end
   local not_after = s.not_after or due + deadline_s
-  if not_after <= now then return {error = 'not_after is already in the past'} end
-  if not_after < due then return {error = 'not_after is earlier than the time the stop is due'} end
+  if not s.keep_expired then
+    if not_after <= now then return {error = 'not_after is already in the past'} end
+    if not_after < due then return {error = 'not_after is earlier than the time the stop is due'} end
+  end
   local r = new_run(cur, s, now)
   r.due_at, r.not_after = due, not_after
-  r.keep_until = now + retention_s + (not_after - now)
+  r.keep_until = now + retention_s + math.max(due, not_after) - now
   call[s.target] = r
+  index_task(task_index, s.member, r, now)
   if urgent then r.urgent = true end  -- a delayed urgent stop goes to the urgent lane when it is due
   if due > now then
     r.state, r.phase = 'scheduled', 'waiting'
@@ -75,11 +97,15 @@ local function enqueue(key, s, message, sent)
   end
   save_call(key, call, now)
   redis.call('PUBLISH', A.events_channel, sent)
+  audit(stream, metrics, A.audit, s.dlq_id and 'replayed' or 'accepted', r, s.target, now,
+    {origin = A.audit and A.audit.origin, due_at = due, not_after = not_after, dlq_id = s.dlq_id})
   return reply(r, false, r.state == 'queued')
 end
 
+local n = #A.stops
 local out = {}
 for i, s in ipairs(A.stops) do
-  out[i] = enqueue(KEYS[2 + i], s, ARGV[2 * i], ARGV[2 * i + 1])
+  out[i] = enqueue(KEYS[4 + i], KEYS[4 + n + i], s, ARGV[2 * i], ARGV[2 * i + 1])
 end
+if A.ack then redis.call('LREM', KEYS[5 + 2 * n], 1, ARGV[2 * n + 2]) end
 return cjson.encode(out)

@@ -3,20 +3,26 @@
 -- KEYS[2]  schedule
 -- KEYS[3]  dead-letter index (recstop:dlq)      KEYS[4]  dead-letter entries (recstop:dlq:entries)
 -- KEYS[5]  metrics (recstop:metrics)
--- KEYS[6]  (optional) the in-flight list holding the task's message: acknowledged here, with the
+-- KEYS[6]  the task's Celery result (celery-task-meta-<task_id>): written with the outcome
+-- KEYS[7]  audit outbox (recstop:audit)
+-- KEYS[8]  (optional) the in-flight list holding the task's message: acknowledged here, with the
 --          outcome, so no crash can leave an outcome recorded and its message still to redo
 -- ARGV[1]  JSON {member, target, call, task_id, lock_token, outcome, attempt, http_status, error,
---          delay_s, reason, dlq_id, payload, retention_s, dlq_max_entries, dlq_max_age_s, started_at}
+--          delay_s, reason, dlq_id, payload, retention_s, dlq_max_entries, dlq_max_age_s, started_at,
+--          results: {expires_s, date_done}, audit: {max, origin}}
 --          outcome is worker/outcome.py Outcome: stopped, already_stopped, retry or dead;
 --          attempt is the attempt log entry (absent when no API call was made).
--- ARGV[2]  (with KEYS[6]) the message, byte for byte as fetched
--- Returns JSON {state, detail}: the stop's state afterwards (or superseded) and the dead reason or
--- the next attempt's due time.
+-- ARGV[2]  (with KEYS[8]) the message, byte for byte as fetched
+-- Returns JSON {state, detail, settled, joined, result_status, result}: the stop's state afterwards
+-- (or superseded), the dead reason or the next attempt's due time, the task ids of the
+-- single-recording stops a stop-all settled, and of the messages that joined this run with the
+-- result written for it (the caller writes theirs: their keys are not known before this runs).
 local key, schedule, dlq_index, dlq_entries, metrics = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local result_key, stream = KEYS[6], KEYS[7]
 local A = cjson.decode(ARGV[1])
 local outcome, reason, retention_s = A.outcome, A.reason, A.retention_s
 local now = now_ms()
-if KEYS[6] ~= nil then redis.call('LREM', KEYS[6], 1, ARGV[2]) end
+if KEYS[8] ~= nil then redis.call('LREM', KEYS[8], 1, ARGV[2]) end
 
 -- Metrics (worker/keys.py METRICS): counted in this script, so exactly once per recorded outcome,
 -- whichever process records it. BUCKETS must equal LATENCY_BUCKETS in worker/metrics.py.
@@ -47,11 +53,39 @@ local r = call[A.target]
 local function release()
   if r.lock == A.lock_token then r.lock, r.lock_until, r.lock_consumer = nil, nil, nil end
 end
-local function done(state, detail, counter)
+local settled = {}
+-- The audit events of this outcome: what the API answered, then what became of the stop.
+if attempt ~= nil then
+  audit(stream, metrics, A.audit, 'attempt', A, A.target, now, {attempt = attempt.attempt,
+    http_status = attempt.http_status, error = attempt.error, duration_ms = attempt.duration_ms,
+    retry_in_s = attempt.retry_in_s, outcome = attempt.outcome})
+end
+local TERMINAL = {stopped = true, already_stopped = true, dead = true, cancelled = true}
+local function done(state, detail, counter, recorded)
   release()
   save_call(key, call, now)
   count(counter)
-  return cjson.encode({state = state, detail = detail or ''})
+  if recorded then
+    -- cancelled before this attempt's outcome: the cancel recorded its own event
+  elseif TERMINAL[state] then
+    audit(stream, metrics, A.audit, state, r, A.target, now, {attempt = r.attempts,
+      http_status = A.http_status, reason = state == 'dead' and detail or nil, error = A.error})
+  elseif state == 'retrying' then
+    audit(stream, metrics, A.audit, 'retry_scheduled', r, A.target, now, {attempt = r.attempts,
+      due_at = r.due_at, retry_in_s = A.delay_s})
+  end
+  local status, result = result_of(r, state, detail, attempt and attempt.attempt, A.http_status)
+  local reply = {state = state, detail = detail or '', settled = settled}
+  if status ~= nil then
+    store_result(result_key, A.results, A.task_id, status, result)
+    if r.joined ~= nil and state ~= 'retrying' then
+      -- The messages that joined this run get its result too (written by the caller).
+      reply.joined, reply.result_status, reply.result = r.joined, status, result
+      r.joined = nil
+      save_call(key, call, now)
+    end
+  end
+  return cjson.encode(reply)
 end
 
 if r == nil then
@@ -61,8 +95,17 @@ if r == nil then
 end
 if r.task_id ~= A.task_id then
   -- This run was cancelled and the stop adopted by a newer run meanwhile: keep only the verdict.
-  if outcome ~= 'retry' then remember(r, A.task_id, outcome) end
-  return done('superseded', '', 'stops:superseded')
+  if outcome ~= 'retry' then
+    remember(r, A.task_id, outcome)
+    -- This task's own attempt did that: its result says so (a superseded retry writes nothing).
+    local status, result = result_of(r, outcome, reason, attempt and attempt.attempt, A.http_status)
+    if outcome == 'dead' then result = exc('StopDead', 'worker.errors', {reason or 'dead', A.error or ''}) end
+    store_result(result_key, A.results, A.task_id, status, result)
+  end
+  release()
+  save_call(key, call, now)
+  count('stops:superseded')
+  return cjson.encode({state = 'superseded', detail = '', settled = settled})
 end
 if attempt ~= nil then
   local log = r.log or {}
@@ -77,7 +120,7 @@ if A.http_status ~= nil then r.last_http_status = A.http_status end
 r.last_error = A.error
 
 if r.state == 'cancelled' and (outcome == 'retry' or outcome == 'dead') then
-  return done('cancelled', '', 'stops:cancelled')
+  return done('cancelled', '', 'stops:cancelled', true)
 end
 if outcome == 'retry' then
   local due = now + A.delay_s
@@ -114,6 +157,8 @@ if A.target == 'all' then
   for target, o in pairs(call) do
     if target ~= 'all' and pending(o.state) and o.enqueued_at <= A.started_at then
       o.state, o.phase, o.finished_at, o.settled_by = 'already_stopped', nil, now, A.task_id
+      table.insert(settled, o.task_id)
+      audit(stream, metrics, A.audit, 'settled', o, target, now, {reason = 'stop-all ' .. A.task_id})
       o.keep_until, o.watch_at = now + retention_s, nil
       redis.call('ZREM', schedule, A.call .. '/' .. target)
       count('settled')

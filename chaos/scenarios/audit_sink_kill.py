@@ -1,0 +1,120 @@
+"""Scenario: SIGKILL the audit sink again and again while stops pour in; the trail is exact.
+
+Two workers with the defaults stop ``audit_stops`` calls published with plain ``send_task``;
+``recstop audit sink`` (defaults) writes the outbox into its own PostgreSQL. At each kill the sink
+is SIGKILLed mid-batch and a new one started at once; the new one claims the dead one's pending
+entries once they have been idle ``--claim-idle-s`` (5 s by default). At the end every entry the
+scripts ever appended (``entries-added`` of ``XINFO STREAM``) must be in the database exactly once,
+each stopped call's life must read accepted, attempt(s), stopped with one attempt per DELETE the
+API saw, and the hash chain must verify.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Final
+
+from sqlalchemy import func, select
+
+from chaos.load import Load, new_calls
+from chaos.overrides import Overrides
+from chaos.plain import PlainCelery
+from chaos.profiles import Profile
+from chaos.report import ScenarioResult
+from chaos.stack import AUTH_ID, Stack
+from chaos.verify import deletes_by_call, reconcile
+from harness.postgres import PostgresServer
+from harness.procs import wait_for
+from worker import keys
+from worker.audit.db import audit_engine
+from worker.audit.lag import read_lag
+from worker.audit.schema import events
+from worker.audit.verify import verify
+
+LATENCY_MS: Final = 20
+#: How long the last sink may take to commit everything once the stops are done (claiming a killed
+#: sink's entries waits out the claim idle time first).
+CATCH_UP_S: Final = 60.0
+
+
+def run(profile: Profile, keep_dir: Path | None = None) -> ScenarioResult:
+    """Kill the sink ``profile.audit_kills`` times during ``profile.audit_stops`` stops."""
+    started = time.monotonic()
+    with PostgresServer() as postgres:
+        db_url = postgres.create_database("audit")
+        overrides = Overrides(
+            {"RECSTOP_AUDIT_DB": db_url}, "the audit database: PostgreSQL, as in production"
+        )
+        with (
+            Stack("audit_sink_kill", overrides=overrides, keep_dir=keep_dir) as stack,
+            PlainCelery(stack.broker_url) as plain,
+        ):
+            stack.sandbox.client.set_faults([], latency_ms=LATENCY_MS)
+            stack.start_workers(2)
+            sink = stack.start_audit_sink()
+            calls = new_calls(profile.audit_stops)
+            load = Load(
+                plain.sender, calls, rate_per_s=profile.rate_per_s, auth_id_for=lambda _: AUTH_ID
+            ).start()
+            redis = stack.client(decode=True)
+            killed_at: list[int] = []
+            for k in range(profile.audit_kills):
+                load.wait_progress(len(calls) * (k + 1) // (profile.audit_kills + 1))
+                killed_at.append(int(redis.xinfo_stream(keys.AUDIT_STREAM)["entries-added"]))
+                sink.kill()
+                sink = stack.start_audit_sink()
+            sent = load.wait()
+            tally = reconcile(
+                stack.producer(), stack.sandbox.client, [a.call_uuid for a in sent.accepted], timeout_s=180
+            )
+            wait_for(lambda: read_lag(redis).behind == 0, timeout_s=CATCH_UP_S, what="the sink to catch up")
+            added = int(redis.xinfo_stream(keys.AUDIT_STREAM)["entries-added"])
+            dropped = read_lag(redis).dropped
+            seen = deletes_by_call(stack.sandbox.client)
+            redis.close()
+        engine = audit_engine(db_url, writer=False)
+        try:
+            with engine.connect() as db:
+                rows = db.execute(select(events.c.call_uuid, events.c.event)).all()
+                distinct = db.scalar(select(func.count(func.distinct(events.c.stream_id))))
+            chain = verify(engine)
+        finally:
+            engine.dispose()
+    lives: dict[str, Counter[str]] = defaultdict(Counter)
+    for call_uuid, event in rows:
+        lives[str(call_uuid)][str(event)] += 1
+    stopped = [c for c, r in tally.records.items() if r.state.value in {"stopped", "already_stopped"}]
+    wrong = [
+        c
+        for c in stopped
+        if lives[c.lower()]["accepted"] != 1
+        or lives[c.lower()]["stopped"] + lives[c.lower()]["already_stopped"] != 1
+        or lives[c.lower()]["attempt"] != len(seen.get(c, []))
+    ]
+    result = ScenarioResult(f"audit sink SIGKILL x{profile.audit_kills} (PostgreSQL)", tally)
+    result.note_overrides(overrides)
+    result.figures.update(
+        events_appended=added,
+        events_stored=len(rows),
+        distinct_stream_ids=distinct,
+        dropped=dropped,
+        entries_added_at_each_kill=killed_at,
+    )
+    result.check_accepted(len(sent.accepted), len(calls))
+    result.check_all_stopped()
+    result.check(
+        "0 events missing", len(rows) >= added and dropped == 0, f"{added} appended, {len(rows)} stored"
+    )
+    result.check(
+        "0 events doubled", len(rows) == distinct == added, f"{len(rows)} rows, {distinct} distinct ids"
+    )
+    result.check(
+        "each stopped call: 1 accepted, 1 stopped, 1 attempt per DELETE the API saw",
+        not wrong,
+        f"{len(wrong)} wrong, e.g. {[(c, dict(lives[c.lower()])) for c in wrong[:3]]}",
+    )
+    result.check("the hash chain verifies", chain.ok, str(chain.broken))
+    result.elapsed_s = time.monotonic() - started
+    return result
