@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from bench.stack import BenchStack
 
@@ -13,6 +13,24 @@ from bench.stack import BenchStack
 def call_uuids(count: int) -> list[str]:
     """``count`` fresh call uuids."""
     return [str(uuid.uuid4()) for _ in range(count)]
+
+
+def one_worker_rate(
+    name: str, count: int, *, latency_ms: float, overrides: Mapping[str, str] | None = None
+) -> tuple[float, bool]:
+    """stops/s of one default ``celery -A worker worker`` (plus ``overrides``) for a burst of ``count``.
+
+    Measured from the bulk enqueue to the last DELETE; also whether every stop arrived.
+    """
+    with BenchStack(name, latency_ms=latency_ms) as stack:
+        stack.start_workers(1, **(overrides or {}))
+        ids = call_uuids(count)
+        stack.feed.reset()
+        started = time.time()
+        stack.producer().stop_recordings(ids)
+        complete = stack.feed.wait_ok(set(ids), timeout_s=max(120.0, count / 50))
+        arrivals = stack.feed.first_ok()
+        return len(arrivals) / (max(arrivals.values(), default=started + 1) - started), complete
 
 
 def paced(count: int, rate_per_s: float, action: Callable[[int], None]) -> None:

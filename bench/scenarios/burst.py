@@ -7,7 +7,7 @@ import time
 from bench.profiles import Profile
 from bench.raw import run_raw
 from bench.report import Report, Row
-from bench.scenarios import call_uuids, naive_throughput
+from bench.scenarios import call_uuids, naive_throughput, one_worker_rate
 from bench.stack import AUTH_ID, TOKEN, BenchStack
 from bench.stats import ProcSampler
 from worker.settings import Settings
@@ -95,15 +95,7 @@ def run(report: Report, profile: Profile) -> None:
 def one_process(report: Report, profile: Profile) -> None:
     """The default command against the tuned naive process, one process each, in the same run."""
     n, latency = profile.burst_stops, profile.burst_latency_ms
-    with BenchStack("one-recstop", latency_ms=latency) as stack:
-        stack.start_workers(1)
-        ids = call_uuids(n)
-        stack.feed.reset()
-        started = time.time()
-        stack.producer().stop_recordings(ids)
-        complete = stack.feed.wait_ok(set(ids), timeout_s=max(120.0, n / 50))
-        arrivals = stack.feed.first_ok()
-        rate = len(arrivals) / (max(arrivals.values()) - started)
+    rate, complete = one_worker_rate("one-recstop", n, latency_ms=latency)
     with BenchStack("one-tuned", latency_ms=latency) as stack:
         stack.start_naive(1, "tuned", NAIVE_TUNED_THREADS)
         stack.feed.reset()

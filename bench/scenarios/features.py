@@ -7,13 +7,11 @@ counts: a feature that costs more than 5% of stops/s must be a setting whose def
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 
 from bench.profiles import Profile
 from bench.report import Report, Row
-from bench.scenarios import call_uuids
-from bench.stack import BenchStack
+from bench.scenarios import one_worker_rate
 
 NAME = "8 feature cost"
 #: A feature that costs more than this share of stops/s is off by default.
@@ -27,15 +25,10 @@ FEATURES: Mapping[str, Mapping[str, str]] = {
 
 def burst_rate(name: str, profile: Profile, overrides: Mapping[str, str]) -> float:
     """stops/s of one default worker process for ``feature_stops`` stops, with ``overrides``."""
-    with BenchStack(name, latency_ms=profile.burst_latency_ms) as stack:
-        stack.start_workers(1, **overrides)
-        ids = call_uuids(profile.feature_stops)
-        stack.feed.reset()
-        started = time.time()
-        stack.producer().stop_recordings(ids)
-        if not stack.feed.wait_ok(set(ids), timeout_s=max(120.0, len(ids) / 20)):
-            return 0.0
-        return len(ids) / (max(stack.feed.first_ok().values()) - started)
+    rate, complete = one_worker_rate(
+        name, profile.feature_stops, latency_ms=profile.burst_latency_ms, overrides=overrides
+    )
+    return rate if complete else 0.0
 
 
 def run(report: Report, profile: Profile) -> None:

@@ -12,7 +12,7 @@ from bench.scenarios import call_uuids
 from bench.stack import BenchStack
 from bench.stats import CommandLog, RedisOps
 from worker.ids import new_id
-from worker.keys import QUEUE
+from worker.keys import AUDIT_STREAM, QUEUE, call_key, result_key, task_key
 from worker.outcome import Outcome
 from worker.store import NewStop, StopStore
 from worker.validation import StopRequest
@@ -82,11 +82,14 @@ def run(report: Report, profile: Profile) -> None:
     report.add(
         Row(
             NAME,
-            f"Redis memory a finished stop keeps for its retention ({profile.memory_stops:,} stops)",
+            f"Redis memory a finished stop keeps for its retention ({profile.memory_stops:,} stops, "
+            "the audit outbox drained as a sink does)",
             "bytes",
             kept["bytes_per_stop"],
-            note=f"{kept['keys_per_stop']} keys per stop; before the one-key schema: {BEFORE_BYTES:,} bytes, "
-            "4 keys",
+            note=f"{kept['keys_per_stop']} keys per stop: record {kept['record_bytes']:,.0f} B, "
+            f"task index {kept['index_bytes']:,.0f} B (revoke), Celery result {kept['result_bytes']:,.0f} B "
+            f"(kept 1 day, not 7); outbox {kept['outbox_bytes_per_stop']:,.0f} B per stop until the sink "
+            f"commits; before the one-key schema: {BEFORE_BYTES:,} bytes, 4 keys",
             target="report",
         )
     )
@@ -152,11 +155,21 @@ def bytes_per_stop(count: int) -> dict[str, float]:
                     http_status=204,
                     started_at=time.time(),
                 )
+        outbox = int(client.memory_usage(AUDIT_STREAM) or 0)
+        client.delete(AUDIT_STREAM)  # what the sink's trim does once it has committed them
         after = _memory(client)
+        task_id = replies[-1]["task_id"]
+        sizes = {
+            "record_bytes": client.memory_usage(call_key(requests[-1].call_uuid)) or 0,
+            "index_bytes": client.memory_usage(task_key(task_id)) or 0,
+            "result_bytes": client.memory_usage(result_key(task_id)) or 0,
+        }
     return {
         "stops": count,
         "bytes_per_stop": round((after[0] - before[0]) / count),
         "keys_per_stop": round((after[1] - before[1]) / count, 2),
+        "outbox_bytes_per_stop": round(outbox / count),
+        **sizes,
     }
 
 

@@ -97,6 +97,22 @@ def test_two_sinks_at_once_store_every_event_exactly_once(sinks, redis_server, r
     assert (lag.pending, lag.undelivered, lag.behind) == (0, 0, 0)
 
 
+def test_lag_is_read_while_sinks_commit_without_an_error(sinks, redis_server, reader):
+    """read_lag (metrics, health) races sinks acking between its reads: it never fails, never goes negative."""
+    client = redis_server.client()
+    sinks.start("busy", batch=5)
+    samples = []
+    for _ in range(60):
+        xadd_events(client, [audit_event(str(uuid.uuid4()), "attempt") for _ in range(10)])
+        for _ in range(5):
+            lag = read_lag(client)
+            samples.append(lag)
+            assert lag.pending >= 0
+            assert lag.oldest_unacked_age_s >= 0
+    wait_for(lambda: count_stored(reader) == 600, timeout_s=30, what="every event stored")
+    assert any(lag.behind for lag in samples)  # it did read while the sink was behind
+
+
 def test_trim_keeps_what_no_sink_committed_and_a_dead_sinks_entries_are_claimed(sinks, redis_server, reader):
     """A sink that read and died leaves its entries pending: never trimmed; another sink claims them."""
     client = redis_server.client()

@@ -66,11 +66,13 @@ def read_lag(client: Redis, stream: str = keys.AUDIT_STREAM, group: str = keys.A
         oldest = _ms(_text(first[0][0])) if first else None
         return AuditLag(length, length, 0, _age(now_ms, oldest), dropped, group=False)
     info = found[0]
-    pending = int(info["pending"])
     exact = info.get("lag") is not None
+    # The pending count and its oldest id from one XPENDING: a sink may ack between XINFO and here.
+    summary = client.xpending(stream, group)
+    pending = int(summary["pending"]) if summary["min"] is not None else 0
     undelivered = int(info["lag"]) if exact else max(0, length - pending)
     if pending:
-        oldest_id = _text(client.xpending(stream, group)["min"])
+        oldest_id = _text(summary["min"])
     else:
         after = client.xrange(stream, min="(" + _text(info["last-delivered-id"]), count=1)
         oldest_id = _text(after[0][0]) if after else ""
