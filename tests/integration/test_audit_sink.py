@@ -98,7 +98,7 @@ def test_two_sinks_at_once_store_every_event_exactly_once(sinks, redis_server, r
 
 
 def test_lag_is_read_while_sinks_commit_without_an_error(sinks, redis_server, reader):
-    """read_lag (metrics, health) races sinks acking between its reads: it never fails, never goes negative."""
+    """read_lag (metrics, health) races sinks acking between its reads: it never fails nor goes negative."""
     client = redis_server.client()
     sinks.start("busy", batch=5)
     samples = []
