@@ -241,6 +241,8 @@ class StopStore:
             call.args["ack"] = True
             call.keys.append(fetched.inflight)
             call.messages.append(fetched.message)  # type: ignore[arg-type] # bytes, as fetched
+        call.args["results"] = results_args(self.retention.result_s)
+        call.keys.append(keys.result_key(stop.task_id))
         (reply,) = self.run_enqueue(call)
         enqueued = parse_enqueued(reply)
         if not enqueued.deduplicated and self.client.exists(keys.revoked_key(stop.task_id)):

@@ -215,3 +215,19 @@ def test_messages_that_join_a_pending_stop_share_its_result_and_a_revoke_of_one_
     assert [r["state"] for r in results] == ["stopped"] * 3
     assert final(producer, call_uuid).task_id == first
     assert len(deletes(sandbox_client, call_uuid)) == 1
+
+
+def test_a_delayed_message_of_a_request_already_done_gets_that_stops_result(
+    producer, start_worker, client_app, call, sandbox_client
+):
+    """The same request_id sent again with a countdown, after the stop: SUCCESS at once, no second DELETE."""
+    start_worker()
+    call_uuid = call()
+    kwargs = {"call_uuid": call_uuid, "request_id": "billing-42"}
+    first = client_app.send_task(TASK_NAME, kwargs=kwargs, queue=QUEUE)
+    assert first.get(timeout=15, disable_sync_subtasks=False)["state"] == "stopped"
+    again = client_app.send_task(TASK_NAME, kwargs=kwargs, queue=QUEUE, countdown=30)
+    result = again.get(timeout=15, disable_sync_subtasks=False)
+    assert (result["state"], result["detail"]) == ("stopped", f"duplicate of {first.id}")
+    assert final(producer, call_uuid).task_id == first.id
+    assert len(deletes(sandbox_client, call_uuid)) == 1

@@ -5,8 +5,9 @@
 -- KEYS[4+i]  call key of stop i (recstop:call:<call_uuid>), for i = 1..n
 -- KEYS[4+n+i] task index entry of stop i's task id (recstop:task:<task_id>)
 -- KEYS[5+2n] (with ack) the in-flight list holding the Celery message this enqueue replaces
--- ARGV[1]    JSON {deadline_s, retention_s, watchdog_s, urgent, events_channel, ack, audit: {max,
---            origin}, stops: [{member, target, task_id, call_uuid, url, auth_id, request_id,
+-- KEYS[#KEYS] (with results) the Celery result of the one stop's task id (a received message)
+-- ARGV[1]    JSON {deadline_s, retention_s, watchdog_s, urgent, events_channel, ack, results, audit:
+--            {max, origin}, stops: [{member, target, task_id, call_uuid, url, auth_id, request_id,
 --            not_after, delay_s, at, dlq_id, keep_expired, join}]}:
 --            join (a received Celery message) records the task id of a stop that joins a pending
 --            run (its result is written with the run's); keep_expired records a stop whose
@@ -23,6 +24,7 @@
 -- watchdog: one round trip, nothing to reconcile if the producer dies.
 local schedule, lane, stream, metrics = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local A = cjson.decode(ARGV[1])
+local result_key = A.results and KEYS[#KEYS]
 local deadline_s, retention_s, watchdog_s = A.deadline_s, A.retention_s, A.watchdog_s
 local urgent = A.urgent == true
 local now = now_ms()
@@ -75,6 +77,10 @@ local function enqueue(key, task_index, s, message, sent)
   if s.request_id ~= nil and cur ~= nil and cur.request_id == s.request_id and SUCCEEDED[cur.state] then
     -- The same request (same request_id) already stopped this recording: a producer's retry.
     deduplicated('duplicate_request')
+    if s.join then
+      -- A received message of a request that already stopped this recording: its result is the stop's.
+      store_result(result_key, A.results, s.task_id, result_of(cur, cur.state, 'duplicate of ' .. cur.task_id))
+    end
     return reply(cur, true, false)
   end
   local not_after = s.not_after or due + deadline_s
