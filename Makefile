@@ -5,6 +5,8 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# The real folders (recstop/worker, recstop/producers and recstop/sandbox link to them).
+LINTED := recstop/__init__.py worker producers vobiz_sandbox harness chaos bench tests scripts
 
 .PHONY: help install promtool run test test-unit test-integration chaos chaos-short bench bench-ci lint format flower clean
 
@@ -36,10 +38,10 @@ promtool: $(PROMTOOL)
 install: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/python scripts/run_stack.py
+	$(BIN)/python -m scripts.run_stack
 
 flower: $(STAMP)
-	$(BIN)/celery -A worker flower --address=127.0.0.1 --port=5555 --max_tasks=10000 --tasks_columns=kwargs,state,result,exception,eta,retries,received,runtime,worker,uuid
+	$(BIN)/celery -A recstop.worker flower --address=127.0.0.1 --port=5555 --max_tasks=10000 --tasks_columns=kwargs,state,result,exception,eta,retries,received,runtime,worker,uuid
 
 # Three test processes share the 2 cores (most tests wait on Redis, the sandbox or a worker); the
 # chaos scenarios run after them, alone, so that their timing bounds are measured undisturbed.
@@ -66,13 +68,13 @@ chaos-short: $(STAMP)
 	$(BIN)/python -m chaos --profile short --json .run/chaos-short.json
 
 lint: $(STAMP)
-	$(BIN)/ruff check worker producers vobiz_sandbox harness chaos bench tests scripts
-	$(BIN)/ruff format --check worker producers vobiz_sandbox harness chaos bench tests scripts
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
 	$(BIN)/mypy
 
 format: $(STAMP)
-	$(BIN)/ruff format worker producers vobiz_sandbox harness chaos bench tests scripts
-	$(BIN)/ruff check --fix worker producers vobiz_sandbox harness chaos bench tests scripts
+	$(BIN)/ruff format $(LINTED)
+	$(BIN)/ruff check --fix $(LINTED)
 
 clean:
 	rm -rf $(VENV) .run .pytest_cache .mypy_cache .ruff_cache

@@ -12,7 +12,9 @@ class Profile:
     name: str
     burst_stops: int = 20_000
     burst_latency_ms: float = 100.0
-    burst_processes: int = 2  # plain `celery -A worker worker`, one per core (docs/performance.md: tuning)
+    burst_processes: int = (
+        2  # plain `celery -A recstop.worker worker`, one per core (docs/performance.md: tuning)
+    )
     naive_cap_s: float = 25.0  # a reference slower than this is measured over this long
     steady_rps: float = 100.0
     steady_s: float = 15.0

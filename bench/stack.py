@@ -1,6 +1,6 @@
 """One scenario's private stack: the harness stack plus naive reference workers and the request feed.
 
-recstop workers run as plain ``celery -A worker worker`` with recstop's defaults: the environment
+recstop workers run as plain ``celery -A recstop.worker worker`` with recstop's defaults: the environment
 only says where Redis and the API are and which account to use (plus what a scenario varies).
 """
 
@@ -15,7 +15,7 @@ from bench.naive import NaiveWorker
 from harness.procs import wait_for
 from harness.sandbox import SandboxProcess
 from harness.stack import SandboxOptions, Stack
-from worker.fetch import inflight_lists
+from recstop.worker.state.inflight import inflight_lists
 
 AUTH_ID: Final = "MA_BENCH0001"
 TOKEN: Final = "tok-Bench-5d0c2e71"

@@ -15,8 +15,8 @@ from typing import Final
 from redis import Redis
 
 from harness.procs import wait_for
-from worker.fetch import inflight_lists, inflight_messages
-from worker.keys import INFLIGHT_MATCH, LANES
+from recstop.worker.state.inflight import inflight_lists, inflight_messages
+from recstop.worker.state.keys import INFLIGHT_MATCH, LANES
 
 INFLIGHT_PREFIX: Final = INFLIGHT_MATCH.removesuffix("*")
 

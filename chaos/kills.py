@@ -14,7 +14,7 @@ from bench.stats import percentile
 from chaos.inflight import held_by_process
 from chaos.verify import Tally, last_delete_s, settled_s, stopped_s
 from harness.procs import WorkerProcess
-from worker.settings import Settings
+from recstop.worker.config.settings import Settings
 
 #: Time for a live worker to fetch a reaped message and for its DELETE to reach the API, on top
 #: of the consumer timeout and one heartbeat: with the defaults (5 s + 1 s) the bound is 10 s.

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from harness.procs import wait_for
-from worker.errors import BrokerUnavailableError
+from recstop.worker.model.errors import BrokerUnavailableError
 
 
 class Handle(Protocol):

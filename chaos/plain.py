@@ -14,7 +14,7 @@ from typing import Self
 
 from celery import Celery
 
-from worker.keys import QUEUE, TASK_NAME, URGENT_QUEUE
+from recstop.worker.state.keys import QUEUE, TASK_NAME, URGENT_QUEUE
 
 
 @dataclass(frozen=True)

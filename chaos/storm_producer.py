@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
-from producers import Producer
+from recstop.producers import Producer
 
 #: The line a storm process prints once connected.
 READY: Final = "ready"

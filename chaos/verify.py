@@ -9,11 +9,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from producers import Producer
-from vobiz_sandbox import SandboxClient
-from worker.deadletters import DeadLetters
-from worker.outcome import State
-from worker.status import StatusRecord
+from recstop.producers import Producer
+from recstop.sandbox import SandboxClient
+from recstop.worker.model.status import StatusRecord
+from recstop.worker.model.vocabulary import State
+from recstop.worker.state.deadletters import DeadLetters
 
 #: DELETE answers the worker counts as "the recording is not recording any more".
 SUCCESS_STATUSES: Final = frozenset({204, 404})

@@ -20,8 +20,8 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from chaos.inflight import consumer_of, message_ids, pid_of
-from worker.fetch import inflight_lists
-from worker.keys import LANES
+from recstop.worker.state.inflight import inflight_lists
+from recstop.worker.state.keys import LANES
 
 #: The place of a message that is in no list: acknowledged (or not published yet).
 GONE: Final = None

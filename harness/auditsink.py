@@ -30,7 +30,7 @@ class AuditSinkProcess:
 
     def argv(self) -> list[str]:
         """The command line: ``recstop audit sink`` with this interpreter."""
-        return [sys.executable, "-m", "producers.cli", "audit", "sink", *self.args]
+        return [sys.executable, "-m", "recstop.producers.cli", "audit", "sink", *self.args]
 
     def start(self, *, wait: bool = True, timeout_s: float = 30.0) -> AuditSinkProcess:
         """Start it; with ``wait``, until it logs ``audit_sink_started`` (schema ready, group made)."""

@@ -1,4 +1,4 @@
-"""Flower (``celery -A worker flower``) as a real process on a loopback port."""
+"""Flower (``celery -A recstop.worker flower``) as a real process on a loopback port."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ from pathlib import Path
 import requests
 
 from harness.procs import ROOT, free_port, terminate, wait_for
-from worker.config import FLOWER_TASKS_COLUMNS
+from recstop.worker.celeryapp.celeryconf import FLOWER_TASKS_COLUMNS
 
 
 class FlowerProcess:
-    """``celery -A worker flower`` as a real process on ``port`` (else a free one), output in a file.
+    """``celery -A recstop.worker flower`` as a real process on ``port`` (else a free one), output in a file.
 
     With ``basic_auth`` (user, password) Flower asks for it on its UI and API; without it the API
     is opened with ``FLOWER_UNAUTHENTICATED_API`` (tests that only read what Flower shows).
@@ -49,7 +49,7 @@ class FlowerProcess:
 
     def argv(self) -> list[str]:
         """The command line that starts this Flower."""
-        argv = [sys.executable, "-m", "celery", "-A", "worker", "flower"]
+        argv = [sys.executable, "-m", "celery", "-A", "recstop.worker", "flower"]
         argv += [f"--port={self.port}", "--address=127.0.0.1", f"--tasks_columns={FLOWER_TASKS_COLUMNS}"]
         if self.basic_auth is not None:
             argv.append(f"--basic-auth={self.basic_auth[0]}:{self.basic_auth[1]}")

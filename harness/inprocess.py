@@ -2,7 +2,7 @@
 
 ``InProcessWorker`` runs ``worker.app.create_app``'s app in a Celery ``WorkController`` on a thread,
 against the test's own Redis and sandbox, so a behaviour test pays no process start (about 2.6 s
-each for ``celery -A worker worker``). What only a real process shows (signals, ``kill -9``, the
+each for ``celery -A recstop.worker worker``). What only a real process shows (signals, ``kill -9``, the
 ``celery`` command line, Flower) is tested with ``harness.procs.WorkerProcess``.
 
 Celery keeps some state per process (the app that pool threads run tasks with, the worker state,
@@ -21,10 +21,10 @@ from celery import Celery
 from celery.contrib.testing.worker import TestWorkController
 
 from harness.procs import json_lines
-from worker.app import create_app
-from worker.logs import configure_logging, reset_logging
-from worker.runtime import build_runtime
-from worker.settings import Settings
+from recstop.worker.celeryapp.app import create_app
+from recstop.worker.config.settings import Settings
+from recstop.worker.observability.logs import configure_logging, reset_logging
+from recstop.worker.run.runtime import build_runtime
 
 
 class LogCapture:
@@ -50,7 +50,7 @@ class LogCapture:
 
 
 class InProcessWorker:
-    """A worker on a thread of this process, with the settings a ``celery -A worker worker`` would read."""
+    """A worker on a thread of this process, with the settings ``celery -A recstop.worker worker`` reads."""
 
     _running: ClassVar[set[str]] = set()
 
@@ -120,5 +120,5 @@ class InProcessWorker:
 
 
 def in_process_app(settings: Settings) -> Celery:
-    """The app ``celery -A worker worker`` would build for ``settings``."""
+    """The app ``celery -A recstop.worker worker`` would build for ``settings``."""
     return create_app(settings, runtime=build_runtime(settings))

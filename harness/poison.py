@@ -16,7 +16,7 @@ from typing import Final
 
 import redis
 
-from worker.keys import QUEUE, TASK_NAME
+from recstop.worker.state.keys import QUEUE, TASK_NAME
 
 GOOD: Final = "3f2b8c1e-7a4d-4e2b-9c1a-0d9e8f7a6b5c"
 EMBED: Final = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}

@@ -191,7 +191,7 @@ def _pings(client: redis.Redis) -> bool:
 
 
 class WorkerProcess:
-    """``celery -A worker worker`` as a real process, its output captured to a file (or this terminal's).
+    """``celery -A recstop.worker worker`` as a real process, its output in a file (or this terminal's).
 
     With ``log_path`` None the worker prints to this process's stdout (``make run``); readiness is
     then its heartbeat alone. With ``new_session`` it runs in a session (and process group) of its
@@ -222,7 +222,7 @@ class WorkerProcess:
             "-m",
             "celery",
             "-A",
-            "worker",
+            "recstop.worker",
             "worker",
             "-n",
             f"{self.name}@%h",

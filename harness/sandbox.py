@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import IO
 
 from harness.procs import ROOT, free_port, terminate, wait_for
-from vobiz_sandbox import SandboxClient
+from recstop.sandbox import SandboxClient
 
 
 class SandboxProcess:
-    """``python -m vobiz_sandbox`` on a loopback port (``port``, else a free one), with a control client."""
+    """``python -m recstop.sandbox`` on a loopback port (``port``, else a free one), with a control client."""
 
     def __init__(
         self,
@@ -45,7 +45,7 @@ class SandboxProcess:
 
     def start(self) -> SandboxProcess:
         """Start the server and wait until its health endpoint answers."""
-        argv = [sys.executable, "-m", "vobiz_sandbox", "--port", str(self.port)]
+        argv = [sys.executable, "-m", "recstop.sandbox", "--port", str(self.port)]
         for auth_id, token in self.accounts.items():
             argv += ["--account", f"{auth_id}:{token}"]
         if self.auto_calls:

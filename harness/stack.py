@@ -23,9 +23,9 @@ from harness.auditsink import AuditSinkProcess
 from harness.flower import FlowerProcess
 from harness.procs import RedisServer, WorkerProcess, pick_port
 from harness.sandbox import SandboxProcess
-from producers import Producer
-from worker.connection import redis_client
-from worker.settings import Settings
+from recstop.producers import Producer
+from recstop.worker.config.settings import Settings
+from recstop.worker.state.redisclient import redis_client
 
 #: How long a started worker may take to heartbeat and log ``worker_ready``.
 READY_TIMEOUT_S: Final = 60.0

@@ -1,8 +1,13 @@
 """recstop producers: enqueue stop-recording tasks from Python code or the ``recstop`` CLI."""
 
-from producers.producer import CancelResult, Producer, ReplayResult, StopHandle, StopSpec
-from worker.errors import BrokerUnavailableError, InvalidStopRequest, RecstopError, UnknownAccountError
-from worker.settings import Settings
+from recstop.producers.producer import CancelResult, Producer, ReplayResult, StopHandle, StopSpec
+from recstop.worker.config.settings import Settings
+from recstop.worker.model.errors import (
+    BrokerUnavailableError,
+    InvalidStopRequest,
+    RecstopError,
+    UnknownAccountError,
+)
 
 __all__ = [
     "BrokerUnavailableError",

@@ -24,12 +24,12 @@ from typing import IO, Any, TextIO
 
 from tqdm import tqdm
 
-from producers import exitcodes
-from worker.errors import ConfigError, InvalidStopRequest
-from worker.redaction import Redactor
-from worker.settings import Settings
-from worker.status import iso
-from worker.validation import parse_instant, validate_call_uuid
+from recstop.producers import exitcodes
+from recstop.worker.config.settings import Settings
+from recstop.worker.model.errors import ConfigError, InvalidStopRequest
+from recstop.worker.model.redaction import Redactor
+from recstop.worker.model.status import iso
+from recstop.worker.model.validation import parse_instant, validate_call_uuid
 
 
 class AuditFailedError(Exception):
@@ -104,7 +104,7 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 def _reader(settings: Settings) -> Any:  # noqa: ANN401 - a SQLAlchemy Engine, imported lazily
     from sqlalchemy.engine import make_url  # noqa: PLC0415
 
-    from worker.audit.db import audit_engine, driver_url  # noqa: PLC0415
+    from recstop.worker.audit.db import audit_engine, driver_url  # noqa: PLC0415
 
     url = settings.audit.db_url
     parsed = make_url(driver_url(url))
@@ -131,10 +131,10 @@ def _sink(settings: Settings, args: argparse.Namespace) -> int:
     """Run the sink until SIGTERM or SIGINT (exit 0)."""
     import structlog  # noqa: PLC0415
 
-    from worker.audit.db import audit_engine  # noqa: PLC0415
-    from worker.audit.sink import AuditSink, fail_fast  # noqa: PLC0415
-    from worker.connection import redis_client  # noqa: PLC0415
-    from worker.logs import configure_logging  # noqa: PLC0415
+    from recstop.worker.audit.db import audit_engine  # noqa: PLC0415
+    from recstop.worker.audit.sink import AuditSink, fail_fast  # noqa: PLC0415
+    from recstop.worker.observability.logs import configure_logging  # noqa: PLC0415
+    from recstop.worker.state.redisclient import redis_client  # noqa: PLC0415
 
     configure_logging(level=settings.log_level, fmt=settings.log_format, secrets=settings.secrets())
     stop = threading.Event()
@@ -161,7 +161,7 @@ def _sink(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _show(settings: Settings, args: argparse.Namespace, out: TextIO, _err: TextIO) -> int:
-    from worker.audit.query import SHOW_FIELDS, show  # noqa: PLC0415
+    from recstop.worker.audit.query import SHOW_FIELDS, show  # noqa: PLC0415
 
     call_uuid = validate_call_uuid(args.call_uuid)
     rows = list(show(_reader(settings), call_uuid, args.url))
@@ -183,7 +183,7 @@ def _cell(value: object) -> str:
 
 
 def _export(settings: Settings, args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from worker.audit.query import EXPORT_FIELDS, count, export  # noqa: PLC0415
+    from recstop.worker.audit.query import EXPORT_FIELDS, count, export  # noqa: PLC0415
 
     since = _instant("--since", args.since)
     until = None if args.until is None else _instant("--until", args.until)
@@ -223,7 +223,7 @@ def _write(
 
 
 def _verify(settings: Settings, args: argparse.Namespace, out: TextIO, _err: TextIO) -> int:
-    from worker.audit.verify import verify  # noqa: PLC0415
+    from recstop.worker.audit.verify import verify  # noqa: PLC0415
 
     since = None if args.since is None else _instant("--since", args.since)
     verdict = verify(_reader(settings), since)

@@ -16,19 +16,19 @@ from typing import Any, NoReturn, TextIO
 from redis.exceptions import RedisError
 from tqdm import tqdm
 
-from producers import auditcmd, exitcodes, render, sandboxcmd
-from producers.producer import Producer, StopHandle, StopSpec
-from worker.connection import redis_client, redis_unavailable
-from worker.errors import (
+from recstop.producers import auditcmd, exitcodes, render, sandboxcmd
+from recstop.producers.producer import Producer, StopHandle, StopSpec
+from recstop.worker.config.settings import HealthThresholds, RedisSettings, Settings
+from recstop.worker.model.errors import (
     BrokerUnavailableError,
     ConfigError,
     InvalidBulkItem,
     InvalidStopRequest,
     RecstopError,
 )
-from worker.outcome import State
-from worker.settings import HealthThresholds, RedisSettings, Settings
-from worker.status import StatusRecord, iso
+from recstop.worker.model.status import StatusRecord, iso
+from recstop.worker.model.vocabulary import State
+from recstop.worker.state.redisclient import redis_client, redis_unavailable
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = exitcodes.OK, exitcodes.FAILURE, exitcodes.USAGE
 
@@ -284,7 +284,7 @@ def _thresholds(settings: Settings, args: argparse.Namespace) -> HealthThreshold
 
 def _health(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Exit 0 when every check passes, 1 otherwise (a bad setting or an unreachable Redis included)."""
-    from worker.health import check_health, render  # noqa: PLC0415
+    from recstop.worker.observability.health import check_health, render  # noqa: PLC0415
 
     try:
         settings = Settings.from_env()
@@ -311,7 +311,7 @@ def _health(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def _metrics(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Serve /metrics until SIGTERM or SIGINT (exit 0), or fail to start (exit 2 or 1)."""
-    from worker.metrics import serve  # noqa: PLC0415
+    from recstop.worker.observability.metrics import serve  # noqa: PLC0415
 
     try:
         settings = Settings.from_env()

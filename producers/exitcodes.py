@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from worker.outcome import State
+from recstop.worker.model.vocabulary import State
 
 OK: Final = 0
 FAILURE: Final = 1

@@ -12,14 +12,16 @@ import structlog
 from redis import Redis
 from redis.exceptions import RedisError
 
-from worker.connection import ReplicaShortfall, redis_client, redis_unavailable
-from worker.deadletters import DeadLetter, DeadLetters
-from worker.errors import BrokerUnavailableError, InvalidBulkItem, InvalidStopRequest, UnknownAccountError
-from worker.ids import new_id
-from worker.settings import Settings
-from worker.status import StatusRecord
-from worker.store import Enqueued, NewStop, PreparedEnqueue, StopStore, parse_enqueued
-from worker.validation import (
+from recstop.worker.config.settings import Settings
+from recstop.worker.model.errors import (
+    BrokerUnavailableError,
+    InvalidBulkItem,
+    InvalidStopRequest,
+    UnknownAccountError,
+)
+from recstop.worker.model.ids import new_id
+from recstop.worker.model.status import StatusRecord
+from recstop.worker.model.validation import (
     StopRequest,
     decode_task_message,
     parse_instant,
@@ -27,6 +29,9 @@ from worker.validation import (
     validate_stop,
     validate_url,
 )
+from recstop.worker.state.deadletters import DeadLetter, DeadLetters
+from recstop.worker.state.redisclient import ReplicaShortfall, redis_client, redis_unavailable
+from recstop.worker.state.store import Enqueued, NewStop, PreparedEnqueue, StopStore, parse_enqueued
 
 log = structlog.get_logger("recstop.producer")
 

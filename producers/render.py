@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from producers.producer import StopHandle
-from worker.outcome import State
-from worker.status import TIME_FIELDS, StatusRecord, iso
+from recstop.producers.producer import StopHandle
+from recstop.worker.model.status import TIME_FIELDS, StatusRecord, iso
+from recstop.worker.model.vocabulary import State
 
 #: The fields of the plain ``status`` listing, in order (empty ones are left out; see ``status_lines``).
 STATUS_FIELDS: Final = (

@@ -2,7 +2,7 @@
 
 ``recstop sandbox [serve] [options]`` runs the server in the foreground (``serve`` may be left out,
 as before). ``recstop sandbox call`` and ``recstop sandbox show`` talk to a running sandbox's
-control API (``/_sandbox/``, see :mod:`vobiz_sandbox.control`): a call created there has known
+control API (``/_sandbox/``, see :mod:`recstop.sandbox.control`): a call created there has known
 recording URLs, so a stop of one of them (``recstop enqueue CALL --url URL``) ends ``stopped`` (204).
 """
 
@@ -16,8 +16,8 @@ from typing import Any, Final, TextIO
 
 import requests
 
-from producers import exitcodes
-from worker.settings import DEFAULT_API_BASE
+from recstop.producers import exitcodes
+from recstop.worker.config.settings import DEFAULT_API_BASE
 
 DEFAULT_PORT: Final = 8765
 DEFAULT_BASE: Final = f"http://127.0.0.1:{DEFAULT_PORT}"
@@ -115,7 +115,7 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     """Serve (the default action), or create or show a call on a running sandbox."""
     if args.sandbox_command in (None, "serve"):
         return _serve(args)
-    from vobiz_sandbox import SandboxClient, SandboxError  # noqa: PLC0415 - only when asked for
+    from recstop.sandbox import SandboxClient, SandboxError  # noqa: PLC0415 - only when asked for
 
     base = (args.base or sandbox_base(os.environ)).rstrip("/")
     try:
@@ -150,7 +150,7 @@ def _print_call(found: Mapping[str, Any], out: TextIO, *, as_json: bool) -> None
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from vobiz_sandbox import serve  # noqa: PLC0415 - the sandbox is only imported when asked for
+    from recstop.sandbox import serve  # noqa: PLC0415 - the sandbox is only imported when asked for
 
     serve(
         args.host,

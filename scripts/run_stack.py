@@ -18,7 +18,7 @@ from typing import Final
 
 from harness.procs import ROOT, wait_for
 from harness.stack import RedisOptions, SandboxOptions, Stack
-from worker.secrets import mask_url
+from recstop.worker.config.secrets import mask_url
 
 RUN: Final = ROOT / ".run"  # RECSTOP_RUN_DIR overrides it (tests run the stack in a temp dir)
 DEMO_AUTH_ID: Final = "MA_DEMO0001"
@@ -77,7 +77,7 @@ def serve(stack: Stack, env: Mapping[str, str]) -> list[str]:
     stack.start()
     lines = describe(stack, env)
     stack.start_worker("recstop", wait=False, foreground=True)
-    lines.append("worker     celery -A worker worker   (logs below)")
+    lines.append("worker     celery -A recstop.worker worker   (logs below)")
     flower = stack.start_flower(port=FLOWER_PORT)
     lines.append(f"flower     {flower.base_url}   (log in {run_dir(env)}/flower.log)")
     stack.start_audit_sink()

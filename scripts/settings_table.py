@@ -1,6 +1,6 @@
 """Print the configuration table of docs/configuration.md from the settings model (`ENV_SPECS`).
 
-`python scripts/settings_table.py --write` rewrites the table in docs/configuration.md between its markers.
+`python -m scripts.settings_table --write` rewrites the table in docs/configuration.md between its markers.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from worker.environment import ENV_SPECS
+from recstop.worker.config.environment import ENV_SPECS
 
 TABLE_DOC = Path(__file__).resolve().parent.parent / "docs" / "configuration.md"
 BEGIN, END = "<!-- settings-table:begin -->", "<!-- settings-table:end -->"

@@ -1,7 +1,7 @@
 """Fixtures: each test gets its own redis-server and sandbox, and workers in-process or as processes.
 
 ``start_worker`` runs recstop's worker (Celery's consumer, the task, the executor, the scheduler)
-on a thread of the test process; ``start_worker_process`` runs ``celery -A worker worker`` as a
+on a thread of the test process; ``start_worker_process`` runs ``celery -A recstop.worker worker`` as a
 process, for what only a process shows (signals, crashes, the command line, Flower).
 """
 
@@ -16,10 +16,10 @@ import pytest
 from support import InProcessWorker, LogCapture, RedisServer, WorkerProcess
 
 from harness.postgres import PostgresServer
-from producers import Producer
-from vobiz_sandbox import SandboxClient, SandboxServer
-from worker.connection import redis_client
-from worker.settings import Settings
+from recstop.producers import Producer
+from recstop.sandbox import SandboxClient, SandboxServer
+from recstop.worker.config.settings import Settings
+from recstop.worker.state.redisclient import redis_client
 
 AUTH_ID = "MA_TESTACCT01"
 TOKEN = "tok-Sekr3t-9f8e7d6c5b4a"
@@ -113,7 +113,7 @@ def start_worker(env: dict[str, str], logs: LogCapture) -> Iterator[Callable[...
 def start_worker_process(
     env: dict[str, str], tmp_path: Path, redis_server: RedisServer
 ) -> Iterator[Callable[..., WorkerProcess]]:
-    """Start real ``celery -A worker worker`` processes; all are stopped at the end of the test."""
+    """Start real ``celery -A recstop.worker worker`` processes; all are stopped at the end of the test."""
     started: list[WorkerProcess] = []
 
     def start(name: str | None = None, wait: bool = True, **overrides: str) -> WorkerProcess:

@@ -24,8 +24,8 @@ from harness.procs import (
     terminate,
     wait_for,
 )
-from worker import keys
-from worker.fetch import inflight_messages
+from recstop.worker.state import keys
+from recstop.worker.state.inflight import inflight_messages
 
 __all__ = [
     "ROOT",
@@ -109,7 +109,7 @@ def stored_ids(engine: Any) -> list[str]:
     """The stream ids of every row of the audit table, in chain order (duplicates would show)."""
     from sqlalchemy import select  # noqa: PLC0415
 
-    from worker.audit.schema import events  # noqa: PLC0415
+    from recstop.worker.audit.schema import events  # noqa: PLC0415
 
     with engine.connect() as connection:
         return list(connection.scalars(select(events.c.stream_id).order_by(events.c.seq)))

@@ -1,4 +1,4 @@
-"""Command line: ``python -m vobiz_sandbox --port 8787 --account MA_TEST:secret``."""
+"""Command line: ``python -m recstop.sandbox --port 8787 --account MA_TEST:secret``."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import argparse
 import math
 from collections.abc import Sequence
 
-from vobiz_sandbox.ratelimit import MAX_BURST
-from vobiz_sandbox.server import serve
+from recstop.sandbox.ratelimit import MAX_BURST
+from recstop.sandbox.server import serve
 
 
 def _account(text: str) -> tuple[str, str]:
@@ -35,7 +35,7 @@ def _burst(text: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Parse arguments and serve until SIGINT/SIGTERM."""
-    parser = argparse.ArgumentParser(prog="python -m vobiz_sandbox", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m recstop.sandbox", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8787, help="0 picks a free port")
     parser.add_argument("--account", type=_account, action="append", default=[], metavar="ID:TOKEN")

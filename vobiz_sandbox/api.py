@@ -6,9 +6,9 @@ import json
 import re
 from typing import Final
 
-from vobiz_sandbox.bodies import Reply, no_content, v1_error, v2_error
-from vobiz_sandbox.ratelimit import retry_after_s
-from vobiz_sandbox.state import Auth, SandboxState, Stop
+from recstop.sandbox.bodies import Reply, no_content, v1_error, v2_error
+from recstop.sandbox.ratelimit import retry_after_s
+from recstop.sandbox.state import Auth, SandboxState, Stop
 
 #: One path segment: auth ids and call uuids never need quoting.
 SEGMENT: Final = r"[A-Za-z0-9_-]+"

@@ -12,12 +12,12 @@ Routes (JSON bodies and replies; an error is ``{"error": "<reason>"}`` with a 4x
 - ``POST calls/<call_uuid>/recordings`` ``{url?}``: one more active recording; answers ``{"url": ...}``.
 - ``GET requests?call_uuid=&since_seq=``: the API requests received (``token_ok``, never the
   token); ``DELETE requests`` empties the log.
-- ``GET|PUT|DELETE faults``: the fault rules (:mod:`vobiz_sandbox.faults`).
+- ``GET|PUT|DELETE faults``: the fault rules (:mod:`recstop.sandbox.faults`).
 - ``GET|PUT config``: see below.
 
 ``PUT /_sandbox/config`` takes any of ``auto_calls``, ``nothing_to_stop``, ``rate_limit_rps`` (a number
 >= 0 per account, 0 = off) and ``rate_limit_burst`` (an integer >= 1, ``null`` = 50 ms worth, see
-:mod:`vobiz_sandbox.ratelimit`); absent fields keep their value, a rate limit change starts every bucket
+:mod:`recstop.sandbox.ratelimit`); absent fields keep their value, a rate limit change starts every bucket
 full. ``GET /_sandbox/config`` returns them all plus ``rate_limited``: how many requests the rate limiter
 has answered with 429 since the sandbox started (fault-injected 429s are not counted).
 """
@@ -31,10 +31,10 @@ import uuid
 from collections.abc import Callable, Mapping
 from urllib.parse import parse_qs, urlsplit
 
-from vobiz_sandbox.api import SEGMENT, valid_id
-from vobiz_sandbox.bodies import Reply
-from vobiz_sandbox.faults import FaultConfig, FaultConfigError
-from vobiz_sandbox.state import KEEP, Keep, SandboxState, recording_url
+from recstop.sandbox.api import SEGMENT, valid_id
+from recstop.sandbox.bodies import Reply
+from recstop.sandbox.faults import FaultConfig, FaultConfigError
+from recstop.sandbox.state import KEEP, Keep, SandboxState, recording_url
 
 #: Most recordings ``POST calls`` starts with a new call.
 MAX_NEW_RECORDINGS = 100

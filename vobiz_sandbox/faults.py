@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Final, Literal, cast, overload
 
-from vobiz_sandbox.bodies import Reply, default_code, phrase, v1_error, v2_error
+from recstop.sandbox.bodies import Reply, default_code, phrase, v1_error, v2_error
 
 Kind = Literal["status", "hang", "reset", "latency"]
 KINDS: Final = ("status", "hang", "reset", "latency")

@@ -10,11 +10,11 @@ import time
 from http.server import BaseHTTPRequestHandler
 from typing import Final, Protocol, cast
 
-from vobiz_sandbox import api, control
-from vobiz_sandbox.bodies import Reply, default_code, phrase, v2_error
-from vobiz_sandbox.faults import FaultRule
-from vobiz_sandbox.requestlog import LoggedRequest
-from vobiz_sandbox.state import Auth, SandboxState
+from recstop.sandbox import api, control
+from recstop.sandbox.bodies import Reply, default_code, phrase, v2_error
+from recstop.sandbox.faults import FaultRule
+from recstop.sandbox.requestlog import LoggedRequest
+from recstop.sandbox.state import Auth, SandboxState
 
 MAX_BODY: Final = 1 << 20
 MAX_LOGGED_BODY: Final = 16 << 10

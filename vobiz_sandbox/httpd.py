@@ -11,8 +11,8 @@ import threading
 from http.server import ThreadingHTTPServer
 from typing import Any, Final
 
-from vobiz_sandbox.handler import SandboxHandler
-from vobiz_sandbox.state import SandboxState
+from recstop.sandbox.handler import SandboxHandler
+from recstop.sandbox.state import SandboxState
 
 Request = socket.socket | tuple[bytes, socket.socket]
 RESET_LINGER: Final = struct.pack("ii", 1, 0)

@@ -9,15 +9,15 @@ from collections.abc import Mapping
 from types import FrameType, TracebackType
 from typing import Self
 
-from vobiz_sandbox.httpd import SandboxHTTPServer
-from vobiz_sandbox.state import SandboxState
+from recstop.sandbox.httpd import SandboxHTTPServer
+from recstop.sandbox.state import SandboxState
 
 
 class SandboxServer:
     """A real HTTP server imitating the Vobiz Stop Recording API, plus its control API.
 
     ``rate_limit_rps`` (``None``/0 = off) and ``rate_limit_burst`` (``None`` = 50 ms worth) set the
-    per-account limit answered with 429, as in :mod:`vobiz_sandbox.ratelimit`.
+    per-account limit answered with 429, as in :mod:`recstop.sandbox.ratelimit`.
     """
 
     def __init__(

@@ -10,9 +10,9 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Final, NamedTuple
 
-from vobiz_sandbox.faults import FaultConfig, FaultPlan, FaultRule
-from vobiz_sandbox.ratelimit import RateLimiter
-from vobiz_sandbox.requestlog import LoggedRequest, RequestLog
+from recstop.sandbox.faults import FaultConfig, FaultPlan, FaultRule
+from recstop.sandbox.ratelimit import RateLimiter
+from recstop.sandbox.requestlog import LoggedRequest, RequestLog
 
 NOTHING_TO_STOP_MODES: Final = ("404", "204")
 

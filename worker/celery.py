@@ -1,4 +1,7 @@
-"""Entry point for ``celery -A worker ...``: read the environment once, configure logs, build the app."""
+"""The entry point of ``celery -A recstop.worker``: read the environment once, set up logs, build the app.
+
+Celery finds the app here: ``-A recstop.worker`` looks for ``recstop.worker.celery:app``.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +11,9 @@ from typing import Any
 import structlog
 from celery import signals
 
-from worker.app import create_app
-from worker.logs import configure_logging, install_json_say
-from worker.settings import Settings
+from recstop.worker.celeryapp.app import create_app
+from recstop.worker.config.settings import Settings
+from recstop.worker.observability.logs import configure_logging, install_json_say
 
 settings = Settings.from_env()
 

@@ -18,7 +18,7 @@ def call_uuids(count: int) -> list[str]:
 def one_worker_rate(
     name: str, count: int, *, latency_ms: float, overrides: Mapping[str, str] | None = None
 ) -> tuple[float, bool]:
-    """stops/s of one default ``celery -A worker worker`` (plus ``overrides``) for a burst of ``count``.
+    """stops/s of one default ``celery -A recstop.worker worker`` (plus ``overrides``), ``count`` stops.
 
     Measured from the bulk enqueue to the last DELETE; also whether every stop arrived.
     """

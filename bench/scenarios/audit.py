@@ -25,11 +25,11 @@ from harness.auditsink import AuditSinkProcess
 from harness.postgres import PostgresServer
 from harness.procs import wait_for
 from harness.stack import Stack
-from worker import keys
-from worker.audit.db import audit_engine
-from worker.audit.lag import read_lag
-from worker.audit.query import show
-from worker.audit.schema import events, migrate
+from recstop.worker.audit.db import audit_engine
+from recstop.worker.audit.lag import read_lag
+from recstop.worker.audit.query import show
+from recstop.worker.audit.schema import events, migrate
+from recstop.worker.state import keys
 
 NAME = "9 audit"
 SHOW_TARGET_MS = 50.0

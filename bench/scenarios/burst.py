@@ -10,7 +10,7 @@ from bench.report import Report, Row
 from bench.scenarios import call_uuids, naive_throughput, one_worker_rate
 from bench.stack import AUTH_ID, TOKEN, BenchStack
 from bench.stats import ProcSampler
-from worker.settings import Settings
+from recstop.worker.config.settings import Settings
 
 NAME = "1 burst"
 #: Threads of the tuned naive reference process: what a careful Celery user would run.
@@ -103,7 +103,8 @@ def one_process(report: Report, profile: Profile) -> None:
     report.add(
         Row(
             NAME,
-            f"one `celery -A worker worker` (defaults: {Settings().concurrency} threads) vs one tuned naive "
+            f"one `celery -A recstop.worker worker` (defaults: {Settings().concurrency} threads) "
+            "vs one tuned naive "
             f"process ({NAIVE_TUNED_THREADS} threads, a Session each), {n:,} stops, latency {latency:g} ms",
             "stops/s",
             round(rate, 1),

@@ -1,6 +1,6 @@
 """Scenario 8: what each optional feature costs, the defaults against the feature off, in one run.
 
-One ``celery -A worker worker`` process (defaults) stops the same burst with each variant, in
+One ``celery -A recstop.worker worker`` process (defaults) stops the same burst with each variant, in
 alternating rounds (a fresh stack each; ``Profile.feature_rounds``), and the best round of each
 counts: a feature that costs more than 5% of stops/s must be a setting whose default follows it.
 """

@@ -12,7 +12,7 @@ from bench.report import Report, Row
 from bench.scenarios import call_uuids, paced
 from bench.stack import AUTH_ID, TOKEN, BenchStack
 from bench.stats import percentile
-from worker.vobiz import record_url
+from recstop.worker.api.client import record_url
 
 NAME = "2 latency"
 

@@ -16,8 +16,8 @@ from limits import RateLimitItemPerSecond, storage, strategies
 
 from bench.stack import BenchStack
 from bench.stats import RedisOps, achieved_rate, max_window_count
-from worker.ratelimit import RateLimiter
-from worker.settings import RateLimitSettings
+from recstop.worker.config.settings import RateLimitSettings
+from recstop.worker.policy.ratelimit import RateLimiter
 
 THREADS = 8
 KEY = "MA_BENCH0001"

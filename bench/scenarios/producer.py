@@ -14,8 +14,8 @@ from bench.report import Report, Row
 from bench.scenarios import call_uuids
 from bench.stack import BenchStack
 from harness.procs import ROOT
-from producers import Producer
-from worker.envelope import stop_message
+from recstop.producers import Producer
+from recstop.worker.state.envelope import stop_message
 
 NAME = "5 producer"
 THREADS = 4
@@ -43,7 +43,7 @@ def run(report: Report, profile: Profile) -> None:
         path.write_text("\n".join(call_uuids(bulk)) + "\n", encoding="utf-8")
         started = time.perf_counter()
         subprocess.run(
-            [sys.executable, "-m", "producers.cli", "enqueue", "--file", str(path)],
+            [sys.executable, "-m", "recstop.producers.cli", "enqueue", "--file", str(path)],
             cwd=ROOT,
             env={**os.environ, **stack.env},
             check=True,

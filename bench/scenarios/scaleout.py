@@ -11,11 +11,11 @@ from bench.report import Report, Row
 from bench.scenarios import call_uuids
 from bench.stack import BenchStack
 from bench.stats import CommandLog, RedisOps
-from worker.ids import new_id
-from worker.keys import AUDIT_STREAM, QUEUE, call_key, result_key, task_key
-from worker.outcome import Outcome
-from worker.store import NewStop, StopStore
-from worker.validation import StopRequest
+from recstop.worker.model.ids import new_id
+from recstop.worker.model.validation import StopRequest
+from recstop.worker.model.vocabulary import Outcome
+from recstop.worker.state.keys import AUDIT_STREAM, QUEUE, call_key, result_key, task_key
+from recstop.worker.state.store import NewStop, StopStore
 
 NAME = "7 scale-out"
 #: Stops per enqueue script call while filling Redis for the memory figure.

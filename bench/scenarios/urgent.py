@@ -15,7 +15,7 @@ from bench.scenarios import call_uuids, paced
 from bench.stack import BenchStack
 from bench.stats import percentile
 from harness.procs import ROOT, wait_for
-from worker.settings import Settings
+from recstop.worker.config.settings import Settings
 
 NAME = "3 urgent lane"
 
@@ -109,7 +109,7 @@ def _rate(entries: list[dict[str, object]], calls: set[str]) -> float:
 
 def _cli_urgent(stack: BenchStack, call: str) -> None:
     subprocess.run(
-        [sys.executable, "-m", "producers.cli", "enqueue", call, "--urgent"],
+        [sys.executable, "-m", "recstop.producers.cli", "enqueue", call, "--urgent"],
         cwd=ROOT,
         env={**os.environ, **stack.env},
         check=True,

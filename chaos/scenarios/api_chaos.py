@@ -13,8 +13,8 @@ from chaos.profiles import Profile
 from chaos.report import ScenarioResult
 from chaos.stack import Stack
 from chaos.verify import Tally, deletes_by_call, reconcile
-from vobiz_sandbox import SandboxClient
-from worker.settings import RetryPolicy
+from recstop.sandbox import SandboxClient
+from recstop.worker.config.settings import RetryPolicy
 
 #: Clock and rounding slack when comparing the sandbox's arrival times with the recorded delays.
 SLACK_S: Final = 0.02

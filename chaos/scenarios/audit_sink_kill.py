@@ -27,11 +27,11 @@ from chaos.stack import AUTH_ID, Stack
 from chaos.verify import deletes_by_call, reconcile
 from harness.postgres import PostgresServer
 from harness.procs import wait_for
-from worker import keys
-from worker.audit.db import audit_engine
-from worker.audit.lag import read_lag
-from worker.audit.schema import events
-from worker.audit.verify import verify
+from recstop.worker.audit.db import audit_engine
+from recstop.worker.audit.lag import read_lag
+from recstop.worker.audit.schema import events
+from recstop.worker.audit.verify import verify
+from recstop.worker.state import keys
 
 LATENCY_MS: Final = 20
 #: How long the last sink may take to commit everything once the stops are done (claiming a killed

@@ -14,9 +14,9 @@ from chaos.report import ScenarioResult
 from chaos.stack import OTHER_AUTH_ID, Stack
 from chaos.verify import reconcile
 from harness.procs import wait_for
-from producers import Producer
-from worker.errors import BrokerUnavailableError
-from worker.settings import Settings
+from recstop.producers import Producer
+from recstop.worker.config.settings import Settings
+from recstop.worker.model.errors import BrokerUnavailableError
 
 
 def refusal_bound_s(settings: Settings) -> float:

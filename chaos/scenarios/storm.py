@@ -20,7 +20,7 @@ from chaos.stack import Stack
 from chaos.storm_producer import READY, request_id
 from chaos.verify import deletes_by_call, reconcile
 from harness.procs import ROOT
-from worker.keys import QUEUE, TASK_NAME
+from recstop.worker.state.keys import QUEUE, TASK_NAME
 
 
 def _redeliver(broker_url: str, messages: list[tuple[str, str]]) -> None:

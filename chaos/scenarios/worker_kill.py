@@ -1,6 +1,6 @@
 """Scenario 1: SIGKILL a worker's whole process group, again and again, while plain Celery publishes stops.
 
-Two ``celery -A worker worker`` with the defaults; stops published with ``send_task`` at a steady
+Two ``celery -A recstop.worker worker`` with the defaults; stops published with ``send_task`` at a steady
 rate; the API answers in 100 ms. Each kill takes the worker that has been up longest (so it is
 serving) and starts it again at once. A killed worker's in-flight messages come back when a live
 one reaps it: consumer timeout plus a heartbeat, then a fetch.

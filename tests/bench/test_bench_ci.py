@@ -61,7 +61,7 @@ def test_burst_figures_sit_beside_both_references(report):
     one, burst = [r for r in report["rows"] if r["scenario"] == "1 burst"]
     assert one["recstop"] > 0
     assert one["naive_tuned"] > 0
-    assert "one `celery -A worker worker`" in one["metric"]
+    assert "one `celery -A recstop.worker worker`" in one["metric"]
     assert all(burst[k] > 0 for k in ("recstop", "naive", "naive_tuned", "raw"))
     assert burst["recstop_vs_naive_tuned"] == round(burst["recstop"] / burst["naive_tuned"], 2)
     assert report["details"]["burst"]["complete"] is True

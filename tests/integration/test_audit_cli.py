@@ -13,14 +13,14 @@ from conftest import TOKEN
 from sqlalchemy import delete, insert, select, update
 from support import audit_event, audit_life, cli, xadd_events
 
-from producers import cli as recstop
-from worker import keys
-from worker.audit import chain
-from worker.audit.db import audit_engine
-from worker.audit.query import EXPORT_FIELDS
-from worker.audit.schema import events
-from worker.audit.sink import AuditSink
-from worker.redaction import Redactor
+from recstop.producers import cli as recstop
+from recstop.worker.audit import chain
+from recstop.worker.audit.db import audit_engine
+from recstop.worker.audit.query import EXPORT_FIELDS
+from recstop.worker.audit.schema import events
+from recstop.worker.audit.sink import AuditSink
+from recstop.worker.model.redaction import Redactor
+from recstop.worker.state import keys
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("audit")]
 

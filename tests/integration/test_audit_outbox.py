@@ -8,10 +8,10 @@ import pytest
 from conftest import TOKEN
 from support import final, wait_for
 
-from producers import Producer
-from worker.connection import redis_client
-from worker.keys import AUDIT_STREAM
-from worker.settings import Settings
+from recstop.producers import Producer
+from recstop.worker.config.settings import Settings
+from recstop.worker.state.keys import AUDIT_STREAM
+from recstop.worker.state.redisclient import redis_client
 
 pytestmark = pytest.mark.integration
 

@@ -13,17 +13,17 @@ from support import RedisServer, audit_event, audit_life, stored_ids, wait_for, 
 
 from harness.auditsink import AuditSinkProcess
 from harness.postgres import PostgresServer
-from worker import keys
-from worker.audit import ledger
-from worker.audit.db import audit_engine
-from worker.audit.event import GONE_REASON
-from worker.audit.lag import read_lag
-from worker.audit.schema import digests, events, migrate
-from worker.audit.sink import AuditSink, fail_fast
-from worker.audit.verify import verify
-from worker.health import check_health
-from worker.metrics import RecstopCollector
-from worker.settings import HealthThresholds
+from recstop.worker.audit import ledger
+from recstop.worker.audit.db import audit_engine
+from recstop.worker.audit.event import GONE_REASON
+from recstop.worker.audit.lag import read_lag
+from recstop.worker.audit.schema import digests, events, migrate
+from recstop.worker.audit.sink import AuditSink, fail_fast
+from recstop.worker.audit.verify import verify
+from recstop.worker.config.settings import HealthThresholds
+from recstop.worker.observability.health import check_health
+from recstop.worker.observability.metrics import RecstopCollector
+from recstop.worker.state import keys
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("audit")]
 

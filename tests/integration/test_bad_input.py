@@ -7,7 +7,7 @@ import uuid
 import pytest
 from support import cli, final, publish_raw, wait_for
 
-from worker.errors import InvalidStopRequest, UnknownAccountError
+from recstop.worker.model.errors import InvalidStopRequest, UnknownAccountError
 
 pytestmark = pytest.mark.integration
 GOOD = "3f2b8c1e-7a4d-4e2b-9c1a-0d9e8f7a6b5c"

@@ -18,8 +18,8 @@ from celery.exceptions import TaskRevokedError
 from support import ROOT, deletes, final, in_flight, wait_for
 from test_other_language import fill, readme_message
 
-from worker.errors import StopDead
-from worker.keys import QUEUE, TASK_NAME
+from recstop.worker.model.errors import StopDead
+from recstop.worker.state.keys import QUEUE, TASK_NAME
 
 pytestmark = pytest.mark.integration
 
@@ -160,7 +160,7 @@ def celery_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[s
     """Celery's own command line against the worker app, as a process."""
     exe = str(Path(sys.executable).parent / "celery")
     return subprocess.run(  # noqa: PLW1510 - the exit code is asserted
-        [exe, "-A", "worker", *args],
+        [exe, "-A", "recstop.worker", *args],
         env={**os.environ, **env, "RECSTOP_LOG_FORMAT": "json"},
         capture_output=True,
         text=True,

@@ -8,7 +8,7 @@ import uuid
 import pytest
 from support import RedisServer, cli, final, free_port
 
-from producers import exitcodes
+from recstop.producers import exitcodes
 
 pytestmark = pytest.mark.integration
 

@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from worker import keys
-from worker.fetch import Heartbeat, Inflight, inflight_messages
+from recstop.worker.state import keys
+from recstop.worker.state.inflight import Heartbeat, Inflight, inflight_messages
 
 pytestmark = pytest.mark.integration
 

@@ -23,7 +23,7 @@ def health(redis_url, *args, **env):
         if name not in env:
             full_env.pop(name, None)
     proc = subprocess.run(
-        [sys.executable, "-m", "producers.cli", "health", *args],
+        [sys.executable, "-m", "recstop.producers.cli", "health", *args],
         cwd=ROOT,
         env=full_env,
         capture_output=True,

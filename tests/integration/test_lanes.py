@@ -13,9 +13,9 @@ import pytest
 from conftest import AUTH_ID
 from support import cli, final, wait_for
 
-from producers import StopSpec
-from worker.errors import InvalidStopRequest
-from worker.scheduler import Scheduler
+from recstop.producers import StopSpec
+from recstop.worker.model.errors import InvalidStopRequest
+from recstop.worker.run.scheduler import Scheduler
 
 pytestmark = pytest.mark.integration
 

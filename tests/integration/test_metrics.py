@@ -13,7 +13,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 from support import ROOT, free_port, in_flight, terminate, wait_for
 
-from worker.metrics import LATENCY_BUCKETS
+from recstop.worker.observability.metrics import LATENCY_BUCKETS
 
 pytestmark = pytest.mark.integration
 
@@ -39,7 +39,16 @@ def exporter(redis_server):
     env = {**os.environ, "RECSTOP_BROKER_URL": redis_server.url}
     env.pop("RECSTOP_HEALTH_MAX_HEARTBEAT_AGE_S", None)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "producers.cli", "metrics", "--host", "127.0.0.1", "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "recstop.producers.cli",
+            "metrics",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,
@@ -165,7 +174,7 @@ def test_exporter_reports_redis_down_instead_of_failing(exporter, redis_server):
 
 def test_latency_buckets_match_finish_lua():
     """finish.lua counts into the same latency buckets the exporter exposes."""
-    lua = (ROOT / "worker" / "lua" / "finish.lua").read_text(encoding="utf-8")
+    lua = (ROOT / "worker" / "state" / "lua" / "finish.lua").read_text(encoding="utf-8")
     found = re.search(r"local BUCKETS = \{([^}]*)\}", lua)
     assert found is not None
     assert [float(b.strip(" '")) for b in found.group(1).split(",")] == list(LATENCY_BUCKETS)

@@ -15,12 +15,12 @@ from kombu.message import Message
 from support import deletes, final, free_port, in_flight, wait_for
 
 from harness.poison import Poisoned, Touch, poison_set
-from producers import cli
-from worker.consumer import Poison, PoisonHandler
-from worker.deadletters import MAX_PAYLOAD_CHARS, DeadLetters
-from worker.keys import QUEUE, TASK_NAME
-from worker.redaction import Redactor
-from worker.settings import Retention
+from recstop.producers import cli
+from recstop.worker.celeryapp.consumer import Poison, PoisonHandler
+from recstop.worker.config.settings import Retention
+from recstop.worker.model.redaction import Redactor
+from recstop.worker.state.deadletters import MAX_PAYLOAD_CHARS, DeadLetters
+from recstop.worker.state.keys import QUEUE, TASK_NAME
 
 pytestmark = pytest.mark.integration
 

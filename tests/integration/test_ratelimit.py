@@ -11,9 +11,9 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from support import free_port
 
-from worker.keys import rate_key
-from worker.ratelimit import RateLimiter, RateLimitWaitTooLong
-from worker.settings import RateLimitSettings
+from recstop.worker.config.settings import RateLimitSettings
+from recstop.worker.policy.ratelimit import RateLimiter, RateLimitWaitTooLong
+from recstop.worker.state.keys import rate_key
 
 pytestmark = pytest.mark.integration
 

@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from harness.procs import ROOT, wait_for
-from producers.exitcodes import DEAD
+from recstop.producers.exitcodes import DEAD
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -32,7 +32,7 @@ OUTSIDE = (
 
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "producers.cli", *args],
+        [sys.executable, "-m", "recstop.producers.cli", *args],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -53,7 +53,11 @@ def test_make_run_stack_stops_a_recording_and_a_closed_terminal_stops_every_part
     env["RECSTOP_RUN_DIR"] = str(tmp_path)
     with (tmp_path / "stdout.log").open("wb") as out:
         stack = subprocess.Popen(
-            [sys.executable, "scripts/run_stack.py"], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "scripts.run_stack"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
     parts: list[psutil.Process] = []
     try:

@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from support import deletes, final, in_flight, wait_for
 
-from producers import Producer
-from worker.connection import redis_client
-from worker.settings import Settings
+from recstop.producers import Producer
+from recstop.worker.config.settings import Settings
+from recstop.worker.state.redisclient import redis_client
 
 pytestmark = pytest.mark.integration
 

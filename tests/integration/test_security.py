@@ -20,12 +20,12 @@ from kombu.exceptions import OperationalError
 from support import RedisServer, final, free_port, in_flight, publish_raw, wait_for
 
 from harness.flower import FlowerProcess
-from producers import Producer
-from worker.config import celery_config
-from worker.connection import redis_client
-from worker.errors import BrokerUnavailableError, InvalidStopRequest
-from worker.keys import QUEUE, TASK_NAME
-from worker.settings import Settings
+from recstop.producers import Producer
+from recstop.worker.celeryapp.celeryconf import celery_config
+from recstop.worker.config.settings import Settings
+from recstop.worker.model.errors import BrokerUnavailableError, InvalidStopRequest
+from recstop.worker.state.keys import QUEUE, TASK_NAME
+from recstop.worker.state.redisclient import redis_client
 
 pytestmark = pytest.mark.integration
 

@@ -16,14 +16,14 @@ from chaos.verify import deletes_by_call, reconcile
 from harness.procs import WorkerProcess, wait_for
 from harness.sandbox import SandboxProcess
 from harness.sentinel import MASTER_NAME, SentinelCluster
-from producers import Producer
-from worker import keys
-from worker.app import create_app
-from worker.config import celery_config
-from worker.connection import redis_client
-from worker.errors import ConfigError
-from worker.settings import RedisSettings, Settings
-from worker.transport import SENTINEL_TRANSPORT, TRANSPORT, SentinelTransport, Transport
+from recstop.producers import Producer
+from recstop.worker.broker.transport import SENTINEL_TRANSPORT, TRANSPORT, SentinelTransport, Transport
+from recstop.worker.celeryapp.app import create_app
+from recstop.worker.celeryapp.celeryconf import celery_config
+from recstop.worker.config.settings import RedisSettings, Settings
+from recstop.worker.model.errors import ConfigError
+from recstop.worker.state import keys
+from recstop.worker.state.redisclient import redis_client
 
 pytestmark = pytest.mark.integration
 

@@ -8,12 +8,12 @@ import uuid
 
 import pytest
 
-from worker import keys
-from worker.deadletters import DeadLetters
-from worker.outcome import Outcome
-from worker.settings import Retention, RetryPolicy
-from worker.store import NewStop, StopStore
-from worker.validation import validate_stop
+from recstop.worker.config.settings import Retention, RetryPolicy
+from recstop.worker.model.validation import validate_stop
+from recstop.worker.model.vocabulary import Outcome
+from recstop.worker.state import keys
+from recstop.worker.state.deadletters import DeadLetters
+from recstop.worker.state.store import NewStop, StopStore
 
 pytestmark = pytest.mark.integration
 
@@ -51,7 +51,7 @@ def test_dead_letters_expire_by_age(client):
 
 def test_dead_letter_payload_is_bounded_and_redacted(client):
     """A megabyte payload is truncated; a known secret inside it is masked."""
-    from worker.redaction import Redactor  # noqa: PLC0415
+    from recstop.worker.model.redaction import Redactor  # noqa: PLC0415
 
     letters = DeadLetters(client, Retention(), Redactor(["s3cr3t-token"]))
     entry = letters.get(letters.add_malformed("t", {"blob": "x" * 1_000_000, "k": "s3cr3t-token"}, "bad"))

@@ -6,11 +6,11 @@ import json
 
 import pytest
 
-from worker.audit import chain
-from worker.audit.event import COLUMNS, GONE_REASON, INVALID, parse_entry
-from worker.errors import ConfigError
-from worker.redaction import Redactor
-from worker.settings import Settings
+from recstop.worker.audit import chain
+from recstop.worker.audit.event import COLUMNS, GONE_REASON, INVALID, parse_entry
+from recstop.worker.config.settings import Settings
+from recstop.worker.model.errors import ConfigError
+from recstop.worker.model.redaction import Redactor
 
 CALL = "6b0e1c2d-0000-4000-8000-00000000c0de"
 NO_SECRETS = Redactor(())

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from worker.backoff import compute_backoff, retry_delay
+from recstop.worker.policy.backoff import compute_backoff, retry_delay
 
 
 def test_ceiling_doubles_until_the_cap():

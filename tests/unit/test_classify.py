@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from worker.classify import classify, parse_error_body
-from worker.outcome import Outcome
+from recstop.worker.api.classify import classify, parse_error_body
+from recstop.worker.model.vocabulary import Outcome
 
 V1_NOT_FOUND = json.dumps({"api_id": "a1", "error": "Recording not found"})
 V2_RATE = json.dumps(

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import pytest
 from support import ROOT
 
-from producers import cli, exitcodes, sandboxcmd
-from worker.outcome import State
+from recstop.producers import cli, exitcodes, sandboxcmd
+from recstop.worker.model.vocabulary import State
 
 CLI_DOC = ROOT / "docs" / "cli.md"
 

@@ -25,10 +25,10 @@ from celery.bin.celery import celery as celery_cli
 from celery.bin.celery import find_app
 from packaging.utils import canonicalize_name
 
-import vobiz_sandbox.__main__ as sandbox_main
-from producers import cli
-from worker.config import FLOWER_TASKS_COLUMNS
-from worker.environment import ENV_SPECS
+import recstop.sandbox.__main__ as sandbox_main
+from recstop.producers import cli
+from recstop.worker.celeryapp.celeryconf import FLOWER_TASKS_COLUMNS
+from recstop.worker.config.environment import ENV_SPECS
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -169,7 +169,7 @@ def check_recstop(argv: list[str]) -> None:
 
 
 def check_celery(argv: list[str]) -> None:
-    assert argv[:2] == ["-A", "worker"], argv
+    assert argv[:2] == ["-A", "recstop.worker"], argv
     sub, args = argv[2], argv[3:]
     assert sub in celery_cli.commands, sub
     if sub == "flower":
@@ -180,11 +180,11 @@ def check_celery(argv: list[str]) -> None:
             name = arg.removeprefix("--").split("=", 1)[0].replace("_", "-")
             assert name in options._options, f"not a Flower option: {arg}"
     else:
-        obj = CLIContext(app=find_app("worker"), no_color=True, workdir=None, quiet=True)
+        obj = CLIContext(app=find_app("recstop.worker"), no_color=True, workdir=None, quiet=True)
         try:
             celery_cli.commands[sub].make_context(sub, list(args), obj=obj)
         except click.UsageError as exc:
-            pytest.fail(f"celery -A worker {sub} {' '.join(args)}: {exc}")
+            pytest.fail(f"celery -A recstop.worker {sub} {' '.join(args)}: {exc}")
 
 
 def load_freezer() -> ModuleType:
@@ -274,7 +274,7 @@ def test_secrets_are_used_as_env_or_mounted_files():
 
 
 def test_every_command_exists():
-    """Every recstop / celery -A worker / sandbox command line in deploy/ parses with its real parser."""
+    """Every recstop / celery -A recstop.worker / sandbox command line in deploy/ parses with its parser."""
     seen = set()
     for where, argv in commands():
         program = Path(argv[0]).name
@@ -282,7 +282,7 @@ def test_every_command_exists():
             check_recstop(argv[1:])
         elif program == "celery":
             check_celery(argv[1:])
-        elif argv[:3] == ["python", "-m", "vobiz_sandbox"]:
+        elif argv[:3] == ["python", "-m", "recstop.sandbox"]:
             parsed = parse_sandbox(argv[3:])
             assert parsed["port"] == 8765
             assert parsed["auto_calls"]
@@ -301,7 +301,7 @@ def test_recstop_parser_rejects_unknown_commands():
     with pytest.raises(pytest.fail.Exception):
         check_recstop(["frobnicate"])
     with pytest.raises(pytest.fail.Exception):
-        check_celery(["-A", "worker", "worker", "--no-such-option"])
+        check_celery(["-A", "recstop.worker", "worker", "--no-such-option"])
 
 
 def test_kubernetes_manifests_validate_against_the_official_schemas():
@@ -464,7 +464,7 @@ def test_dockerfile_user_healthcheck_and_pinned_install():
         i for i, (kind, _) in enumerate(instructions) if kind == "RUN"
     )
     assert '"recstop", "health"' in by_kind["HEALTHCHECK"][0]
-    assert yaml.safe_load(by_kind["CMD"][0])[:4] == ["celery", "-A", "worker", "worker"]
+    assert yaml.safe_load(by_kind["CMD"][0])[:4] == ["celery", "-A", "recstop.worker", "worker"]
     runs = " ".join(by_kind["RUN"])
     assert "-r /app/requirements.txt" in runs
     assert "pip install --no-deps /app" in runs

@@ -9,7 +9,7 @@ import logging
 import pytest
 import structlog
 
-from worker.logs import configure_logging, reset_logging
+from recstop.worker.observability.logs import configure_logging, reset_logging
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from worker.priority import UrgentFirst
+from recstop.worker.policy.priority import UrgentFirst
 
 
 def test_nothing_held_costs_nothing():

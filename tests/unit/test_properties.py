@@ -23,16 +23,18 @@ from kombu.utils.json import dumps as kombu_dumps
 from kombu.utils.json import loads as kombu_loads
 from support import free_port
 
-from producers import Producer
-from worker.backoff import parse_retry_after, retry_delay
-from worker.classify import MAX_MESSAGE, Classification, classify, parse_error_body
-from worker.consumer import ACCEPTED_CONTENT_TYPE, CONTENT_TYPE_REFUSED, RAW_REASONS, inspect_message
-from worker.errors import BrokerUnavailableError, InvalidStopRequest
-from worker.keys import TASK_NAME
-from worker.outcome import Outcome
-from worker.settings import Settings
-from worker.timing import TimingError, read_timing, strip
-from worker.validation import (
+from recstop.producers import Producer
+from recstop.worker.api.classify import MAX_MESSAGE, Classification, classify, parse_error_body
+from recstop.worker.celeryapp.consumer import (
+    ACCEPTED_CONTENT_TYPE,
+    CONTENT_TYPE_REFUSED,
+    RAW_REASONS,
+    inspect_message,
+)
+from recstop.worker.celeryapp.timing import TimingError, read_timing, strip
+from recstop.worker.config.settings import Settings
+from recstop.worker.model.errors import BrokerUnavailableError, InvalidStopRequest
+from recstop.worker.model.validation import (
     StopRequest,
     decode_task_message,
     parse_instant,
@@ -42,6 +44,9 @@ from worker.validation import (
     validate_stop,
     validate_url,
 )
+from recstop.worker.model.vocabulary import Outcome
+from recstop.worker.policy.backoff import parse_retry_after, retry_delay
+from recstop.worker.state.keys import TASK_NAME
 
 _COMMON = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large]}
 settings.register_profile("ci", max_examples=200, **_COMMON)

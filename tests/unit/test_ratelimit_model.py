@@ -7,8 +7,8 @@ import math
 import pytest
 import redis
 
-from worker.ratelimit import MIN_RETRY_S, Grant, RateLimiter, RateLimitWaitTooLong
-from worker.settings import RateLimitSettings
+from recstop.worker.config.settings import RateLimitSettings
+from recstop.worker.policy.ratelimit import MIN_RETRY_S, Grant, RateLimiter, RateLimitWaitTooLong
 
 
 class Scripted(RateLimiter):

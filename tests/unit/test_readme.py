@@ -19,7 +19,7 @@ def test_configuration_table_matches_the_settings_definition():
     """The configuration table (docs/configuration.md) is exactly what worker/settings.py defines."""
     module = _settings_table()
     text = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
-    assert module.rewrite(text) == text, "run: python scripts/settings_table.py --write"
+    assert module.rewrite(text) == text, "run: python -m scripts.settings_table --write"
 
 
 def test_readme_starts_with_run_and_test():

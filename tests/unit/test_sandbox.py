@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from vobiz_sandbox import SandboxClient, SandboxError, SandboxServer
+from recstop.sandbox import SandboxClient, SandboxError, SandboxServer
 
 AUTH_ID = "MA_SANDBOX01"
 TOKEN = "tok-8c1f0e2d-secret"
@@ -395,8 +395,8 @@ def test_keep_alive_serves_many_requests_on_one_connection(server, client, call_
 
 
 def test_command_line_serves_until_sigterm():
-    """``python -m vobiz_sandbox`` prints its ready line and exits cleanly on SIGTERM."""
-    command = [sys.executable, "-m", "vobiz_sandbox", "--port", "0", "--account", "MA_X:tok"]
+    """``python -m recstop.sandbox`` prints its ready line and exits cleanly on SIGTERM."""
+    command = [sys.executable, "-m", "recstop.sandbox", "--port", "0", "--account", "MA_X:tok"]
     with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as process:
         try:
             line = process.stdout.readline()

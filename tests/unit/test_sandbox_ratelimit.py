@@ -9,9 +9,9 @@ import time
 import pytest
 import requests
 
-import vobiz_sandbox.__main__ as sandbox_main
-from vobiz_sandbox import SandboxClient, SandboxError, SandboxServer
-from vobiz_sandbox.ratelimit import RateLimiter, default_burst, retry_after_s
+import recstop.sandbox.__main__ as sandbox_main
+from recstop.sandbox import SandboxClient, SandboxError, SandboxServer
+from recstop.sandbox.ratelimit import RateLimiter, default_burst, retry_after_s
 
 AUTH_ID = "MA_LIMITED01"
 TOKEN = "tok-limited-secret"

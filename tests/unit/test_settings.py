@@ -12,14 +12,14 @@ import ssl
 import pytest
 from redis.connection import SSLConnection
 
-from producers import cli
-from worker import parsers
-from worker.config import celery_config
-from worker.connection import redis_client
-from worker.environment import ENV_SPECS, EnvSpec
-from worker.errors import ConfigError
-from worker.logs import configure_logging, reset_logging
-from worker.settings import ENV, Accounts, LogLevel, Settings
+from recstop.producers import cli
+from recstop.worker.celeryapp.celeryconf import celery_config
+from recstop.worker.config import parsers
+from recstop.worker.config.environment import ENV_SPECS, EnvSpec
+from recstop.worker.config.settings import ENV, Accounts, LogLevel, Settings
+from recstop.worker.model.errors import ConfigError
+from recstop.worker.observability.logs import configure_logging, reset_logging
+from recstop.worker.state.redisclient import redis_client
 
 
 def test_defaults():

@@ -6,8 +6,15 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from worker.timing import NOT_AFTER_HEADER, Timing, TimingError, read_timing, strip, with_not_after
-from worker.validation import StopRequest
+from recstop.worker.celeryapp.timing import (
+    NOT_AFTER_HEADER,
+    Timing,
+    TimingError,
+    read_timing,
+    strip,
+    with_not_after,
+)
+from recstop.worker.model.validation import StopRequest
 
 CALL = "3f2b8c1e-7a4d-4e2b-9c1a-0d9e8f7a6b5c"
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from worker.errors import InvalidStopRequest
-from worker.keys import stop_key, target_of
-from worker.validation import decode_task_message, validate_stop
+from recstop.worker.model.errors import InvalidStopRequest
+from recstop.worker.model.validation import decode_task_message, validate_stop
+from recstop.worker.state.keys import stop_key, target_of
 
 GOOD = "3f2b8c1e-7a4d-4e2b-9c1a-0d9e8f7a6b5c"
 

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from worker.audit.event import COLUMNS
+from recstop.worker.audit.event import COLUMNS
 
 GENESIS: Final = "0" * 64
 #: The encoding's version: the first element of every canonical array.

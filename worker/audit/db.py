@@ -16,7 +16,7 @@ from typing import Any, Final
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
-from worker.secrets import mask_url
+from recstop.worker.config.secrets import mask_url
 
 #: Seconds a SQLite connection waits for another process's write lock before it fails.
 SQLITE_BUSY_S: Final = 30

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, Final
 
-from worker.redaction import Redactor
+from recstop.worker.model.redaction import Redactor
 
 INVALID: Final = "invalid"
 #: The reason of an entry that was pending and is gone from the stream when a sink came to store it.

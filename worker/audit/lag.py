@@ -14,7 +14,7 @@ from typing import Any
 from redis import Redis
 from redis.exceptions import ResponseError
 
-from worker import keys
+from recstop.worker.state import keys
 
 #: The field of ``recstop:metrics`` counting audit events trimmed unread.
 DROPPED_FIELD = "audit:dropped"

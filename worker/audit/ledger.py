@@ -15,9 +15,9 @@ from typing import Any, Final
 
 from sqlalchemy import Connection, Engine, RowMapping, delete, func, insert, select, update
 
-from worker.audit import chain
-from worker.audit.event import AuditEvent
-from worker.audit.schema import HEAD_ID, digests, events, head
+from recstop.worker.audit import chain
+from recstop.worker.audit.event import AuditEvent
+from recstop.worker.audit.schema import HEAD_ID, digests, events, head
 
 #: Rows deleted per retention transaction (each one short, so writers never wait long).
 PRUNE_CHUNK: Final = 10_000

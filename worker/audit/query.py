@@ -12,8 +12,8 @@ from typing import Any, Final
 
 from sqlalchemy import Engine, Select, func, select
 
-from worker.audit.schema import events
-from worker.status import iso
+from recstop.worker.audit.schema import events
+from recstop.worker.model.status import iso
 
 #: What ``recstop audit show`` prints per event.
 SHOW_FIELDS: Final = ("at", "event", "attempt", "http_status", "reason", "task_id", "request_id")

@@ -35,7 +35,7 @@ from sqlalchemy import (
     text,
 )
 
-from worker.audit.chain import GENESIS
+from recstop.worker.audit.chain import GENESIS
 
 metadata = MetaData()
 _HASH = String(64)

@@ -26,12 +26,12 @@ from redis.retry import Retry
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from worker.audit import ledger
-from worker.audit.chain import day_of
-from worker.audit.event import INVALID, parse_entry
-from worker.audit.schema import migrate
-from worker.audit.stream import AuditStream, Entry
-from worker.redaction import Redactor
+from recstop.worker.audit import ledger
+from recstop.worker.audit.chain import day_of
+from recstop.worker.audit.event import INVALID, parse_entry
+from recstop.worker.audit.schema import migrate
+from recstop.worker.audit.stream import AuditStream, Entry
+from recstop.worker.model.redaction import Redactor
 
 log = structlog.get_logger("recstop.audit")
 

@@ -17,7 +17,7 @@ from typing import Any, Final
 from redis import Redis
 from redis.exceptions import ResponseError
 
-from worker import keys
+from recstop.worker.state import keys
 
 #: One stream entry: its id and its fields (empty when the entry is gone from the stream).
 Entry = tuple[str, Mapping[bytes, bytes]]

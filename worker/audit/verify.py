@@ -16,10 +16,10 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, func, select
 
-from worker.audit import chain
-from worker.audit.db import snapshot
-from worker.audit.ledger import head_row
-from worker.audit.schema import digests, events
+from recstop.worker.audit import chain
+from recstop.worker.audit.db import snapshot
+from recstop.worker.audit.ledger import head_row
+from recstop.worker.audit.schema import digests, events
 
 _BATCH = 2000
 

@@ -1,0 +1,1 @@
+"""kombu's Redis transport with reliable fetch (in-flight lists, heartbeats): ``broker_transport``."""

@@ -1,0 +1,103 @@
+"""The per-stop status record: the answer to "was this recording stopped, when, after how many attempts?"."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from recstop.worker.model.vocabulary import State
+
+#: The times of a record, shown as ISO-8601 in ``to_dict``.
+TIME_FIELDS: Final = (
+    "enqueued_at",
+    "due_at",
+    "first_attempt_at",
+    "last_attempt_at",
+    "finished_at",
+    "not_after",
+)
+
+
+#: Fields of an attempt log entry that are null when unknown (the scripts store them only when set).
+ATTEMPT_FIELDS: Final = ("http_status", "error")
+
+
+def attempt_log(raw: object) -> tuple[Mapping[str, Any], ...]:
+    """The attempt log as stored (a JSON array; absent when empty), every entry with all its fields."""
+    if not isinstance(raw, list):
+        return ()
+    return tuple({**dict.fromkeys(ATTEMPT_FIELDS), **entry} for entry in raw if isinstance(entry, dict))
+
+
+def iso(epoch: float | None) -> str | None:
+    """Epoch seconds as an ISO-8601 UTC string."""
+    if epoch is None:
+        return None
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds")
+
+
+@dataclass(frozen=True)
+class StatusRecord:
+    """One stop's current run (the stop record of ``worker.keys.call_key``, as a typed view)."""
+
+    call_uuid: str
+    url: str | None
+    state: State
+    task_id: str
+    attempts: int
+    auth_id: str | None = None
+    request_id: str | None = None
+    last_http_status: int | None = None
+    last_error: str | None = None
+    enqueued_at: float | None = None
+    due_at: float | None = None
+    first_attempt_at: float | None = None
+    last_attempt_at: float | None = None
+    finished_at: float | None = None
+    not_after: float | None = None
+    dead_reason: str | None = None
+    dlq_id: str | None = None
+    settled_by: str | None = None
+    urgent: bool = False
+    #: Task ids of Celery messages that joined this run (their results are this run's).
+    joined: tuple[str, ...] = ()
+    attempt_log: tuple[Mapping[str, Any], ...] = field(default=())
+
+    @classmethod
+    def from_record(cls, data: Mapping[str, Any]) -> StatusRecord:
+        """Build from a stop record as the scripts store it."""
+        state = State(data["state"])
+        return cls(
+            call_uuid=data["call_uuid"],
+            url=data.get("url"),
+            state=state,
+            task_id=data["task_id"],
+            attempts=int(data.get("attempts", 0)),
+            auth_id=data.get("auth_id"),
+            request_id=data.get("request_id"),
+            last_http_status=data.get("last_http_status"),
+            last_error=data.get("last_error") or None,
+            enqueued_at=data.get("enqueued_at"),
+            due_at=data.get("due_at"),
+            first_attempt_at=data.get("first_attempt_at"),
+            last_attempt_at=data.get("last_attempt_at"),
+            finished_at=data.get("finished_at"),
+            not_after=data.get("not_after"),
+            dead_reason=data.get("dead_reason") if state is State.DEAD else None,
+            dlq_id=data.get("dlq_id"),
+            settled_by=data.get("settled_by"),
+            urgent=bool(data.get("urgent")),
+            joined=tuple(data.get("joined") or ()),
+            attempt_log=attempt_log(data.get("log")),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view with ISO-8601 times."""
+        out = asdict(self)
+        out["state"] = str(self.state)
+        out["attempt_log"] = list(self.attempt_log)
+        for name in TIME_FIELDS:
+            out[name] = iso(getattr(self, name))
+        return out

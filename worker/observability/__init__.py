@@ -1,0 +1,1 @@
+"""What an operator reads: structured logs, Prometheus metrics, health checks, the backlog's age."""

@@ -1,0 +1,70 @@
+"""The scheduler: publishes stops whose time has come (delayed stops, retries and watchdogs alike).
+
+Nothing waits in a worker's memory or in kombu's ETA machinery: a stop that must wait sits in the
+``recstop:schedule`` sorted set, and every worker runs this loop, which leases due entries
+atomically and publishes them as ordinary task messages. A worker that dies mid-publish leaves a
+lease that expires, and another worker publishes the stop then.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import structlog
+from redis.exceptions import RedisError
+
+from recstop.worker.state.store import CLAIM_BATCH, StopStore
+
+log = structlog.get_logger("recstop.scheduler")
+
+
+class Scheduler:
+    """Leases due stops and publishes them; ``run_once`` is the whole algorithm."""
+
+    def __init__(self, store: StopStore, *, poll_s: float, on_tick: Callable[[], None] | None = None) -> None:
+        self.store = store
+        self.poll_s = poll_s
+        self.on_tick = on_tick
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def run_once(self) -> tuple[int, float | None]:
+        """Publish every due stop; return how many, and seconds until the next one is due."""
+        leases, wait_s = self.store.claim_due()
+        published = 0
+        for item in self.store.publish_due(leases):
+            if item.republished:
+                log.warning("stop_republished", task_id=item.task_id, key=item.member, times=item.republished)
+            published += item.published
+        if published:
+            log.debug("scheduler_published", count=published)
+        return published, (0.0 if len(leases) >= CLAIM_BATCH else wait_s)
+
+    def _loop(self) -> None:
+        failures = 0
+        while not self._stop.is_set():
+            try:
+                if self.on_tick is not None:
+                    self.on_tick()
+                _, wait_s = self.run_once()
+                failures = 0
+            except RedisError as exc:
+                failures += 1
+                log.warning("scheduler_redis_error", error=type(exc).__name__, failures=failures)
+                wait_s = min(5.0, self.poll_s * 2**failures)
+            sleep_s = self.poll_s if wait_s is None else min(self.poll_s, wait_s)
+            self._stop.wait(max(sleep_s, 0.005))
+
+    def start(self) -> None:
+        """Run the loop in a daemon thread."""
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="recstop-scheduler", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Stop the loop and wait for it."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            self._thread = None

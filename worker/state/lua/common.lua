@@ -1,0 +1,208 @@
+-- Shared helpers, prepended to every recstop script (worker/scripts.py).
+-- Every script takes its keys in KEYS (worker/keys.py builds them) and its arguments as one JSON
+-- object in ARGV[1] (absent fields are nil; Python never sends null), and answers JSON.
+
+-- Redis' clock, in seconds.
+local function now_s()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+
+-- Redis' clock to the millisecond: what every stop record and dead letter stores.
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) + math.floor(tonumber(t[2]) / 1000) / 1000
+end
+
+local function fmt(x)
+  return string.format('%.3f', x)
+end
+
+-- worker/outcome.py State: the states in which a stop is still going to be attempted.
+local PENDING = {scheduled = true, queued = true, retrying = true}
+local SUCCEEDED = {stopped = true, already_stopped = true}
+
+local function pending(state)
+  return state ~= nil and PENDING[state] == true
+end
+
+-- A call's stop records (worker/keys.py call_key): target -> record.
+local function load_call(key)
+  local raw = redis.call('GET', key)
+  if not raw then return {} end
+  return cjson.decode(raw)
+end
+
+-- Write a call's records back; a record whose keep_until passed is dropped, and the key expires
+-- with its last record.
+local function save_call(key, call, now)
+  local last = nil
+  for target, r in pairs(call) do
+    if r.keep_until ~= nil and r.keep_until < now then
+      call[target] = nil
+    else
+      last = math.max(last or now, r.keep_until or now)
+    end
+  end
+  if last == nil then
+    redis.call('DEL', key)
+    return
+  end
+  redis.call('SET', key, cjson.encode(call), 'EX', math.max(1, math.ceil(last - now)))
+end
+
+-- A finished run, remembered so that its message delivered again never calls the API twice.
+local DONE_KEPT = 16
+local function remember(r, task_id, state)
+  local done = r.done or {}
+  table.insert(done, {task_id, state})
+  while #done > DONE_KEPT do table.remove(done, 1) end
+  r.done = done
+end
+
+local function finished_before(r, task_id)
+  for _, d in ipairs(r.done or {}) do
+    if d[1] == task_id then return true end
+  end
+  return false
+end
+
+-- A new run of a stop (fields: task_id, call_uuid, url, auth_id, request_id, dlq_id): it keeps the
+-- previous run's finished task ids, its dead letter (removed once this run succeeds) and a lock
+-- still held by a worker calling the API for the previous run.
+local function new_run(prev, f, now)
+  local r = {call_uuid = f.call_uuid, url = f.url, auth_id = f.auth_id, request_id = f.request_id,
+    task_id = f.task_id, attempts = 0, enqueued_at = now, dlq_id = f.dlq_id}
+  if prev ~= nil then
+    r.done = prev.done
+    if prev.task_id ~= nil then remember(r, prev.task_id, prev.state) end
+    r.dlq_id = r.dlq_id or prev.dlq_id
+    if prev.lock_until ~= nil and prev.lock_until > now then
+      r.lock, r.lock_until, r.lock_consumer = prev.lock, prev.lock_until, prev.lock_consumer
+    end
+  end
+  return r
+end
+
+-- Publish a Celery task event (worker/events.py): kombu's envelope on the celeryev fanout channel,
+-- its JSON body unencoded (no body_encoding: kombu reads it as it is).
+-- origin: {hostname, pid}; fields: the event's own (uuid ...).
+local function publish_event(channel, event_type, fields, origin, now)
+  fields.type, fields.hostname, fields.pid = event_type, origin.hostname, origin.pid
+  fields.utcoffset, fields.clock, fields.timestamp = 0, 0, now
+  local routing_key = string.gsub(event_type, '-', '.')
+  redis.call('PUBLISH', channel, cjson.encode({
+    body = cjson.encode(fields), ['content-encoding'] = 'utf-8', ['content-type'] = 'application/json',
+    headers = {hostname = origin.hostname},
+    properties = {delivery_mode = 1, priority = 0, delivery_tag = fields.uuid .. ':' .. event_type,
+      delivery_info = {exchange = 'celeryev', routing_key = routing_key}}}))
+end
+
+-- Arm the stop's watchdog: if nothing settles the stop before then, the scheduler publishes it
+-- again. It catches a message lost between Redis and a worker (kombu pops it before recording it
+-- as unacked, so a worker killed in between takes it along). Each firing doubles the next wait.
+local function watch(schedule, member, r, now, watchdog_s)
+  local at = fmt(now + watchdog_s * 2 ^ math.min(r.republished or 0, 5))
+  redis.call('ZADD', schedule, at, member)
+  r.watch_at = at
+end
+
+-- Delete hash fields in chunks (unpack is bounded by Lua's stack).
+local function hdel_all(key, fields)
+  for i = 1, #fields, 1000 do
+    redis.call('HDEL', key, unpack(fields, i, math.min(i + 999, #fields)))
+  end
+end
+
+-- Add one dead letter and keep the store within its count and age bounds.
+local function dlq_add(index, entries, id, entry, now, max_entries, max_age_s)
+  redis.call('HSET', entries, id, cjson.encode(entry))
+  -- Scored to the microsecond, so that the index keeps the order dead letters came in.
+  redis.call('ZADD', index, string.format('%.6f', now_s()), id)
+  local cutoff = '(' .. fmt(now - max_age_s)
+  local old = redis.call('ZRANGE', index, '-inf', cutoff, 'BYSCORE')
+  if #old > 0 then
+    hdel_all(entries, old)
+    redis.call('ZREMRANGEBYSCORE', index, '-inf', cutoff)
+  end
+  local extra = redis.call('ZCARD', index) - max_entries
+  if extra > 0 then
+    hdel_all(entries, redis.call('ZRANGE', index, 0, extra - 1))
+    redis.call('ZREMRANGEBYRANK', index, 0, extra - 1)
+  end
+end
+
+-- The task index (worker/keys.py task_key): task id -> the stop's schedule member, kept as long
+-- as the run's record, so that a revoke by task id finds its stop.
+local function index_task(key, member, r, now)
+  if key ~= nil then
+    redis.call('SET', key, member, 'EX', math.max(1, math.ceil((r.keep_until or now + 1) - now)))
+  end
+end
+
+-- A message of another task id that joined this pending run (it makes no DELETE of its own): kept
+-- (the last JOINED_KEPT), so that its result is written with the run's, and indexed, so that a
+-- revoke of it is answered truthfully.
+local JOINED_KEPT = 16
+local function join(r, task_id, index_key, member, now)
+  if task_id == nil or task_id == r.task_id then return end
+  local joined = r.joined or {}
+  for _, id in ipairs(joined) do
+    if id == task_id then return end
+  end
+  table.insert(joined, task_id)
+  while #joined > JOINED_KEPT do table.remove(joined, 1) end
+  r.joined = joined
+  index_task(index_key, member, r, now)
+end
+
+-- A task's result as Celery's Redis result backend keeps it (worker/results.py), so that
+-- AsyncResult.state and .get() say what the stop's record says: SET with its lifetime, and
+-- PUBLISHed on the key's own channel, where a waiting .get() listens. R: {expires_s, date_done};
+-- no result is written when expires_s is 0 (results off) or the key is absent.
+local function store_result(key, R, task_id, status, result)
+  if key == nil or R == nil or (R.expires_s or 0) <= 0 then return end
+  local meta = cjson.encode({status = status, result = result, traceback = cjson.null,
+    children = {}, date_done = R.date_done, task_id = task_id})
+  redis.call('SET', key, meta, 'EX', R.expires_s)
+  redis.call('PUBLISH', key, meta)
+end
+
+-- The Celery result of a finished or waiting run (worker/results.py documents the mapping).
+local function exc(exc_type, module, message)
+  return {exc_type = exc_type, exc_module = module, exc_message = message}
+end
+local function result_of(r, state, detail, attempt, http_status)
+  if SUCCEEDED[state] then
+    return 'SUCCESS', {state = state, detail = detail or '', attempt = attempt or cjson.null,
+      http_status = http_status or cjson.null}
+  elseif state == 'dead' then
+    return 'FAILURE', exc('StopDead', 'recstop.worker.model.errors', {detail or r.dead_reason or 'dead', r.last_error or ''})
+  elseif state == 'cancelled' then
+    return 'REVOKED', exc('TaskRevokedError', 'celery.exceptions', {'cancelled'})
+  elseif state == 'retrying' then
+    return 'RETRY', exc('Retry', 'celery.exceptions', {'next attempt at ' .. fmt(r.due_at)})
+  end
+  return nil, nil
+end
+
+-- The audit outbox (worker/keys.py AUDIT_STREAM; worker/audit/event.py reads it): each event of a
+-- stop's life is appended by the script that makes it happen, so the trail can neither miss what
+-- happened nor record what did not. Never a token (the scripts never see one). Bounded: past
+-- AU.max entries (no sink draining it) the oldest go, counted in metrics 'audit:dropped'.
+-- AU: {max, origin}; max 0 turns the outbox off. e: the event's own fields.
+local function audit(stream, metrics, AU, name, r, target, now, e)
+  if stream == nil or AU == nil or (AU.max or 0) <= 0 then return end
+  e = e or {}
+  e.event, e.at, e.target = name, now, target
+  if r ~= nil then
+    e.call_uuid = e.call_uuid or string.lower(r.call_uuid or '')
+    e.url, e.auth_id, e.request_id = e.url or r.url, e.auth_id or r.auth_id, e.request_id or r.request_id
+    e.task_id = e.task_id or r.task_id
+    if r.urgent then e.urgent = true end
+  end
+  redis.call('XADD', stream, '*', 'e', cjson.encode(e))
+  if redis.call('XLEN', stream) > AU.max then
+    redis.call('HINCRBY', metrics, 'audit:dropped', redis.call('XTRIM', stream, 'MAXLEN', AU.max))
+  end
+end

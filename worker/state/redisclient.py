@@ -1,0 +1,196 @@
+"""Connections to Redis, in one place: the client factory (TLS, Sentinel) and replica ``WAIT``.
+
+Every recstop process reaches Redis through :func:`redis_client` (its own keys, strings decoded);
+Celery's broker connection gets the same TLS and Sentinel options through
+:func:`sentinel_transport_options` and ``RedisSettings.tls_options``. A write that must survive a
+failover is followed by :func:`wait_for_replicas` on the same connection. When Redis cannot be
+reached, :func:`redis_unavailable` says which Redis and why, passwords masked.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+from typing import Any, Final
+from urllib.parse import unquote, urlsplit
+
+from redis import Redis
+from redis.client import Pipeline
+from redis.exceptions import (
+    AuthenticationError,
+    BusyLoadingError,
+    InvalidResponse,
+    ReadOnlyError,
+)
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.sentinel import MasterNotFoundError, Sentinel
+
+from recstop.worker.config.settings import RedisSettings
+from recstop.worker.model.redaction import Redactor
+
+#: Seconds between PINGs on an idle pooled connection (finds a dead server before a command does).
+HEALTH_CHECK_INTERVAL_S: Final = 10
+
+
+class ReplicaShortfall(Exception):  # noqa: N818 - reads as the condition it reports
+    """Fewer replicas than required acknowledged a write within the timeout."""
+
+    def __init__(self, acked: int, required: int, timeout_ms: int) -> None:
+        super().__init__(f"held by {acked} replica(s) after {timeout_ms} ms, {required} required")
+        self.acked = acked
+        self.required = required
+
+
+def redis_client(settings: RedisSettings, *, decode: bool = True) -> Redis:
+    """A Redis client for recstop's own keys (strings decoded), from explicit settings (TLS included).
+
+    With a ``sentinel://`` URL it is the current master's client, found through the sentinels: after
+    a failover its next connection goes to the new master. ``decode=False`` answers bytes (the audit
+    sink reads stream entries that may hold anything).
+    """
+    if settings.sentinel:
+        return _sentinel_master_client(settings, decode=decode)
+    return Redis.from_url(
+        settings.url,
+        decode_responses=decode,
+        socket_timeout=settings.socket_timeout_s,
+        socket_connect_timeout=settings.socket_timeout_s,
+        health_check_interval=HEALTH_CHECK_INTERVAL_S,
+        retry_on_timeout=False,
+        **(settings.tls_options() or {}),
+    )
+
+
+def sentinel_kwargs(settings: RedisSettings) -> dict[str, Any]:
+    """How to talk to the sentinels themselves: timeouts and their own password."""
+    options: dict[str, Any] = {
+        "socket_timeout": settings.socket_timeout_s,
+        "socket_connect_timeout": settings.socket_timeout_s,
+    }
+    if settings.sentinel_password:
+        options["password"] = settings.sentinel_password
+    return options
+
+
+def sentinel_transport_options(settings: RedisSettings) -> dict[str, Any]:
+    """Kombu's Sentinel transport options (master name, sentinels' password); empty without Sentinel."""
+    if not settings.sentinel:
+        return {}
+    return {"master_name": settings.sentinel_master, "sentinel_kwargs": sentinel_kwargs(settings)}
+
+
+def _sentinel_master_client(settings: RedisSettings, *, decode: bool) -> Redis:
+    first = urlsplit(settings.url.split(";", 1)[0])
+    # redis-py types these calls from 8.2 on; the ignore covers the versions before (pyproject's range).
+    sentinel = Sentinel(  # type: ignore[no-untyped-call, unused-ignore]
+        settings.sentinels(),
+        sentinel_kwargs=sentinel_kwargs(settings),
+        socket_timeout=settings.socket_timeout_s,
+        socket_connect_timeout=settings.socket_timeout_s,
+    )
+    client: Redis = sentinel.master_for(  # type: ignore[no-untyped-call, unused-ignore]
+        settings.sentinel_master or "",
+        redis_class=Redis,
+        db=settings.sentinel_db(),
+        username=unquote(first.username) if first.username else None,
+        password=unquote(first.password) if first.password else None,
+        decode_responses=decode,
+        health_check_interval=HEALTH_CHECK_INTERVAL_S,
+        retry_on_timeout=False,
+    )
+    return client
+
+
+def queue_wait(pipe: Pipeline, settings: RedisSettings) -> bool:
+    """Append ``WAIT`` to a pipeline when replicas are required; whether it was appended.
+
+    ``WAIT`` counts the replicas that acknowledged every earlier write of the same connection, so
+    it must follow the writes in the same pipeline. Check the reply with :func:`check_wait`.
+    """
+    if settings.wait_replicas <= 0:
+        return False
+    pipe.execute_command("WAIT", settings.wait_replicas, settings.wait_timeout_ms)  # type: ignore[no-untyped-call]
+    return True
+
+
+def check_wait(acked: object, settings: RedisSettings) -> None:
+    """Raise :class:`ReplicaShortfall` when ``WAIT`` answered fewer replicas than required."""
+    count = int(acked)  # type: ignore[call-overload]
+    if count < settings.wait_replicas:
+        raise ReplicaShortfall(count, settings.wait_replicas, settings.wait_timeout_ms)
+
+
+def redis_problem(exc: BaseException) -> str:
+    """Why a Redis call failed, in words: refused, timed out, authentication, TLS, unknown host ...
+
+    Looks at the exception and what caused it (redis-py keeps the socket's error as the context);
+    anything else is named by its class and text. The text may hold a password: see
+    :func:`redis_unavailable`, which masks it.
+    """
+    chain = _chain(exc)
+    text = " ".join(str(link) for link in chain).lower()
+    for kinds, needles, reason in _PROBLEMS:
+        if any(isinstance(link, kinds) for link in chain) or any(n in text for n in needles):
+            return reason if reason != _TLS else f"TLS failed: {exc}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def redis_unavailable(settings: RedisSettings, exc: BaseException) -> str:
+    """``Redis at <URL, passwords masked>: <why>``; passwords are masked in the reason too."""
+    reason = Redactor(settings.secrets()).text(redis_problem(exc))
+    return f"Redis at {settings.safe_url}: {reason}"
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """The exception, then its causes and contexts."""
+    chain: list[BaseException] = []
+    link: BaseException | None = exc
+    while link is not None and link not in chain:
+        chain.append(link)
+        link = link.__cause__ or link.__context__
+    return chain
+
+
+_TLS: Final = "TLS"
+#: (exception classes, lower-case text fragments, reason): the first that matches names the problem.
+_PROBLEMS: Final[tuple[tuple[tuple[type[BaseException], ...], tuple[str, ...], str], ...]] = (
+    (
+        (AuthenticationError,),
+        ("noauth", "wrongpass", "invalid username-password", "invalid password"),
+        "authentication failed: wrong or missing user/password in RECSTOP_BROKER_URL",
+    ),
+    ((ssl.SSLError,), ("ssl", "certificate"), _TLS),
+    (
+        (ConnectionRefusedError,),
+        ("connection refused",),
+        "connection refused: nothing listens there (is redis-server running? is RECSTOP_BROKER_URL right?)",
+    ),
+    (
+        (socket.gaierror,),
+        ("name or service not known", "nodename nor servname", "name resolution"),
+        "unknown host: the host name in RECSTOP_BROKER_URL does not resolve",
+    ),
+    (
+        (RedisTimeoutError, TimeoutError),
+        ("timed out", "timeout"),
+        "timed out: no answer within RECSTOP_REDIS_SOCKET_TIMEOUT_S",
+    ),
+    ((BusyLoadingError,), ("loading",), "Redis is loading its data set into memory; try again shortly"),
+    ((ReadOnlyError,), ("readonly",), "a read-only replica: point RECSTOP_BROKER_URL at the master"),
+    (
+        (MasterNotFoundError,),
+        ("no master found",),
+        "the sentinels name no master for RECSTOP_REDIS_SENTINEL_MASTER",
+    ),
+    ((), ("oom command not allowed",), "Redis is out of memory (maxmemory reached under noeviction)"),
+    (
+        (InvalidResponse,),
+        ("protocol error",),
+        "the server there does not speak the Redis protocol (wrong port? TLS needs rediss://)",
+    ),
+    (
+        (ConnectionResetError,),
+        ("connection reset", "closed by server", "connection closed"),
+        "the server closed the connection (does it require TLS? maxclients reached?)",
+    ),
+)

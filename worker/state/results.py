@@ -1,0 +1,80 @@
+"""Celery results of stops, in Celery's own Redis result-backend format, written by recstop's scripts.
+
+A Celery client whose ``result_backend`` is the broker's Redis URL reads a stop's outcome with
+``AsyncResult(task_id).state`` and ``.get()``. The record (``celery-task-meta-<task_id>``) is
+written by the same script that records the stop's state, so the two never disagree:
+
+=====================  ==========  =========================================================
+recstop state          Celery      ``.get()``
+=====================  ==========  =========================================================
+scheduled, queued      PENDING     waits (no record yet: Celery's own PENDING)
+retrying               RETRY       waits; ``.result`` is a ``Retry`` naming the next attempt
+stopped,               SUCCESS     returns ``{state, detail, attempt, http_status}``
+already_stopped
+dead                   FAILURE     raises ``StopDead`` (``worker.errors``; a client without
+                                   recstop installed gets an exception class of that name)
+                                   whose text is the dead reason and the API's error text
+cancelled              REVOKED     raises ``celery.exceptions.TaskRevokedError``
+=====================  ==========  =========================================================
+
+A record lives ``Retention.result_s`` (``RECSTOP_RESULT_EXPIRES_S``, one day, Celery's own
+``result_expires`` default); 0 writes none. The worker itself never reads results.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from redis import Redis
+
+from recstop.worker.state import keys
+
+
+def results_args(expires_s: int) -> dict[str, Any]:
+    """The ``results`` argument of the scripts that write results: lifetime and completion time."""
+    return {"expires_s": expires_s, "date_done": datetime.now(UTC).isoformat()}
+
+
+def meta(task_id: str, status: str, result: object) -> str:
+    """The record Celery's Redis result backend keeps for a task (what the scripts write too)."""
+    return json.dumps(
+        {
+            "status": status,
+            "result": result,
+            "traceback": None,
+            "children": [],
+            "date_done": datetime.now(UTC).isoformat(),
+            "task_id": task_id,
+        },
+        separators=(",", ":"),
+    )
+
+
+def store_copies(client: Redis, task_ids: Iterable[str], status: str, result: object, expires_s: int) -> None:
+    """Write one result for several task ids: messages that joined a run, or stops a stop-all settled.
+
+    Their keys are known only once the script that decided it has run, so they are written right
+    after it (a crash in between leaves them PENDING, never wrong).
+    """
+    ids = [task_id for task_id in task_ids if task_id]
+    if not ids or expires_s <= 0:
+        return
+    with client.pipeline(transaction=False) as pipe:
+        for task_id in ids:
+            record = meta(task_id, status, result)
+            pipe.set(keys.result_key(task_id), record, ex=expires_s)
+            pipe.publish(keys.result_key(task_id), record)
+        pipe.execute()
+
+
+def settled_result(settled_by: str) -> dict[str, Any]:
+    """The result of a single-recording stop settled by a stop-all (no DELETE of its own)."""
+    return {
+        "state": "already_stopped",
+        "detail": f"settled by stop-all {settled_by}",
+        "attempt": None,
+        "http_status": None,
+    }

@@ -1,0 +1,93 @@
+"""Celery task events that recstop's scripts publish themselves, so Flower sees every stop.
+
+A worker sends a task's own events (received, started, succeeded, failed, retried, rejected).
+The moments no worker sees are published by the script that makes them happen, in the same
+atomic step: ``task-sent`` when a stop is accepted or published again (with its ETA when it is
+delayed), ``task-revoked`` when it is cancelled. Each is the message Celery's own
+``EventDispatcher`` would publish (kombu's envelope, JSON, on the ``celeryev`` fanout exchange:
+the Redis channel ``/<db>.celeryev/<routing key>``), so Flower, ``celery events`` and any event
+consumer read them as they read a worker's. ``task-sent`` is built here (the producer knows the
+new run's task id); ``task-revoked`` by the script, which alone knows which run it cancelled.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import socket
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+from recstop.worker.model.ids import new_id
+from recstop.worker.state.keys import TASK_NAME
+
+EXCHANGE: Final = "celeryev"
+#: The node name events from producers and schedulers carry (a worker's own carry its node name).
+HOSTNAME: Final = f"recstop@{socket.gethostname()}"
+
+
+def channel(broker_url: str, event_type: str) -> str:
+    """The Redis PUB/SUB channel kombu's fanout exchange uses for ``event_type`` (``task-sent``)."""
+    first = broker_url.split(";", 1)[0]
+    path = urlsplit(first).path.strip("/") or "0"
+    db = path if path.isdigit() else "0"
+    return f"/{db}.{EXCHANGE}/{event_type.replace('-', '.')}"
+
+
+def event_message(event_type: str, fields: Mapping[str, Any], *, hostname: str = HOSTNAME) -> str:
+    """The kombu envelope of one Celery event, as JSON text."""
+    body = {
+        "hostname": hostname,
+        "utcoffset": 0.0,
+        "pid": os.getpid(),
+        "clock": 0,
+        **fields,
+        "timestamp": time.time(),
+        "type": event_type,
+    }
+    envelope = {
+        "body": base64.b64encode(json.dumps(body, default=str).encode()).decode("ascii"),
+        "content-encoding": "utf-8",
+        "content-type": "application/json",
+        "headers": {"hostname": hostname},
+        "properties": {
+            "delivery_mode": 1,
+            "delivery_info": {"exchange": EXCHANGE, "routing_key": event_type.replace("-", ".")},
+            "priority": 0,
+            "body_encoding": "base64",
+            "delivery_tag": new_id(),
+        },
+    }
+    return json.dumps(envelope, separators=(",", ":"))
+
+
+def task_sent(
+    task_id: str, kwargs: Mapping[str, Any], *, queue: str, retries: int = 0, eta: float | None = None
+) -> str:
+    """``task-sent``: a stop accepted (or published again), with its ETA when it waits."""
+    return event_message(
+        "task-sent",
+        {
+            "uuid": task_id,
+            "name": TASK_NAME,
+            "args": "()",
+            "kwargs": repr(dict(kwargs)),
+            "retries": retries,
+            "eta": None if eta is None else datetime.fromtimestamp(eta, UTC).isoformat(),
+            "expires": None,
+            "queue": queue,
+            "exchange": "",
+            "routing_key": queue,
+            "root_id": task_id,
+            "parent_id": None,
+        },
+    )
+
+
+def origin() -> dict[str, Any]:
+    """Who publishes an event a script builds (``lua/common.lua`` ``publish_event``)."""
+    return {"hostname": HOSTNAME, "pid": os.getpid()}
