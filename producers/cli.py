@@ -27,7 +27,7 @@ from recstop.worker.model.errors import (
     RecstopError,
 )
 from recstop.worker.model.status import StatusRecord, iso
-from recstop.worker.model.vocabulary import State
+from recstop.worker.model.vocabulary import Origin, State
 from recstop.worker.state.redisclient import redis_client, redis_unavailable
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = exitcodes.OK, exitcodes.FAILURE, exitcodes.USAGE
@@ -370,7 +370,7 @@ def run(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: Te
         stderr.write(f"recstop: error: {exc}\n")
         return EXIT_USAGE
     try:
-        with Producer(settings, redis_client(settings.redis), origin="cli") as producer:
+        with Producer(settings, redis_client(settings.redis), origin=Origin.CLI) as producer:
             return COMMANDS[args.command](producer, args, stdout)
     except (InvalidStopRequest, ConfigError) as exc:
         stderr.write(f"recstop: error: {exc}\n")

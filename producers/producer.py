@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final, Self
+from typing import Final, Self
 
 import structlog
 from redis import Redis
@@ -29,9 +29,11 @@ from recstop.worker.model.validation import (
     validate_stop,
     validate_url,
 )
+from recstop.worker.model.vocabulary import NotFound, Origin, State
 from recstop.worker.state.deadletters import DeadLetter, DeadLetters
+from recstop.worker.state.enqueue import Enqueued, NewStop, PreparedEnqueue, Refused, accepted
 from recstop.worker.state.redisclient import ReplicaShortfall, redis_client, redis_unavailable
-from recstop.worker.state.store import Enqueued, NewStop, PreparedEnqueue, StopStore, parse_enqueued
+from recstop.worker.state.store import StopStore
 
 log = structlog.get_logger("recstop.producer")
 
@@ -47,7 +49,7 @@ class StopHandle:
 
     task_id: str
     deduplicated: bool
-    state: str
+    state: State
     call_uuid: str
     url: str | None
 
@@ -65,9 +67,9 @@ class StopSpec:
 
 @dataclass(frozen=True)
 class CancelResult:
-    """What ``cancel`` found and did."""
+    """What ``cancel`` found and did: the stop's state afterwards (``NotFound.MISSING``: no such stop)."""
 
-    state: str
+    state: State | NotFound
     cancelled: bool
 
 
@@ -88,19 +90,12 @@ class Producer:
     no Celery app is needed to publish.
     """
 
-    def __init__(self, settings: Settings, redis: Redis, *, origin: str = "python") -> None:
+    def __init__(self, settings: Settings, redis: Redis, *, origin: Origin = Origin.PYTHON) -> None:
         """``origin`` names this producer in the audit trail (``python``; the CLI says ``cli``)."""
         self.settings = settings
         self.redis = redis
         self.origin = origin
-        self.store = StopStore(
-            redis,
-            settings.retry,
-            settings.retention,
-            watchdog_s=settings.watchdog_s,
-            redis_settings=settings.redis,
-            audit_max=settings.audit.stream_max,
-        )
+        self.store = StopStore.for_settings(redis, settings)
         self.dead_letters = DeadLetters(redis, settings.retention)
 
     @classmethod
@@ -161,13 +156,13 @@ class Producer:
         handles: list[StopHandle] = []
         # One chunk in flight while the next is prepared: Redis runs one while Python builds the other.
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="recstop-bulk") as sender:
-            pending: Future[list[Any]] | None = None
+            pending: Future[list[Enqueued | Refused]] | None = None
             sent: list[StopRequest] = []
             for chunk in [*chunks, None]:
                 call = (
                     None
                     if chunk is None
-                    else self.store.prepare_enqueue(
+                    else self.store.enqueues.prepare(
                         [NewStop(r, new_id()) for r in chunk], urgent=urgent, origin=self.origin
                     )
                 )
@@ -181,17 +176,19 @@ class Producer:
         return handles
 
     @staticmethod
-    def _collect(sent: list[StopRequest], pending: Future[list[Any]], what: str) -> list[StopHandle]:
+    def _collect(
+        sent: list[StopRequest], pending: Future[list[Enqueued | Refused]], what: str
+    ) -> list[StopHandle]:
         try:
             replies = pending.result()
         except BrokerUnavailableError as exc:
             raise BrokerUnavailableError(f"{what}: {exc}") from None
-        return [_handle(request, parse_enqueued(reply)) for request, reply in zip(sent, replies, strict=True)]
+        return [_handle(request, accepted(reply)) for request, reply in zip(sent, replies, strict=True)]
 
-    def _run_enqueue(self, call: PreparedEnqueue, what: str = "could not store") -> list[Any]:
+    def _run_enqueue(self, call: PreparedEnqueue, what: str = "could not store") -> list[Enqueued | Refused]:
         """Run one prepared enqueue (atomic, one round trip; WAIT for replicas if asked)."""
         try:
-            return self.store.run_enqueue(call)
+            return self.store.enqueues.run(call)
         except RedisError as exc:
             raise self._unavailable(what, exc) from None
         except ReplicaShortfall as exc:
@@ -230,17 +227,19 @@ class Producer:
         """Record the stop and, when it is due now, push its message: one atomic script call."""
         stop = NewStop(request, new_id(), delay_s=delay_s, at_epoch=at_epoch, dlq_id=dlq_id)
         (reply,) = self._run_enqueue(
-            self.store.prepare_enqueue([stop], urgent=urgent, origin="replay" if dlq_id else self.origin),
+            self.store.enqueues.prepare(
+                [stop], urgent=urgent, origin=Origin.REPLAY if dlq_id else self.origin
+            ),
             "could not store the stop",
         )
-        return _handle(request, parse_enqueued(reply))
+        return _handle(request, accepted(reply))
 
     def cancel(self, call_uuid: str, url: str | None = None) -> CancelResult:
         """Cancel a pending or scheduled stop (state ``cancelled``); no effect once it ran."""
         validate_call_uuid(call_uuid)
         validate_url(url)
         try:
-            state, changed = self.store.cancel(call_uuid, url)
+            state, changed = self.store.cancels.cancel(call_uuid, url)
         except RedisError as exc:
             raise self._unavailable("could not cancel", exc) from None
         return CancelResult(state, changed)

@@ -13,9 +13,11 @@ from bench.stack import BenchStack
 from bench.stats import CommandLog, RedisOps
 from recstop.worker.model.ids import new_id
 from recstop.worker.model.validation import StopRequest
-from recstop.worker.model.vocabulary import Outcome
+from recstop.worker.model.vocabulary import Origin, Outcome
+from recstop.worker.state.attempts import AttemptRecord
+from recstop.worker.state.enqueue import NewStop, accepted
 from recstop.worker.state.keys import AUDIT_STREAM, QUEUE, call_key, result_key, task_key
-from recstop.worker.state.store import NewStop, StopStore
+from recstop.worker.state.store import StopStore
 
 NAME = "7 scale-out"
 #: Stops per enqueue script call while filling Redis for the memory figure.
@@ -134,31 +136,31 @@ def bytes_per_stop(count: int) -> dict[str, float]:
     with BenchStack("memory") as stack:
         client = stack.client()
         settings = stack.producer().settings
-        store = StopStore(client, settings.retry, settings.retention, watchdog_s=settings.watchdog_s)
+        store = StopStore.for_settings(client, settings)
         before = _memory(client)
         requests = [StopRequest(call, auth_id=stack.env["VOBIZ_AUTH_ID"]) for call in call_uuids(count)]
         for start in range(0, count, CHUNK):
             chunk = requests[start : start + CHUNK]
             stops = [NewStop(r, new_id()) for r in chunk]
-            replies = store.run_enqueue(store.prepare_enqueue(stops))
+            replies = store.enqueues.run(store.enqueues.prepare(stops, urgent=False, origin=Origin.PYTHON))
             client.delete(QUEUE)
             for request, reply in zip(chunk, replies, strict=True):
-                task_id = reply["task_id"]
-                store.begin(request, task_id, lock_token=f"{task_id}:bench", lock_ttl_ms=30_000)
-                attempt = {"attempt": 1, "at": time.time(), "outcome": "stopped", "http_status": 204}
-                store.finish(
+                task_id = accepted(reply).task_id
+                store.attempts.begin(request, task_id, lock_token=f"{task_id}:bench", lock_ttl_ms=30_000)
+                attempt = {"attempt": 1, "at": time.time(), "outcome": Outcome.STOPPED, "http_status": 204}
+                store.attempts.finish(
                     request,
                     task_id,
                     lock_token=f"{task_id}:bench",
                     outcome=Outcome.STOPPED,
-                    attempt={**attempt, "duration_ms": 101.3},
-                    http_status=204,
-                    started_at=time.time(),
+                    record=AttemptRecord(
+                        {**attempt, "duration_ms": 101.3}, http_status=204, started_at=time.time()
+                    ),
                 )
         outbox = int(client.memory_usage(AUDIT_STREAM) or 0)
         client.delete(AUDIT_STREAM)  # what the sink's trim does once it has committed them
         after = _memory(client)
-        task_id = replies[-1]["task_id"]
+        task_id = accepted(replies[-1]).task_id
         sizes = {
             "record_bytes": client.memory_usage(call_key(requests[-1].call_uuid)) or 0,
             "index_bytes": client.memory_usage(task_key(task_id)) or 0,

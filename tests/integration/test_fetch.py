@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from recstop.worker.state import keys
-from recstop.worker.state.inflight import Heartbeat, Inflight, inflight_messages
+from recstop.worker.state.inflight import FETCH, Heartbeat, Inflight, inflight_messages
 
 pytestmark = pytest.mark.integration
 
@@ -23,7 +23,7 @@ def client(redis_server):
 def consumer(client, name, timeout_s=5.0):
     """One consumer's protocol on ``client`` (its fetch script loaded, as the transport does)."""
     inflight = Inflight(client, name, timeout_s=timeout_s)
-    inflight.scripts.load("fetch")
+    inflight.scripts.load(FETCH)
     return inflight
 
 

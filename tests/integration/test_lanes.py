@@ -67,7 +67,7 @@ def test_delayed_urgent_stop_goes_to_the_urgent_lane_when_due(producer):
     call_uuid = str(uuid.uuid4())
     assert producer.stop_recording(call_uuid, urgent=True, delay=0.3).state == "scheduled"
     assert producer.status(call_uuid).urgent is True
-    scheduler = Scheduler(producer.store, poll_s=0.05)
+    scheduler = Scheduler(producer.store.schedule, poll_s=0.05)
     wait_for(lambda: scheduler.run_once()[0] == 1, timeout_s=10, what="the stop to be due and published")
     assert (producer.redis.llen("recstop.urgent"), producer.redis.llen("recstop")) == (1, 0)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import subprocess
 import sys
 import uuid
@@ -13,7 +12,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 from support import ROOT, free_port, in_flight, terminate, wait_for
 
-from recstop.worker.observability.metrics import LATENCY_BUCKETS
+from recstop.worker.state.keys import LATENCY_BUCKETS
 
 pytestmark = pytest.mark.integration
 
@@ -170,14 +169,6 @@ def test_exporter_reports_redis_down_instead_of_failing(exporter, redis_server):
     m = scrape(url)
     assert value(m, "recstop_redis_up") == 0
     assert {k[0] for k in m} == {"recstop_redis_up"}
-
-
-def test_latency_buckets_match_finish_lua():
-    """finish.lua counts into the same latency buckets the exporter exposes."""
-    lua = (ROOT / "worker" / "state" / "lua" / "finish.lua").read_text(encoding="utf-8")
-    found = re.search(r"local BUCKETS = \{([^}]*)\}", lua)
-    assert found is not None
-    assert [float(b.strip(" '")) for b in found.group(1).split(",")] == list(LATENCY_BUCKETS)
 
 
 def test_stop_all_settling_is_counted(producer, start_worker, sandbox_client, call, exporter):

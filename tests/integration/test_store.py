@@ -8,12 +8,14 @@ import uuid
 
 import pytest
 
-from recstop.worker.config.settings import Retention, RetryPolicy
+from recstop.worker.config.settings import Retention, RetryPolicy, Settings
 from recstop.worker.model.validation import validate_stop
-from recstop.worker.model.vocabulary import Outcome
+from recstop.worker.model.vocabulary import Origin, Outcome
 from recstop.worker.state import keys
+from recstop.worker.state.attempts import AttemptRecord
 from recstop.worker.state.deadletters import DeadLetters
-from recstop.worker.state.store import NewStop, StopStore
+from recstop.worker.state.enqueue import NewStop
+from recstop.worker.state.store import StopStore
 
 pytestmark = pytest.mark.integration
 
@@ -27,6 +29,28 @@ def record(client, request):
 def client(redis_server):
     """A decoded client on the test's private Redis."""
     return redis_server.client()
+
+
+#: The attempt log entry of a first attempt.
+FIRST = AttemptRecord({"attempt": 1})
+
+
+def make_store(client, retry=None, retention=None):
+    """A store with the default settings but for ``retry`` and ``retention``."""
+    defaults = Settings()
+    return StopStore(
+        client,
+        retry or RetryPolicy(),
+        retention or Retention(),
+        redis_settings=defaults.redis,
+        watchdog_s=defaults.watchdog_s,
+        audit_max=defaults.audit.stream_max,
+    )
+
+
+def enqueue(store, stop):
+    """Enqueue one stop as the Python producer does."""
+    return store.enqueues.enqueue(stop, urgent=False, origin=Origin.PYTHON)
 
 
 def test_dead_letter_store_is_bounded_by_count(client):
@@ -62,42 +86,49 @@ def test_dead_letter_payload_is_bounded_and_redacted(client):
 
 def test_status_record_expires_after_retention(client):
     """A finished stop's record lives for the status retention; a pending one longer."""
-    store = StopStore(client, RetryPolicy(deadline_s=600), Retention(status_s=1000))
+    store = make_store(client, RetryPolicy(deadline_s=600), Retention(status_s=1000))
     request = validate_stop(str(uuid.uuid4()), auth_id="MA_TESTACCT01")
-    enqueued = store.enqueue(NewStop(request, "task-1", delay_s=100))
+    enqueued = enqueue(store, NewStop(request, "task-1", delay_s=100))
     key = f"recstop:call:{request.call_uuid}"
     assert 1000 + 600 < client.ttl(key) <= 1000 + 700 + 1
-    assert store.cancel(request.call_uuid, None) == ("cancelled", True)
+    assert store.cancels.cancel(request.call_uuid, None) == ("cancelled", True)
     assert 0 < client.ttl(key) <= 1000
     assert enqueued.state == "scheduled"
 
 
 def test_admission_skips_early_duplicate_and_finished_messages(client):
     """begin(): early messages skip, foreign ones merge, pull the stop forward, a cancelled run's cancel."""
-    store = StopStore(client, RetryPolicy(), Retention())
+    store = make_store(client)
     request = validate_stop(str(uuid.uuid4()), auth_id="MA_TESTACCT01")
-    store.enqueue(NewStop(request, "task-1", delay_s=60))
-    assert store.begin(request, "task-1", lock_token="task-1:a", lock_ttl_ms=5000).detail == "early"
-    assert store.begin(request, "other", lock_token="other:a", lock_ttl_ms=5000).detail == "merged"
-    claimed, _ = store.claim_due(lease_s=30, limit=10)
-    published = store.publish_due(claimed)
+    enqueue(store, NewStop(request, "task-1", delay_s=60))
+    assert store.attempts.begin(request, "task-1", lock_token="task-1:a", lock_ttl_ms=5000).detail == "early"
+    assert store.attempts.begin(request, "other", lock_token="other:a", lock_ttl_ms=5000).detail == "merged"
+    claimed = store.schedule.claim_due(lease_s=30, limit=10)
+    published = store.schedule.publish_due(claimed.leases)
     assert [(p.task_id, p.published) for p in published] == [("task-1", True)]  # due now, not in 60 s
     assert client.llen("recstop") == 1
-    store.cancel(request.call_uuid, None)
-    assert store.begin(request, "task-1", lock_token="task-1:b", lock_ttl_ms=5000).decision == "cancelled"
+    store.cancels.cancel(request.call_uuid, None)
+    assert (
+        store.attempts.begin(request, "task-1", lock_token="task-1:b", lock_ttl_ms=5000).decision
+        == "cancelled"
+    )
 
 
 def test_two_workers_cannot_hold_one_key(client):
     """While one worker holds a key's lock, a second message for the same run is skipped as busy."""
-    store = StopStore(client, RetryPolicy(), Retention())
+    store = make_store(client)
     request = validate_stop(str(uuid.uuid4()), auth_id="MA_TESTACCT01")
-    store.enqueue(NewStop(request, "task-1"))
-    first = store.begin(request, "task-1", lock_token="task-1:a", lock_ttl_ms=5000)
-    second = store.begin(request, "task-1", lock_token="task-1:b", lock_ttl_ms=5000)
+    enqueue(store, NewStop(request, "task-1"))
+    first = store.attempts.begin(request, "task-1", lock_token="task-1:a", lock_ttl_ms=5000)
+    second = store.attempts.begin(request, "task-1", lock_token="task-1:b", lock_ttl_ms=5000)
     assert (first.decision, second.decision, second.detail) == ("run", "skip", "busy")
     assert record(client, request)["lock"] == "task-1:a"
-    finished = store.finish(
-        request, "task-1", lock_token="task-1:a", outcome=Outcome.STOPPED, attempt={"attempt": 1}
+    finished = store.attempts.finish(
+        request,
+        "task-1",
+        lock_token="task-1:a",
+        outcome=Outcome.STOPPED,
+        record=AttemptRecord({"attempt": 1}),
     )
     assert finished.state == "stopped"
     assert "lock" not in record(client, request)
@@ -105,12 +136,12 @@ def test_two_workers_cannot_hold_one_key(client):
 
 def test_stale_lock_of_a_failed_run_is_rechecked_not_lost(client):
     """A redelivered message that meets its own run's lock schedules a re-check at lock expiry."""
-    store = StopStore(client, RetryPolicy(), Retention())
+    store = make_store(client)
     request = validate_stop(str(uuid.uuid4()), auth_id="MA_TESTACCT01")
-    store.enqueue(NewStop(request, "task-1"))
-    assert store.begin(request, "task-1", lock_token="task-1:a", lock_ttl_ms=1500).decision == "run"
+    enqueue(store, NewStop(request, "task-1"))
+    assert store.attempts.begin(request, "task-1", lock_token="task-1:a", lock_ttl_ms=1500).decision == "run"
     # ... the worker dies or loses Redis before finish(); the message comes back:
-    assert store.begin(request, "task-1", lock_token="task-1:b", lock_ttl_ms=1500).detail == "busy"
+    assert store.attempts.begin(request, "task-1", lock_token="task-1:b", lock_ttl_ms=1500).detail == "busy"
     score = client.zscore("recstop:schedule", f"{request.call_uuid}/all")
     assert score is not None
     assert score - record(client, request)["enqueued_at"] < 3
@@ -118,23 +149,41 @@ def test_stale_lock_of_a_failed_run_is_rechecked_not_lost(client):
 
 def test_a_later_success_clears_the_keys_dead_letter(client):
     """A new stop for a key that was dead-lettered removes that dead letter once it succeeds."""
-    store = StopStore(client, RetryPolicy(), Retention())
+    store = make_store(client)
     letters = DeadLetters(client, Retention())
     request = validate_stop(str(uuid.uuid4()), auth_id="MA_TESTACCT01")
-    store.enqueue(NewStop(request, "task-1"))
-    store.begin(request, "task-1", lock_token="task-1:a", lock_ttl_ms=5000)
-    store.finish(
+    enqueue(store, NewStop(request, "task-1"))
+    store.attempts.begin(request, "task-1", lock_token="task-1:a", lock_ttl_ms=5000)
+    store.attempts.finish(
         request,
         "task-1",
         lock_token="task-1:a",
         outcome=Outcome.DEAD,
-        attempt=None,
-        reason="http_403",
-        dlq_id="d1",
+        record=AttemptRecord(reason="http_403", dlq_id="d1"),
     )
     assert letters.count() == 1
-    store.enqueue(NewStop(request, "task-2"))
-    store.begin(request, "task-2", lock_token="task-2:a", lock_ttl_ms=5000)
-    store.finish(request, "task-2", lock_token="task-2:a", outcome=Outcome.STOPPED, attempt={"attempt": 1})
+    enqueue(store, NewStop(request, "task-2"))
+    store.attempts.begin(request, "task-2", lock_token="task-2:a", lock_ttl_ms=5000)
+    store.attempts.finish(
+        request,
+        "task-2",
+        lock_token="task-2:a",
+        outcome=Outcome.STOPPED,
+        record=AttemptRecord({"attempt": 1}),
+    )
     assert letters.count() == 0
     assert store.status(request.call_uuid).state == "stopped"
+
+
+def test_finish_counts_an_attempt_in_the_latency_bucket_the_exporter_reads(client):
+    """An attempt of 0.2 s is counted under le=0.25 of its status, the label the exporter sums."""
+    store = make_store(client)
+    request = validate_stop(str(uuid.uuid4()), auth_id="MA_TESTACCT01")
+    enqueue(store, NewStop(request, "task-1"))
+    store.attempts.begin(request, "task-1", lock_token="task-1:a", lock_ttl_ms=5000)
+    attempt = {"attempt": 1, "outcome": Outcome.STOPPED, "http_status": 204, "duration_ms": 200.0}
+    store.attempts.finish(
+        request, "task-1", lock_token="task-1:a", outcome=Outcome.STOPPED, record=AttemptRecord(attempt, 204)
+    )
+    counted = {k: v for k, v in client.hgetall(keys.METRICS).items() if k.startswith("latency_bucket:")}
+    assert counted == {keys.counter(keys.Counter.LATENCY_BUCKET, "204", keys.bucket_label(0.25)): "1"}

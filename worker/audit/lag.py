@@ -9,7 +9,7 @@ entries the producers' scripts trimmed before any sink read them (``audit:droppe
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Final
 
 from redis import Redis
 from redis.exceptions import ResponseError
@@ -17,7 +17,7 @@ from redis.exceptions import ResponseError
 from recstop.worker.state import keys
 
 #: The field of ``recstop:metrics`` counting audit events trimmed unread.
-DROPPED_FIELD = "audit:dropped"
+DROPPED_FIELD: Final = keys.Counter.AUDIT_DROPPED
 
 
 @dataclass(frozen=True)

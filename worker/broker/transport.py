@@ -41,7 +41,15 @@ from recstop.worker.broker.queueitem import envelope
 from recstop.worker.config.settings import RedisSettings
 from recstop.worker.policy.priority import URGENT_FIRST
 from recstop.worker.state import keys
-from recstop.worker.state.inflight import HELD, TAG_HEADER, Fetched, Heartbeat, Inflight, new_consumer_id
+from recstop.worker.state.inflight import (
+    FETCH,
+    HELD,
+    TAG_HEADER,
+    Fetched,
+    Heartbeat,
+    Inflight,
+    new_consumer_id,
+)
 from recstop.worker.state.redisclient import ReplicaShortfall, check_wait, queue_wait
 
 log = structlog.get_logger("recstop.transport")
@@ -121,7 +129,7 @@ class Channel(kombu_redis.Channel):
         if self._inflight is None:
             client = self._create_client()
             self._inflight = Inflight(client, self.consumer_id, timeout_s=float(self.consumer_timeout_s))
-            self._inflight.scripts.load("fetch")  # sent with EVALSHA on the blocking connection
+            self._inflight.scripts.load(FETCH)  # sent with EVALSHA on the blocking connection
         return self._inflight
 
     def _sources(self) -> list[str]:
@@ -163,7 +171,7 @@ class Channel(kombu_redis.Channel):
             try:
                 reply = self.client.parse_response(connection, command, **options)
             except redis_errors.NoScriptError:
-                self.inflight.scripts.load("fetch")  # Redis restarted without it: next fetch works
+                self.inflight.scripts.load(FETCH)  # Redis restarted without it: next fetch works
                 self._idle = False
                 raise Empty from None
             except self.connection_errors:

@@ -226,7 +226,7 @@ class RecstopConsumer(Consumer):  # type: ignore[misc]
         self._event_flush_pending = False
         super().__init__(*args, **kwargs)
         self.poison = PoisonHandler(self.deadletters, tuple(self.connection_errors))
-        self.deferral = Deferral(self.store, self.deadletters)
+        self.deferral = Deferral(self.store.enqueues, self.deadletters)
         # KeyError is one of kombu's Redis "connection errors"; only real broker failures propagate.
         self.broker_errors = tuple(
             e for e in (*self.connection_errors, *self.channel_errors) if not issubclass(e, LookupError)

@@ -19,9 +19,9 @@ from recstop.worker.celeryapp.timing import Timing, iso, with_not_after
 from recstop.worker.model.errors import InvalidStopRequest
 from recstop.worker.model.validation import decode_task_message
 from recstop.worker.state.deadletters import DeadLetters
+from recstop.worker.state.enqueue import Enqueues, NewStop
 from recstop.worker.state.inflight import HELD
 from recstop.worker.state.keys import TASK_NAME, URGENT_QUEUE
-from recstop.worker.state.store import NewStop, StopStore
 
 log = structlog.get_logger("recstop.deferral")
 
@@ -29,8 +29,8 @@ log = structlog.get_logger("recstop.deferral")
 class Deferral:
     """Moves ETA messages into the schedule; the collaborators are passed in."""
 
-    def __init__(self, store: StopStore, deadletters: DeadLetters) -> None:
-        self.store = store
+    def __init__(self, enqueues: Enqueues, deadletters: DeadLetters) -> None:
+        self.enqueues = enqueues
         self.deadletters = deadletters
 
     def __call__(self, message: Any, timing: Timing) -> None:  # noqa: ANN401 - a kombu message
@@ -50,7 +50,7 @@ class Deferral:
         fetched = HELD.pop(tag, None)
         urgent = (message.delivery_info or {}).get("routing_key") == URGENT_QUEUE
         try:
-            enqueued = self.store.defer(
+            enqueued = self.enqueues.defer(
                 NewStop(request, task_id, at_epoch=timing.eta), fetched, urgent=urgent
             )
         except RedisError as exc:

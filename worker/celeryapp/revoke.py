@@ -25,14 +25,16 @@ from celery.utils.functional import maybe_list
 from celery.worker.control import Panel, ok
 from redis.exceptions import RedisError
 
-from recstop.worker.state.store import Cancelled, StopStore
+from recstop.worker.model.vocabulary import NotFound
+from recstop.worker.state.cancels import Cancelled
+from recstop.worker.state.store import StopStore
 
 log = structlog.get_logger("recstop.revoke")
 
 
 def describe(task_id: str, outcome: Cancelled) -> str:
     """One task id's answer, as the revoking client prints it."""
-    if outcome.state == "unknown":
+    if outcome.state is NotFound.UNKNOWN:
         return f"{task_id}: revoked (not received yet: cancelled when a worker receives it)"
     if outcome.joiner:
         return (
@@ -46,7 +48,7 @@ def describe(task_id: str, outcome: Cancelled) -> str:
         )
     if outcome.cancelled:
         return f"{task_id}: cancelled"
-    if outcome.state == "finished":
+    if outcome.state is NotFound.FINISHED:
         return f"{task_id}: already finished (a later run of its stop exists), nothing to cancel"
     return f"{task_id}: already {outcome.state}, nothing to cancel"
 
@@ -63,7 +65,7 @@ def revoke(
     answers = []
     for one in maybe_list(task_id) or []:
         try:
-            outcome = store.revoke(str(one))
+            outcome = store.cancels.revoke(str(one))
         except RedisError as exc:
             log.error("revoke_failed", task_id=str(one), error=type(exc).__name__)  # noqa: TRY400
             return {"error": f"{one}: not revoked, Redis is unavailable ({type(exc).__name__})"}

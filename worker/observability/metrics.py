@@ -29,24 +29,23 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from recstop.worker.audit.lag import AuditLag, read_lag
+from recstop.worker.model.vocabulary import Sidelined, State
 from recstop.worker.observability.backlog import oldest_age_s
 from recstop.worker.state import keys
 from recstop.worker.state.inflight import inflight_lists
 
-#: Upper bounds (seconds) of the API latency histogram; must equal BUCKETS in ``lua/finish.lua``.
-LATENCY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0)
-#: kombu's Redis transport puts messages with priority 3, 6, 9 in lists of their own.
-_PRIORITY_SEP: Final = "\x06\x16"
 #: Every list of every lane: lane → its lists (the lane itself and its priority lists).
-QUEUE_LISTS: Final = {lane: (lane, *(f"{lane}{_PRIORITY_SEP}{p}" for p in (3, 6, 9))) for lane in keys.LANES}
-#: Outcome counters in ``recstop:metrics``: field suffix → ``outcome`` label.
-_OUTCOMES: Final = {
-    "stopped": "stopped",
-    "already_stopped": "already_stopped",
-    "retried": "retried",
-    "cancelled": "cancelled",
-    "superseded": "superseded",
-}
+QUEUE_LISTS: Final = {lane: keys.lane_lists(lane) for lane in keys.LANES}
+#: The ``outcome`` labels of ``recstop_stops_total`` counted as ``stops:<label>`` (dead has a reason).
+_OUTCOMES: Final = (
+    State.STOPPED,
+    State.ALREADY_STOPPED,
+    keys.Counter.RETRIED,
+    State.CANCELLED,
+    Sidelined.SUPERSEDED,
+)
+#: The ``outcome`` label of single-recording stops a stop-all settled.
+SETTLED_LABEL: Final = "settled_by_stop_all"
 
 
 @dataclass(frozen=True)
@@ -224,38 +223,40 @@ def _counters(raw: Mapping[str, str]) -> Iterator[Metric]:
         "Recorded stop outcomes; reason is set for outcome=dead only.",
         labels=["outcome", "reason"],
     )
-    for field, outcome in _OUTCOMES.items():
-        stops.add_metric([outcome, ""], float(raw.get(f"stops:{field}", 0)))
-    stops.add_metric(["settled_by_stop_all", ""], float(raw.get("settled", 0)))
-    for field, value in sorted(raw.items()):
-        if field.startswith("dead:"):
-            stops.add_metric(["dead", field.removeprefix("dead:")], float(value))
+    for outcome in _OUTCOMES:
+        stops.add_metric([outcome, ""], float(raw.get(keys.counter(keys.Counter.STOPS, outcome), 0)))
+    stops.add_metric([SETTLED_LABEL, ""], float(raw.get(keys.Counter.SETTLED, 0)))
+    for field, reason in _labelled(raw, keys.Counter.DEAD):
+        stops.add_metric([State.DEAD, reason], float(raw[field]))
     yield stops
-    yield _counter("recstop_attempts", "API calls made (attempts recorded).", float(raw.get("attempts", 0)))
+    yield _counter(
+        "recstop_attempts", "API calls made (attempts recorded).", float(raw.get(keys.Counter.ATTEMPTS, 0))
+    )
     rejected = CounterMetricFamily(
         "recstop_messages_rejected",
         "Messages dead-lettered before they became a stop (malformed, poison), by reason.",
         labels=["reason"],
     )
-    for field, value in sorted(raw.items()):
-        if field.startswith("rejected:"):
-            rejected.add_metric([field.removeprefix("rejected:")], float(value))
+    for field, reason in _labelled(raw, keys.Counter.REJECTED):
+        rejected.add_metric([reason], float(raw[field]))
     yield rejected
     yield _counter(
         "recstop_watchdog_republishes",
         "Stops published again because their watchdog fired (a message lost on its way to a worker).",
-        float(raw.get("watchdog_republishes", 0)),
+        float(raw.get(keys.Counter.WATCHDOG_REPUBLISHES, 0)),
     )
-    yield _counter("recstop_rate_limited", "429 answers from the API.", float(raw.get("rate_limited", 0)))
+    yield _counter(
+        "recstop_rate_limited", "429 answers from the API.", float(raw.get(keys.Counter.RATE_LIMITED, 0))
+    )
     yield _counter(
         "recstop_retry_after_waits",
         "Answers with a Retry-After (header or body) that set a wait.",
-        float(raw.get("retry_after", 0)),
+        float(raw.get(keys.Counter.RETRY_AFTER, 0)),
     )
     yield _counter(
         "recstop_retry_after_wait_seconds",
         "Seconds of Retry-After waits honoured (each capped at RECSTOP_RETRY_AFTER_CAP_S).",
-        float(raw.get("retry_after_seconds", 0)),
+        float(raw.get(keys.Counter.RETRY_AFTER_SECONDS, 0)),
     )
     yield _latency(raw)
 
@@ -267,15 +268,23 @@ def _latency(raw: Mapping[str, str]) -> HistogramMetricFamily:
         "Duration of DELETE calls to the Vobiz API, by HTTP status.",
         labels=["status"],
     )
-    statuses = sorted(f.removeprefix("latency_count:") for f in raw if f.startswith("latency_count:"))
-    for status in statuses:
+    for field, status in _labelled(raw, keys.Counter.LATENCY_COUNT):
         cumulative, buckets = 0.0, []
-        for bound in LATENCY_BUCKETS:
-            cumulative += float(raw.get(f"latency_bucket:{status}:{bound:g}", 0))
+        for bound in keys.LATENCY_BUCKETS:
+            label = keys.bucket_label(bound)
+            cumulative += float(raw.get(keys.counter(keys.Counter.LATENCY_BUCKET, status, label), 0))
             buckets.append((str(bound), cumulative))
-        buckets.append(("+Inf", float(raw[f"latency_count:{status}"])))
-        family.add_metric([status], buckets, float(raw.get(f"latency_sum:{status}", 0)))
+        buckets.append(("+Inf", float(raw[field])))
+        family.add_metric(
+            [status], buckets, float(raw.get(keys.counter(keys.Counter.LATENCY_SUM, status), 0))
+        )
     return family
+
+
+def _labelled(raw: Mapping[str, str], family: keys.Counter) -> list[tuple[str, str]]:
+    """The fields of one counter family, with their label, in label order."""
+    found = ((field, keys.counter_label(field, family)) for field in raw)
+    return sorted(((field, label) for field, label in found if label is not None), key=lambda pair: pair[1])
 
 
 def serve(

@@ -20,14 +20,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 from redis import Redis
 
 from recstop.worker.config.settings import RateLimitSettings
 from recstop.worker.model.errors import RecstopError
 from recstop.worker.state.keys import rate_key
-from recstop.worker.state.scripts import Scripts
+from recstop.worker.state.scripts import LuaScript, Scripts, reply_json
 
 #: Seconds an idle account's state is kept (longer while a reservation or block lies further ahead).
 IDLE_TTL_S: Final = 3600.0
@@ -50,11 +50,26 @@ class RateLimitWaitTooLong(RecstopError):  # noqa: N818 - reads as a condition, 
 
 @dataclass(frozen=True)
 class Grant:
-    """One answer of ``acquire``: sleep ``wait_s`` then send if ``reserved``, else ask again later."""
+    """The reply of ``ratelimit.lua``: for ``acquire``, sleep ``wait_s`` then send if ``reserved``.
+
+    Not reserved: ask again later. ``rate_rps``: the account's effective rate (every operation
+    answers it).
+    """
 
     wait_s: float
     reserved: bool
     rate_rps: float
+
+    @classmethod
+    def parse(cls, raw: object) -> Grant:
+        """Read the script's JSON."""
+        reply = reply_json(raw)
+        return cls(
+            float(reply["wait_s"]), reserved=bool(reply["reserved"]), rate_rps=float(reply["rate_rps"])
+        )
+
+
+RATELIMIT: Final = LuaScript("ratelimit", Grant.parse)
 
 
 class RateLimiter:
@@ -106,19 +121,16 @@ class RateLimiter:
         """Record a 429: lower the rate (once per cooldown), honour Retry-After; the new rate."""
         if not self.enabled:
             return 0.0
-        return float(self._run("penalize", auth_id, retry_after_s=retry_after_s)["rate_rps"])
+        return self._run("penalize", auth_id, retry_after_s=retry_after_s).rate_rps
 
     def effective_rate(self, auth_id: str) -> float:
         """The account's current rate in requests per second (0 when no limit is configured)."""
         if not self.enabled:
             return 0.0
-        return float(self._run("rate", auth_id)["rate_rps"])
+        return self._run("rate", auth_id).rate_rps
 
     def _acquire(self, auth_id: str, *, urgent: bool, max_reserve_s: float) -> Grant:
-        reply = self._run("acquire", auth_id, urgent=urgent, max_reserve_s=max_reserve_s)
-        return Grant(
-            float(reply["wait_s"]), reserved=bool(reply["reserved"]), rate_rps=float(reply["rate_rps"])
-        )
+        return self._run("acquire", auth_id, urgent=urgent, max_reserve_s=max_reserve_s)
 
     def _run(
         self,
@@ -128,11 +140,11 @@ class RateLimiter:
         urgent: bool = False,
         max_reserve_s: float = 0.0,
         retry_after_s: float | None = None,
-    ) -> dict[str, Any]:
-        """One call of ``lua/ratelimit.lua``; its reply ``{wait_s, reserved, rate_rps}``."""
+    ) -> Grant:
+        """One call of ``lua/ratelimit.lua``."""
         s = self.settings
-        reply: dict[str, Any] = self._scripts.run(
-            "ratelimit",
+        return self._scripts.run(
+            RATELIMIT,
             [rate_key(auth_id)],
             {
                 "op": op,
@@ -148,4 +160,3 @@ class RateLimiter:
                 "idle_ttl_s": IDLE_TTL_S,
             },
         )
-        return reply

@@ -17,14 +17,14 @@ from recstop.worker.config.settings import Accounts, RetryPolicy
 from recstop.worker.model.ids import new_id
 from recstop.worker.model.redaction import Redactor
 from recstop.worker.model.validation import StopRequest
-from recstop.worker.model.vocabulary import Outcome, Skipped, State
+from recstop.worker.model.vocabulary import DeadReason, Decision, Outcome, Sidelined, State, http_reason
 from recstop.worker.policy.backoff import retry_delay
 from recstop.worker.policy.priority import URGENT_FIRST, UrgentFirst
 from recstop.worker.policy.ratelimit import RateLimiter
+from recstop.worker.state.attempts import AttemptRecord, Attempts, Finished
 from recstop.worker.state.deadletters import encode_payload, new_entry_id
 from recstop.worker.state.inflight import Fetched
 from recstop.worker.state.keys import TASK_NAME
-from recstop.worker.state.store import Finished, StopStore
 
 log = structlog.get_logger("recstop.execute")
 
@@ -33,7 +33,7 @@ log = structlog.get_logger("recstop.execute")
 class RunResult:
     """What one task run did to its stop: the stop's state afterwards, or why it did nothing."""
 
-    state: State | Skipped
+    state: State | Sidelined
     detail: str = ""
     attempt: int | None = None
     http_status: int | None = None
@@ -67,24 +67,25 @@ class _Run:
     attempt_record: dict[str, Any] | None = None
     ack: Fetched | None = None
 
-    def fields(self) -> dict[str, Any]:
-        """The keyword arguments ``StopStore.finish`` takes from this run."""
-        return {
-            "ack": self.ack,
-            "lock_token": self.lock_token,
-            "attempt": self.attempt_record,
-            "http_status": self.http_status,
-            "error": self.error,
-            "payload": self.payload,
-            "started_at": self.started_at,
-        }
+    def record(self, *, delay_s: float = 0.0, reason: str = "", dlq_id: str = "") -> AttemptRecord:
+        """What ``Attempts.finish`` records of this run."""
+        return AttemptRecord(
+            attempt=self.attempt_record,
+            http_status=self.http_status,
+            error=self.error,
+            delay_s=delay_s,
+            reason=reason,
+            dlq_id=dlq_id,
+            payload=self.payload,
+            started_at=self.started_at,
+        )
 
 
 @dataclass(frozen=True)
 class Executor:
     """Everything one attempt needs, passed in explicitly."""
 
-    store: StopStore
+    attempts: Attempts
     api: VobizClient
     accounts: Accounts
     policy: RetryPolicy
@@ -92,7 +93,7 @@ class Executor:
     lock_ttl_ms: int
     limiter: RateLimiter
     #: Longest wait for a rate-limit slot before the message goes back to the queue.
-    rate_wait_s: float = 30.0
+    rate_wait_s: float
     #: Routine stops pause between steps while an urgent one is in this process.
     priority: UrgentFirst = URGENT_FIRST
     rand: Callable[[], float] = random.random
@@ -120,28 +121,30 @@ class Executor:
             structlog.contextvars.bind_contextvars(rate_wait_ms=round(waited_s * 1000, 1))
         token = f"{task_id}:{new_id()[:12]}"
         self._step(urgent=urgent)
-        admission = self.store.begin(
+        admission = self.attempts.begin(
             request,
             task_id,
             lock_token=token,
             lock_ttl_ms=self.lock_ttl_ms,
             consumer=ack.consumer if ack is not None else None,
         )
-        if admission.decision == "skip":
+        if admission.decision is Decision.SKIP:
             log.info("stop_skipped", reason=admission.detail)
-            return RunResult("skipped", admission.detail)
-        if admission.decision == "cancelled":
+            return RunResult(Sidelined.SKIPPED, admission.detail)
+        if admission.decision is Decision.CANCELLED:
             log.info("stop_cancelled", reason=admission.detail)
             return RunResult(State.CANCELLED, admission.detail)
         attempt = admission.attempts + 1
         auth_id = admission.auth_id or request.auth_id or self.accounts.default_auth_id
         structlog.contextvars.bind_contextvars(attempt=attempt, auth_id=auth_id)
         run = _Run(request, task_id, token, attempt, ack=ack)
-        if admission.decision == "expired":
-            return self._dead(run, "deadline", "not_after passed before the attempt")
+        if admission.decision is Decision.EXPIRED:
+            return self._dead(run, DeadReason.DEADLINE, "not_after passed before the attempt")
         secret = self.accounts.token_for(auth_id) if auth_id else None
         if auth_id is None or secret is None:
-            return self._dead(run, "unknown_account", f"no credentials configured for account {auth_id!r}")
+            return self._dead(
+                run, DeadReason.UNKNOWN_ACCOUNT, f"no credentials configured for account {auth_id!r}"
+            )
         self._step(urgent=urgent)
         verdict = self._attempt(run, auth_id, secret)
         self._step(urgent=urgent)
@@ -155,16 +158,16 @@ class Executor:
     def _settle(self, run: _Run, verdict: Classification) -> RunResult:
         """Record the attempt's outcome: stopped, retry after a backoff, or dead-lettered."""
         if verdict.succeeded:
-            finished = self.store.finish(run.request, run.task_id, outcome=verdict.outcome, **run.fields())
+            finished = self._finish(run, verdict.outcome, run.record())
             self._log_attempt(run, finished)
             return self._result(run, finished)
         run.payload = self._payload(run.request, run.task_id)  # a retry may pass its deadline: dead
         if verdict.outcome is Outcome.DEAD:
             if verdict.http_status in {401, 403}:  # the account or token is wrong, not the stop
                 log.error("credentials_rejected", http_status=run.http_status, error=run.error)
-            return self._dead(run, f"http_{run.http_status}", run.error)
+            return self._dead(run, http_reason(run.http_status), run.error)
         if run.attempt >= self.policy.max_attempts:
-            return self._dead(run, "attempts_exhausted", run.error)
+            return self._dead(run, DeadReason.ATTEMPTS_EXHAUSTED, run.error)
         return self._retry(run, verdict)
 
     def _attempt(self, run: _Run, auth_id: str, secret: Secret) -> Classification:
@@ -224,14 +227,7 @@ class Executor:
                 run.attempt_record["retry_after_s"] = min(
                     verdict.retry_after_s, self.policy.retry_after_cap_s
                 )
-        finished = self.store.finish(
-            run.request,
-            run.task_id,
-            outcome=Outcome.RETRY,
-            delay_s=delay_s,
-            dlq_id=new_entry_id(),
-            **run.fields(),
-        )
+        finished = self._finish(run, Outcome.RETRY, run.record(delay_s=delay_s, dlq_id=new_entry_id()))
         if finished.state is State.DEAD:
             self._log_attempt(run, finished, reason=finished.detail)
         else:
@@ -241,14 +237,7 @@ class Executor:
     def _dead(self, run: _Run, reason: str, error: str) -> RunResult:
         run.payload = run.payload or self._payload(run.request, run.task_id)
         run.error = error
-        finished = self.store.finish(
-            run.request,
-            run.task_id,
-            outcome=Outcome.DEAD,
-            reason=reason,
-            dlq_id=new_entry_id(),
-            **run.fields(),
-        )
+        finished = self._finish(run, Outcome.DEAD, run.record(reason=reason, dlq_id=new_entry_id()))
         if run.attempt_record is None:  # given up before calling the API
             log.warning("stop_dead", reason=finished.detail or reason, error=error, state=str(finished.state))
         else:
@@ -260,6 +249,11 @@ class Executor:
             run.http_status,
             error,
             acked=run.ack is not None,
+        )
+
+    def _finish(self, run: _Run, outcome: Outcome, record: AttemptRecord) -> Finished:
+        return self.attempts.finish(
+            run.request, run.task_id, lock_token=run.lock_token, outcome=outcome, record=record, ack=run.ack
         )
 
     @staticmethod

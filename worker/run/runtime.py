@@ -34,7 +34,7 @@ class Runtime:
 
     def scheduler(self) -> Scheduler:
         """A scheduler loop over this runtime's store (not started)."""
-        return Scheduler(self.store, poll_s=self.settings.scheduler_poll_s)
+        return Scheduler(self.store.schedule, poll_s=self.settings.scheduler_poll_s)
 
     def close(self) -> None:
         """Release the API connection pool and the Redis connections."""
@@ -46,16 +46,9 @@ def build_runtime(settings: Settings, redis: Redis | None = None) -> Runtime:
     """The collaborators for ``settings``; ``redis`` overrides the state-store connection."""
     client = redis or redis_client(settings.redis)
     redactor = Redactor(settings.secrets())
-    store = StopStore(
-        client,
-        settings.retry,
-        settings.retention,
-        watchdog_s=settings.watchdog_s,
-        redis_settings=settings.redis,
-        audit_max=settings.audit.stream_max,
-    )
+    store = StopStore.for_settings(client, settings)
     executor = Executor(
-        store=store,
+        attempts=store.attempts,
         api=VobizClient(settings.api, pool_size=settings.concurrency),
         accounts=settings.accounts,
         policy=settings.retry,

@@ -14,7 +14,7 @@ from collections.abc import Callable
 import structlog
 from redis.exceptions import RedisError
 
-from recstop.worker.state.store import CLAIM_BATCH, StopStore
+from recstop.worker.state.schedule import CLAIM_BATCH, Schedule
 
 log = structlog.get_logger("recstop.scheduler")
 
@@ -22,8 +22,10 @@ log = structlog.get_logger("recstop.scheduler")
 class Scheduler:
     """Leases due stops and publishes them; ``run_once`` is the whole algorithm."""
 
-    def __init__(self, store: StopStore, *, poll_s: float, on_tick: Callable[[], None] | None = None) -> None:
-        self.store = store
+    def __init__(
+        self, schedule: Schedule, *, poll_s: float, on_tick: Callable[[], None] | None = None
+    ) -> None:
+        self.schedule = schedule
         self.poll_s = poll_s
         self.on_tick = on_tick
         self._stop = threading.Event()
@@ -31,15 +33,15 @@ class Scheduler:
 
     def run_once(self) -> tuple[int, float | None]:
         """Publish every due stop; return how many, and seconds until the next one is due."""
-        leases, wait_s = self.store.claim_due()
+        claimed = self.schedule.claim_due()
         published = 0
-        for item in self.store.publish_due(leases):
+        for item in self.schedule.publish_due(claimed.leases):
             if item.republished:
                 log.warning("stop_republished", task_id=item.task_id, key=item.member, times=item.republished)
             published += item.published
         if published:
             log.debug("scheduler_published", count=published)
-        return published, (0.0 if len(leases) >= CLAIM_BATCH else wait_s)
+        return published, (0.0 if len(claimed.leases) >= CLAIM_BATCH else claimed.wait_s)
 
     def _loop(self) -> None:
         failures = 0

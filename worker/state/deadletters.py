@@ -14,13 +14,28 @@ from recstop.worker.config.settings import Retention
 from recstop.worker.model.ids import new_id
 from recstop.worker.model.redaction import Redactor
 from recstop.worker.model.status import attempt_log, iso
+from recstop.worker.model.vocabulary import DeadReason
 from recstop.worker.state import keys
-from recstop.worker.state.scripts import Scripts
+from recstop.worker.state.scripts import LuaScript, Scripts, reply_json
 
 MAX_PAYLOAD_CHARS: Final = 16_384
 #: Binary bodies keep this many bytes: their base64 text is MAX_PAYLOAD_CHARS long.
 MAX_RAW_BODY_BYTES: Final = MAX_PAYLOAD_CHARS // 4 * 3
 MAX_HEADER_CHARS: Final = 200
+
+
+def parse_dead_at(raw: object) -> float:
+    """The reply of ``deadletter.lua``: when the entry was stored (Redis time)."""
+    return float(reply_json(raw)["dead_at"])
+
+
+def parse_removed(raw: object) -> int:
+    """The reply of ``dlq_remove.lua``: how many of the entries named existed."""
+    return int(reply_json(raw)["removed"])
+
+
+DEADLETTER: Final = LuaScript("deadletter", parse_dead_at)
+DLQ_REMOVE: Final = LuaScript("dlq_remove", parse_removed)
 
 
 def new_entry_id() -> str:
@@ -135,7 +150,7 @@ class DeadLetters:
         return self._add(
             {
                 "task_id": task_id,
-                "reason": "malformed",
+                "reason": DeadReason.MALFORMED,
                 "error": self.redactor.text(error)[:1000],
                 "payload": encode_payload(payload, self.redactor),
             }
@@ -175,7 +190,7 @@ class DeadLetters:
     def _add(self, entry: Mapping[str, str]) -> str:
         entry_id = new_entry_id()
         self.scripts.run(
-            "deadletter",
+            DEADLETTER,
             [keys.DLQ_INDEX, keys.DLQ_ENTRIES, keys.METRICS],
             {
                 "entry": {"id": entry_id, **entry},
@@ -213,5 +228,4 @@ class DeadLetters:
         return self._remove({})
 
     def _remove(self, args: Mapping[str, Any]) -> int:
-        reply = self.scripts.run("dlq_remove", [keys.DLQ_INDEX, keys.DLQ_ENTRIES], args)
-        return int(reply["removed"])
+        return self.scripts.run(DLQ_REMOVE, [keys.DLQ_INDEX, keys.DLQ_ENTRIES], args)

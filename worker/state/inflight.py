@@ -25,7 +25,7 @@ from redis.exceptions import RedisError
 
 from recstop.worker.model.ids import new_id
 from recstop.worker.state import keys
-from recstop.worker.state.scripts import Scripts, encode
+from recstop.worker.state.scripts import LuaScript, Scripts, encode, reply_json
 
 log = structlog.get_logger("recstop.fetch")
 
@@ -49,7 +49,50 @@ class Fetched:
     @property
     def consumer(self) -> str:
         """The consumer holding it (the in-flight list is ``recstop:inflight:<consumer>:<source>``)."""
-        return self.inflight.removeprefix(f"{keys.PREFIX}:inflight:").removesuffix(f":{self.source}")
+        return keys.inflight_consumer(self.inflight, self.source)
+
+
+def parse_fetch(raw: object) -> list[tuple[int, bytes]]:
+    """The reply of ``fetch.lua``: (1-based source index, message as stored) per message moved."""
+    if not isinstance(raw, list):
+        raise TypeError(f"fetch answered {type(raw).__name__}, not an array")
+    out: list[tuple[int, bytes]] = []
+    for i in range(0, len(raw), 2):
+        index, message = raw[i], raw[i + 1]
+        if not isinstance(index, int) or not isinstance(message, bytes):
+            raise TypeError("fetch answers pairs of (source index, message bytes)")
+        out.append((index, message))
+    return out
+
+
+@dataclass(frozen=True)
+class Beat:
+    """The reply of ``beat.lua``: Redis time, and the consumers silent longer than the timeout."""
+
+    now: float
+    stale: tuple[str, ...]
+
+    @classmethod
+    def parse(cls, raw: object) -> Beat:
+        """Read the script's JSON."""
+        reply = reply_json(raw)
+        return cls(float(reply["now"]), tuple(str(s) for s in reply.get("stale", ())))
+
+
+def parse_counts(raw: object) -> list[int]:
+    """The reply of ``reap.lua``: messages moved back, per consumer named."""
+    return [int(n) for n in reply_json(raw)]
+
+
+def parse_requeued(raw: object) -> bool:
+    """The reply of ``requeue.lua``: whether the message was in flight (and is back in its lane)."""
+    return bool(reply_json(raw)["requeued"])
+
+
+FETCH: Final = LuaScript("fetch", parse_fetch)
+BEAT: Final = LuaScript("beat", Beat.parse)
+REAP: Final = LuaScript("reap", parse_counts)
+REQUEUE: Final = LuaScript("requeue", parse_requeued)
 
 
 #: Every message this process has fetched and not yet acknowledged, by delivery tag (tags are
@@ -81,18 +124,14 @@ class Inflight:
     def fetch_command(self, sources: Sequence[str], count: int) -> list[str | int]:
         """The ``EVALSHA`` of one ``fetch.lua`` call, to send on a connection and read later."""
         pairs = _pairs(sources, self.consumer)
-        return ["EVALSHA", self.scripts.sha("fetch"), len(pairs), *pairs, encode({"count": count})]
+        return ["EVALSHA", self.scripts.sha(FETCH), len(pairs), *pairs, encode({"count": count})]
 
-    def parse_fetched(self, reply: Sequence[object], sources: Sequence[str]) -> list[Fetched]:
-        """The reply of ``fetch.lua``: pairs of (1-based source index, message)."""
-        out: list[Fetched] = []
-        for i in range(0, len(reply), 2):
-            index, message = reply[i], reply[i + 1]
-            assert isinstance(index, int)
-            assert isinstance(message, bytes)
-            source = sources[index - 1]
-            out.append(Fetched(source, keys.inflight_key(self.consumer, source), message))
-        return out
+    def parse_fetched(self, raw: object, sources: Sequence[str]) -> list[Fetched]:
+        """The messages one ``fetch.lua`` call (sent with :meth:`fetch_command`) moved, in order."""
+        return [
+            Fetched(sources[index - 1], keys.inflight_key(self.consumer, sources[index - 1]), message)
+            for index, message in FETCH.parse(raw)
+        ]
 
     def ack(self, fetched: Fetched) -> bool:
         """The message was handled: drop it from the in-flight list; whether it was still there."""
@@ -100,21 +139,16 @@ class Inflight:
 
     def requeue(self, fetched: Fetched, *, head: bool) -> bool:
         """Hand the message back to its lane (head: next to be taken); whether it was in flight."""
-        reply = self.scripts.run(
-            "requeue",
-            [fetched.inflight, fetched.source],
-            {"head": head},
-            [fetched.message],
+        return self.scripts.run(
+            REQUEUE, [fetched.inflight, fetched.source], {"head": head}, [fetched.message]
         )
-        return bool(reply)
 
     def beat(self) -> tuple[float, list[str]]:
         """Heartbeat; return Redis time and the consumers silent for longer than ``timeout_s``."""
-        reply = self.scripts.run(
-            "beat", [keys.CONSUMERS], {"consumer": self.consumer, "timeout_s": self.timeout_s}
+        beat = self.scripts.run(
+            BEAT, [keys.CONSUMERS], {"consumer": self.consumer, "timeout_s": self.timeout_s}
         )
-        stale = [s.decode() if isinstance(s, bytes) else str(s) for s in reply.get("stale", [])]
-        return float(reply["now"]), stale
+        return beat.now, list(beat.stale)
 
     def reap(
         self, consumers: Sequence[str], sources: Sequence[str], *, stale_before: float | None
@@ -125,8 +159,8 @@ class Inflight:
         """
         if not consumers:
             return []
-        reply = self.scripts.run(
-            "reap",
+        return self.scripts.run(
+            REAP,
             [keys.CONSUMERS, *(key for c in consumers for key in _pairs(sources, c))],
             {
                 "consumers": list(consumers),
@@ -134,7 +168,6 @@ class Inflight:
                 "stale_before": stale_before,
             },
         )
-        return [int(n) for n in reply]
 
     def release(self, sources: Sequence[str]) -> int:
         """Hand back every message this consumer holds (at shutdown) and leave ``recstop:consumers``."""

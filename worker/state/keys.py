@@ -55,38 +55,82 @@ A stop record has these fields (absent when unset; times are epoch seconds of Re
 from __future__ import annotations
 
 import hashlib
+from enum import StrEnum
 from typing import Final
 
 PREFIX: Final = "recstop"
 #: The routine lane: the Celery queue every producer publishes to by default (kombu's list name).
 QUEUE: Final = "recstop"
-#: The urgent lane: workers always take from it first (see ``worker.transport.Channel``).
+#: The urgent lane: workers always take from it first (see ``broker.channel.Channel``).
 URGENT_QUEUE: Final = "recstop.urgent"
 #: Every lane, in the order workers take from them.
 LANES: Final = (URGENT_QUEUE, QUEUE)
 TASK_NAME: Final = "recstop.stop_recording"
+#: kombu's Redis transport keeps messages of priority 3, 6 and 9 in lists of their own, named
+#: ``<queue><PRIORITY_SEP><priority>`` (its ``sep``); recstop's producers never set a priority.
+PRIORITY_SEP: Final = "\x06\x16"
+PRIORITY_STEPS: Final = (3, 6, 9)
 
 #: zset: ``<call_uuid>/<target>`` → when the scheduler next acts on it: a delayed stop's due time,
 #: a retry's, a lease while it is being published, or the watchdog of a published stop.
 SCHEDULE: Final = f"{PREFIX}:schedule"
 #: zset: dead-letter id → when it was dead-lettered (the store's order and age bound).
 DLQ_INDEX: Final = f"{PREFIX}:dlq"
-#: hash: dead-letter id → the dead letter as JSON (``worker.deadletters.DeadLetter``).
+#: hash: dead-letter id → the dead letter as JSON (``state.deadletters.DeadLetter``).
 DLQ_ENTRIES: Final = f"{PREFIX}:dlq:entries"
 #: hash: worker name → its last heartbeat (epoch seconds).
 WORKERS: Final = f"{PREFIX}:workers"
 #: zset: consumer id → its last heartbeat (Redis time). One consumer per worker connection.
 CONSUMERS: Final = f"{PREFIX}:consumers"
 #: hash: cumulative counters shared by every worker process (``recstop metrics`` exports them),
-#: counted by the script that records what they count, so a count is exact:
-#: ``stops:<state>`` (stopped, already_stopped, retried, cancelled, superseded), ``dead:<reason>``,
-#: ``settled`` (URL stops settled by a stop-all), ``attempts``, per HTTP status (``none`` for a
-#: timeout or connection error) ``latency_count:<status>``, ``latency_sum:<status>`` and
-#: ``latency_bucket:<status>:<le>`` (non-cumulative), ``rate_limited`` (429 answers),
-#: ``retry_after`` and ``retry_after_seconds`` (Retry-After waits honoured, capped),
-#: ``watchdog_republishes`` and ``rejected:<reason>`` (messages refused before they became a stop).
+#: counted by the script that records what they count, so a count is exact: the fields are
+#: :class:`Counter` and the per-label fields built by :func:`counter`.
 METRICS: Final = f"{PREFIX}:metrics"
 ALL_TARGET: Final = "all"
+#: The separator of a schedule member: ``<call_uuid>/<target>``.
+MEMBER_SEP: Final = "/"
+
+
+class Counter(StrEnum):
+    """The fields of :data:`METRICS`; a family's field is ``<family>:<label>`` (:func:`counter`)."""
+
+    STOPS = "stops"  # stops:<state> for stopped, already_stopped, cancelled, superseded; stops:retried
+    RETRIED = "retried"  # the label of stops:retried: a stop moved to State.RETRYING
+    DEAD = "dead"  # dead:<reason>
+    REJECTED = "rejected"  # rejected:<reason>: messages refused before they became a stop
+    SETTLED = "settled"  # URL stops settled by a stop-all
+    ATTEMPTS = "attempts"
+    LATENCY_COUNT = "latency_count"  # latency_count:<status> (``none``: no response)
+    LATENCY_SUM = "latency_sum"  # latency_sum:<status>, seconds
+    LATENCY_BUCKET = "latency_bucket"  # latency_bucket:<status>:<le> (non-cumulative)
+    RATE_LIMITED = "rate_limited"  # 429 answers
+    RETRY_AFTER = "retry_after"  # Retry-After waits honoured, capped
+    RETRY_AFTER_SECONDS = "retry_after_seconds"
+    WATCHDOG_REPUBLISHES = "watchdog_republishes"
+    AUDIT_DROPPED = "audit:dropped"  # audit events trimmed before a sink read them
+    NO_STATUS = "none"  # the status label of an attempt that got no response
+
+
+#: The separator of a counter family and its label.
+COUNTER_SEP: Final = ":"
+#: Upper bounds (seconds) of the API latency histogram: the ``<le>`` labels of ``latency_bucket``.
+LATENCY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0)
+
+
+def bucket_label(bound: float) -> str:
+    """A bucket's label as the scripts count it: ``0.1``, ``1``, ``15``."""
+    return f"{bound:g}"
+
+
+def counter(family: Counter, *labels: str) -> str:
+    """A labelled counter field: ``dead:http_403``, ``latency_bucket:204:0.1``."""
+    return COUNTER_SEP.join((family.value, *labels))
+
+
+def counter_label(field: str, family: Counter) -> str | None:
+    """The label of a field of ``family`` (``http_403`` of ``dead:http_403``), else None."""
+    prefix = family.value + COUNTER_SEP
+    return field.removeprefix(prefix) if field.startswith(prefix) else None
 
 
 def target_of(url: str | None) -> str:
@@ -96,9 +140,20 @@ def target_of(url: str | None) -> str:
     return "url-" + hashlib.sha256(url.encode("utf-8")).hexdigest()[:24]
 
 
-def stop_key(call_uuid: str, url: str | None) -> str:
+def member(call_uuid: str, target: str) -> str:
     """A stop's name in the schedule: ``<call_uuid>/<target>`` (call_uuid lower-cased)."""
-    return f"{call_uuid.lower()}/{target_of(url)}"
+    return f"{call_uuid.lower()}{MEMBER_SEP}{target}"
+
+
+def stop_key(call_uuid: str, url: str | None) -> str:
+    """The schedule member of the stop of ``call_uuid`` and ``url`` (None: every recording)."""
+    return member(call_uuid, target_of(url))
+
+
+def split_member(name: str) -> tuple[str, str]:
+    """A schedule member's call_uuid and target."""
+    call_uuid, _, target = name.partition(MEMBER_SEP)
+    return call_uuid, target
 
 
 def call_key(call_uuid: str) -> str:
@@ -106,14 +161,24 @@ def call_key(call_uuid: str) -> str:
     return f"{PREFIX}:call:{call_uuid.lower()}"
 
 
-def call_key_of(member: str) -> str:
+def call_key_of(name: str) -> str:
     """The call key of a schedule member ``<call_uuid>/<target>``."""
-    return call_key(member.split("/", 1)[0])
+    return call_key(split_member(name)[0])
+
+
+def lane_lists(lane: str) -> tuple[str, ...]:
+    """Every list a lane's messages may be in: the lane, then its priority lists."""
+    return (lane, *(f"{lane}{PRIORITY_SEP}{step}" for step in PRIORITY_STEPS))
 
 
 def inflight_key(consumer: str, source: str) -> str:
     """list: the messages ``consumer`` fetched from the list ``source`` (a lane) and has not acked."""
     return f"{PREFIX}:inflight:{consumer}:{source}"
+
+
+def inflight_consumer(key: str, source: str) -> str:
+    """The consumer of an in-flight list (``recstop:inflight:<consumer>:<source>``)."""
+    return key.removeprefix(f"{PREFIX}:inflight:").removesuffix(f":{source}")
 
 
 #: The pattern every in-flight list matches (``SCAN``).

@@ -11,7 +11,7 @@ scheduled, queued      PENDING     waits (no record yet: Celery's own PENDING)
 retrying               RETRY       waits; ``.result`` is a ``Retry`` naming the next attempt
 stopped,               SUCCESS     returns ``{state, detail, attempt, http_status}``
 already_stopped
-dead                   FAILURE     raises ``StopDead`` (``worker.errors``; a client without
+dead                   FAILURE     raises ``StopDead`` (``model.errors``; a client without
                                    recstop installed gets an exception class of that name)
                                    whose text is the dead reason and the API's error text
 cancelled              REVOKED     raises ``celery.exceptions.TaskRevokedError``
@@ -19,6 +19,10 @@ cancelled              REVOKED     raises ``celery.exceptions.TaskRevokedError``
 
 A record lives ``Retention.result_s`` (``RECSTOP_RESULT_EXPIRES_S``, one day, Celery's own
 ``result_expires`` default); 0 writes none. The worker itself never reads results.
+
+The record's shape is written here once (:data:`META_TEMPLATE`): the scripts fill in the task id,
+the status and the result (``store_result`` in ``lua/common.lua``), and :func:`meta` fills it the
+same way for the copies written after a script.
 """
 
 from __future__ import annotations
@@ -26,31 +30,51 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 from redis import Redis
 
+from recstop.worker.model.vocabulary import CeleryState, State
 from recstop.worker.state import keys
+
+#: The placeholders of :data:`META_TEMPLATE`, by their name in the Lua prelude (``PLACEHOLDER.*``).
+RESULT_PLACEHOLDERS: Final = {
+    "META_STATUS": "@@STATUS@@",
+    "META_RESULT": '"@@RESULT@@"',  # the quotes go too: the result is any JSON value
+    "META_TASK_ID": "@@META_TASK_ID@@",  # inside a JSON string: filled JSON-escaped
+}
+_DATE_DONE: Final = "@@DATE_DONE@@"
+#: Celery's Redis result-backend record (``celery.backends.base``'s meta), with placeholders.
+META_TEMPLATE: Final = json.dumps(
+    {
+        "status": RESULT_PLACEHOLDERS["META_STATUS"],
+        "result": RESULT_PLACEHOLDERS["META_RESULT"].strip('"'),
+        "traceback": None,
+        "children": [],
+        "date_done": _DATE_DONE,
+        "task_id": RESULT_PLACEHOLDERS["META_TASK_ID"],
+    },
+    separators=(",", ":"),
+)
 
 
 def results_args(expires_s: int) -> dict[str, Any]:
-    """The ``results`` argument of the scripts that write results: lifetime and completion time."""
-    return {"expires_s": expires_s, "date_done": datetime.now(UTC).isoformat()}
+    """The ``results`` argument of the scripts that write results: lifetime and the record to fill."""
+    return {"expires_s": expires_s, "meta": META_TEMPLATE.replace(_DATE_DONE, _now_iso(), 1)}
 
 
 def meta(task_id: str, status: str, result: object) -> str:
-    """The record Celery's Redis result backend keeps for a task (what the scripts write too)."""
-    return json.dumps(
-        {
-            "status": status,
-            "result": result,
-            "traceback": None,
-            "children": [],
-            "date_done": datetime.now(UTC).isoformat(),
-            "task_id": task_id,
-        },
-        separators=(",", ":"),
+    """The record Celery's Redis result backend keeps for a task (the scripts fill the same template)."""
+    return (
+        META_TEMPLATE.replace(_DATE_DONE, _now_iso(), 1)
+        .replace(RESULT_PLACEHOLDERS["META_STATUS"], status, 1)
+        .replace(RESULT_PLACEHOLDERS["META_RESULT"], json.dumps(result, separators=(",", ":")), 1)
+        .replace(RESULT_PLACEHOLDERS["META_TASK_ID"], json.dumps(task_id)[1:-1], 1)
     )
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).isoformat()
 
 
 def store_copies(client: Redis, task_ids: Iterable[str], status: str, result: object, expires_s: int) -> None:
@@ -70,10 +94,10 @@ def store_copies(client: Redis, task_ids: Iterable[str], status: str, result: ob
         pipe.execute()
 
 
-def settled_result(settled_by: str) -> dict[str, Any]:
+def settled_result(settled_by: str) -> tuple[CeleryState, dict[str, Any]]:
     """The result of a single-recording stop settled by a stop-all (no DELETE of its own)."""
-    return {
-        "state": "already_stopped",
+    return CeleryState.SUCCESS, {
+        "state": State.ALREADY_STOPPED.value,
         "detail": f"settled by stop-all {settled_by}",
         "attempt": None,
         "http_status": None,

@@ -1,39 +1,45 @@
-"""The Lua scripts, each loaded once per client with the shared prelude: named JSON in, JSON out.
+"""The Lua scripts: named JSON in, one typed reply out, each loaded once per client with the preludes.
 
-Every script takes its keys in ``KEYS`` (built by ``worker.keys``) and its arguments as one JSON
+Every script takes its keys in ``KEYS`` (built by ``state.keys``) and its arguments as one JSON
 object in ``ARGV[1]``, which it binds to named locals at its top; some take one more ``ARGV``
 entry per item (a task message). Fields that are None are left out, so a script sees them as nil
-(a JSON null would arrive as a truthy ``cjson.null``). Each caller parses the JSON reply into its
-own typed result (``worker.store``, ``worker.deadletters``, ``worker.ratelimit``).
+(a JSON null would arrive as a truthy ``cjson.null``).
+
+A script is declared once, as a :class:`LuaScript`: its file and the one parser of its reply,
+defined next to the code that calls it. :meth:`Scripts.run` returns what that parser returns, so
+the parser is the only reader of the reply, and whoever changes a reply finds every reader by the
+parser's name. Every script answers JSON (``reply_json``), except ``fetch``, whose reply carries the
+messages byte for byte (``lua/fetch.lua`` says how).
+
+The text Redis runs is the generated constants (``state.prelude``: the vocabulary and the key
+layout), then ``lua/common.lua``, then the script.
 """
 
 from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Final
+from typing import Any, Generic, TypeVar
 
 from redis import Redis
 from redis.client import Pipeline
 from redis.commands.core import Script
 
-NAMES: Final = (
-    "enqueue",
-    "begin",
-    "finish",
-    "cancel",
-    "claim",
-    "publish",
-    "deadletter",
-    "dlq_remove",
-    "ratelimit",
-    "fetch",
-    "beat",
-    "reap",
-    "requeue",
-)
+from recstop.worker.state.prelude import lua_prelude
+
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class LuaScript(Generic[R]):
+    """One script of ``lua/``: its file name (without ``.lua``) and the parser of its raw reply."""
+
+    name: str
+    parse: Callable[[Any], R]
 
 
 def _read(name: str) -> str:
@@ -42,8 +48,8 @@ def _read(name: str) -> str:
 
 @functools.cache
 def source(name: str) -> str:
-    """A script's full text: the ``common.lua`` prelude, then the script."""
-    return _read("common") + "\n" + _read(name)
+    """A script's full text: the generated constants, ``common.lua``, then the script."""
+    return f"{lua_prelude()}\n{_read('common')}\n{_read(name)}"
 
 
 def encode(args: Mapping[str, Any]) -> str:
@@ -59,9 +65,11 @@ def _compact(value: Any) -> Any:  # noqa: ANN401 - any JSON value
     return value
 
 
-def decode(reply: object) -> Any:  # noqa: ANN401 - the script's JSON reply
-    """A script's JSON reply (an integer or array reply is returned as it is)."""
-    return json.loads(reply) if isinstance(reply, str | bytes) else reply
+def reply_json(reply: object) -> Any:  # noqa: ANN401 - the JSON a script answered, for its parser
+    """The JSON text a script answered, decoded (what every parser but ``fetch``'s starts with)."""
+    if not isinstance(reply, str | bytes):
+        raise TypeError(f"a script answered {type(reply).__name__}, not JSON text")
+    return json.loads(reply)
 
 
 class Scripts:
@@ -69,29 +77,44 @@ class Scripts:
 
     def __init__(self, client: Redis) -> None:
         self.client = client
-        self._scripts: dict[str, Script] = {name: client.register_script(source(name)) for name in NAMES}
+        self._scripts: dict[str, Script] = {}
+        self._lock = threading.Lock()
+
+    def _script(self, script: LuaScript[Any]) -> Script:
+        found = self._scripts.get(script.name)
+        if found is None:
+            with self._lock:
+                found = self._scripts.setdefault(
+                    script.name, self.client.register_script(source(script.name))
+                )
+        return found
 
     def run(
-        self, name: str, keys: Sequence[str], args: Mapping[str, Any], extra: Sequence[str | bytes] = ()
-    ) -> Any:  # noqa: ANN401 - the script's JSON reply, parsed by the caller
-        """Run one script atomically and return its decoded reply."""
-        return decode(self._scripts[name](keys=list(keys), args=[encode(args), *extra], client=self.client))
-
-    def sha(self, name: str) -> str:
-        """The SHA1 a script is called by (``EVALSHA``)."""
-        return str(self._scripts[name].sha)
-
-    def load(self, name: str) -> None:
-        """Load a script into Redis (after a restart forgot it: ``NOSCRIPT``)."""
-        self.client.script_load(self._scripts[name].script)
+        self,
+        script: LuaScript[R],
+        keys: Sequence[str],
+        args: Mapping[str, Any],
+        extra: Sequence[str | bytes] = (),
+    ) -> R:
+        """Run one script atomically; its reply as the script's parser reads it."""
+        raw = self._script(script)(keys=list(keys), args=[encode(args), *extra], client=self.client)
+        return script.parse(raw)
 
     def queue(
         self,
         pipe: Pipeline,
-        name: str,
+        script: LuaScript[Any],
         keys: Sequence[str],
         args: Mapping[str, Any],
         extra: Sequence[str | bytes] = (),
     ) -> None:
-        """Add one script call to a pipeline; :func:`decode` its reply from ``pipe.execute()``."""
-        self._scripts[name](keys=list(keys), args=[encode(args), *extra], client=pipe)
+        """Add one script call to a pipeline; ``script.parse`` reads its reply from ``pipe.execute()``."""
+        self._script(script)(keys=list(keys), args=[encode(args), *extra], client=pipe)
+
+    def sha(self, script: LuaScript[Any]) -> str:
+        """The SHA1 a script is called by (``EVALSHA``)."""
+        return str(self._script(script).sha)
+
+    def load(self, script: LuaScript[Any]) -> None:
+        """Load a script into Redis (after a restart forgot it: ``NOSCRIPT``)."""
+        self.client.script_load(self._script(script).script)

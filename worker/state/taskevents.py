@@ -6,8 +6,8 @@ atomic step: ``task-sent`` when a stop is accepted or published again (with its 
 delayed), ``task-revoked`` when it is cancelled. Each is the message Celery's own
 ``EventDispatcher`` would publish (kombu's envelope, JSON, on the ``celeryev`` fanout exchange:
 the Redis channel ``/<db>.celeryev/<routing key>``), so Flower, ``celery events`` and any event
-consumer read them as they read a worker's. ``task-sent`` is built here (the producer knows the
-new run's task id); ``task-revoked`` by the script, which alone knows which run it cancelled.
+consumer read them as they read a worker's. Every envelope is built here; a script only
+publishes the text it is given, when what it decides calls for it.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 from recstop.worker.model.ids import new_id
+from recstop.worker.model.vocabulary import TaskEvent
 from recstop.worker.state.keys import TASK_NAME
 
 EXCHANGE: Final = "celeryev"
@@ -30,7 +31,7 @@ EXCHANGE: Final = "celeryev"
 HOSTNAME: Final = f"recstop@{socket.gethostname()}"
 
 
-def channel(broker_url: str, event_type: str) -> str:
+def channel(broker_url: str, event_type: TaskEvent) -> str:
     """The Redis PUB/SUB channel kombu's fanout exchange uses for ``event_type`` (``task-sent``)."""
     first = broker_url.split(";", 1)[0]
     path = urlsplit(first).path.strip("/") or "0"
@@ -38,7 +39,7 @@ def channel(broker_url: str, event_type: str) -> str:
     return f"/{db}.{EXCHANGE}/{event_type.replace('-', '.')}"
 
 
-def event_message(event_type: str, fields: Mapping[str, Any], *, hostname: str = HOSTNAME) -> str:
+def event_message(event_type: TaskEvent, fields: Mapping[str, Any], *, hostname: str = HOSTNAME) -> str:
     """The kombu envelope of one Celery event, as JSON text."""
     body = {
         "hostname": hostname,
@@ -70,7 +71,7 @@ def task_sent(
 ) -> str:
     """``task-sent``: a stop accepted (or published again), with its ETA when it waits."""
     return event_message(
-        "task-sent",
+        TaskEvent.SENT,
         {
             "uuid": task_id,
             "name": TASK_NAME,
@@ -88,6 +89,6 @@ def task_sent(
     )
 
 
-def origin() -> dict[str, Any]:
-    """Who publishes an event a script builds (``lua/common.lua`` ``publish_event``)."""
-    return {"hostname": HOSTNAME, "pid": os.getpid()}
+def task_revoked(task_id: str) -> str:
+    """``task-revoked``: the run of ``task_id`` cancelled (published by ``cancel.lua`` when it cancels)."""
+    return event_message(TaskEvent.REVOKED, {"uuid": task_id, "terminated": False, "expired": False})

@@ -8,53 +8,53 @@
 -- KEYS[8]  audit outbox (recstop:audit)
 -- ARGV[1]  JSON {member, target, task_id, lock_token, lock_ttl_ms, consumer, call_uuid, url,
 --          auth_id, request_id, not_after, deadline_s, retention_s, defer_s, watchdog_s,
---          results: {expires_s, date_done}, audit: {max, origin}}:
+--          results: {expires_s, meta}, audit: {max, origin}}:
 --          consumer is the worker connection that fetched the message (absent: unknown)
--- Returns JSON {decision: run | expired | cancelled | skip, detail, attempts, auth_id, not_after}:
--- skip details are duplicate, early, merged, duplicate_request, busy, deferred; cancelled: the
--- run was cancelled (recstop cancel, or a revoke of this task id) and never calls the API.
+-- Returns JSON {decision (DECISION), detail, attempts, auth_id, not_after}: a skip's detail is a
+-- SKIP or DEDUP word; cancelled: the run was cancelled (recstop cancel, or a revoke of this task
+-- id) and never calls the API.
 local key, schedule, consumers = KEYS[1], KEYS[2], KEYS[3]
 local task_index, revoked, result_key, metrics, stream = KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local A = cjson.decode(ARGV[1])
-local member, task_id, now = A.member, A.task_id, now_ms()
+local name, task_id, now = A.member, A.task_id, now_ms()
 local call = load_call(key)
 local r = call[A.target]
 
 local function skip(detail)
-  return cjson.encode({decision = 'skip', detail = detail})
+  return cjson.encode({decision = DECISION.SKIP, detail = detail})
 end
 
 local function cancelled()
-  store_result(result_key, A.results, task_id, result_of(r, 'cancelled'))
-  return cjson.encode({decision = 'cancelled', detail = 'cancelled before its attempt'})
+  store_result(result_key, A.results, task_id, result_of(r, STATE.CANCELLED))
+  return cjson.encode({decision = DECISION.CANCELLED, detail = 'cancelled before its attempt'})
 end
 
 local new = false
 if r == nil then
   new = true
 elseif finished_before(r, task_id) then
-  return skip('duplicate')
+  return skip(SKIP.DUPLICATE)
 elseif r.task_id == task_id then
-  if r.state == 'cancelled' then return cancelled() end
-  if not pending(r.state) then return skip('duplicate') end
-  if r.phase == 'waiting' then return skip('early') end
+  if r.state == STATE.CANCELLED then return cancelled() end
+  if not pending(r.state) then return skip(SKIP.DUPLICATE) end
+  if r.phase == PHASE.WAITING then return skip(SKIP.EARLY) end
 elseif pending(r.state) then
   -- Another run of the same stop is pending: this message joins it (its result follows the run's).
-  if r.state == 'scheduled' and r.phase == 'waiting' then
-    redis.call('ZADD', schedule, 'XX', 'LT', fmt(now), member)
+  if r.state == STATE.SCHEDULED and r.phase == PHASE.WAITING then
+    redis.call('ZADD', schedule, 'XX', 'LT', fmt(now), name)
   end
-  join(r, task_id, task_index, member, now)
+  join(r, task_id, task_index, name, now)
   save_call(key, call, now)
-  audit(stream, metrics, A.audit, 'deduplicated', r, A.target, now,
-    {reason = 'merged', origin = 'celery', joined_task_id = task_id})
-  return skip('merged')
+  audit(stream, metrics, A.audit, AUDIT.DEDUPLICATED, r, A.target, now,
+    {reason = DEDUP.MERGED, origin = ORIGIN.CELERY, joined_task_id = task_id})
+  return skip(DEDUP.MERGED)
 elseif A.request_id ~= nil and r.request_id == A.request_id and SUCCEEDED[r.state] then
   -- Another message of a request that already stopped this recording (a raw producer's retry):
   -- its result is the stop's.
   store_result(result_key, A.results, task_id, result_of(r, r.state, 'duplicate of ' .. r.task_id))
-  audit(stream, metrics, A.audit, 'deduplicated', r, A.target, now,
-    {reason = 'duplicate_request', origin = 'celery', joined_task_id = task_id})
-  return skip('duplicate_request')
+  audit(stream, metrics, A.audit, AUDIT.DEDUPLICATED, r, A.target, now,
+    {reason = DEDUP.DUPLICATE_REQUEST, origin = ORIGIN.CELERY, joined_task_id = task_id})
+  return skip(DEDUP.DUPLICATE_REQUEST)
 else
   new = true
 end
@@ -65,26 +65,26 @@ local function adopt(state, phase)
   r.state, r.phase, r.due_at, r.not_after = state, phase, now, not_after
   r.keep_until = now + A.retention_s + math.max(0, not_after - now)
   call[A.target] = r
-  index_task(task_index, member, r, now)
+  index_task(task_index, name, r, now)
   -- A message no producer recorded (any Celery client, a raw LPUSH): accepted when a worker sees it.
-  audit(stream, metrics, A.audit, 'accepted', r, A.target, now,
-    {origin = 'celery', due_at = now, not_after = not_after})
+  audit(stream, metrics, A.audit, AUDIT.ACCEPTED, r, A.target, now,
+    {origin = ORIGIN.CELERY, due_at = now, not_after = not_after})
 end
 
 -- Revoked (celery control revoke) before any run had this task id: the run it would start, or
 -- the pending run it is, is cancelled now and never calls the API.
 if redis.call('EXISTS', revoked) == 1 and (new or pending(r.state)) then
-  if new then adopt('cancelled', nil) end
-  r.state, r.phase, r.finished_at, r.watch_at = 'cancelled', nil, now, nil
+  if new then adopt(STATE.CANCELLED, nil) end
+  r.state, r.phase, r.finished_at, r.watch_at = STATE.CANCELLED, nil, now, nil
   r.keep_until = now + A.retention_s
-  redis.call('ZREM', schedule, member)
+  redis.call('ZREM', schedule, name)
   save_call(key, call, now)
-  redis.call('HINCRBY', metrics, 'stops:cancelled', 1)
-  audit(stream, metrics, A.audit, 'cancelled', r, A.target, now, {reason = 'revoked', origin = 'revoke'})
+  redis.call('HINCRBY', metrics, counter(COUNTER.STOPS, STATE.CANCELLED), 1)
+  audit(stream, metrics, A.audit, AUDIT.CANCELLED, r, A.target, now, {reason = ORIGIN.REVOKE, origin = ORIGIN.REVOKE})
   return cancelled()
 end
 
--- A lock whose holder was reaped (its worker died: worker/fetch.py) is over at once: the holder's
+-- A lock whose holder was reaped (its worker died: state/inflight.py) is over at once: the holder's
 -- messages came back, this is one of them, and nobody else is calling the API for it.
 local held = r ~= nil and r.lock_until ~= nil and r.lock_until > now
 if held and r.lock_consumer ~= nil and not redis.call('ZSCORE', consumers, r.lock_consumer) then
@@ -96,20 +96,20 @@ if held then
   -- could not record its outcome, the stop runs again then instead of being lost.
   local recheck = fmt(now + math.max(A.defer_s, r.lock_until - now))
   if string.sub(r.lock, 1, #task_id + 1) == task_id .. ':' then
-    redis.call('ZADD', schedule, 'LT', recheck, member)
-    return skip('busy')
+    redis.call('ZADD', schedule, 'LT', recheck, name)
+    return skip(SKIP.BUSY)
   end
   -- Locked by a different run: this run waits in the schedule until then.
-  if new then adopt('queued', 'waiting') else r.phase = 'waiting' end
-  redis.call('ZADD', schedule, recheck, member)
+  if new then adopt(STATE.QUEUED, PHASE.WAITING) else r.phase = PHASE.WAITING end
+  redis.call('ZADD', schedule, recheck, name)
   save_call(key, call, now)
-  return skip('deferred')
+  return skip(SKIP.DEFERRED)
 end
-if new then adopt('queued', 'ready') end
+if new then adopt(STATE.QUEUED, PHASE.READY) end
 r.lock, r.lock_until, r.lock_consumer = A.lock_token, now + A.lock_ttl_ms / 1000, A.consumer
--- The message is in kombu's unacked set now; the watchdog covers a redelivery that gets lost.
-watch(schedule, member, r, now, A.watchdog_s)
+-- The message is in this worker's in-flight list; the watchdog covers it being lost all the same.
+watch(schedule, name, r, now, A.watchdog_s)
 save_call(key, call, now)
-local decision = 'run'
-if r.not_after < now then decision = 'expired' end
+local decision = DECISION.RUN
+if r.not_after < now then decision = DECISION.EXPIRED end
 return cjson.encode({decision = decision, attempts = r.attempts, auth_id = r.auth_id, not_after = r.not_after})

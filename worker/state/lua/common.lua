@@ -1,6 +1,10 @@
--- Shared helpers, prepended to every recstop script (worker/scripts.py).
--- Every script takes its keys in KEYS (worker/keys.py builds them) and its arguments as one JSON
--- object in ARGV[1] (absent fields are nil; Python never sends null), and answers JSON.
+-- Shared helpers, after the generated prelude (state/prelude.py: STATE, OUTCOME, AUDIT, COUNTER,
+-- member() ...) and before every recstop script (state/scripts.py).
+-- Every script takes its keys in KEYS (state/keys.py builds them) and its arguments as one JSON
+-- object in ARGV[1] (absent fields are nil; Python never sends null), and answers JSON, except
+-- fetch.lua, whose reply carries messages byte for byte. Words and key parts come from the prelude:
+-- a string literal here is a Redis command, a JSON field name or a message text, never a word of
+-- the vocabulary (tests/unit/test_lua_words.py checks).
 
 -- Redis' clock, in seconds.
 local function now_s()
@@ -18,15 +22,30 @@ local function fmt(x)
   return string.format('%.3f', x)
 end
 
--- worker/outcome.py State: the states in which a stop is still going to be attempted.
-local PENDING = {scheduled = true, queued = true, retrying = true}
-local SUCCEEDED = {stopped = true, already_stopped = true}
-
 local function pending(state)
   return state ~= nil and PENDING[state] == true
 end
 
--- A call's stop records (worker/keys.py call_key): target -> record.
+-- text with every `placeholder` replaced by `value`, both taken literally (no patterns).
+local function fill(text, placeholder, value)
+  local out, from = {}, 1
+  while true do
+    local i, j = string.find(text, placeholder, from, true)
+    if i == nil then break end
+    table.insert(out, string.sub(text, from, i - 1))
+    table.insert(out, value)
+    from = j + 1
+  end
+  table.insert(out, string.sub(text, from))
+  return table.concat(out)
+end
+
+-- A string as it is written inside a JSON string (escaped, without the quotes).
+local function json_text(value)
+  return string.sub(cjson.encode(value), 2, -2)
+end
+
+-- A call's stop records (state/keys.py call_key): target -> record.
 local function load_call(key)
   local raw = redis.call('GET', key)
   if not raw then return {} end
@@ -84,26 +103,12 @@ local function new_run(prev, f, now)
   return r
 end
 
--- Publish a Celery task event (worker/events.py): kombu's envelope on the celeryev fanout channel,
--- its JSON body unencoded (no body_encoding: kombu reads it as it is).
--- origin: {hostname, pid}; fields: the event's own (uuid ...).
-local function publish_event(channel, event_type, fields, origin, now)
-  fields.type, fields.hostname, fields.pid = event_type, origin.hostname, origin.pid
-  fields.utcoffset, fields.clock, fields.timestamp = 0, 0, now
-  local routing_key = string.gsub(event_type, '-', '.')
-  redis.call('PUBLISH', channel, cjson.encode({
-    body = cjson.encode(fields), ['content-encoding'] = 'utf-8', ['content-type'] = 'application/json',
-    headers = {hostname = origin.hostname},
-    properties = {delivery_mode = 1, priority = 0, delivery_tag = fields.uuid .. ':' .. event_type,
-      delivery_info = {exchange = 'celeryev', routing_key = routing_key}}}))
-end
-
 -- Arm the stop's watchdog: if nothing settles the stop before then, the scheduler publishes it
--- again. It catches a message lost between Redis and a worker (kombu pops it before recording it
--- as unacked, so a worker killed in between takes it along). Each firing doubles the next wait.
-local function watch(schedule, member, r, now, watchdog_s)
+-- again (a message deleted by hand, lost with writes a failover dropped, or acknowledged without
+-- its outcome recorded). Each firing doubles the next wait.
+local function watch(schedule, name, r, now, watchdog_s)
   local at = fmt(now + watchdog_s * 2 ^ math.min(r.republished or 0, 5))
-  redis.call('ZADD', schedule, at, member)
+  redis.call('ZADD', schedule, at, name)
   r.watch_at = at
 end
 
@@ -132,11 +137,11 @@ local function dlq_add(index, entries, id, entry, now, max_entries, max_age_s)
   end
 end
 
--- The task index (worker/keys.py task_key): task id -> the stop's schedule member, kept as long
+-- The task index (state/keys.py task_key): task id -> the stop's schedule member, kept as long
 -- as the run's record, so that a revoke by task id finds its stop.
-local function index_task(key, member, r, now)
+local function index_task(key, name, r, now)
   if key ~= nil then
-    redis.call('SET', key, member, 'EX', math.max(1, math.ceil((r.keep_until or now + 1) - now)))
+    redis.call('SET', key, name, 'EX', math.max(1, math.ceil((r.keep_until or now + 1) - now)))
   end
 end
 
@@ -144,7 +149,7 @@ end
 -- (the last JOINED_KEPT), so that its result is written with the run's, and indexed, so that a
 -- revoke of it is answered truthfully.
 local JOINED_KEPT = 16
-local function join(r, task_id, index_key, member, now)
+local function join(r, task_id, index_key, name, now)
   if task_id == nil or task_id == r.task_id then return end
   local joined = r.joined or {}
   for _, id in ipairs(joined) do
@@ -153,43 +158,47 @@ local function join(r, task_id, index_key, member, now)
   table.insert(joined, task_id)
   while #joined > JOINED_KEPT do table.remove(joined, 1) end
   r.joined = joined
-  index_task(index_key, member, r, now)
+  index_task(index_key, name, r, now)
 end
 
--- A task's result as Celery's Redis result backend keeps it (worker/results.py), so that
--- AsyncResult.state and .get() say what the stop's record says: SET with its lifetime, and
--- PUBLISHed on the key's own channel, where a waiting .get() listens. R: {expires_s, date_done};
--- no result is written when expires_s is 0 (results off) or the key is absent.
+-- A task's result as Celery's Redis result backend keeps it (state/results.py builds the record's
+-- template, this fills it), so that AsyncResult.state and .get() say what the stop's record says:
+-- SET with its lifetime, and PUBLISHed on the key's own channel, where a waiting .get() listens.
+-- R: {expires_s, meta}; no result is written when expires_s is 0 (results off) or the key is absent.
 local function store_result(key, R, task_id, status, result)
   if key == nil or R == nil or (R.expires_s or 0) <= 0 then return end
-  local meta = cjson.encode({status = status, result = result, traceback = cjson.null,
-    children = {}, date_done = R.date_done, task_id = task_id})
+  local meta = fill(R.meta, PLACEHOLDER.META_STATUS, status)
+  meta = fill(meta, PLACEHOLDER.META_RESULT, cjson.encode(result))
+  meta = fill(meta, PLACEHOLDER.META_TASK_ID, json_text(task_id))
   redis.call('SET', key, meta, 'EX', R.expires_s)
   redis.call('PUBLISH', key, meta)
 end
 
--- The Celery result of a finished or waiting run (worker/results.py documents the mapping).
+-- The Celery result of a finished or waiting run (state/results.py documents the mapping).
 local function exc(exc_type, module, message)
   return {exc_type = exc_type, exc_module = module, exc_message = message}
 end
+local function stop_dead(reason, error)
+  return exc(STOP_DEAD.exc_type, STOP_DEAD.exc_module, {reason, error or ''})
+end
 local function result_of(r, state, detail, attempt, http_status)
   if SUCCEEDED[state] then
-    return 'SUCCESS', {state = state, detail = detail or '', attempt = attempt or cjson.null,
+    return CELERY_STATE.SUCCESS, {state = state, detail = detail or '', attempt = attempt or cjson.null,
       http_status = http_status or cjson.null}
-  elseif state == 'dead' then
-    return 'FAILURE', exc('StopDead', 'recstop.worker.model.errors', {detail or r.dead_reason or 'dead', r.last_error or ''})
-  elseif state == 'cancelled' then
-    return 'REVOKED', exc('TaskRevokedError', 'celery.exceptions', {'cancelled'})
-  elseif state == 'retrying' then
-    return 'RETRY', exc('Retry', 'celery.exceptions', {'next attempt at ' .. fmt(r.due_at)})
+  elseif state == STATE.DEAD then
+    return CELERY_STATE.FAILURE, stop_dead(detail or r.dead_reason or STATE.DEAD, r.last_error)
+  elseif state == STATE.CANCELLED then
+    return CELERY_STATE.REVOKED, exc('TaskRevokedError', 'celery.exceptions', {STATE.CANCELLED})
+  elseif state == STATE.RETRYING then
+    return CELERY_STATE.RETRY, exc('Retry', 'celery.exceptions', {'next attempt at ' .. fmt(r.due_at)})
   end
   return nil, nil
 end
 
--- The audit outbox (worker/keys.py AUDIT_STREAM; worker/audit/event.py reads it): each event of a
--- stop's life is appended by the script that makes it happen, so the trail can neither miss what
--- happened nor record what did not. Never a token (the scripts never see one). Bounded: past
--- AU.max entries (no sink draining it) the oldest go, counted in metrics 'audit:dropped'.
+-- The audit outbox (state/keys.py AUDIT_STREAM; audit/event.py reads it): each event of a stop's
+-- life is appended by the script that makes it happen, so the trail can neither miss what happened
+-- nor record what did not. Never a token (the scripts never see one). Bounded: past AU.max entries
+-- (no sink draining it) the oldest go, counted in COUNTER.AUDIT_DROPPED.
 -- AU: {max, origin}; max 0 turns the outbox off. e: the event's own fields.
 local function audit(stream, metrics, AU, name, r, target, now, e)
   if stream == nil or AU == nil or (AU.max or 0) <= 0 then return end
@@ -203,6 +212,6 @@ local function audit(stream, metrics, AU, name, r, target, now, e)
   end
   redis.call('XADD', stream, '*', 'e', cjson.encode(e))
   if redis.call('XLEN', stream) > AU.max then
-    redis.call('HINCRBY', metrics, 'audit:dropped', redis.call('XTRIM', stream, 'MAXLEN', AU.max))
+    redis.call('HINCRBY', metrics, COUNTER.AUDIT_DROPPED, redis.call('XTRIM', stream, 'MAXLEN', AU.max))
   end
 end

@@ -10,5 +10,5 @@ local entry = A.entry
 entry.dead_at = now
 dlq_add(index, entries, entry.id, entry, now, A.max_entries, A.max_age_s)
 -- Counted for `recstop metrics` by the reason it was refused with.
-redis.call('HINCRBY', metrics, 'rejected:' .. entry.reason, 1)
+redis.call('HINCRBY', metrics, counter(COUNTER.REJECTED, entry.reason), 1)
 return cjson.encode({dead_at = now})

@@ -14,8 +14,8 @@
 --            not_after is past, or before it is due, as it is (the worker dead-letters it, reason
 --            deadline, when it is due) instead of refusing it: a Celery message with eta and
 --            expires is never refused once received
--- ARGV[2i]   stop i's task message, its task id the placeholder @@TASK_ID@@ (worker/envelope.py)
--- ARGV[2i+1] stop i's task-sent event (worker/events.py), published when the stop starts a new run
+-- ARGV[2i]   stop i's task message, its task id PLACEHOLDER.TASK_ID (state/envelope.py)
+-- ARGV[2i+1] stop i's task-sent event (state/taskevents.py), published when it starts a new run
 -- ARGV[2n+2] (with ack) that Celery message, byte for byte as fetched: acknowledged (removed from
 --            the in-flight list) in this script, so it is in the schedule or in the list, never
 --            in neither and never in both
@@ -29,9 +29,9 @@ local deadline_s, retention_s, watchdog_s = A.deadline_s, A.retention_s, A.watch
 local urgent = A.urgent == true
 local now = now_ms()
 
-local function push(r, member, message)
-  redis.call('LPUSH', lane, (string.gsub(message, '@@TASK_ID@@', r.task_id)))
-  watch(schedule, member, r, now, watchdog_s)
+local function push(r, name, message)
+  redis.call('LPUSH', lane, fill(message, PLACEHOLDER.TASK_ID, json_text(r.task_id)))
+  watch(schedule, name, r, now, watchdog_s)
   if urgent then r.urgent = true end
 end
 
@@ -45,17 +45,17 @@ local function enqueue(key, task_index, s, message, sent)
   local due = now
   if s.at ~= nil then due = s.at elseif s.delay_s ~= nil then due = now + s.delay_s end
   local function deduplicated(reason)
-    audit(stream, metrics, A.audit, 'deduplicated', cur, s.target, now,
+    audit(stream, metrics, A.audit, AUDIT.DEDUPLICATED, cur, s.target, now,
       {reason = reason, origin = A.audit and A.audit.origin, joined_task_id = s.join and s.task_id or nil})
   end
   if cur ~= nil and pending(cur.state) then
     if s.join then join(cur, s.task_id, task_index, s.member, now); save_call(key, call, now) end
-    deduplicated('pending')
+    deduplicated(DEDUP.PENDING)
     -- Deduplicated. A stop wanted sooner than a scheduled one pulls it forward: "stop now" must
     -- never wait for a stop that was scheduled for later.
-    if cur.state == 'scheduled' and cur.phase == 'waiting' and due < cur.due_at then
+    if cur.state == STATE.SCHEDULED and cur.phase == PHASE.WAITING and due < cur.due_at then
       if due <= now then
-        cur.state, cur.phase, cur.due_at = 'queued', 'ready', now
+        cur.state, cur.phase, cur.due_at = STATE.QUEUED, PHASE.READY, now
         push(cur, s.member, message)
         save_call(key, call, now)
         return reply(cur, true, true)
@@ -64,7 +64,7 @@ local function enqueue(key, task_index, s, message, sent)
       redis.call('ZADD', schedule, fmt(due), s.member)
       save_call(key, call, now)
     end
-    if urgent and due <= now and cur.state == 'queued' and not cur.urgent then
+    if urgent and due <= now and cur.state == STATE.QUEUED and not cur.urgent then
       -- An urgent stop must not wait behind the routine backlog its pending twin sits in: the
       -- same run goes onto the urgent lane too; whichever copy a worker takes first does the
       -- stop, the other is recognised as a duplicate of a finished run.
@@ -76,7 +76,7 @@ local function enqueue(key, task_index, s, message, sent)
   end
   if s.request_id ~= nil and cur ~= nil and cur.request_id == s.request_id and SUCCEEDED[cur.state] then
     -- The same request (same request_id) already stopped this recording: a producer's retry.
-    deduplicated('duplicate_request')
+    deduplicated(DEDUP.DUPLICATE_REQUEST)
     if s.join then
       -- A received message of a request that already stopped this recording: its result is the stop's.
       store_result(result_key, A.results, s.task_id, result_of(cur, cur.state, 'duplicate of ' .. cur.task_id))
@@ -95,17 +95,17 @@ local function enqueue(key, task_index, s, message, sent)
   index_task(task_index, s.member, r, now)
   if urgent then r.urgent = true end  -- a delayed urgent stop goes to the urgent lane when it is due
   if due > now then
-    r.state, r.phase = 'scheduled', 'waiting'
+    r.state, r.phase = STATE.SCHEDULED, PHASE.WAITING
     redis.call('ZADD', schedule, fmt(due), s.member)
   else
-    r.state, r.phase = 'queued', 'ready'
+    r.state, r.phase = STATE.QUEUED, PHASE.READY
     push(r, s.member, message)
   end
   save_call(key, call, now)
   redis.call('PUBLISH', A.events_channel, sent)
-  audit(stream, metrics, A.audit, s.dlq_id and 'replayed' or 'accepted', r, s.target, now,
+  audit(stream, metrics, A.audit, s.dlq_id and AUDIT.REPLAYED or AUDIT.ACCEPTED, r, s.target, now,
     {origin = A.audit and A.audit.origin, due_at = due, not_after = not_after, dlq_id = s.dlq_id})
-  return reply(r, false, r.state == 'queued')
+  return reply(r, false, r.state == STATE.QUEUED)
 end
 
 local n = #A.stops

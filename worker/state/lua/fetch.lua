@@ -2,8 +2,9 @@
 -- KEYS[2k-1]  source k: a lane list, in the order they are taken from (urgent first)
 -- KEYS[2k]    this consumer's in-flight list for source k (recstop:inflight:<consumer>:<source>)
 -- ARGV[1]     JSON {count}
--- Returns a flat array: source index (1-based), message, source index, message, ... (messages are
--- the lanes' items as stored, byte for byte: an ack removes exactly that item).
+-- Returns a flat array: source index (1-based), message, source index, message, ... Not JSON, on
+-- purpose: the messages are the lanes' items as stored, byte for byte (an ack removes exactly that
+-- item), and a poison item may be any bytes, which JSON cannot carry.
 -- Each move is one LMOVE inside this script: no message is ever outside Redis between its lane
 -- and the consumer's in-flight list.
 local A = cjson.decode(ARGV[1])

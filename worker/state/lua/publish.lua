@@ -5,8 +5,8 @@
 -- KEYS[4+i]  call key of item i
 -- ARGV[1]    JSON {watchdog_s, events_channel, items: [{member, target, task_id, score, lease}]}:
 --            what claim leased, with the task id of the run whose message follows
--- ARGV[2i]   item i's task message, its task id the placeholder @@TASK_ID@@ (worker/envelope.py)
--- ARGV[2i+1] item i's task-sent event (worker/events.py), published with the message
+-- ARGV[2i]   item i's task message, its task id PLACEHOLDER.TASK_ID (state/envelope.py)
+-- ARGV[2i+1] item i's task-sent event (state/taskevents.py), published with the message
 -- Returns JSON [{published, republished}] per item: whether its message went out, and how often
 -- this run's watchdog has fired (0 for an ordinary due entry).
 local schedule, routine, urgent, metrics = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
@@ -33,13 +33,13 @@ local function publish(key, item, message, sent)
     -- The watchdog fired: the stop's message was published but nothing settled it.
     r.republished = (r.republished or 0) + 1
     republished = r.republished
-    redis.call('HINCRBY', metrics, 'watchdog_republishes', 1)
+    redis.call('HINCRBY', metrics, COUNTER.WATCHDOG_REPUBLISHES, 1)
   end
-  r.phase = 'ready'
-  if r.state == 'scheduled' then r.state = 'queued' end
+  r.phase = PHASE.READY
+  if r.state == STATE.SCHEDULED then r.state = STATE.QUEUED end
   local lane = routine
   if r.urgent then lane = urgent end
-  redis.call('LPUSH', lane, (string.gsub(message, '@@TASK_ID@@', r.task_id)))
+  redis.call('LPUSH', lane, fill(message, PLACEHOLDER.TASK_ID, json_text(r.task_id)))
   watch(schedule, item.member, r, now, A.watchdog_s)
   save_call(key, call, now)
   redis.call('PUBLISH', A.events_channel, sent)
