@@ -1,4 +1,4 @@
-"""A real HTTP server imitating the Vobiz "Stop Recording" API, for tests, demos and benchmarks."""
+"""A real HTTP server imitating Vobiz's recording APIs (start, stop, list), for tests, demos, benchmarks."""
 
 from recstop.sandbox.client import SandboxClient, SandboxError
 from recstop.sandbox.server import SandboxServer, serve

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 from recstop.sandbox.ratelimit import MAX_BURST
 from recstop.sandbox.server import serve
+from recstop.sandbox.state import DEFAULT_FINALIZE_DELAY_S, MAX_FINALIZE_DELAY_S
 
 
 def _account(text: str) -> tuple[str, str]:
@@ -24,6 +25,16 @@ def _rate(text: str) -> float:
         raise argparse.ArgumentTypeError("expected a number of requests per second") from None
     if not math.isfinite(value) or value < 0:
         raise argparse.ArgumentTypeError("expected a number >= 0 (0 = off)")
+    return value
+
+
+def _delay(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected a number of seconds") from None
+    if not 0 <= value <= MAX_FINALIZE_DELAY_S:
+        raise argparse.ArgumentTypeError(f"expected seconds from 0 to {MAX_FINALIZE_DELAY_S:g}")
     return value
 
 
@@ -48,6 +59,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--rate-limit-burst", type=_burst, default=None, metavar="N", help="bucket size (default 50 ms worth)"
     )
+    parser.add_argument(
+        "--finalize-delay",
+        type=_delay,
+        default=DEFAULT_FINALIZE_DELAY_S,
+        metavar="S",
+        help=f"until an ended recording shows its end (default {DEFAULT_FINALIZE_DELAY_S:g}; 0 = at once)",
+    )
     parser.add_argument("--verbose", action="store_true", help="access log to stderr")
     args = parser.parse_args(argv)
     serve(
@@ -59,6 +77,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         seed=args.seed,
         rate_limit_rps=args.rate_limit,
         rate_limit_burst=args.rate_limit_burst,
+        finalize_delay_s=args.finalize_delay,
         verbose=args.verbose,
     )
 

@@ -1,7 +1,8 @@
-"""Replies and the two Vobiz error body shapes (v1 and v2)."""
+"""Replies, the two Vobiz error body shapes (v1 and v2) and the HTML page a gateway answers with."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,13 +28,29 @@ V2_CODES: Final[dict[int, str]] = {
 }
 
 
+JSON_TYPE: Final = "application/json"
+HTML_TYPE: Final = "text/html; charset=utf-8"
+
+
 @dataclass(frozen=True, slots=True)
 class Reply:
-    """One HTTP answer: status, JSON body (``None`` for no body) and extra headers."""
+    """One HTTP answer: status, JSON body (``None`` for no body), extra headers.
+
+    ``raw`` replaces the JSON body with bytes sent as they are, typed ``content_type``: how the sandbox
+    answers HTML or a truncated JSON document.
+    """
 
     status: int
     body: object = None
     headers: tuple[tuple[str, str], ...] = ()
+    raw: bytes | None = None
+    content_type: str = JSON_TYPE
+
+    def payload(self) -> bytes | None:
+        """The bytes of the body, or ``None`` when there is none."""
+        if self.raw is not None:
+            return self.raw
+        return None if self.body is None else json.dumps(self.body).encode()
 
 
 def default_code(status: int) -> str:
@@ -71,3 +88,13 @@ def v2_error(
     error = {"code": code, "message": message, "details": dict(details or {})}
     body = {"status": "error", "error": error, "requestId": str(uuid.uuid4())}
     return Reply(status, body, headers)
+
+
+def html_page(status: int, headers: tuple[tuple[str, str], ...] = ()) -> Reply:
+    """Build the HTML page a gateway in front of the API answers with, instead of JSON."""
+    title = f"{status} {phrase(status)}"
+    page = (
+        f"<!DOCTYPE html>\n<html><head><title>{title}</title></head>\n"
+        f"<body><center><h1>{title}</h1></center><hr><center>nginx</center></body></html>\n"
+    )
+    return Reply(status, None, headers, raw=page.encode(), content_type=HTML_TYPE)

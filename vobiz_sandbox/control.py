@@ -1,25 +1,36 @@
-"""The control API under ``/_sandbox/``: set up accounts, calls, faults; read the request log.
+"""The control API under ``/_sandbox/``: set up accounts, calls, recordings, faults; read the logs.
 
 Routes (JSON bodies and replies; an error is ``{"error": "<reason>"}`` with a 4xx status):
 
 - ``GET health``: ``{"ok": true}``.
 - ``POST accounts`` ``{auth_id, token, active?}``; ``PATCH accounts/<auth_id>`` ``{active?, token?}``.
-- ``POST calls`` ``{auth_id, call_uuid?, recordings?}``: a live call (a new uuid unless given) with
-  ``recordings`` active recordings (default 0, at most 100); answers 201
+- ``POST calls`` ``{auth_id, call_uuid?, recordings?, from_number?, to_number?}``: a live call (a new uuid
+  unless given) with ``recordings`` active recordings (default 0, at most 100, no time limit); answers 201
   ``{"call_uuid": ..., "recordings": [<url>, ...]}``. ``recstop sandbox call`` sends it.
-- ``GET calls/<call_uuid>``: ``{call_uuid, auth_id, recordings}``, the recordings still active
-  (``recstop sandbox show``); ``DELETE calls/<call_uuid>`` hangs up (later stops get 404).
-- ``POST calls/<call_uuid>/recordings`` ``{url?}``: one more active recording; answers ``{"url": ...}``.
-- ``GET requests?call_uuid=&since_seq=``: the API requests received (``token_ok``, never the
-  token); ``DELETE requests`` empties the log.
-- ``GET|PUT|DELETE faults``: the fault rules (:mod:`recstop.sandbox.faults`).
+- ``GET calls/<call_uuid>``: ``{call_uuid, auth_id, recordings}``, the URLs of the recordings still active
+  (``recstop sandbox show``); ``DELETE calls/<call_uuid>`` hangs up: its recordings end, later stops and
+  starts get 404 "Call not found", the Recordings API keeps listing its recordings.
+- ``POST calls/<call_uuid>/recordings`` ``{url?, time_limit?, file_format?, callback_url?,
+  callback_method?}``: one more active recording (no time limit unless given; the other fields as Start
+  Recording reads them); answers 201 ``{"url": ..., "recording_id": ...}``.
+- ``GET recordings?call_uuid=``: every recording (of one call) with what the API does not show yet:
+  ``{"recordings": [{recording_id, url, call_uuid, auth_id, file_format, time_limit_s, callback_url,
+  callback_method, start_ms, end_ms, active, finalized_ms, finalized}]}``.
+- ``GET clock``, ``POST clock`` ``{advance_s}``: the sandbox time ``{"now_ms", "offset_s"}``, moved forward.
+- ``GET requests?call_uuid=&since_seq=&endpoint=``: the API requests received (``token_ok``, never the
+  token), ``endpoint`` one of ``stop``, ``start``, ``recordings``; ``DELETE requests`` empties the log.
+- ``GET callbacks?since_seq=``: the recording callbacks sent ``{"callbacks": [...]}``; ``DELETE callbacks``.
+- ``GET|PUT|DELETE faults``: the fault rules (:mod:`recstop.sandbox.faults`); ``POST faults`` ``{rules}``
+  appends rules after the current ones.
 - ``GET|PUT config``: see below.
 
 ``PUT /_sandbox/config`` takes any of ``auto_calls``, ``nothing_to_stop``, ``rate_limit_rps`` (a number
->= 0 per account, 0 = off) and ``rate_limit_burst`` (an integer >= 1, ``null`` = 50 ms worth, see
-:mod:`recstop.sandbox.ratelimit`); absent fields keep their value, a rate limit change starts every bucket
-full. ``GET /_sandbox/config`` returns them all plus ``rate_limited``: how many requests the rate limiter
-has answered with 429 since the sandbox started (fault-injected 429s are not counted).
+>= 0 per account, 0 = off), ``rate_limit_burst`` (an integer >= 1, ``null`` = 50 ms worth, see
+:mod:`recstop.sandbox.ratelimit`) and ``finalize_delay_s`` (0 to 3600: how long after a recording ends the
+Recordings API shows its end, for recordings ending from then on); absent fields keep their value, a rate
+limit change starts every bucket full. ``GET /_sandbox/config`` returns them all plus ``rate_limited``: how
+many requests the rate limiter has answered with 429 since the sandbox started (fault-injected 429s are
+not counted).
 """
 
 from __future__ import annotations
@@ -33,8 +44,9 @@ from urllib.parse import parse_qs, urlsplit
 
 from recstop.sandbox.api import SEGMENT, valid_id
 from recstop.sandbox.bodies import Reply
-from recstop.sandbox.faults import FaultConfig, FaultConfigError
-from recstop.sandbox.state import KEEP, Keep, SandboxState, recording_url
+from recstop.sandbox.faults import FaultConfig, FaultConfigError, parse_rules
+from recstop.sandbox.start import RecordingSpec, SpecError, read_spec
+from recstop.sandbox.state import KEEP, Keep, SandboxState
 
 #: Most recordings ``POST calls`` starts with a new call.
 MAX_NEW_RECORDINGS = 100
@@ -67,6 +79,23 @@ def _text(body: Body, key: str, *, required: bool = False) -> str | None:
     if not isinstance(value, str) or not value:
         raise ControlError(400, f"{key} must be a non-empty string")
     return value
+
+
+def _number(body: Body, key: str) -> float | None:
+    """An optional finite number."""
+    value = body.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ControlError(400, f"{key} must be a number, not {value!r}")
+    return float(value)
+
+
+def _since(query: Query) -> int | None:
+    since = query.get("since_seq", [None])[-1]
+    if since is not None and not (since.isascii() and since.isdigit()):
+        raise ControlError(400, "since_seq must be a non-negative integer")
+    return None if since is None else int(since)
 
 
 def _rate(body: Body) -> float | None:
@@ -119,21 +148,28 @@ def _count(body: Body, key: str, most: int) -> int:
     return value
 
 
+def _spec(body: Body) -> RecordingSpec:
+    try:
+        return read_spec(body, default_time_limit_s=None)
+    except SpecError as error:
+        raise ControlError(400, error.reason) from None
+
+
 def _create_call(state: SandboxState, _: tuple[str, ...], body: Body, __: Query) -> Reply:
     auth_id = _text(body, "auth_id", required=True)
     call_uuid = _text(body, "call_uuid") or str(uuid.uuid4())
     if not valid_id(call_uuid):
         raise ControlError(400, f"call_uuid must match {SEGMENT}")
-    recordings = [recording_url() for _ in range(_count(body, "recordings", MAX_NEW_RECORDINGS))]
+    count = _count(body, "recordings", MAX_NEW_RECORDINGS)
+    numbers = {"from_number": _text(body, "from_number"), "to_number": _text(body, "to_number")}
     assert auth_id is not None
     try:
-        state.create_call(auth_id, call_uuid)
+        state.create_call(auth_id, call_uuid, **numbers)
     except KeyError:
         raise ControlError(400, f"no account {auth_id}") from None
     except ValueError as error:
         raise ControlError(409, str(error)) from None
-    for url in recordings:
-        state.start_recording(call_uuid, url)
+    recordings = [state.start_recording(call_uuid, RecordingSpec()).url for _ in range(count)]
     return Reply(201, {"call_uuid": call_uuid, "recordings": recordings})
 
 
@@ -152,22 +188,44 @@ def _hang_up(state: SandboxState, ids: tuple[str, ...], _: Body, __: Query) -> R
 
 
 def _start_recording(state: SandboxState, ids: tuple[str, ...], body: Body, _: Query) -> Reply:
-    url = _text(body, "url") or recording_url()
+    url, spec = _text(body, "url"), _spec(body)
     try:
-        state.start_recording(ids[0], url)
+        rec = state.start_recording(ids[0], spec, url=url)
     except KeyError:
         raise ControlError(404, f"no call {ids[0]}") from None
     except ValueError as error:
         raise ControlError(409, str(error)) from None
-    return Reply(201, {"url": url})
+    return Reply(201, {"url": rec.url, "recording_id": rec.recording_id})
+
+
+def _recordings(state: SandboxState, _: tuple[str, ...], __: Body, query: Query) -> Reply:
+    return Reply(200, {"recordings": state.recordings(query.get("call_uuid", [None])[-1])})
+
+
+def _advance_clock(state: SandboxState, _: tuple[str, ...], body: Body, __: Query) -> Reply:
+    seconds = _number(body, "advance_s")
+    if seconds is None:
+        raise ControlError(400, "advance_s is required")
+    try:
+        state.advance_clock(seconds)
+    except ValueError as error:
+        raise ControlError(400, str(error)) from None
+    return Reply(200, state.clock())
+
+
+def _callbacks(state: SandboxState, _: tuple[str, ...], __: Body, query: Query) -> Reply:
+    return Reply(200, {"callbacks": state.callbacks(since_seq=_since(query))})
+
+
+def _clear_callbacks(state: SandboxState, _: tuple[str, ...], __: Body, ___: Query) -> Reply:
+    state.clear_callbacks()
+    return Reply(204)
 
 
 def _requests(state: SandboxState, _: tuple[str, ...], __: Body, query: Query) -> Reply:
     call_uuid = query.get("call_uuid", [None])[-1]
-    since = query.get("since_seq", [None])[-1]
-    if since is not None and not since.isdigit():
-        raise ControlError(400, "since_seq must be a non-negative integer")
-    found = state.requests(call_uuid=call_uuid, since_seq=None if since is None else int(since))
+    endpoint = query.get("endpoint", [None])[-1]
+    found = state.requests(call_uuid=call_uuid, since_seq=_since(query), endpoint=endpoint)
     return Reply(200, {"requests": found})
 
 
@@ -179,6 +237,14 @@ def _clear_requests(state: SandboxState, _: tuple[str, ...], __: Body, ___: Quer
 def _set_faults(state: SandboxState, _: tuple[str, ...], body: Body, __: Query) -> Reply:
     try:
         state.set_faults(FaultConfig.from_json(body))
+    except FaultConfigError as error:
+        raise ControlError(400, str(error)) from None
+    return Reply(200, state.faults())
+
+
+def _add_faults(state: SandboxState, _: tuple[str, ...], body: Body, __: Query) -> Reply:
+    try:
+        state.add_faults(parse_rules(body.get("rules")))
     except FaultConfigError as error:
         raise ControlError(400, str(error)) from None
     return Reply(200, state.faults())
@@ -196,6 +262,7 @@ def _configure(state: SandboxState, _: tuple[str, ...], body: Body, __: Query) -
             nothing_to_stop=_text(body, "nothing_to_stop"),
             rate_limit_rps=_rate(body),
             rate_limit_burst=_burst(body),
+            finalize_delay_s=_number(body, "finalize_delay_s"),
         )
     except ValueError as error:
         raise ControlError(400, str(error)) from None
@@ -213,10 +280,16 @@ ROUTES: tuple[tuple[str, re.Pattern[str], Action], ...] = tuple(
         ("GET", f"calls/{_ID}", _get_call),
         ("DELETE", f"calls/{_ID}", _hang_up),
         ("POST", f"calls/{_ID}/recordings", _start_recording),
+        ("GET", "recordings", _recordings),
+        ("GET", "clock", lambda state, *_: Reply(200, state.clock())),
+        ("POST", "clock", _advance_clock),
         ("GET", "requests", _requests),
         ("DELETE", "requests", _clear_requests),
+        ("GET", "callbacks", _callbacks),
+        ("DELETE", "callbacks", _clear_callbacks),
         ("GET", "faults", lambda state, *_: Reply(200, state.faults())),
         ("PUT", "faults", _set_faults),
+        ("POST", "faults", _add_faults),
         ("DELETE", "faults", _clear_faults),
         ("GET", "config", lambda state, *_: Reply(200, state.config())),
         ("PUT", "config", _configure),

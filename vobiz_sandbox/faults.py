@@ -1,4 +1,11 @@
-"""Fault rules: validated, frozen descriptions of how the API misbehaves, and their plan."""
+"""Fault rules: validated, frozen descriptions of how the API misbehaves, and their plan.
+
+A rule's ``endpoint`` says which requests it may hit: ``stop`` (the default: the Stop Recording DELETE and
+any request that matches no route, which is every request a rule could hit before the sandbox had other
+endpoints), ``start`` (Start Recording's POST), ``recordings`` (the Recordings API's GETs) or ``any``.
+``kind="answer"`` rules make the Recordings API answer badly (:data:`recstop.sandbox.listing.ANSWERS`); their
+endpoint is always ``recordings``.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +14,19 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Final, Literal, cast, overload
 
-from recstop.sandbox.bodies import Reply, default_code, phrase, v1_error, v2_error
+from recstop.sandbox.bodies import Reply, default_code, html_page, phrase, v1_error, v2_error
+from recstop.sandbox.listing import ANSWERS, Answer
 
-Kind = Literal["status", "hang", "reset", "latency"]
-KINDS: Final = ("status", "hang", "reset", "latency")
-SHAPES: Final = ("v1", "v2")
+Kind = Literal["status", "hang", "reset", "latency", "answer"]
+KINDS: Final = ("status", "hang", "reset", "latency", "answer")
+Shape = Literal["v1", "v2", "html"]
+SHAPES: Final = ("v1", "v2", "html")
+#: The endpoints a request can aim at (``None``: it matches no route).
+Endpoint = Literal["stop", "start", "recordings"]
+RuleEndpoint = Literal["stop", "start", "recordings", "any"]
+ENDPOINTS: Final = ("stop", "start", "recordings", "any")
+DEFAULT_ENDPOINT: Final = "stop"
+ANSWER_ENDPOINT: Final = "recordings"
 MAX_LATENCY_MS: Final = 600_000.0
 MAX_HANG_S: Final = 3_600.0
 
@@ -31,11 +46,13 @@ class FaultRule:
     call_uuid: str | None = None
     retry_after: str | None = None
     retry_after_body: int | None = None
-    shape: Literal["v1", "v2"] | None = None
+    shape: Shape | None = None
     message: str | None = None
     code: str | None = None
     latency_ms: float = 100.0
     hang_s: float = 30.0
+    endpoint: RuleEndpoint = DEFAULT_ENDPOINT
+    answer: Answer | None = None
 
     @classmethod
     def from_json(cls, data: object, where: str = "rule") -> FaultRule:
@@ -47,6 +64,12 @@ class FaultRule:
             raise FaultConfigError(f"{where}: unknown field(s) {', '.join(unknown)}")
         field = _Fields(data, where)
         kind = field.choice("kind", KINDS, required=True)
+        answer = field.choice("answer", ANSWERS, required=kind == "answer")
+        if answer is not None and kind != "answer":
+            raise FaultConfigError(f"{where}.answer: only a rule of kind answer has one")
+        endpoint = field.choice("endpoint", ENDPOINTS) or (ANSWER_ENDPOINT if answer else DEFAULT_ENDPOINT)
+        if answer is not None and endpoint != ANSWER_ENDPOINT:
+            raise FaultConfigError(f"{where}.endpoint: an answer rule only hits {ANSWER_ENDPOINT}")
         return cls(
             kind=cast("Kind", kind),
             status=field.integer("status", 400, 599, 503),
@@ -55,20 +78,32 @@ class FaultRule:
             call_uuid=field.text("call_uuid"),
             retry_after=field.text("retry_after", allow_int=True),
             retry_after_body=field.integer("retry_after_body", 0, None, None),
-            shape=cast("Literal['v1', 'v2'] | None", field.choice("shape", SHAPES)),
+            shape=cast("Shape | None", field.choice("shape", SHAPES)),
             message=field.text("message"),
             code=field.text("code"),
             latency_ms=field.number("latency_ms", 0.0, MAX_LATENCY_MS, 100.0),
             hang_s=field.number("hang_s", 0.0, MAX_HANG_S, 30.0),
+            endpoint=cast("RuleEndpoint", endpoint),
+            answer=cast("Answer | None", answer),
         )
 
     def to_json(self) -> dict[str, object]:
         """Return the rule as JSON, readable back by :meth:`from_json`."""
         return asdict(self)
 
+    def targets(self, endpoint: Endpoint | None) -> bool:
+        """Whether this rule may hit a request to ``endpoint`` (``None``: one that matches no route)."""
+        if self.endpoint == "any":
+            return True
+        if self.endpoint == DEFAULT_ENDPOINT:
+            return endpoint in {DEFAULT_ENDPOINT, None}
+        return self.endpoint == endpoint
+
     def reply(self) -> Reply:
         """Build the error answer of a ``kind="status"`` rule."""
         headers = (("Retry-After", self.retry_after),) if self.retry_after is not None else ()
+        if self.shape == "html":
+            return html_page(self.status, headers)
         shape = self.shape or ("v1" if self.status == 404 else "v2")  # noqa: PLR2004
         if shape == "v1":
             default = "Recording not found" if self.status == 404 else phrase(self.status)  # noqa: PLR2004
@@ -95,15 +130,19 @@ class FaultConfig:
         unknown = sorted(set(data) - {"rules", "latency_ms", "seed"})
         if unknown:
             raise FaultConfigError(f"unknown field(s) {', '.join(unknown)}")
-        rules = data.get("rules", [])
-        if not isinstance(rules, list):
-            raise FaultConfigError("rules: must be a list")
         field = _Fields(data, "config")
         return cls(
-            rules=tuple(FaultRule.from_json(r, f"rules[{i}]") for i, r in enumerate(rules)),
+            rules=parse_rules(data.get("rules", [])),
             latency_ms=field.number("latency_ms", 0.0, MAX_LATENCY_MS, 0.0),
             seed=field.integer("seed", None, None, None),
         )
+
+
+def parse_rules(rules: object) -> tuple[FaultRule, ...]:
+    """Validate a JSON list of rules."""
+    if not isinstance(rules, list):
+        raise FaultConfigError("rules: must be a list")
+    return tuple(FaultRule.from_json(rule, f"rules[{i}]") for i, rule in enumerate(rules))
 
 
 class FaultPlan:
@@ -114,10 +153,12 @@ class FaultPlan:
         self._rules = list(self.config.rules)
         self._random = random.Random(self.config.seed)  # noqa: S311 - reproducible, not secret
 
-    def pick(self, call_uuid: str | None) -> FaultRule | None:
+    def pick(self, call_uuid: str | None, endpoint: Endpoint | None) -> FaultRule | None:
         """Return the first live, matching rule whose roll succeeds; firing uses one ``times``."""
         for index, rule in enumerate(self._rules):
             if rule.times == 0 or (rule.call_uuid is not None and rule.call_uuid != call_uuid):
+                continue
+            if not rule.targets(endpoint):
                 continue
             if rule.probability < 1.0 and self._random.random() >= rule.probability:
                 continue
@@ -125,6 +166,10 @@ class FaultPlan:
                 self._rules[index] = replace(rule, times=rule.times - 1)
             return rule
         return None
+
+    def add(self, rules: tuple[FaultRule, ...]) -> None:
+        """Append rules after the current ones (the roll's sequence goes on)."""
+        self._rules.extend(rules)
 
     def to_json(self) -> dict[str, object]:
         """Return the configuration with each rule's remaining ``times``."""

@@ -88,7 +88,7 @@ class SandboxHandler(BaseHTTPRequestHandler):
 
     def _serve_api(self, received: float, started: float, body: bytes) -> None:
         host, state = self._host, self._host.state
-        route = api.match(self.raw_path)
+        target = api.route(state, self.command, self.raw_path)
         header_id, token = self.headers.get("X-Auth-ID"), self.headers.get("X-Auth-Token")
 
         def log(status: int | None, fault: FaultRule | None, reply: Reply | None = None) -> None:
@@ -100,21 +100,23 @@ class SandboxHandler(BaseHTTPRequestHandler):
                 auth_id_header=header_id,
                 token_ok=state.authenticate(header_id, token) is not Auth.INVALID,
                 body=_loggable(body),
-                call_uuid=None if route is None else route[1],
+                call_uuid=target.call_uuid,
                 status=status,
                 fault=None if fault is None else fault.kind,
                 duration_ms=round((time.monotonic() - started) * 1000, 3),
                 retry_after=header,
                 retry_after_body=in_body,
+                endpoint=target.endpoint,
+                answer=None if fault is None else fault.answer,
             )
             state.log(entry)
 
         if state.latency_ms:
             host.stopping.wait(state.latency_ms / 1000)
-        rule = state.pick_fault(None if route is None else route[1])
+        rule = state.pick_fault(target.call_uuid, target.endpoint)
         if rule is not None and rule.kind == "latency":
             host.stopping.wait(rule.latency_ms / 1000)
-        if rule is not None and rule.kind in ("hang", "reset"):
+        if rule is not None and rule.kind in {"hang", "reset"}:
             log(None, rule)
             self.close_connection = True
             if rule.kind == "hang":
@@ -125,7 +127,16 @@ class SandboxHandler(BaseHTTPRequestHandler):
         if rule is not None and rule.kind == "status":
             reply = rule.reply()
         else:
-            reply = api.handle(state, self.command, self.raw_path, body, header_id=header_id, token=token)
+            reply = api.handle(
+                state,
+                self.command,
+                target,
+                body,
+                header_id=header_id,
+                token=token,
+                content_type=self.headers.get("Content-Type"),
+                answer=None if rule is None else rule.answer,
+            )
         log(reply.status, rule, reply)
         self._send(reply)
 
@@ -171,15 +182,16 @@ class SandboxHandler(BaseHTTPRequestHandler):
         self._send(v2_error(code, default_code(code), message or phrase(code)), close=True)
 
     def _send(self, reply: Reply, *, close: bool = False) -> None:
-        data = b"" if reply.body is None else json.dumps(reply.body).encode()
+        payload = reply.payload()
+        data = payload or b""
         try:
             self.send_response(reply.status)
             for name, value in reply.headers:
                 self.send_header(name, value)
             if close:
                 self.send_header("Connection", "close")
-            if reply.body is not None:
-                self.send_header("Content-Type", "application/json")
+            if payload is not None:
+                self.send_header("Content-Type", reply.content_type)
             if reply.status not in (204, 304):  # these never carry a length
                 self.send_header("Content-Length", str(len(data)))
             self.end_headers()

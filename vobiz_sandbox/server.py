@@ -5,19 +5,23 @@ from __future__ import annotations
 import signal
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import FrameType, TracebackType
 from typing import Self
 
+from recstop.sandbox.callbacks import CallbackDispatcher
 from recstop.sandbox.httpd import SandboxHTTPServer
-from recstop.sandbox.state import SandboxState
+from recstop.sandbox.state import DEFAULT_CLOCK, DEFAULT_FINALIZE_DELAY_S, SandboxState
 
 
 class SandboxServer:
-    """A real HTTP server imitating the Vobiz Stop Recording API, plus its control API.
+    """A real HTTP server imitating the Vobiz recording APIs (start, stop, list), plus its control API.
 
     ``rate_limit_rps`` (``None``/0 = off) and ``rate_limit_burst`` (``None`` = 50 ms worth) set the
-    per-account limit answered with 429, as in :mod:`recstop.sandbox.ratelimit`.
+    per-account limit answered with 429, as in :mod:`recstop.sandbox.ratelimit`. ``finalize_delay_s`` is how
+    long after a recording ends the Recordings API shows its end (0: at once); ``clock`` is where the
+    recordings' time comes from (epoch seconds), before any ``advance_clock`` (see
+    :mod:`recstop.sandbox.state`).
     """
 
     def __init__(
@@ -31,6 +35,8 @@ class SandboxServer:
         seed: int | None = None,
         rate_limit_rps: float | None = None,
         rate_limit_burst: int | None = None,
+        finalize_delay_s: float = DEFAULT_FINALIZE_DELAY_S,
+        clock: Callable[[], float] = DEFAULT_CLOCK,
         verbose: bool = False,
     ) -> None:
         self._state = SandboxState(
@@ -39,10 +45,13 @@ class SandboxServer:
             seed=seed,
             rate_limit_rps=rate_limit_rps,
             rate_limit_burst=rate_limit_burst,
+            finalize_delay_s=finalize_delay_s,
+            clock=clock,
         )
         for auth_id, token in (accounts or {}).items():
             self._state.add_account(auth_id, token)
         self._httpd = SandboxHTTPServer((host, port), self._state, verbose=verbose)
+        self._callbacks = CallbackDispatcher(self._state, name=f"vobiz-sandbox-{self.port}")
         self._thread: threading.Thread | None = None
         self._closed = False
 
@@ -79,6 +88,7 @@ class SandboxServer:
                 daemon=True,
             )
             self._thread.start()
+            self._callbacks.start()
         return self
 
     def stop(self) -> None:
@@ -87,6 +97,7 @@ class SandboxServer:
             return
         self._closed = True
         self._httpd.stopping.set()
+        self._callbacks.stop()
         if self._thread is not None:
             self._httpd.shutdown()
             self._thread.join()
@@ -115,6 +126,7 @@ def serve(
     seed: int | None = None,
     rate_limit_rps: float | None = None,
     rate_limit_burst: int | None = None,
+    finalize_delay_s: float = DEFAULT_FINALIZE_DELAY_S,
     verbose: bool = False,
 ) -> None:
     """Run the sandbox in the foreground until SIGINT or SIGTERM; prints one line when ready."""
@@ -134,6 +146,7 @@ def serve(
             seed=seed,
             rate_limit_rps=rate_limit_rps,
             rate_limit_burst=rate_limit_burst,
+            finalize_delay_s=finalize_delay_s,
             verbose=verbose,
         ) as server:
             sys.stdout.write(f"vobiz sandbox listening on {server.base_url} (api base {server.api_base})\n")

@@ -191,13 +191,13 @@ def test_malformed_json_is_400_invalid_request(server, client, call_uuid):
 
 
 def test_other_methods_on_the_route_are_405(server, call_uuid):
-    """GET/POST on the record route answer 405 METHOD_NOT_ALLOWED with an Allow header."""
+    """GET/PUT/PATCH on the record route answer 405 METHOD_NOT_ALLOWED; Allow names DELETE and POST."""
     target = server.base_url + record_path(call_uuid)
     auth = {"X-Auth-ID": AUTH_ID, "X-Auth-Token": TOKEN}
-    for method in ("GET", "POST", "PUT"):
+    for method in ("GET", "PUT", "PATCH"):
         response = requests.request(method, target, headers=auth, timeout=5)
         assert_v2(response, 405, "METHOD_NOT_ALLOWED")
-        assert response.headers["Allow"] == "DELETE"
+        assert response.headers["Allow"] == "DELETE, POST"
 
 
 def test_status_fault_fires_times_then_the_api_answers_normally(server, client, call_uuid):

@@ -169,6 +169,7 @@ def test_limit_is_off_by_default(server, client, session):
         "rate_limit_rps": 0.0,
         "rate_limit_burst": None,
         "rate_limited": 0,
+        "finalize_delay_s": 0.5,
     }
 
 
@@ -231,7 +232,7 @@ def test_refused_credentials_and_methods_are_not_counted(server, client, session
     client.configure(rate_limit_rps=SLOW, rate_limit_burst=1)
     assert set(statuses(server, session, 5, token="wrong-token")) == {401}
     assert set(statuses(server, session, 5, auth_id=OTHER_ID, token=TOKEN)) == {401}
-    assert set(statuses(server, session, 5, method="POST")) == {405}
+    assert set(statuses(server, session, 5, method="PUT")) == {405}
     client.update_account(AUTH_ID, active=False)
     assert set(statuses(server, session, 5)) == {403}
     client.update_account(AUTH_ID, active=True)
