@@ -68,7 +68,10 @@ def _parser() -> argparse.ArgumentParser:
     sandboxcmd.add_parser(sub)
     auditcmd.add_parser(sub)
 
-    health = sub.add_parser("health", help="check Redis, workers, dead letters and the schedule (exit 0/1)")
+    health = sub.add_parser(
+        "health",
+        help="check Redis, workers, dead letters and the schedule (exit 0 healthy, 1 not, 2 bad setting)",
+    )
     health.add_argument("--json", action="store_true", help="print a JSON report")
     health.add_argument(
         "--max-dead-letters", type=int, metavar="N", help="default RECSTOP_HEALTH_MAX_DEAD_LETTERS"
@@ -283,14 +286,14 @@ def _thresholds(settings: Settings, args: argparse.Namespace) -> HealthThreshold
 
 
 def _health(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    """Exit 0 when every check passes, 1 otherwise (a bad setting or an unreachable Redis included)."""
+    """Exit 0 when every check passes, 1 otherwise (an unreachable Redis included); 2 for a bad setting."""
     from recstop.worker.observability.health import check_health, render  # noqa: PLC0415
 
     try:
         settings = Settings.from_env()
     except ConfigError as exc:
         err.write(f"recstop: error: {exc}\n")
-        return EXIT_FAILURE
+        return EXIT_USAGE
     client = redis_client(settings.redis)
     try:
         report = check_health(client, _thresholds(settings, args), redis_url=settings.redis.safe_url)

@@ -1,6 +1,9 @@
 """The entry point of ``celery -A recstop.worker``: read the environment once, set up logs, build the app.
 
-Celery finds the app here: ``-A recstop.worker`` looks for ``recstop.worker.celery:app``.
+Celery finds the app here: ``-A recstop.worker`` looks for ``recstop.worker.celery:app``. A bad
+setting ends the process here, with the one line every ``recstop`` command prints for it and exit
+code 2, before Celery could wrap it in its "Unable to load celery application" traceback (the
+worker, Flower and every other ``celery -A recstop.worker`` command alike).
 """
 
 from __future__ import annotations
@@ -11,11 +14,18 @@ from typing import Any
 import structlog
 from celery import signals
 
+from recstop.producers.exitcodes import USAGE
 from recstop.worker.celeryapp.app import create_app
 from recstop.worker.config.settings import Settings
+from recstop.worker.model.errors import ConfigError
 from recstop.worker.observability.logs import configure_logging, install_json_say
 
-settings = Settings.from_env()
+try:
+    settings = Settings.from_env()
+except ConfigError as exc:
+    # SystemExit is no Exception: Celery's loader lets it through, so nothing else is printed.
+    sys.stderr.write(f"recstop: error: {exc}\n")
+    raise SystemExit(USAGE) from None
 
 
 def _setup_logging(**_: Any) -> None:  # noqa: ANN401
