@@ -280,8 +280,10 @@ class Producer:
             original = decode_task_message(payload.get("args", ()), payload.get("kwargs"))
         except InvalidStopRequest as exc:
             return ReplayResult(entry_id, None, error=f"cannot replay a malformed message: {exc}")
-        # A replay gets a fresh deadline: the old one is what may have killed it.
-        request = StopRequest(original.call_uuid, original.url, original.auth_id, original.request_id)
+        # A replay gets a fresh deadline: the old one is what may have killed it. It runs with the
+        # account the dead stop ran with (a message that named none ran with the worker's default).
+        auth_id = original.auth_id or entry.auth_id
+        request = StopRequest(original.call_uuid, original.url, auth_id, original.request_id)
         handle = self._enqueue(request, dlq_id=entry_id)
         return ReplayResult(entry_id, handle.task_id, handle.deduplicated)
 

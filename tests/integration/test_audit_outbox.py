@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import TOKEN
+from celery import Celery
+from conftest import AUTH_ID, TOKEN
 from support import final, wait_for
 
 from recstop.producers import Producer
 from recstop.worker.config.settings import Settings
-from recstop.worker.state.keys import AUDIT_STREAM
+from recstop.worker.state.keys import AUDIT_STREAM, QUEUE, TASK_NAME
 from recstop.worker.state.redisclient import redis_client
 
 pytestmark = pytest.mark.integration
@@ -91,3 +92,31 @@ def test_a_cancel_is_one_event_and_the_outbox_stays_bounded_counting_what_it_dro
     assert int(client.hget("recstop:metrics", "audit:dropped")) == 2
     last = json.loads(client.xrange(AUDIT_STREAM)[-1][1]["e"])
     assert (last["event"], last["reason"], last["call_uuid"]) == ("cancelled", "cancel", calls[-1])
+
+
+def test_a_send_task_stop_names_the_account_it_ran_with_on_every_event(
+    producer, start_worker, call, sandbox_client, redis_server
+):
+    """send_task without auth_id, now or with a countdown, dead then replayed: every event has the account."""
+    start_worker()
+    client = redis_server.client()
+    refused, later = call(), call()
+    sandbox_client.set_faults([{"kind": "status", "status": 403, "call_uuid": refused, "times": 1}])
+    app = Celery("backend-svc", broker=redis_server.url, set_as_current=False)
+    app.conf.update(task_serializer="json", broker_connection_retry_on_startup=False)
+    try:
+        app.send_task(TASK_NAME, kwargs={"call_uuid": refused}, queue=QUEUE)
+        app.send_task(TASK_NAME, kwargs={"call_uuid": later}, queue=QUEUE, countdown=0.5)
+    finally:
+        app.close()
+    assert final(producer, refused).state == "dead"
+    (replayed,) = producer.replay()
+    assert replayed.error is None
+    assert final(producer, refused).state == "stopped"
+    assert final(producer, later).state == "stopped"
+
+    assert names(client, refused) == ["accepted", "attempt", "dead", "replayed", "attempt", "stopped"]
+    assert names(client, later) == ["accepted", "attempt", "stopped"]
+    trail = events(client, refused) + events(client, later)
+    assert [(e["event"], e.get("auth_id")) for e in trail] == [(e["event"], AUTH_ID) for e in trail]
+    assert producer.status(refused).auth_id == AUTH_ID

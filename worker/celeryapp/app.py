@@ -28,7 +28,12 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None, main: str 
     app = Celery(main, amqp=AMQP, set_as_current=False)  # AMQP: keeps recstop's transport on failover
     app.conf.update(celery_config(settings))
     # The consumer (poison messages are dead-lettered) gets its collaborators as class attributes.
-    app.conf.worker_consumer = consumer_class(runtime.deadletters, runtime.redactor, runtime.store)
+    app.conf.worker_consumer = consumer_class(
+        runtime.deadletters,
+        runtime.redactor,
+        runtime.store,
+        default_auth_id=runtime.settings.accounts.default_auth_id,
+    )
     register_tasks(app, runtime.executor, runtime.deadletters)
     app.steps["worker"].add(scheduler_step(runtime))
     return app

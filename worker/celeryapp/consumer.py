@@ -216,17 +216,18 @@ def mask_argument_reprs(message: Any, redactor: Redactor) -> None:  # noqa: ANN4
 class RecstopConsumer(Consumer):  # type: ignore[misc]
     """Celery's consumer, with every refused message dead-lettered (``worker_consumer`` setting)."""
 
-    #: Set by :func:`consumer_class`: where refused messages go, what to mask in Flower, and the
-    #: store that ETA messages and revokes go to.
+    #: Set by :func:`consumer_class`: where refused messages go, what to mask in Flower, the
+    #: store that ETA messages and revokes go to, and the account of a message that names none.
     deadletters: DeadLetters
     redactor: Redactor
     store: StopStore
+    default_auth_id: str | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:  # noqa: ANN401
         self._event_flush_pending = False
         super().__init__(*args, **kwargs)
         self.poison = PoisonHandler(self.deadletters, tuple(self.connection_errors))
-        self.deferral = Deferral(self.store.enqueues, self.deadletters)
+        self.deferral = Deferral(self.store.enqueues, self.deadletters, default_auth_id=self.default_auth_id)
         # KeyError is one of kombu's Redis "connection errors"; only real broker failures propagate.
         self.broker_errors = tuple(
             e for e in (*self.connection_errors, *self.channel_errors) if not issubclass(e, LookupError)
@@ -306,7 +307,9 @@ class RecstopConsumer(Consumer):  # type: ignore[misc]
         self.poison(message, Poison(reason, f"{type(exc).__name__}: {exc!s:.200}"))
 
 
-def consumer_class(deadletters: DeadLetters, redactor: Redactor, store: StopStore) -> type[RecstopConsumer]:
+def consumer_class(
+    deadletters: DeadLetters, redactor: Redactor, store: StopStore, *, default_auth_id: str | None = None
+) -> type[RecstopConsumer]:
     """Celery's ``worker_consumer``: :class:`RecstopConsumer` bound to this worker's collaborators.
 
     Also puts recstop's durable revoke in Celery's control registry (``worker.revoke``).
@@ -315,5 +318,10 @@ def consumer_class(deadletters: DeadLetters, redactor: Redactor, store: StopStor
     return type(
         "RecstopConsumer",
         (RecstopConsumer,),
-        {"deadletters": deadletters, "redactor": redactor, "store": store},
+        {
+            "deadletters": deadletters,
+            "redactor": redactor,
+            "store": store,
+            "default_auth_id": default_auth_id,
+        },
     )

@@ -5,11 +5,14 @@ memory until due). One script records the stop as scheduled, under the message's
 removes the message from the consumer's in-flight list (``StopStore.defer``): from then on the
 stop lives in ``recstop:schedule`` exactly as one enqueued with ``delay=``/``at=`` (deduplication,
 cancel, revoke, status, Flower's ETA, the scheduler publishes it when due). A message whose
-arguments are not a valid stop is dead-lettered (reason ``malformed``) as the task would.
+arguments are not a valid stop is dead-lettered (reason ``malformed``) as the task would. A
+message that names no account gets the worker's default one, as a producer's stop does: the
+stop's record, its audit events and the message the scheduler publishes name the account used.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import structlog
@@ -29,9 +32,12 @@ log = structlog.get_logger("recstop.deferral")
 class Deferral:
     """Moves ETA messages into the schedule; the collaborators are passed in."""
 
-    def __init__(self, enqueues: Enqueues, deadletters: DeadLetters) -> None:
+    def __init__(
+        self, enqueues: Enqueues, deadletters: DeadLetters, *, default_auth_id: str | None = None
+    ) -> None:
         self.enqueues = enqueues
         self.deadletters = deadletters
+        self.default_auth_id = default_auth_id
 
     def __call__(self, message: Any, timing: Timing) -> None:  # noqa: ANN401 - a kombu message
         """Schedule the message's stop and acknowledge the message, or leave it unacked on failure."""
@@ -46,6 +52,8 @@ class Deferral:
             log.warning("message_malformed", task_id=task_id, reason=str(exc), dlq_id=entry)
             message.ack()
             return
+        if request.auth_id is None:
+            request = dataclasses.replace(request, auth_id=self.default_auth_id)
         tag = message.delivery_tag
         fetched = HELD.pop(tag, None)
         urgent = (message.delivery_info or {}).get("routing_key") == URGENT_QUEUE

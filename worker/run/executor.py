@@ -59,6 +59,8 @@ class _Run:
     task_id: str
     lock_token: str
     attempt: int
+    #: The account the attempt is made with (the message's, else the worker's default).
+    auth_id: str | None = None
     #: The message as a dead letter would keep it; only built when the stop may end up there.
     payload: str = ""
     http_status: int | None = None
@@ -127,6 +129,7 @@ class Executor:
             lock_token=token,
             lock_ttl_ms=self.lock_ttl_ms,
             consumer=ack.consumer if ack is not None else None,
+            default_auth_id=self.accounts.default_auth_id,
         )
         if admission.decision is Decision.SKIP:
             log.info("stop_skipped", reason=admission.detail)
@@ -137,7 +140,7 @@ class Executor:
         attempt = admission.attempts + 1
         auth_id = admission.auth_id or request.auth_id or self.accounts.default_auth_id
         structlog.contextvars.bind_contextvars(attempt=attempt, auth_id=auth_id)
-        run = _Run(request, task_id, token, attempt, ack=ack)
+        run = _Run(request, task_id, token, attempt, auth_id=auth_id, ack=ack)
         if admission.decision is Decision.EXPIRED:
             return self._dead(run, DeadReason.DEADLINE, "not_after passed before the attempt")
         secret = self.accounts.token_for(auth_id) if auth_id else None
@@ -253,7 +256,13 @@ class Executor:
 
     def _finish(self, run: _Run, outcome: Outcome, record: AttemptRecord) -> Finished:
         return self.attempts.finish(
-            run.request, run.task_id, lock_token=run.lock_token, outcome=outcome, record=record, ack=run.ack
+            run.request,
+            run.task_id,
+            lock_token=run.lock_token,
+            outcome=outcome,
+            record=record,
+            ack=run.ack,
+            auth_id=run.auth_id,
         )
 
     @staticmethod

@@ -115,11 +115,14 @@ class Attempts:
         lock_token: str,
         lock_ttl_ms: int,
         consumer: str | None = None,
+        default_auth_id: str | None = None,
     ) -> Admission:
         """Admit a task message: decide duplicate, merge, defer or run, and take the stop's lock.
 
         ``consumer`` (the worker connection that fetched the message) owns the lock: if it is reaped
-        as dead, the next message for the stop takes the lock over at once.
+        as dead, the next message for the stop takes the lock over at once. ``default_auth_id``
+        (the worker's default account) is the account of a message that names none: a run started
+        here records it, so its record, dead letter and audit events say which account it used.
         """
         ctx = self.ctx
         return ctx.scripts.run(
@@ -140,6 +143,7 @@ class Attempts:
                 "lock_token": lock_token,
                 "lock_ttl_ms": lock_ttl_ms,
                 "consumer": consumer,
+                "default_auth_id": default_auth_id,
                 "deadline_s": ctx.retry.deadline_s,
                 "retention_s": ctx.retention.status_s,
                 "defer_s": DEFER_S,
@@ -158,10 +162,13 @@ class Attempts:
         outcome: Outcome,
         record: AttemptRecord,
         ack: Fetched | None = None,
+        auth_id: str | None = None,
     ) -> Finished:
         """Record an attempt and move the stop on: terminal, retrying, or dead (dead-lettered).
 
         With ``ack`` (the task's message as fetched), the message is acknowledged in the same script.
+        ``auth_id``: the account the attempt was made with (the message's, else the worker's
+        default), for the attempt's audit event.
         """
         ctx = self.ctx
         ack_keys, ack_args = ([ack.inflight], [ack.message]) if ack is not None else ([], [])
@@ -179,6 +186,7 @@ class Attempts:
             ],
             {
                 **request_args(request),
+                "auth_id": auth_id or request.auth_id,
                 "call": request.call_uuid.lower(),
                 "task_id": task_id,
                 "lock_token": lock_token,

@@ -7,15 +7,19 @@
 -- KEYS[6]  the task's Celery result (celery-task-meta-<task_id>)   KEYS[7]  metrics
 -- KEYS[8]  audit outbox (recstop:audit)
 -- ARGV[1]  JSON {member, target, task_id, lock_token, lock_ttl_ms, consumer, call_uuid, url,
---          auth_id, request_id, not_after, deadline_s, retention_s, defer_s, watchdog_s,
---          results: {expires_s, meta}, audit: {max, origin}}:
---          consumer is the worker connection that fetched the message (absent: unknown)
+--          auth_id, default_auth_id, request_id, not_after, deadline_s, retention_s, defer_s,
+--          watchdog_s, results: {expires_s, meta}, audit: {max, origin}}:
+--          consumer is the worker connection that fetched the message (absent: unknown);
+--          default_auth_id is the worker's default account, the one a message without auth_id
+--          (any Celery client, a raw LPUSH) is run with: a run this script starts records it
 -- Returns JSON {decision (DECISION), detail, attempts, auth_id, not_after}: a skip's detail is a
 -- SKIP or DEDUP word; cancelled: the run was cancelled (recstop cancel, or a revoke of this task
 -- id) and never calls the API.
 local key, schedule, consumers = KEYS[1], KEYS[2], KEYS[3]
 local task_index, revoked, result_key, metrics, stream = KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local A = cjson.decode(ARGV[1])
+-- The account the stop is run with is known now: the record and every event of the run carry it.
+A.auth_id = A.auth_id or A.default_auth_id
 local name, task_id, now = A.member, A.task_id, now_ms()
 local call = load_call(key)
 local r = call[A.target]
