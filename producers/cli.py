@@ -17,8 +17,8 @@ from redis.exceptions import RedisError
 from tqdm import tqdm
 
 from recstop.producers import auditcmd, exitcodes, render, sandboxcmd
-from recstop.producers.producer import Producer, StopHandle, StopSpec
-from recstop.worker.config.settings import HealthThresholds, RedisSettings, Settings
+from recstop.producers.producer import AT_SKEW, Producer, StopHandle, StopSpec
+from recstop.worker.config.settings import HealthThresholds, RedisSettings, RetryPolicy, Settings, env_name
 from recstop.worker.model.errors import (
     BrokerUnavailableError,
     ConfigError,
@@ -109,7 +109,12 @@ def _enqueue_parser(sub: Any) -> None:  # noqa: ANN401 - argparse's private _Sub
     when.add_argument(
         "--delay", type=float, metavar="SECONDS", help="run the stop this many seconds from now"
     )
-    when.add_argument("--at", metavar="ISO8601", help="run the stop at this time (with a timezone)")
+    when.add_argument(
+        "--at",
+        metavar="ISO8601",
+        help=f"run the stop at this time (with a timezone); up to {AT_SKEW.total_seconds():g} s in the past "
+        "runs it now (clock skew), earlier is refused",
+    )
     enqueue.add_argument("--auth-id", help="Vobiz account (default: VOBIZ_AUTH_ID)")
     enqueue.add_argument(
         "--request-id",
@@ -117,7 +122,11 @@ def _enqueue_parser(sub: Any) -> None:  # noqa: ANN401 - argparse's private _Sub
         help="idempotency key: a repeat with the same ID is deduplicated, even after the stop "
         "succeeded (a producer's retry never stops twice); also shown in logs and status",
     )
-    enqueue.add_argument("--not-after", metavar="ISO8601", help="give up after this time")
+    enqueue.add_argument(
+        "--not-after",
+        metavar="ISO8601",
+        help=f"give up after this time (default: when due + {env_name(RetryPolicy, 'deadline_s')})",
+    )
     enqueue.add_argument("--json", action="store_true", help="print JSON")
 
 

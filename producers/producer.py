@@ -12,7 +12,7 @@ import structlog
 from redis import Redis
 from redis.exceptions import RedisError
 
-from recstop.worker.config.settings import Settings
+from recstop.worker.config.settings import RetryPolicy, Settings, env_name
 from recstop.worker.model.errors import (
     BrokerUnavailableError,
     InvalidBulkItem,
@@ -20,7 +20,7 @@ from recstop.worker.model.errors import (
     UnknownAccountError,
 )
 from recstop.worker.model.ids import new_id
-from recstop.worker.model.status import StatusRecord
+from recstop.worker.model.status import StatusRecord, span
 from recstop.worker.model.validation import (
     StopRequest,
     decode_task_message,
@@ -41,6 +41,11 @@ log = structlog.get_logger("recstop.producer")
 BULK_CHUNK: Final = 200
 #: Longest delay accepted: a stop further out than this is almost certainly a unit mistake.
 MAX_DELAY: Final = timedelta(days=30)
+#: How far in the past ``at`` may lie and still be accepted, as due now: the clock skew between the
+#: producer, Redis and whoever computed the time, or a moment computed just before the call. Further
+#: back is refused: a mistyped date or a local time given as UTC would otherwise stop a recording
+#: at once, at a moment nobody meant.
+AT_SKEW: Final = timedelta(seconds=60)
 
 
 @dataclass(frozen=True)
@@ -133,7 +138,9 @@ class Producer:
         """
         request = validate_stop(call_uuid, url, auth_id, request_id, not_after)
         request = self._with_account(request)
-        delay_s, at_epoch = _timing(delay, at)
+        now = datetime.now(UTC)
+        delay_s, at_epoch = _timing(delay, at, now)
+        _check_deadline(request, delay_s, at_epoch, now, deadline_s=self.settings.retry.deadline_s)
         return self._enqueue(request, delay_s=delay_s, at_epoch=at_epoch, urgent=urgent)
 
     def stop_recordings(
@@ -202,6 +209,7 @@ class Producer:
         spec = StopSpec(item) if isinstance(item, str) else item
         try:
             request = validate_stop(spec.call_uuid, spec.url, spec.auth_id, spec.request_id, spec.not_after)
+            _check_deadline(request, None, None, datetime.now(UTC), deadline_s=self.settings.retry.deadline_s)
             return self._with_account(request)
         except InvalidStopRequest as exc:
             raise InvalidBulkItem(index, exc) from None
@@ -292,7 +300,10 @@ def _handle(request: StopRequest, result: Enqueued) -> StopHandle:
     return StopHandle(result.task_id, result.deduplicated, result.state, request.call_uuid, request.url)
 
 
-def _timing(delay: float | timedelta | None, at: datetime | str | None) -> tuple[float | None, float | None]:
+def _timing(
+    delay: float | timedelta | None, at: datetime | str | None, now: datetime
+) -> tuple[float | None, float | None]:
+    """(delay_s, at_epoch) of a stop: at most one, within ``MAX_DELAY``; ``at`` at most ``AT_SKEW`` past."""
     if delay is not None and at is not None:
         raise InvalidStopRequest("delay", "give either delay or at, not both")
     if delay is not None:
@@ -307,6 +318,54 @@ def _timing(delay: float | timedelta | None, at: datetime | str | None) -> tuple
     moment = parse_instant("at", at)
     if moment is None:
         return None, None
-    if moment - datetime.now(UTC) > MAX_DELAY:
-        raise InvalidStopRequest("at", f"is more than {MAX_DELAY.days} days ahead")
+    ahead = moment - now
+    if ahead > MAX_DELAY:
+        raise InvalidStopRequest(
+            "at",
+            f"{moment.isoformat()} is {span(ahead.total_seconds())} ahead: at most {MAX_DELAY.days} days",
+        )
+    if -ahead > AT_SKEW:
+        raise InvalidStopRequest(
+            "at",
+            f"{moment.isoformat()} is {span(ahead.total_seconds())} in the past: a time up to "
+            f"{AT_SKEW.total_seconds():g} s past runs at once (clock skew), an earlier one is refused; "
+            "leave at out to stop now",
+        )
     return None, moment.timestamp()
+
+
+def _check_deadline(
+    request: StopRequest, delay_s: float | None, at_epoch: float | None, now: datetime, *, deadline_s: float
+) -> None:
+    """Refuse a stop whose ``not_after`` (given, or due + ``deadline_s``) is past, or before it is due.
+
+    ``enqueue.lua`` checks the same with Redis' clock; this says what was given and what was defaulted.
+    """
+    due = at_epoch if at_epoch is not None else now.timestamp() + (delay_s or 0.0)
+    when = (
+        f"at {datetime.fromtimestamp(at_epoch, UTC).isoformat()}"
+        if at_epoch is not None
+        else f"in {delay_s:g} s"
+        if delay_s
+        else "now"
+    )
+    if request.not_after is None:
+        default = due + deadline_s
+        if default <= now.timestamp():
+            raise InvalidStopRequest(
+                "at",
+                f"the stop's deadline (not_after, by default the time it is due + {deadline_s:g} s: "
+                f"{env_name(RetryPolicy, 'deadline_s')}) would be {span(now.timestamp() - default)} past: "
+                f"it is due {when}",
+            )
+        return
+    given = request.not_after.timestamp()
+    if given <= now.timestamp():
+        raise InvalidStopRequest(
+            "not_after", f"{request.not_after.isoformat()} is {span(now.timestamp() - given)} in the past"
+        )
+    if given < due:
+        raise InvalidStopRequest(
+            "not_after",
+            f"{request.not_after.isoformat()} is {span(due - given)} before the stop is due ({when})",
+        )

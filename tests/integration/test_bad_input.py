@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import re
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from support import cli, final, publish_raw, wait_for
 
-from recstop.worker.model.errors import InvalidStopRequest, UnknownAccountError
+from recstop.producers import StopSpec
+from recstop.worker.model.errors import InvalidBulkItem, InvalidStopRequest, UnknownAccountError
+from recstop.worker.model.validation import StopRequest
+from recstop.worker.state.enqueue import NewStop
 
 pytestmark = pytest.mark.integration
 GOOD = "3f2b8c1e-7a4d-4e2b-9c1a-0d9e8f7a6b5c"
@@ -43,6 +48,65 @@ def test_producer_rejects_delay_and_at_together(producer):
         producer.stop_recording(GOOD, delay=1, at="2030-01-01T00:00:00Z")
     with pytest.raises(InvalidStopRequest, match="delay"):
         producer.stop_recording(GOOD, delay=-1)
+
+
+def _ago(**delta: float) -> str:
+    """A UTC time that far in the past, ISO-8601 with its offset (as a caller would pass it)."""
+    return (datetime.now(UTC) - timedelta(**delta)).isoformat(timespec="seconds")
+
+
+def test_an_at_in_the_past_is_refused_naming_it_unless_it_is_clock_skew(producer):
+    """An at years or minutes past is refused, naming it and how far back; seconds past is due now."""
+    with pytest.raises(InvalidStopRequest) as years:
+        producer.stop_recording(GOOD, at="2020-01-01T00:00:00Z")
+    assert years.value.field == "at"
+    assert str(years.value).startswith(
+        "at: 2020-01-01T00:00:00+00:00 is 6 years in the past: a time up to 60 s"
+    )
+    assert "not_after" not in str(years.value)  # no --not-after was given: none is blamed
+    ten = _ago(minutes=10)
+    with pytest.raises(InvalidStopRequest, match=rf"^at: {re.escape(ten)} is (9|10) minutes in the past: "):
+        producer.stop_recording(GOOD, at=ten)
+    assert producer.redis.dbsize() == 0
+    skewed = producer.stop_recording(GOOD, at=_ago(seconds=5))  # a clock a few seconds behind
+    assert (skewed.state, skewed.deduplicated) == ("queued", False)
+
+
+def test_a_deadline_in_the_past_or_before_the_stop_is_due_names_what_was_given_and_defaulted(producer):
+    """A not_after past or before at is named; Redis' clock refusing a default names RECSTOP_DEADLINE_S."""
+    past = _ago(hours=3)
+    with pytest.raises(InvalidStopRequest, match=rf"^not_after: {re.escape(past)} is 3 hours in the past$"):
+        producer.stop_recording(GOOD, not_after=past)
+    at = (datetime.now(UTC) + timedelta(hours=1)).isoformat(timespec="seconds")
+    early = (datetime.now(UTC) + timedelta(minutes=30)).isoformat(timespec="seconds")
+    with pytest.raises(
+        InvalidStopRequest,
+        match=rf"^not_after: {re.escape(early)} is (29|30) minutes before .* \(at {re.escape(at)}\)",
+    ):
+        producer.stop_recording(GOOD, at=at, not_after=early)
+    with pytest.raises(InvalidBulkItem, match=r"^stops\[1\]\.not_after: .* in the past"):
+        producer.stop_recordings([str(uuid.uuid4()), StopSpec(GOOD, not_after=past)])
+    assert producer.redis.dbsize() == 0
+    # The same check in enqueue.lua, by Redis' clock (a producer whose clock runs ahead of it).
+    stale = NewStop(StopRequest(GOOD, auth_id="MA_TESTACCT01"), str(uuid.uuid4()), at_epoch=1577836800.0)
+    with pytest.raises(InvalidStopRequest) as refused:
+        producer.store.enqueues.enqueue(stale, urgent=False, origin=producer.origin)
+    assert str(refused.value) == (
+        "not_after: 2020-01-01T01:00:00.000+00:00 (by default the time the stop is due + 3600 s: "
+        "RECSTOP_DEADLINE_S) is already past by Redis' clock (due at 2020-01-01T00:00:00.000+00:00)"
+    )
+
+
+def test_cli_refuses_an_at_in_the_past_in_one_line_and_takes_one_seconds_past(env):
+    """`--at 2020-...` exits 2 with one line naming the time; a few seconds past is queued (exit 0)."""
+    refused = cli(env, "enqueue", GOOD, "--at", "2020-01-01T00:00:00Z")
+    assert refused.returncode == 2
+    assert refused.stderr.startswith("recstop: error: at: 2020-01-01T00:00:00+00:00 is 6 years in the past: ")
+    assert refused.stderr.count("\n") == 1
+    assert refused.stdout == ""
+    skewed = cli(env, "enqueue", GOOD, "--at", _ago(seconds=3))
+    assert skewed.returncode == 0, skewed.stderr
+    assert skewed.stdout.startswith("queued task_id=")
 
 
 @pytest.mark.parametrize(

@@ -262,8 +262,10 @@ def test_producer_checks_arguments_with_typed_errors(
 @given(
     request=valid_requests,
     delay=st.none() | st.floats(0, 30 * 86400) | st.timedeltas(timedelta(0), timedelta(days=30)),
+    # A valid deadline lies after the stop is due (a delay is at most 30 days).
+    not_after=st.none() | st.datetimes(min_value=datetime(2100, 1, 1), timezones=st.just(UTC)),  # noqa: DTZ001
 )
-def test_valid_stops_reach_the_broker(request, delay):
+def test_valid_stops_reach_the_broker(request, delay, not_after):
     """A valid stop passes every check and fails only on the unreachable broker, with a typed error."""
     assume(request.auth_id in (None, AUTH_ID))
     try:
@@ -273,7 +275,7 @@ def test_valid_stops_reach_the_broker(request, delay):
             auth_id=request.auth_id,
             delay=delay,
             request_id=request.request_id,
-            not_after=request.not_after,
+            not_after=not_after,
         )
     except BrokerUnavailableError as exc:
         error = exc

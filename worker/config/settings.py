@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import ssl
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Final, Literal, TypeVar
 from urllib.parse import unquote, urlsplit
@@ -387,6 +387,13 @@ class Retention:
         help="How long a stop's Celery result (`celery-task-meta-<task_id>`, read by `AsyncResult`) "
         "lives in Redis; 0 = no results written.",
     )
+
+
+def env_name(owner: type, field_name: str) -> str:
+    """The environment variable of a setting (``env_name(RetryPolicy, "deadline_s")``), for messages."""
+    (spec,) = [f.metadata[ENV] for f in fields(owner) if f.name == field_name]
+    name: str = spec.name
+    return name
 
 
 def _require(ok: bool, owner: type, field_name: str, reason: str) -> None:  # noqa: FBT001 - predicate first

@@ -38,6 +38,20 @@ def iso(epoch: float | None) -> str | None:
     return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds")
 
 
+#: (seconds in the unit, its name) from the largest: how ``span`` words a duration.
+_UNITS: Final = ((365 * 86400, "year"), (86400, "day"), (3600, "hour"), (60, "minute"), (1, "second"))
+
+
+def span(seconds: float) -> str:
+    """A duration in words, in its largest whole unit of at least two (``6 years``, ``90 seconds``)."""
+    seconds = abs(seconds)
+    for size, unit in _UNITS:
+        count = int(seconds // size)
+        if count >= 2 or size == 1:  # noqa: PLR2004 - "1 hour 50 minutes" reads better as 110 minutes
+            return f"{count} {unit}{'' if count == 1 else 's'}"
+    raise AssertionError("unreachable: the last unit is one second")
+
+
 @dataclass(frozen=True)
 class StatusRecord:
     """One stop's current run (the stop record of ``worker.keys.call_key``, as a typed view)."""

@@ -12,7 +12,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from recstop.worker.config.settings import RetryPolicy, env_name
 from recstop.worker.model.errors import InvalidStopRequest
+from recstop.worker.model.status import iso
 from recstop.worker.model.validation import StopRequest
 from recstop.worker.model.vocabulary import Origin, State, TaskEvent
 from recstop.worker.state import keys, taskevents
@@ -50,13 +52,26 @@ class Enqueued:
 
 @dataclass(frozen=True)
 class Refused:
-    """A stop the script refused: its ``not_after`` is past, or before the stop is due."""
+    """A stop the script refused: its ``not_after`` is past (by Redis' clock), or before the stop is due.
+
+    The producer checks both first with its own clock (``producers.producer``); this is what Redis'
+    clock found. ``deadline_s`` is set when ``not_after`` was not given (due + ``deadline_s``).
+    """
 
     reason: str
+    not_after: float | None = None
+    due: float | None = None
+    deadline_s: float | None = None
 
     def error(self) -> InvalidStopRequest:
-        """The producer's error for it."""
-        return InvalidStopRequest("not_after", self.reason)
+        """The producer's error: the not_after, whether it was the default, and when the stop is due."""
+        if self.not_after is None:
+            return InvalidStopRequest("not_after", self.reason)
+        given = iso(self.not_after) or ""
+        if self.deadline_s is not None:
+            variable = env_name(RetryPolicy, "deadline_s")
+            given += f" (by default the time the stop is due + {self.deadline_s:g} s: {variable})"
+        return InvalidStopRequest("not_after", f"{given} {self.reason} (due at {iso(self.due)})")
 
 
 def parse_enqueue(raw: object) -> list[Enqueued | Refused]:
@@ -66,7 +81,7 @@ def parse_enqueue(raw: object) -> list[Enqueued | Refused]:
 
 def _one(item: Mapping[str, Any]) -> Enqueued | Refused:
     if "error" in item:
-        return Refused(str(item["error"]))
+        return Refused(str(item["error"]), item.get("not_after"), item.get("due"), item.get("deadline_s"))
     return Enqueued(item["task_id"], bool(item["deduplicated"]), State(item["state"]), bool(item["pushed"]))
 
 

@@ -19,7 +19,9 @@
 -- ARGV[2n+2] (with ack) that Celery message, byte for byte as fetched: acknowledged (removed from
 --            the in-flight list) in this script, so it is in the schedule or in the list, never
 --            in neither and never in both
--- Returns JSON, one reply per stop in order: {task_id, deduplicated, state, pushed} or {error}.
+-- Returns JSON, one reply per stop in order: {task_id, deduplicated, state, pushed} or {error,
+-- not_after, due, deadline_s}: why the stop was refused, its not_after and due time (deadline_s
+-- when not_after was the default, due + deadline_s).
 -- A stop due now is recorded and pushed in this one script, and its schedule entry becomes its
 -- watchdog: one round trip, nothing to reconcile if the producer dies.
 local schedule, lane, stream, metrics = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
@@ -84,9 +86,12 @@ local function enqueue(key, task_index, s, message, sent)
     return reply(cur, true, false)
   end
   local not_after = s.not_after or due + deadline_s
-  if not s.keep_expired then
-    if not_after <= now then return {error = 'not_after is already in the past'} end
-    if not_after < due then return {error = 'not_after is earlier than the time the stop is due'} end
+  if not s.keep_expired and (not_after <= now or not_after < due) then
+    local why = 'is before the time the stop is due'
+    if not_after <= now then why = "is already past by Redis' clock" end
+    local defaulted = nil
+    if s.not_after == nil then defaulted = deadline_s end
+    return {error = why, not_after = not_after, due = due, deadline_s = defaulted}
   end
   local r = new_run(cur, s, now)
   r.due_at, r.not_after = due, not_after
