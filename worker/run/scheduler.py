@@ -14,20 +14,34 @@ from collections.abc import Callable
 import structlog
 from redis.exceptions import RedisError
 
+from recstop.worker.state.redisclient import RedisOutage
 from recstop.worker.state.schedule import CLAIM_BATCH, Schedule
 
 log = structlog.get_logger("recstop.scheduler")
+#: The event of the scheduler's outage line (``scheduler_redis_recovered`` when it is over).
+OUTAGE_EVENT = "scheduler_redis_unavailable"
+#: Longest wait between tries while Redis is unreachable (due stops wait at most this much longer).
+OUTAGE_CAP_S = 2.0
 
 
 class Scheduler:
     """Leases due stops and publishes them; ``run_once`` is the whole algorithm."""
 
     def __init__(
-        self, schedule: Schedule, *, poll_s: float, on_tick: Callable[[], None] | None = None
+        self,
+        schedule: Schedule,
+        *,
+        poll_s: float,
+        on_tick: Callable[[], None] | None = None,
+        outage: RedisOutage | None = None,
     ) -> None:
+        """``outage`` reports a Redis that cannot be reached (and sets the backoff meanwhile)."""
         self.schedule = schedule
         self.poll_s = poll_s
         self.on_tick = on_tick
+        self.outage = outage or RedisOutage.for_settings(
+            OUTAGE_EVENT, schedule.ctx.redis, cap_s=OUTAGE_CAP_S, logger=log
+        )
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -44,17 +58,16 @@ class Scheduler:
         return published, (0.0 if len(claimed.leases) >= CLAIM_BATCH else claimed.wait_s)
 
     def _loop(self) -> None:
-        failures = 0
         while not self._stop.is_set():
             try:
                 if self.on_tick is not None:
-                    self.on_tick()
+                    self.on_tick()  # the worker's heartbeat (celeryapp.app): its failures are ours
                 _, wait_s = self.run_once()
-                failures = 0
             except RedisError as exc:
-                failures += 1
-                log.warning("scheduler_redis_error", error=type(exc).__name__, failures=failures)
-                wait_s = min(5.0, self.poll_s * 2**failures)
+                # A few lines per outage, naming the Redis and the cause; tries back off meanwhile.
+                self._stop.wait(self.outage.failed(exc))
+                continue
+            self.outage.recovered()
             sleep_s = self.poll_s if wait_s is None else min(self.poll_s, wait_s)
             self._stop.wait(max(sleep_s, 0.005))
 

@@ -25,6 +25,7 @@ from redis.exceptions import RedisError
 
 from recstop.worker.model.ids import new_id
 from recstop.worker.state import keys
+from recstop.worker.state.redisclient import RedisOutage
 from recstop.worker.state.scripts import LuaScript, Scripts, encode, reply_json
 
 log = structlog.get_logger("recstop.fetch")
@@ -188,6 +189,16 @@ class Heartbeat:
         self.interval_s = interval_s
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="recstop-heartbeat", daemon=True)
+        # A few lines per outage, naming the Redis and the cause; the beats keep their interval
+        # (backing off would get this consumer reaped once Redis answers again).
+        self._outage = RedisOutage.for_client(
+            "heartbeat_redis_unavailable",
+            inflight.client,
+            base_s=interval_s,
+            cap_s=interval_s,
+            logger=log,
+            consumer=inflight.consumer,
+        )
 
     def start(self) -> Heartbeat:
         """Beat at once (a restarted worker reaps what its predecessor held), then every interval."""
@@ -216,7 +227,9 @@ class Heartbeat:
             try:
                 self.beat_once()
             except RedisError as exc:
-                log.warning("heartbeat_failed", consumer=self.inflight.consumer, error=type(exc).__name__)
+                self._stop.wait(self._outage.failed(exc))
+                continue
+            self._outage.recovered()
             self._stop.wait(self.interval_s)
 
 
