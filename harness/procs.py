@@ -97,9 +97,12 @@ class RedisServer:
         url: str | None = None,
         port: int | None = None,
         log_path: Path | None = None,
+        new_session: bool = False,
     ) -> None:
         # extra_args go last on the command line (ACL users, TLS ports ...), so they win; url then
-        # says how to reach the server (credentials, rediss://...?ssl_ca_certs=...).
+        # says how to reach the server (credentials, rediss://...?ssl_ca_certs=...). With
+        # new_session the server runs in a session (and process group) of its own: a terminal's
+        # Ctrl-C does not reach it, whoever started it stops it (``make run``: last).
         self.directory = directory
         self.port = free_port() if port is None else port
         self.log_path = directory / "redis.log" if log_path is None else log_path
@@ -107,6 +110,7 @@ class RedisServer:
         self.appendfsync = appendfsync
         self.extra_args = tuple(extra_args)
         self._url = url
+        self.new_session = new_session
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -137,7 +141,9 @@ class RedisServer:
             str(self.log_path),
             *self.extra_args,
         ]
-        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=self.new_session
+        )
         client = self.client()
         try:
             wait_for(self._answers(client), timeout_s=10, what="redis-server to accept connections")

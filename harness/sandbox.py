@@ -23,8 +23,11 @@ class SandboxProcess:
         auto_calls: bool = True,
         seed: int | None = None,
         port: int | None = None,
+        new_session: bool = False,
     ) -> None:
+        """``new_session``: run in a session (and process group) of its own, out of a terminal's Ctrl-C."""
         self.log_path = log_path
+        self.new_session = new_session
         self.accounts = dict(accounts)
         self.auto_calls = auto_calls
         self.seed = seed
@@ -53,7 +56,9 @@ class SandboxProcess:
         if self.seed is not None:
             argv += ["--seed", str(self.seed)]
         self._log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(argv, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            argv, cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=self.new_session
+        )
         wait_for(self._healthy, timeout_s=20, interval_s=0.1, what="the sandbox to answer")
         return self
 

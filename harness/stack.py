@@ -1,7 +1,12 @@
 """One local stack: Redis, the Vobiz sandbox, workers, Flower and producers in one directory.
 
 ``make run``, the benchmarks and the chaos suite build their processes here. Parts start in the
-order redis, sandbox, workers, flower, producers and stop in the reverse order.
+order redis, sandbox, workers, flower, audit sink, producers; they stop producers first, then the
+workers (they finish their DELETEs against a live sandbox and record them in a live Redis), Flower,
+the audit sink (it has copied the workers' last events), the sandbox, and Redis last. Every part
+runs in a session (and process group) of its own: a terminal's Ctrl-C reaches only the process
+that built the stack, which stops the parts in that order (Redis killed first by the terminal
+left the worker failing to hand back its messages, and Flower and the sink retrying).
 """
 
 from __future__ import annotations
@@ -108,6 +113,7 @@ class Stack:
             extra_args=options.args,
             port=pick_port(options.port),
             log_path=self.directory / "redis.log",
+            new_session=True,
         )
 
     def _sandbox_process(self, options: SandboxOptions) -> SandboxProcess:
@@ -115,7 +121,11 @@ class Stack:
             extra = dict(list(options.accounts.items())[1:])
             self.credentials_path.write_text(json.dumps(extra), encoding="utf-8")
         return SandboxProcess(
-            self.directory / "sandbox.log", options.accounts, seed=options.seed, port=pick_port(options.port)
+            self.directory / "sandbox.log",
+            options.accounts,
+            seed=options.seed,
+            port=pick_port(options.port),
+            new_session=True,
         )
 
     @property
@@ -273,7 +283,7 @@ class Stack:
         return [name for name, alive in parts if not alive]
 
     def stop(self) -> None:
-        """Stop producers, flower, workers, sandbox, redis (each even if one before failed); tidy up."""
+        """Stop producers, workers, flower, audit sink, sandbox, redis (each even if one failed); tidy up."""
         if self._stopped:
             return
         self._stopped = True
@@ -283,11 +293,11 @@ class Stack:
                     steps.callback(self._redis.stop)
                 if self._sandbox is not None:
                     steps.callback(self._sandbox.stop)
-                steps.callback(self.stop_workers)
-                if self._flower is not None:
-                    steps.callback(self._flower.stop)
                 if self._audit_sink is not None:
                     steps.callback(self._audit_sink.stop)
+                if self._flower is not None:
+                    steps.callback(self._flower.stop)
+                steps.callback(self.stop_workers)
                 steps.callback(self._close_producers)
         finally:
             self._tidy()

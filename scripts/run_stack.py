@@ -2,7 +2,9 @@
 
 Starts, as needed: a private redis-server (when RECSTOP_BROKER_URL is unset), the Vobiz sandbox
 (when no Vobiz credentials are set), one recstop worker, Flower and the audit sink (SQLite). Writes
-`.run/env.sh` so another terminal can point the `recstop` CLI at this stack.
+`.run/env.sh` so another terminal can point the `recstop` CLI at this stack. Every part runs in a
+session of its own, so the terminal's Ctrl-C (SIGINT to its foreground process group) reaches only
+this process, which stops the worker, Flower, the audit sink, the sandbox and Redis, in that order.
 """
 
 from __future__ import annotations
@@ -113,7 +115,7 @@ def main() -> int:
     """Start the stack and wait for Ctrl-C (exit 0) or for a part to exit (exit 1)."""
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)  # also when started from a shell that ignores SIGINT
-    signal.signal(signal.SIGHUP, on_signal)  # the worker and Flower run in sessions of their own
+    signal.signal(signal.SIGHUP, on_signal)  # every part runs in a session of its own (harness.stack)
     env = dict(os.environ)
     stack = build(env)
     try:

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -47,8 +48,79 @@ def _exports(path: Path) -> dict[str, str]:
     return dict(pairs)
 
 
-def test_make_run_stack_stops_a_recording_and_a_closed_terminal_stops_every_part(tmp_path):
-    """env.sh drives the quick start (a stop, a replayed dead letter, the audit trail); SIGHUP ends it."""
+#: Each part of the stack and what names it on its command line, in the order they must stop.
+STOP_ORDER = (
+    ("worker", "recstop.worker worker"),
+    ("flower", "recstop.worker flower"),
+    ("audit sink", "audit sink"),
+    ("sandbox", "recstop.sandbox"),
+    ("redis", "redis-server"),
+)
+#: The logs of the parts (the worker's is the terminal's, stdout.log).
+LOGS = ("stdout.log", "flower.log", "audit-sink.log", "sandbox.log", "redis.log")
+
+
+def _part(process: psutil.Process) -> str:
+    line = " ".join(process.cmdline())
+    return next(name for name, marker in STOP_ORDER if marker in line)
+
+
+def _gone(process: psutil.Process) -> bool:
+    try:
+        return not process.is_running() or process.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def _errors(text: str) -> list[str]:
+    """Error-level lines and tracebacks: recstop's JSON lines (Celery's included), Flower's ``[E ...]``."""
+    return [
+        line
+        for line in text.splitlines()
+        if "Traceback" in line
+        or '"level": "error"' in line
+        or '"level": "critical"' in line
+        or line.startswith(("[E ", "[C "))
+    ]
+
+
+def _ctrl_c_stops_every_part_in_order(stack: subprocess.Popen[bytes], run_dir: Path) -> None:
+    """SIGINT to the stack's process group: the parts stop in STOP_ORDER within 5 s, logging no error."""
+    parts = psutil.Process(stack.pid).children(recursive=True)
+    named = {_part(p): p for p in parts}
+    assert sorted(named) == sorted(name for name, _ in STOP_ORDER), [p.cmdline() for p in parts]
+    groups = {_part(p): os.getpgid(p.pid) for p in parts}
+    assert stack.pid not in groups.values(), (stack.pid, groups)  # out of the terminal's group
+    # What each part logs from now on (the quick start logged its 403 at error level on purpose).
+    offsets = {log: (run_dir / log).stat().st_size for log in LOGS}
+    os.killpg(stack.pid, signal.SIGINT)  # Ctrl-C
+    sent = time.monotonic()
+    stopped_at: dict[str, float] = {}
+
+    def all_gone() -> bool:
+        for name, process in named.items():
+            if name not in stopped_at and _gone(process):
+                stopped_at[name] = time.monotonic() - sent
+        return len(stopped_at) == len(named)
+
+    wait_for(all_gone, timeout_s=5, interval_s=0.01, what=lambda: f"every part to stop: {stopped_at}")
+    assert stack.wait(timeout=10) == 0
+    assert sorted(stopped_at, key=stopped_at.__getitem__) == [name for name, _ in STOP_ORDER], stopped_at
+    print("stopped after (s):", {name: round(t, 2) for name, t in stopped_at.items()})
+    for log, offset in offsets.items():
+        with (run_dir / log).open("rb") as text:
+            text.seek(offset)
+            assert _errors(text.read().decode(errors="replace")) == [], log
+    assert "ready to exit, bye bye" in (run_dir / "redis.log").read_text()  # a clean SIGTERM, last
+
+
+def test_make_run_stack_stops_a_recording_and_ctrl_c_stops_every_part_in_order(tmp_path):
+    """env.sh drives the quick start (a stop, a replay, the audit trail); Ctrl-C stops it, Redis last.
+
+    Ctrl-C is SIGINT to the terminal's whole foreground process group: every part runs in a session
+    of its own, so only run_stack gets it, and stops the worker, Flower, the audit sink, the sandbox
+    and Redis in that order, within 5 s, with no error line or traceback in any part's log.
+    """
     env = {k: v for k, v in os.environ.items() if k not in OUTSIDE}
     env["RECSTOP_RUN_DIR"] = str(tmp_path)
     with (tmp_path / "stdout.log").open("wb") as out:
@@ -58,6 +130,7 @@ def test_make_run_stack_stops_a_recording_and_a_closed_terminal_stops_every_part
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
+            start_new_session=True,  # the foreground process group of a terminal, whose leader it is
         )
     parts: list[psutil.Process] = []
     try:
@@ -104,15 +177,7 @@ def test_make_run_stack_stops_a_recording_and_a_closed_terminal_stops_every_part
         wait_for(lambda: trail() == life, timeout_s=30, interval_s=0.5, what=lambda: f"audit trail {trail()}")
         assert _cli(cli_env, "audit", "verify").returncode == 0
         parts = psutil.Process(stack.pid).children(recursive=True)
-        assert len(parts) >= 5, [p.cmdline() for p in parts]  # redis-server, sandbox, worker, Flower, sink
-        stack.send_signal(signal.SIGHUP)
-        assert stack.wait(timeout=60) == 0
-        wait_for(
-            lambda: not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in parts),
-            timeout_s=30,
-            interval_s=0.2,
-            what="every part of the stack to exit",
-        )
+        _ctrl_c_stops_every_part_in_order(stack, tmp_path)
     finally:
         if stack.poll() is None:
             parts = parts or psutil.Process(stack.pid).children(recursive=True)
