@@ -11,7 +11,10 @@ LINTED := recstop/__init__.py worker producers vobiz_sandbox harness chaos bench
 .PHONY: help install promtool run test test-unit test-integration chaos chaos-short bench bench-ci lint format flower clean
 
 help:
-	@echo "make run    - the whole local stack: Redis, Vobiz sandbox, worker, Flower (Ctrl-C stops it)"
+	@echo "make run    - the whole local stack, each part in its own process: redis-server (AOF), the Vobiz sandbox"
+	@echo "              (unless Vobiz credentials are set), a worker (logs here), Flower, the audit sink (SQLite);"
+	@echo "              .run/ holds their data, logs and env.sh. Ctrl-C stops them all, Redis last"
+	@echo "make flower - Flower alone, on 127.0.0.1:5555 (against RECSTOP_BROKER_URL)"
 	@echo "make test   - the whole test suite, about 4 minutes here (starts its own redis-server, PostgreSQL, sandbox and workers)"
 	@echo "make chaos  - the chaos suite, full profile: faults under load, one table (about 9 minutes here)"
 	@echo "make bench  - the benchmarks: nine scenarios beside naive Celery and the raw limit (about 15 minutes here)"

@@ -33,6 +33,9 @@ from recstop.worker.config.environment import ENV_SPECS
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 K8S = DEPLOY / "kubernetes"
+#: The Secrets the manifests read, as an example: outside K8S, which `kubectl apply -f` applies.
+K8S_SECRETS = DEPLOY / "kubernetes-secrets.example.yaml"
+README = DEPLOY / "README.md"
 SYSTEMD = DEPLOY / "systemd"
 COMPOSE = DEPLOY / "docker-compose.yml"
 DOCKERFILE = DEPLOY / "Dockerfile"
@@ -59,8 +62,22 @@ def yaml_files() -> list[Path]:
     return sorted([*DEPLOY.rglob("*.yaml"), *DEPLOY.rglob("*.yml")])
 
 
+def applied_docs() -> list[dict[str, Any]]:
+    """What `kubectl apply -f deploy/kubernetes/` applies (with -R too: every file under it)."""
+    paths = sorted([*K8S.rglob("*.yaml"), *K8S.rglob("*.yml"), *K8S.rglob("*.json")])
+    return [doc for path in paths for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
 def k8s_docs() -> list[dict[str, Any]]:
-    return [doc for path in sorted(K8S.glob("*.yaml")) for doc in yaml.safe_load_all(path.read_text()) if doc]
+    """The applied manifests and the example Secrets they read."""
+    return [*applied_docs(), *(doc for doc in yaml.safe_load_all(K8S_SECRETS.read_text()) if doc)]
+
+
+def readme_block(section: str) -> list[str]:
+    """The lines of the first ```sh block under ``## <section>`` of deploy/README.md, continuations joined."""
+    text = README.read_text().split(f"\n## {section}\n", 1)[1].split("\n## ", 1)[0]
+    block = text.split("```sh\n", 1)[1].split("```", 1)[0].replace("\\\n", " ")
+    return [line.split("#", 1)[0].strip() for line in block.splitlines() if line.split("#", 1)[0].strip()]
 
 
 def compose() -> dict[str, Any]:
@@ -311,6 +328,75 @@ def test_kubernetes_manifests_validate_against_the_official_schemas():
     assert {"Deployment", "Service", "Secret", "ConfigMap", "PodDisruptionBudget"} <= kinds
     for doc in docs:
         kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+
+
+def test_kubectl_apply_of_the_kubernetes_directory_creates_no_secret_and_no_placeholder():
+    """deploy/kubernetes/ holds no Secret and no CHANGE-ME; the example Secrets live outside it."""
+    applied = applied_docs()
+    assert {doc["kind"] for doc in applied} >= {"Deployment", "ConfigMap", "Service"}
+    assert [doc["metadata"]["name"] for doc in applied if doc["kind"] == "Secret"] == []
+    for path in K8S.rglob("*"):
+        assert not path.is_file() or "CHANGE-ME" not in path.read_text(), path
+    example = [doc for doc in yaml.safe_load_all(K8S_SECRETS.read_text()) if doc]
+    assert example
+    assert {doc["kind"] for doc in example} == {"Secret"}
+
+
+def test_the_kubernetes_steps_create_every_secret_key_the_manifests_read_then_apply():
+    """deploy/README.md creates each Secret and key the Deployments read, before `kubectl apply`."""
+    lines = readme_block("Kubernetes")
+    created: set[tuple[str, str]] = set()
+    for line in lines:
+        argv = shlex.split(line)
+        if argv[:4] == ["kubectl", "create", "secret", "generic"]:
+            keys = [a.split("=", 2)[1] for a in argv if a.startswith(("--from-literal=", "--from-file="))]
+            created |= {(argv[4], key) for key in keys}
+    applies = [i for i, line in enumerate(lines) if line.startswith("kubectl apply")]
+    assert [lines[i] for i in applies] == ["kubectl apply -f deploy/kubernetes/"]
+    assert all(not line.startswith("kubectl create secret") for line in lines[applies[0] :])
+    secrets = k8s_named("Secret")
+    read: set[tuple[str, str]] = set()
+    for _, pod, container in containers():
+        for item in container.get("env", []):
+            if ref := item.get("valueFrom", {}).get("secretKeyRef"):
+                read.add((ref["name"], ref["key"]))
+        for source in container.get("envFrom", []):
+            if "secretRef" in source:
+                name = source["secretRef"]["name"]
+                read |= {(name, key) for key in k8s_data(secrets[name])}
+        for volume in pod.get("volumes", []):
+            if "secret" in volume:
+                name = volume["secret"]["secretName"]
+                read |= {(name, key) for key in k8s_data(secrets[name])}
+    assert read
+    assert created == read
+
+
+def test_the_systemd_steps_enable_every_shipped_unit():
+    """deploy/README.md's `systemctl enable` lines start every unit in systemd/ (the worker as instances)."""
+    enabled = {
+        re.sub(r"@\d+$", "@", name)
+        for line in readme_block("systemd")
+        if line.startswith("systemctl enable")
+        for name in shlex.split(line)[3:]
+    }
+    shipped = {path.name.removesuffix(".service") for path in SYSTEMD.glob("*.service")}
+    assert "recstop-audit-sink" in shipped
+    assert enabled == shipped
+
+
+def test_make_help_names_every_part_make_run_starts():
+    """`make help` names each part of the README's `make run` table (the audit sink included)."""
+    table = (ROOT / "README.md").read_text().split("`make run` starts:", 1)[1].strip().split("\n\n", 1)[0]
+    parts = [row.split("|")[1].strip() for row in table.splitlines()[2:]]
+    assert len(parts) == 5
+    make = shutil.which("make")
+    assert make, "make is missing"
+    shown = subprocess.run([make, "-s", "help"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    run = shown.split("make run", 1)[1].split("\nmake ", 1)[0].lower()
+    for part in parts:
+        name = part.split(" (", 1)[0].lower().removeprefix("vobiz ")
+        assert name in run, (part, run)
 
 
 def test_kubernetes_validation_catches_a_misspelled_field():
