@@ -20,7 +20,7 @@ from recstop.worker.model.errors import (
     UnknownAccountError,
 )
 from recstop.worker.model.ids import new_id
-from recstop.worker.model.status import StatusRecord, span
+from recstop.worker.model.status import ReplayedFrom, StatusRecord, span
 from recstop.worker.model.validation import (
     StopRequest,
     decode_task_message,
@@ -230,10 +230,11 @@ class Producer:
         delay_s: float | None = None,
         at_epoch: float | None = None,
         dlq_id: str | None = None,
+        replay: ReplayedFrom | None = None,
         urgent: bool = False,
     ) -> StopHandle:
         """Record the stop and, when it is due now, push its message: one atomic script call."""
-        stop = NewStop(request, new_id(), delay_s=delay_s, at_epoch=at_epoch, dlq_id=dlq_id)
+        stop = NewStop(request, new_id(), delay_s=delay_s, at_epoch=at_epoch, dlq_id=dlq_id, replay=replay)
         (reply,) = self._run_enqueue(
             self.store.enqueues.prepare(
                 [stop], urgent=urgent, origin=Origin.REPLAY if dlq_id else self.origin
@@ -292,7 +293,15 @@ class Producer:
         # account the dead stop ran with (a message that named none ran with the worker's default).
         auth_id = original.auth_id or entry.auth_id
         request = StopRequest(original.call_uuid, original.url, auth_id, original.request_id)
-        handle = self._enqueue(request, dlq_id=entry_id)
+        replay = ReplayedFrom(
+            dlq_id=entry_id,
+            task_id=entry.task_id,
+            reason=entry.reason,
+            dead_at=entry.dead_at,
+            attempts=entry.attempt_count if entry.attempt_count is not None else len(entry.attempts),
+            attempt_log=entry.attempts,
+        )
+        handle = self._enqueue(request, dlq_id=entry_id, replay=replay)
         return ReplayResult(entry_id, handle.task_id, handle.deduplicated)
 
 

@@ -15,6 +15,7 @@ STATUS_FIELDS: Final = (
     "state",
     "urgent",
     "attempts",
+    "attempts_total",
     "last_http_status",
     "last_error",
     "task_id",
@@ -22,6 +23,7 @@ STATUS_FIELDS: Final = (
     *TIME_FIELDS,
     "dead_reason",
     "dlq_id",
+    "replayed_from",
     "settled_by",
 )
 
@@ -52,12 +54,23 @@ def dedup_note(state: State, record: StatusRecord | None) -> str:
 
 
 def status_lines(record: StatusRecord) -> str:
-    """The plain ``status`` listing: one ``name  value`` line per known field."""
+    """The plain ``status`` listing: one ``name  value`` line per known field (a replay: what it replays)."""
     data: dict[str, Any] = record.to_dict()
     data["urgent"] = "yes" if record.urgent else "no"
     if not record.state.pending:
         for name in _PENDING_ONLY:
             data[name] = None
+    data["replayed_from"] = data["attempts_total"] = None
+    if (dead := record.replayed_from) is not None:
+        tries = f"{dead.attempts} attempt{'' if dead.attempts == 1 else 's'}"
+        data["replayed_from"] = (
+            f"dead letter {dead.dlq_id}: {dead.reason} after {tries}, dead at {iso(dead.dead_at)} "
+            f"(task {dead.task_id})"
+        )
+        data["attempts_total"] = (
+            f"{record.attempts_total} ({dead.attempts_before} before the replay; every event: "
+            f"recstop audit show {record.call_uuid})"
+        )
     return "".join(f"{name:17} {data[name]}\n" for name in STATUS_FIELDS if data.get(name) not in (None, ""))
 
 

@@ -6,13 +6,20 @@ import json
 import uuid
 
 import pytest
-from support import RedisServer, cli, final, free_port
+from support import RedisServer, cli, final, free_port, wait_for
 
 from recstop.producers import exitcodes
+from recstop.worker.model.status import iso
 
 pytestmark = pytest.mark.integration
 
 PASSWORD = "redis-Pw-5e1f9a"  # a test Redis password, checked never to be printed
+#: The fields `recstop status --json` printed before replays were described: scripts may read them.
+STATUS_JSON_FIELDS = {
+    *("call_uuid", "url", "state", "task_id", "attempts", "auth_id", "request_id", "last_http_status"),
+    *("last_error", "enqueued_at", "due_at", "first_attempt_at", "last_attempt_at", "finished_at"),
+    *("not_after", "dead_reason", "dlq_id", "settled_by", "urgent", "joined", "attempt_log"),
+}
 
 
 def test_enqueue_then_status(env, start_worker, call, producer):
@@ -146,6 +153,50 @@ def test_dlq_list_show_replay_purge(env, start_worker, call, producer, sandbox_c
     purge = cli(env, "dlq", "purge")
     assert "purged 1" in purge.stdout
     assert producer.dead_letters.count() == 0
+
+
+def test_status_after_replays_names_the_dead_letter_it_replays_and_counts_every_attempt(
+    env, start_worker, call, producer, sandbox_client
+):
+    """Dead, replayed, dead, replayed, stopped: status names the last dead letter and counts 3 attempts."""
+    start_worker()
+    call_uuid = call()
+    sandbox_client.set_faults([{"kind": "status", "status": 403, "call_uuid": call_uuid, "times": 2}])
+    producer.stop_recording(call_uuid)
+    assert final(producer, call_uuid).state == "dead"
+    for expected in ("dead", "stopped"):
+        dead = producer.status(call_uuid)
+        assert cli(env, "dlq", "replay", dead.dlq_id).returncode == 0
+        wait_for(
+            lambda dead=dead: (
+                (r := producer.status(call_uuid)).task_id != dead.task_id and not r.state.pending
+            ),
+            what="the replay to finish",
+        )
+        assert producer.status(call_uuid).state == expected
+    text = cli(env, "status", call_uuid)
+    assert text.returncode == 0, text.stderr
+    assert "attempts          1\n" in text.stdout  # this run's, as before
+    assert cli(env, "dlq", "show", dead.dlq_id).returncode == 1  # gone with the replay's success
+    assert (
+        f"replayed_from     dead letter {dead.dlq_id}: http_403 after 1 attempt, dead at "
+        f"{iso(dead.finished_at)} (task {dead.task_id})\n"
+    ) in text.stdout
+    assert (
+        f"attempts_total    3 (2 before the replay; every event: recstop audit show {call_uuid})\n"
+    ) in text.stdout
+    data = json.loads(cli(env, "status", call_uuid, "--json").stdout)
+    assert set(data) >= STATUS_JSON_FIELDS  # --json only gains fields
+    assert (data["attempts"], data["attempts_total"], data["dlq_id"]) == (1, 3, None)
+    replayed = data["replayed_from"]
+    assert (replayed["dlq_id"], replayed["task_id"], replayed["reason"]) == (
+        dead.dlq_id,
+        dead.task_id,
+        "http_403",
+    )
+    assert (replayed["attempts"], replayed["attempts_before"]) == (1, 2)
+    assert [a["http_status"] for a in replayed["attempt_log"]] == [403]
+    assert replayed["dead_at"] == iso(dead.finished_at)
 
 
 def test_broker_down_is_exit_1_naming_the_redis_and_the_cause(env):

@@ -53,6 +53,45 @@ def span(seconds: float) -> str:
 
 
 @dataclass(frozen=True)
+class ReplayedFrom:
+    """The dead run a replay (``recstop dlq replay``) started from: what an operator asks after a replay.
+
+    Its dead letter, task id, dead reason and time, its attempts and their log, and
+    ``attempts_before``: every attempt before the replayed run (the dead run's, and those of the
+    runs it replayed in turn). Every event of the stop's life stays in its audit trail.
+    """
+
+    dlq_id: str
+    task_id: str
+    reason: str
+    dead_at: float | None
+    attempts: int
+    attempts_before: int = 0
+    attempt_log: tuple[Mapping[str, Any], ...] = ()
+
+    @classmethod
+    def from_record(cls, data: Mapping[str, Any]) -> ReplayedFrom:
+        """Read it from a stop record's ``replayed_from``."""
+        return cls(
+            dlq_id=str(data.get("dlq_id", "")),
+            task_id=str(data.get("task_id", "")),
+            reason=str(data.get("reason", "")),
+            dead_at=data.get("dead_at"),
+            attempts=int(data.get("attempts", 0)),
+            attempts_before=int(data.get("attempts_before", data.get("attempts", 0))),
+            attempt_log=attempt_log(data.get("attempt_log")),
+        )
+
+    def to_args(self) -> dict[str, Any]:
+        """What ``enqueue.lua`` records (it adds the runs before the dead one to ``attempts_before``)."""
+        return {**asdict(self), "attempt_log": list(self.attempt_log)}
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view, its time in ISO-8601."""
+        return {**self.to_args(), "dead_at": iso(self.dead_at)}
+
+
+@dataclass(frozen=True)
 class StatusRecord:
     """One stop's current run (the stop record of ``worker.keys.call_key``, as a typed view)."""
 
@@ -78,6 +117,13 @@ class StatusRecord:
     #: Task ids of Celery messages that joined this run (their results are this run's).
     joined: tuple[str, ...] = ()
     attempt_log: tuple[Mapping[str, Any], ...] = field(default=())
+    #: The dead run this run replays (``recstop dlq replay``), None for a run that is no replay.
+    replayed_from: ReplayedFrom | None = None
+
+    @property
+    def attempts_total(self) -> int:
+        """Every attempt of the stop: this run's, and those before it was replayed."""
+        return self.attempts + (self.replayed_from.attempts_before if self.replayed_from else 0)
 
     @classmethod
     def from_record(cls, data: Mapping[str, Any]) -> StatusRecord:
@@ -105,6 +151,9 @@ class StatusRecord:
             urgent=bool(data.get("urgent")),
             joined=tuple(data.get("joined") or ()),
             attempt_log=attempt_log(data.get("log")),
+            replayed_from=ReplayedFrom.from_record(data["replayed_from"])
+            if data.get("replayed_from")
+            else None,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -114,4 +163,6 @@ class StatusRecord:
         out["attempt_log"] = list(self.attempt_log)
         for name in TIME_FIELDS:
             out[name] = iso(getattr(self, name))
+        out["replayed_from"] = self.replayed_from.to_dict() if self.replayed_from else None
+        out["attempts_total"] = self.attempts_total
         return out

@@ -107,6 +107,8 @@ class DeadLetter:
     auth_id: str | None = None
     request_id: str | None = None
     attempts: tuple[Mapping[str, Any], ...] = ()
+    #: How many attempts the stop made (its log, ``attempts``, keeps the last 200).
+    attempt_count: int | None = None
 
     @classmethod
     def from_entry(cls, data: Mapping[str, Any]) -> DeadLetter:
@@ -126,6 +128,7 @@ class DeadLetter:
             auth_id=data.get("auth_id"),
             request_id=data.get("request_id"),
             attempts=attempt_log(data.get("attempts")),
+            attempt_count=data.get("attempt_count"),
         )
 
     def to_dict(self) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from typing import Any, Final
 
 from recstop.worker.config.settings import RetryPolicy, env_name
 from recstop.worker.model.errors import InvalidStopRequest
-from recstop.worker.model.status import iso
+from recstop.worker.model.status import ReplayedFrom, iso
 from recstop.worker.model.validation import StopRequest
 from recstop.worker.model.vocabulary import Origin, State, TaskEvent
 from recstop.worker.state import keys, taskevents
@@ -36,6 +36,8 @@ class NewStop:
     at_epoch: float | None = None
     #: A dead letter this run replays: removed once the run succeeds.
     dlq_id: str | None = None
+    #: What the replayed dead run did (with ``dlq_id``): the new run's record keeps it.
+    replay: ReplayedFrom | None = None
 
 
 @dataclass(frozen=True)
@@ -183,6 +185,7 @@ def _stop_args(stop: NewStop) -> dict[str, Any]:
         "delay_s": None if stop.delay_s is None else round(stop.delay_s, 3),
         "at": None if stop.at_epoch is None else round(stop.at_epoch, 3),
         "dlq_id": stop.dlq_id,
+        "replay": stop.replay.to_args() if stop.replay is not None else None,
     }
 
 

@@ -8,7 +8,10 @@
 -- KEYS[#KEYS] (with results) the Celery result of the one stop's task id (a received message)
 -- ARGV[1]    JSON {deadline_s, retention_s, watchdog_s, urgent, events_channel, ack, results, audit:
 --            {max, origin}, stops: [{member, target, task_id, call_uuid, url, auth_id, request_id,
---            not_after, delay_s, at, dlq_id, keep_expired, join}]}:
+--            not_after, delay_s, at, dlq_id, replay, keep_expired, join}]}:
+--            replay (with dlq_id: a dead letter replayed) is what the dead run did (model/status.py
+--            ReplayedFrom); the new run keeps it as replayed_from, counting in attempts_before the
+--            attempts of the runs before the dead one too
 --            join (a received Celery message) records the task id of a stop that joins a pending
 --            run (its result is written with the run's); keep_expired records a stop whose
 --            not_after is past, or before it is due, as it is (the worker dead-letters it, reason
@@ -95,6 +98,14 @@ local function enqueue(key, task_index, s, message, sent)
   end
   local r = new_run(cur, s, now)
   r.due_at, r.not_after = due, not_after
+  if s.replay ~= nil then
+    local before = s.replay.attempts or 0
+    if cur ~= nil and cur.task_id == s.replay.task_id and cur.replayed_from ~= nil then
+      before = before + (cur.replayed_from.attempts_before or 0)  -- the dead run was a replay too
+    end
+    s.replay.attempts_before = before
+    r.replayed_from = s.replay
+  end
   r.keep_until = now + retention_s + math.max(due, not_after) - now
   call[s.target] = r
   index_task(task_index, s.member, r, now)
