@@ -44,7 +44,7 @@ run: $(STAMP)
 	$(BIN)/python -m scripts.run_stack
 
 flower: $(STAMP)
-	$(BIN)/celery -A recstop.worker flower --address=127.0.0.1 --port=5555 --max_tasks=10000 --tasks_columns=kwargs,state,result,exception,eta,retries,received,runtime,worker,uuid
+	$(BIN)/celery -A recstop.worker flower --address=127.0.0.1 --port=5555 --max_tasks=10000
 
 # Three test processes share the 2 cores (most tests wait on Redis, the sandbox or a worker); the
 # chaos scenarios run after them, alone, so that their timing bounds are measured undisturbed.

@@ -11,7 +11,6 @@ from pathlib import Path
 import requests
 
 from harness.procs import ROOT, free_port, terminate, wait_for
-from recstop.worker.celeryapp.celeryconf import FLOWER_TASKS_COLUMNS
 
 
 class FlowerProcess:
@@ -50,7 +49,9 @@ class FlowerProcess:
     def argv(self) -> list[str]:
         """The command line that starts this Flower."""
         argv = [sys.executable, "-m", "celery", "-A", "recstop.worker", "flower"]
-        argv += [f"--port={self.port}", "--address=127.0.0.1", f"--tasks_columns={FLOWER_TASKS_COLUMNS}"]
+        # No --tasks_columns: the columns and how a stop reads in them come with the app, as for
+        # any `celery -A recstop.worker flower` (worker/celeryapp/flowerview.py).
+        argv += [f"--port={self.port}", "--address=127.0.0.1"]
         if self.basic_auth is not None:
             argv.append(f"--basic-auth={self.basic_auth[0]}:{self.basic_auth[1]}")
         if self.max_tasks is not None:

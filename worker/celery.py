@@ -16,6 +16,7 @@ from celery import signals
 
 from recstop.producers.exitcodes import USAGE
 from recstop.worker.celeryapp.app import create_app
+from recstop.worker.celeryapp.flowerview import install_defaults as install_flower_defaults
 from recstop.worker.config.settings import Settings
 from recstop.worker.model.errors import ConfigError
 from recstop.worker.observability.logs import configure_logging, install_json_say
@@ -65,3 +66,5 @@ signals.celeryd_init.connect(_quiet_banner, weak=False)
 signals.worker_ready.connect(_ready, weak=False)
 
 app = create_app(settings)
+# Under `celery -A recstop.worker flower`: the task list's columns and how a stop reads in it.
+install_flower_defaults()

@@ -11,6 +11,7 @@ from celery import Celery, bootsteps
 from redis.exceptions import RedisError
 
 from recstop.worker.broker.transport import AMQP
+from recstop.worker.celeryapp.announce import announce
 from recstop.worker.celeryapp.celeryconf import celery_config
 from recstop.worker.celeryapp.consumer import consumer_class
 from recstop.worker.celeryapp.tasks import register_tasks
@@ -61,6 +62,8 @@ def scheduler_step(runtime: Runtime) -> type[bootsteps.StartStopStep]:
                 self._last_beat = now
 
         def start(self, _worker: Any) -> None:  # noqa: ANN401
+            # A monitor that was there before this worker lists the stops waiting in Redis.
+            announce(runtime.store)
             self.scheduler.start()
 
         def stop(self, _worker: Any) -> None:  # noqa: ANN401

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any
 
 from kombu.entity import Queue
 
@@ -10,10 +10,6 @@ from recstop.worker.broker.transport import transport_for
 from recstop.worker.config.settings import Settings
 from recstop.worker.state.keys import QUEUE, TASK_NAME, URGENT_QUEUE
 from recstop.worker.state.redisclient import sentinel_transport_options
-
-#: The columns of Flower's task list (``--tasks_columns``), as recstop ships Flower everywhere: the
-#: call (the task's kwargs), what happened (state, result or exception), and when.
-FLOWER_TASKS_COLUMNS: Final = "kwargs,state,result,exception,eta,retries,received,runtime,worker,uuid"
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:

@@ -31,7 +31,7 @@ from kombu.exceptions import ContentDisallowed
 from redis.exceptions import RedisError
 
 from recstop.worker.broker.queueitem import BAD_ENVELOPE
-from recstop.worker.celeryapp import revoke
+from recstop.worker.celeryapp import announce, revoke
 from recstop.worker.celeryapp.deferral import Deferral
 from recstop.worker.celeryapp.timing import TimingError, read_timing, strip
 from recstop.worker.model.redaction import Redactor
@@ -312,9 +312,11 @@ def consumer_class(
 ) -> type[RecstopConsumer]:
     """Celery's ``worker_consumer``: :class:`RecstopConsumer` bound to this worker's collaborators.
 
-    Also puts recstop's durable revoke in Celery's control registry (``worker.revoke``).
+    Also puts recstop's durable revoke in Celery's control registry (``worker.revoke``), and its
+    heartbeat, which tells a monitor that connects the stops waiting in Redis (``announce``).
     """
     revoke.install()
+    announce.install()
     return type(
         "RecstopConsumer",
         (RecstopConsumer,),

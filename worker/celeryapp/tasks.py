@@ -22,6 +22,7 @@ task started as having happened before it, so Flower would keep showing STARTED.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -48,7 +49,7 @@ MAX_CONTEXT_CHARS: Final = 128
 def register_tasks(app: Celery, executor: Executor, deadletters: DeadLetters) -> Task:
     """Register ``recstop.stop_recording`` on ``app``; its collaborators are passed in."""
 
-    def stop_recording(self: Task, *args: Any, **kwargs: Any) -> dict[str, Any]:  # noqa: ANN401
+    def stop_recording(self: Task, *args: Any, **kwargs: Any) -> Stopped:  # noqa: ANN401
         task_id = self.request.id
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(
@@ -105,23 +106,43 @@ def register_tasks(app: Celery, executor: Executor, deadletters: DeadLetters) ->
     return task
 
 
-def celery_outcome(task: Task, result: RunResult) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Stopped:
+    """What the task of a stopped recording returns: its repr is the one line Celery's events show.
+
+    ``task-succeeded`` carries the repr of the return value (Flower's Result column, ``celery
+    events``): ``stopped 204, attempt 3``, not a dict cut off mid-way. ``AsyncResult.get()``
+    returns the result record the scripts wrote with the outcome (``state.results``), not this.
+    """
+
+    result: RunResult
+
+    def __repr__(self) -> str:
+        result = self.result
+        words = "stopped" if result.state is State.STOPPED else "already stopped"
+        status = f" {result.http_status}" if result.http_status else ""
+        attempt = f", attempt {result.attempt}" if result.attempt else ""
+        return f"{words}{status}{attempt}"
+
+
+def celery_outcome(task: Task, result: RunResult) -> Stopped:
     """Return the result of a stopped recording; raise what gives every other outcome its Celery state."""
     state = result.state
     if state in {State.STOPPED, State.ALREADY_STOPPED}:
-        return result.as_dict()
+        return Stopped(result)
     if state is State.RETRYING:
-        due = datetime.fromtimestamp(float(result.detail), UTC)
-        why = f"HTTP {result.http_status}" if result.http_status else "no response"
-        text = f"attempt {result.attempt}: {why}: {result.error or '-'}; next attempt at {due.isoformat()}"
-        raise Retry(text, RetryScheduled(text), when=due)
+        due_at = float(result.detail)
+        retry = RetryScheduled.after(result.attempt or 0, result.http_status, result.error, due_at)
+        raise Retry(str(retry), retry, when=datetime.fromtimestamp(due_at, UTC))
     if state is State.DEAD:
         raise StopDead(result.detail, result.error)
     if state is State.CANCELLED:
         task.send_event("task-revoked", terminated=False, signum=None, expired=False)
         raise Ignore
     # Skipped (a duplicate, a message that joined a pending run ...) or superseded by a newer run.
-    task.send_event("task-skipped", reason=f"{state}: {result.detail}" if result.detail else str(state))
+    # The reason goes in ``result`` too: a field Flower keeps (and shows), unlike one of its own.
+    reason = f"{state}: {result.detail}" if result.detail else str(state)
+    task.send_event("task-skipped", reason=reason, result=reason)
     raise Ignore
 
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime
+from typing import Final
+
 
 class RecstopError(Exception):
     """Base of every error recstop raises on purpose."""
@@ -56,5 +60,21 @@ class StopDead(RecstopError):  # noqa: N818 - named for the task state it stands
 class RetryScheduled(RecstopError):  # noqa: N818 - named for the task state it stands for
     """An attempt failed and the next one waits in recstop's schedule: the task's RETRY.
 
-    Celery's ``task-retried`` event carries its text: what failed and when the next attempt is due.
+    Celery's ``task-retried`` event carries its text: what failed and when the next attempt is due
+    (:meth:`after` writes it, :data:`RETRY_TEXT` reads it back, for Flower's task list).
     """
+
+    @classmethod
+    def after(cls, attempt: int, http_status: int | None, error: str | None, due_at: float) -> RetryScheduled:
+        """``attempt 2: HTTP 503: Service Unavailable; next attempt at <ISO time>``."""
+        why = f"HTTP {http_status}" if http_status else "no response"
+        due = datetime.fromtimestamp(due_at, UTC).isoformat()
+        return cls(f"attempt {attempt}: {why}: {error or '-'}; next attempt at {due}")
+
+
+#: The text of a :class:`RetryScheduled`: the attempt, what failed, when the next one is due.
+RETRY_TEXT: Final = re.compile(
+    r"attempt (?P<attempt>\d+): (?P<why>.*?); next attempt at "
+    r"(?P<due>\d{4}-\d\d-\d\dT[\d:.]+(?:[+-]\d\d:\d\d|Z)?)",
+    re.DOTALL,
+)

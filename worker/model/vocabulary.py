@@ -161,6 +161,7 @@ class TaskEvent(StrEnum):
     """The Celery task events recstop publishes itself (a worker sends the others)."""
 
     SENT = "task-sent"  # a stop accepted or published again, with its ETA
+    RETRIED = "task-retried"  # a retry waiting (announced to a monitor that connected later)
     REVOKED = "task-revoked"  # cancelled
     SKIPPED = "task-skipped"  # a message that made no DELETE of its own
 

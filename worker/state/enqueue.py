@@ -195,4 +195,8 @@ def _message_and_event(stop: NewStop, lane: str) -> tuple[str, str]:
     eta = stop.at_epoch
     if eta is None and stop.delay_s is not None:
         eta = time.time() + stop.delay_s
-    return stop_message(kwargs, queue=lane), taskevents.task_sent(stop.task_id, kwargs, queue=lane, eta=eta)
+    parent = stop.replay.task_id if stop.replay is not None else None
+    return (
+        stop_message(kwargs, queue=lane, parent_id=parent),
+        taskevents.task_sent(stop.task_id, kwargs, queue=lane, eta=eta, parent_id=parent),
+    )

@@ -26,12 +26,22 @@ _ORIGIN: Final = f"{os.getpid()}@{socket.gethostname()}"
 _EMBED: Final = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 
 
-def stop_message(kwargs: Mapping[str, Any], *, queue: str, retries: int = 0) -> str:
-    """The JSON text of one ``recstop.stop_recording`` message, its task id left as a placeholder."""
+def stop_message(
+    kwargs: Mapping[str, Any], *, queue: str, retries: int = 0, parent_id: str | None = None
+) -> str:
+    """The JSON text of one ``recstop.stop_recording`` message, its task id left as a placeholder.
+
+    ``parent_id``: the task id of the dead stop a replay replays (Celery's ``parent_id`` header,
+    which the worker's task events carry: Flower links the replay to the stop it replays).
+    """
     body = json.dumps([[], dict(kwargs), _EMBED], separators=(",", ":")).encode()
+    template = _template(queue, retries)
+    if parent_id is not None:  # a replay, rare: not worth a template of its own
+        envelope = json.loads(template)
+        envelope["headers"]["parent_id"] = parent_id
+        template = json.dumps(envelope, separators=(",", ":"))
     return (
-        _template(queue, retries)
-        .replace(_BODY, base64.b64encode(body).decode("ascii"), 1)
+        template.replace(_BODY, base64.b64encode(body).decode("ascii"), 1)
         .replace(_KWARGSREPR, json.dumps(repr(dict(kwargs)))[1:-1], 1)
         .replace(_TAG, new_id(), 1)
     )

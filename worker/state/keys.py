@@ -48,6 +48,9 @@ A stop record has these fields (absent when unset; times are epoch seconds of Re
                     earlier run delivered again is recognised and never calls the API twice
 ``joined``          task ids of Celery messages that joined this pending run (last 16): their
                     results are written with the run's (``worker/results.py``)
+``replayed_from``   the dead run a replay (``recstop dlq replay``) started from: ``{dlq_id, task_id,
+                    reason, dead_at, attempts, attempts_before, attempt_log}``
+                    (``model.status.ReplayedFrom``; ``attempts_before`` counts every earlier run's)
 ``keep_until``      when the record may go; the key expires with its last record
 ==================  ===============================================================================
 """
@@ -86,6 +89,9 @@ CONSUMERS: Final = f"{PREFIX}:consumers"
 #: counted by the script that records what they count, so a count is exact: the fields are
 #: :class:`Counter` and the per-label fields built by :func:`counter`.
 METRICS: Final = f"{PREFIX}:metrics"
+#: Held a moment by the worker announcing the waiting stops to a monitor that connected
+#: (``celeryapp.announce``): one worker announces per connect, not every worker.
+ANNOUNCING: Final = f"{PREFIX}:announcing"
 ALL_TARGET: Final = "all"
 #: The separator of a schedule member: ``<call_uuid>/<target>``.
 MEMBER_SEP: Final = "/"

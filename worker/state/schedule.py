@@ -12,8 +12,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from recstop.worker.model.errors import RetryScheduled
 from recstop.worker.model.status import iso
-from recstop.worker.model.vocabulary import TaskEvent
+from recstop.worker.model.vocabulary import PENDING, Phase, State, TaskEvent
 from recstop.worker.state import keys, taskevents
 from recstop.worker.state.context import StoreContext
 from recstop.worker.state.envelope import stop_message
@@ -23,6 +24,9 @@ from recstop.worker.state.scripts import LuaScript, reply_json
 LEASE_S: Final = 30.0
 #: Stops published per scheduler round trip.
 CLAIM_BATCH: Final = 500
+#: The most stops :meth:`Schedule.announce` tells a monitor about: the soonest due. (Flower keeps
+#: 10,000 tasks as recstop ships it; a backlog larger than this shows its first part.)
+ANNOUNCE_MAX: Final = 1000
 
 
 @dataclass(frozen=True)
@@ -118,9 +122,52 @@ class Schedule:
             for item, one in zip(items, reply, strict=True)
         ]
 
+    def announce(self, *, limit: int = ANNOUNCE_MAX) -> int:
+        """Tell a monitor that connected late which stops wait in the schedule; how many were told.
+
+        Flower learns of a task from its events: a stop whose ``task-sent`` went out before Flower
+        started (or while it was down) would be missing from its list until its next attempt.
+        This publishes, for each pending stop among the ``limit`` soonest schedule entries, a
+        ``task-sent`` (its ETA when it waits) and, for a retry, a ``task-retried`` saying what
+        failed and when the next attempt is due. Nothing changes in Redis; events are advisory.
+        """
+        members = [str(m) for m in self.ctx.client.zrange(keys.SCHEDULE, 0, limit - 1)]
+        call_keys = sorted({keys.call_key_of(member) for member in members})
+        calls = {
+            key: json.loads(raw) if raw else {}
+            for key, raw in zip(call_keys, self.ctx.client.mget(call_keys) if call_keys else [], strict=True)
+        }
+        retried = self.ctx.events_channel(TaskEvent.RETRIED)
+        told = 0
+        with self.ctx.client.pipeline(transaction=False) as pipe:
+            for member in members:
+                record = calls[keys.call_key_of(member)].get(keys.split_member(member)[1])
+                if not record or record.get("state") not in PENDING:
+                    continue
+                waiting = record.get("phase") == Phase.WAITING
+                pipe.publish(
+                    self._sent_channel, _events(record, eta=record.get("due_at") if waiting else None)[1]
+                )
+                if record["state"] == State.RETRYING:
+                    retry = RetryScheduled.after(
+                        int(record.get("attempts", 0)),
+                        record.get("last_http_status"),
+                        record.get("last_error"),
+                        float(record.get("due_at") or 0),
+                    )
+                    pipe.publish(retried, taskevents.task_retried(record["task_id"], str(retry)))
+                told += 1
+            pipe.execute()
+        return told
+
 
 def _republish(record: Mapping[str, Any]) -> tuple[str, str]:
     """The task message of a stored run, published again by the scheduler (delay, retry, watchdog)."""
+    return _events(record)
+
+
+def _events(record: Mapping[str, Any], *, eta: float | None = None) -> tuple[str, str]:
+    """A stored run's task message and its ``task-sent`` event (a replay's names the stop it replays)."""
     kwargs = {
         "call_uuid": record["call_uuid"],
         "url": record.get("url"),
@@ -130,7 +177,10 @@ def _republish(record: Mapping[str, Any]) -> tuple[str, str]:
     }
     lane = keys.URGENT_QUEUE if record.get("urgent") else keys.QUEUE
     retries = int(record.get("attempts", 0))
+    parent = (record.get("replayed_from") or {}).get("task_id")
     return (
-        stop_message(kwargs, queue=lane, retries=retries),
-        taskevents.task_sent(record["task_id"], kwargs, queue=lane, retries=retries),
+        stop_message(kwargs, queue=lane, retries=retries, parent_id=parent),
+        taskevents.task_sent(
+            record["task_id"], kwargs, queue=lane, retries=retries, eta=eta, parent_id=parent
+        ),
     )

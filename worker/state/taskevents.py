@@ -67,9 +67,18 @@ def event_message(event_type: TaskEvent, fields: Mapping[str, Any], *, hostname:
 
 
 def task_sent(
-    task_id: str, kwargs: Mapping[str, Any], *, queue: str, retries: int = 0, eta: float | None = None
+    task_id: str,
+    kwargs: Mapping[str, Any],
+    *,
+    queue: str,
+    retries: int = 0,
+    eta: float | None = None,
+    parent_id: str | None = None,
 ) -> str:
-    """``task-sent``: a stop accepted (or published again), with its ETA when it waits."""
+    """``task-sent``: a stop accepted (or published again), with its ETA when it waits.
+
+    ``parent_id``: the task id of the dead stop a replay replays (Flower links to it).
+    """
     return event_message(
         TaskEvent.SENT,
         {
@@ -84,9 +93,14 @@ def task_sent(
             "exchange": "",
             "routing_key": queue,
             "root_id": task_id,
-            "parent_id": None,
+            "parent_id": parent_id,
         },
     )
+
+
+def task_retried(task_id: str, exception: str) -> str:
+    """``task-retried``: a retry waiting in the schedule, what failed and when (``RetryScheduled``)."""
+    return event_message(TaskEvent.RETRIED, {"uuid": task_id, "exception": exception, "traceback": None})
 
 
 def task_revoked(task_id: str) -> str:
