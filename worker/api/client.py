@@ -32,10 +32,10 @@ def record_url(api_base: str, auth_id: str, call_uuid: str) -> str:
 class VobizClient:
     """Stops recordings; every call returns its :class:`Classification`, a timeout or reset included."""
 
-    def __init__(self, api: ApiSettings, *, pool_size: int = 32) -> None:
+    def __init__(self, api: ApiSettings, *, concurrency: int) -> None:
         self.api = api
         # One keep-alive connection per worker thread; never block waiting for a free one.
-        self._pool = urllib3.PoolManager(num_pools=4, maxsize=max(1, pool_size), block=False)
+        self._pool = urllib3.PoolManager(num_pools=4, maxsize=max(1, concurrency), block=False)
         self._timeout = urllib3.Timeout(connect=api.connect_timeout_s, read=api.read_timeout_s)
 
     def close(self) -> None:

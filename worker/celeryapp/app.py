@@ -14,12 +14,9 @@ from recstop.worker.broker.transport import AMQP
 from recstop.worker.celeryapp.celeryconf import celery_config
 from recstop.worker.celeryapp.consumer import consumer_class
 from recstop.worker.celeryapp.tasks import register_tasks
-from recstop.worker.config.settings import Settings
+from recstop.worker.config.settings import WORKER_HEARTBEAT_S, Settings
 from recstop.worker.run.runtime import Runtime, build_runtime
 from recstop.worker.state import keys
-
-#: Seconds between a worker's heartbeats in ``recstop:workers`` (``recstop health``, metrics).
-HEARTBEAT_S = 2.0
 
 
 def create_app(settings: Settings, *, runtime: Runtime | None = None, main: str = "recstop") -> Celery:
@@ -51,7 +48,7 @@ def scheduler_step(runtime: Runtime) -> type[bootsteps.StartStopStep]:
 
         def heartbeat(self) -> None:
             now = time.time()
-            if now - self._last_beat >= HEARTBEAT_S:
+            if now - self._last_beat >= WORKER_HEARTBEAT_S:
                 runtime.redis.hset(keys.WORKERS, self.hostname, f"{now:.3f}")
                 self._last_beat = now
 

@@ -227,6 +227,7 @@ class RecstopConsumer(Consumer):  # type: ignore[misc]
         super().__init__(*args, **kwargs)
         self.poison = PoisonHandler(self.deadletters, tuple(self.connection_errors))
         self.deferral = Deferral(self.store.enqueues, self.deadletters)
+        revoke.install(self)  # recstop's durable revoke, in this worker's mailbox only
         # KeyError is one of kombu's Redis "connection errors"; only real broker failures propagate.
         self.broker_errors = tuple(
             e for e in (*self.connection_errors, *self.channel_errors) if not issubclass(e, LookupError)
@@ -309,9 +310,8 @@ class RecstopConsumer(Consumer):  # type: ignore[misc]
 def consumer_class(deadletters: DeadLetters, redactor: Redactor, store: StopStore) -> type[RecstopConsumer]:
     """Celery's ``worker_consumer``: :class:`RecstopConsumer` bound to this worker's collaborators.
 
-    Also puts recstop's durable revoke in Celery's control registry (``worker.revoke``).
+    Its mailbox answers ``revoke`` with recstop's durable revoke (``celeryapp.revoke``).
     """
-    revoke.install()
     return type(
         "RecstopConsumer",
         (RecstopConsumer,),

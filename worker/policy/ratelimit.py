@@ -24,7 +24,7 @@ from typing import Final
 
 from redis import Redis
 
-from recstop.worker.config.settings import RateLimitSettings
+from recstop.worker.config.ratelimit import RateLimitSettings
 from recstop.worker.model.errors import RecstopError
 from recstop.worker.state.keys import rate_key
 from recstop.worker.state.scripts import LuaScript, Scripts, reply_json
@@ -138,10 +138,10 @@ class RateLimiter:
         auth_id: str,
         *,
         urgent: bool = False,
-        max_reserve_s: float = 0.0,
+        max_reserve_s: float | None = None,
         retry_after_s: float | None = None,
     ) -> Grant:
-        """One call of ``lua/ratelimit.lua``."""
+        """One call of ``lua/ratelimit.lua`` (``max_reserve_s``: acquire only)."""
         s = self.settings
         return self._scripts.run(
             RATELIMIT,

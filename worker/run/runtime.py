@@ -49,7 +49,7 @@ def build_runtime(settings: Settings, redis: Redis | None = None) -> Runtime:
     store = StopStore.for_settings(client, settings)
     executor = Executor(
         attempts=store.attempts,
-        api=VobizClient(settings.api, pool_size=settings.concurrency),
+        api=VobizClient(settings.api, concurrency=settings.concurrency),
         accounts=settings.accounts,
         policy=settings.retry,
         redactor=redactor,

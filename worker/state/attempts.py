@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from recstop.worker.model.validation import StopRequest
 from recstop.worker.model.vocabulary import Decision, Dedup, Origin, Outcome, Sidelined, Skip, State
 from recstop.worker.state import keys
 from recstop.worker.state.context import StoreContext, request_args
-from recstop.worker.state.inflight import Fetched
 from recstop.worker.state.results import results_args, settled_result, store_copies
 from recstop.worker.state.scripts import LuaScript, reply_json
+
+if TYPE_CHECKING:  # the worker's in-flight protocol: a producer never loads it
+    from recstop.worker.state.inflight import Fetched
 
 #: How soon a message that found its stop locked by another run looks again, at the least.
 DEFER_S: Final = 1.0

@@ -25,7 +25,7 @@ from redis.exceptions import (
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.sentinel import MasterNotFoundError, Sentinel
 
-from recstop.worker.config.settings import RedisSettings
+from recstop.worker.config.redis import RedisSettings
 from recstop.worker.model.redaction import Redactor
 
 #: Seconds between PINGs on an idle pooled connection (finds a dead server before a command does).

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from redis import Redis
 
-from recstop.worker.config.settings import RedisSettings, Retention, RetryPolicy, Settings
+from recstop.worker.config.redis import RedisSettings
+from recstop.worker.config.settings import Retention, RetryPolicy, Settings
 from recstop.worker.model.status import StatusRecord
 from recstop.worker.state.attempts import Attempts
 from recstop.worker.state.cancels import Cancels
