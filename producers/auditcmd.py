@@ -164,7 +164,7 @@ def _sink(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _show(settings: Settings, args: argparse.Namespace, out: TextIO, _err: TextIO) -> int:
-    from recstop.worker.audit.query import SHOW_FIELDS, show  # noqa: PLC0415
+    from recstop.worker.audit.query import SHOW_FIELDS, detail, show  # noqa: PLC0415
 
     call_uuid = validate_call_uuid(args.call_uuid)
     rows = list(show(_reader(settings), call_uuid, args.url))
@@ -174,6 +174,7 @@ def _show(settings: Settings, args: argparse.Namespace, out: TextIO, _err: TextI
     if args.json:
         out.write(json.dumps(rows, indent=2) + "\n")
         return exitcodes.OK
+    rows = [{**row, "detail": detail(row)} for row in rows]
     widths = {name: max(len(name), *(len(_cell(row[name])) for row in rows)) for name in SHOW_FIELDS}
     lines = [[name.ljust(widths[name]) for name in SHOW_FIELDS]]
     lines += [[_cell(row[name]).ljust(widths[name]) for name in SHOW_FIELDS] for row in rows]

@@ -67,7 +67,16 @@ def test_show_prints_a_calls_events_oldest_first(monkeypatch, filled):
     code, out, err = run(monkeypatch, filled, "show", CALL.upper())
     assert (code, err) == (0, "")
     header, *lines = out.splitlines()
-    assert header.split() == ["at", "event", "attempt", "http_status", "reason", "task_id", "request_id"]
+    assert header.split() == [
+        "at",
+        "event",
+        "attempt",
+        "http_status",
+        "reason",
+        "task_id",
+        "request_id",
+        "detail",
+    ]
     assert [line.split()[1] for line in lines] == [
         "accepted",
         "attempt",
@@ -76,7 +85,7 @@ def test_show_prints_a_calls_events_oldest_first(monkeypatch, filled):
         "stopped",
     ]
     assert lines[3].split()[2:4] == ["2", "204"]
-    assert lines[0].split()[-1] == "req-1"
+    assert lines[0].split()[-2:] == ["req-1", "-"]
 
 
 def test_show_json_has_every_column_and_unknown_calls_fail(monkeypatch, filled):

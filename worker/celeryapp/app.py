@@ -32,10 +32,10 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None, main: str 
 
 
 def scheduler_step(runtime: Runtime) -> type[bootsteps.StartStopStep]:
-    """A worker bootstep running the scheduler loop and the heartbeat inside the worker process."""
+    """A worker bootstep running the scheduler, the confirmer and the heartbeat inside the worker process."""
 
     class SchedulerStep(bootsteps.StartStopStep):  # type: ignore[misc]
-        """Runs the scheduler loop and the heartbeat inside every worker process."""
+        """Runs the scheduler loop, the confirmer and the heartbeat inside every worker process."""
 
         requires = ("celery.worker.components:Pool",)
 
@@ -44,6 +44,7 @@ def scheduler_step(runtime: Runtime) -> type[bootsteps.StartStopStep]:
             self.hostname = getattr(worker, "hostname", None) or socket.gethostname()
             self.scheduler = runtime.scheduler()
             self.scheduler.on_tick = self.heartbeat
+            self.confirmer = runtime.confirmer()
             self._last_beat = 0.0
 
         def heartbeat(self) -> None:
@@ -54,8 +55,12 @@ def scheduler_step(runtime: Runtime) -> type[bootsteps.StartStopStep]:
 
         def start(self, _worker: Any) -> None:  # noqa: ANN401
             self.scheduler.start()
+            if self.confirmer is not None:
+                self.confirmer.start()
 
         def stop(self, _worker: Any) -> None:  # noqa: ANN401
+            if self.confirmer is not None:
+                self.confirmer.stop()
             self.scheduler.stop()
             with contextlib.suppress(RedisError):  # best effort: the entry goes stale anyway
                 runtime.redis.hdel(keys.WORKERS, self.hostname)

@@ -12,6 +12,7 @@ from typing import Final, Literal
 from urllib.parse import unquote
 
 from recstop.worker.config import parsers
+from recstop.worker.config.confirm import ConfirmSettings
 from recstop.worker.config.credentials import Accounts
 from recstop.worker.config.fields import setting
 from recstop.worker.config.ratelimit import RateLimitSettings
@@ -225,6 +226,7 @@ class Settings:
         "`make bench` shows why.",
     )
     rate_limit: RateLimitSettings = field(default_factory=RateLimitSettings)
+    confirm: ConfirmSettings = field(default_factory=ConfirmSettings)
     scheduler_poll_s: float = setting(
         0.2, env="RECSTOP_SCHEDULER_POLL_S", parse=parsers.positive_float, help="Scheduler poll interval."
     )

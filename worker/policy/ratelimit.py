@@ -90,6 +90,16 @@ class RateLimiter:
             return Grant(0.0, reserved=True, rate_rps=0.0)
         return self._acquire(auth_id, urgent=urgent, max_reserve_s=self.settings.max_reserve_s)
 
+    def spare_slot(self, auth_id: str) -> Grant:
+        """Take the account's next slot only if it is free now: what the API calls that wait.
+
+        Routine stops reserve their slots ahead (``max_reserve_s``), so while they are queued no slot
+        is free now and a background call (a recordings lookup) gets none: DELETEs always go first.
+        """
+        if not self.enabled:
+            return Grant(0.0, reserved=True, rate_rps=0.0)
+        return self._acquire(auth_id, urgent=False, max_reserve_s=0.0)
+
     def wait_for_slot(
         self,
         auth_id: str,
