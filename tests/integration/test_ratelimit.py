@@ -241,3 +241,16 @@ def test_wait_for_slot_past_the_deadline_raises_without_reserving(client):
         lim.wait_for_slot(ACCOUNT, sleep=slept.append, deadline_s=0.3)
     assert slept == []
     assert client.hget(rate_key(ACCOUNT), "tat") == tat
+
+
+def test_a_spare_slot_is_taken_only_when_no_stop_has_reserved_ahead(client):
+    """Lookups take what DELETEs leave: refused while routine slots are reserved ahead, granted once free."""
+    lim = limiter_on(client, 10, max_reserve_s=2.0)
+    assert lim.spare_slot(ACCOUNT).reserved  # nothing reserved: the slot is free now
+    for _ in range(5):
+        assert lim.acquire(ACCOUNT).reserved  # DELETEs reserve the next 0.5 s
+    tat = client.hget(rate_key(ACCOUNT), "tat")
+    before, spare, after = timed(client, lambda: lim.spare_slot(ACCOUNT))
+    assert not spare.reserved
+    assert waits_until(spare.wait_s, float(tat), before, after)
+    assert client.hget(rate_key(ACCOUNT), "tat") == tat  # a refused lookup takes nothing from them
