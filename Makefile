@@ -20,11 +20,16 @@ help:
 	@echo "make bench  - the benchmarks: nine scenarios beside naive Celery and the raw limit (about 15 minutes here)"
 	@echo "make lint   - ruff and mypy --strict"
 
-$(STAMP): pyproject.toml
+# The pinned sets (deploy/requirements.txt: runtime, requirements-dev.txt: tests and lint) are
+# constraints: a new release on PyPI changes nothing here until someone upgrades on purpose
+# (pip install -U ..., the suite, then .venv/bin/python deploy/freeze_requirements.py).
+PINS := -c deploy/requirements.txt -c requirements-dev.txt
+
+$(STAMP): pyproject.toml deploy/requirements.txt requirements-dev.txt
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet $(PINS) -e '.[dev]'
 	@touch $(STAMP)
 
 # promtool (checks deploy/prometheus/ in `make test`), from Debian's prometheus package, unpacked

@@ -38,6 +38,13 @@ SHORT_SLOW = Overrides(
     "short run: latency 3 s under a 4 s read timeout and over a 2 s consumer timeout (full: 9, 10, 5 s)",
 )
 
+#: Confirmation lookups back off to 30 s and give up after 300 s: with half of them failing, a few
+#: stops would take minutes to settle.
+SHORT_LOOKUPS = Overrides(
+    {"RECSTOP_CONFIRM_BACKOFF_CAP_S": "1", "RECSTOP_CONFIRM_DEADLINE_S": "20"},
+    "short run: lookups at most 1 s apart (default cap 30 s), confirmation deadline 20 s (default 300 s)",
+)
+
 
 @dataclass(frozen=True)
 class Profile:
@@ -66,12 +73,14 @@ class Profile:
     fuzz_profile: str
     audit_stops: int = 2000
     audit_kills: int = 3
+    lookup_stops: int = 2000
     rate_per_s: float = 200.0
     #: How many scenarios run at once (each on its own stack).
     parallel: int = 1
     locks: Overrides = DEFAULTS
     api: Overrides = DEFAULTS
     slow: Overrides = DEFAULTS
+    lookups: Overrides = DEFAULTS
 
 
 FULL = Profile(
@@ -122,11 +131,13 @@ SHORT = Profile(
     fuzz_profile="ci",
     audit_stops=400,
     audit_kills=2,
+    lookup_stops=200,
     rate_per_s=150.0,
     parallel=3,
     locks=SHORT_LOCKS,
     api=SHORT_API,
     slow=SHORT_SLOW,
+    lookups=SHORT_LOOKUPS,
 )
 
 PROFILES = {p.name: p for p in (FULL, SHORT)}

@@ -16,6 +16,7 @@ from chaos.scenarios import (
     fuzz,
     graceful,
     kill_loop,
+    lookup_chaos,
     poison,
     redis_down,
     redis_restart,
@@ -42,6 +43,7 @@ SCENARIOS: dict[str, Scenario] = {
     "poison": poison.run,
     "fuzz": fuzz.run,
     "audit_sink_kill": audit_sink_kill.run,
+    "lookup_chaos": lookup_chaos.run,
 }
 
 #: The order scenarios start in when several run at once: the longest first, so that the short
@@ -55,6 +57,7 @@ START_ORDER: tuple[str, ...] = (
     "redis_restart_always",
     "graceful_term_kill",
     "api_chaos",
+    "lookup_chaos",
     "slow_alive",
     "graceful_term",
     "storm",

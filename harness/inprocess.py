@@ -33,7 +33,7 @@ class LogCapture:
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         self._stream = io.StringIO()
         self._lock = threading.Lock()
-        configure_logging(level="INFO", fmt="json", secrets=secrets, stream=self._stream)
+        configure_logging(log_level="INFO", log_format="json", secrets=secrets, stream=self._stream)
 
     def text(self) -> str:
         """Everything logged so far."""

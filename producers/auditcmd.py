@@ -20,9 +20,7 @@ from dataclasses import asdict
 from datetime import UTC, date, datetime
 from pathlib import Path
 from types import FrameType
-from typing import IO, Any, TextIO
-
-from tqdm import tqdm
+from typing import IO, TYPE_CHECKING, Any, TextIO
 
 from recstop.producers import exitcodes
 from recstop.worker.config.settings import Settings
@@ -30,6 +28,9 @@ from recstop.worker.model.errors import ConfigError, InvalidStopRequest
 from recstop.worker.model.redaction import Redactor
 from recstop.worker.model.status import iso
 from recstop.worker.model.validation import parse_instant, validate_call_uuid
+
+if TYPE_CHECKING:  # a progress bar is imported only when an export shows one
+    from tqdm import tqdm
 
 
 class AuditFailedError(Exception):
@@ -136,7 +137,9 @@ def _sink(settings: Settings, args: argparse.Namespace) -> int:
     from recstop.worker.observability.logs import configure_logging  # noqa: PLC0415
     from recstop.worker.state.redisclient import redis_client  # noqa: PLC0415
 
-    configure_logging(level=settings.log_level, fmt=settings.log_format, secrets=settings.secrets())
+    configure_logging(
+        log_level=settings.log_level, log_format=settings.log_format, secrets=settings.secrets()
+    )
     stop = threading.Event()
 
     def on_signal(_signum: int, _frame: FrameType | None) -> None:
@@ -161,7 +164,7 @@ def _sink(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _show(settings: Settings, args: argparse.Namespace, out: TextIO, _err: TextIO) -> int:
-    from recstop.worker.audit.query import SHOW_FIELDS, show  # noqa: PLC0415
+    from recstop.worker.audit.query import SHOW_FIELDS, detail, show  # noqa: PLC0415
 
     call_uuid = validate_call_uuid(args.call_uuid)
     rows = list(show(_reader(settings), call_uuid, args.url))
@@ -171,6 +174,7 @@ def _show(settings: Settings, args: argparse.Namespace, out: TextIO, _err: TextI
     if args.json:
         out.write(json.dumps(rows, indent=2) + "\n")
         return exitcodes.OK
+    rows = [{**row, "detail": detail(row)} for row in rows]
     widths = {name: max(len(name), *(len(_cell(row[name])) for row in rows)) for name in SHOW_FIELDS}
     lines = [[name.ljust(widths[name]) for name in SHOW_FIELDS]]
     lines += [[_cell(row[name]).ljust(widths[name]) for name in SHOW_FIELDS] for row in rows]
@@ -192,6 +196,8 @@ def _export(settings: Settings, args: argparse.Namespace, out: TextIO, err: Text
     total = count(engine, since, until) if progress else None
     target: IO[str] = out if args.output is None else open(args.output, "w", encoding="utf-8", newline="")  # noqa: SIM115, PTH123
     try:
+        from tqdm import tqdm  # noqa: PLC0415 - only an export shows a progress bar
+
         with tqdm(total=total, unit="event", disable=not progress, file=err, mininterval=0.5) as bar:
             written = _write(export(engine, since, until), args.format, EXPORT_FIELDS, target, bar)
     except BrokenPipeError:  # `| head`: the reader has what it wanted

@@ -14,11 +14,12 @@ from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, TextIO
 
 from redis.exceptions import RedisError
-from tqdm import tqdm
 
 from recstop.producers import auditcmd, exitcodes, render, sandboxcmd
 from recstop.producers.producer import AT_SKEW, Producer, StopHandle, StopSpec
-from recstop.worker.config.settings import HealthThresholds, RedisSettings, RetryPolicy, Settings, env_name
+from recstop.worker.config.fields import env_name
+from recstop.worker.config.redis import RedisSettings
+from recstop.worker.config.settings import HealthThresholds, RetryPolicy, Settings
 from recstop.worker.model.errors import (
     BrokerUnavailableError,
     ConfigError,
@@ -190,6 +191,8 @@ def _enqueue_file(producer: Producer, args: argparse.Namespace, out: TextIO) -> 
         raise InvalidStopRequest("file", "--file takes no call_uuid, --url, --delay or --at")
     numbered = [(number, line) for number, line in enumerate(_read_lines(args.file), 1) if line]
     stops = [StopSpec(line, auth_id=args.auth_id, not_after=args.not_after) for _, line in numbered]
+    from tqdm import tqdm  # noqa: PLC0415 - only a bulk enqueue shows a progress bar
+
     with tqdm(
         total=len(stops), unit="stop", disable=args.no_progress, file=sys.stderr, mininterval=0.2
     ) as bar:

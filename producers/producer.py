@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Final, Self
+from typing import TYPE_CHECKING, Final, Self
 
-import structlog
 from redis import Redis
 from redis.exceptions import RedisError
 
-from recstop.worker.config.settings import RetryPolicy, Settings, env_name
+from recstop.worker.config.fields import env_name
+from recstop.worker.config.settings import RetryPolicy, Settings
 from recstop.worker.model.errors import (
     BrokerUnavailableError,
     InvalidBulkItem,
@@ -35,7 +34,8 @@ from recstop.worker.state.enqueue import Enqueued, NewStop, PreparedEnqueue, Ref
 from recstop.worker.state.redisclient import ReplicaShortfall, redis_client, redis_unavailable
 from recstop.worker.state.store import StopStore
 
-log = structlog.get_logger("recstop.producer")
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 #: Stops per script call (one atomic round trip, about 6 ms of Redis time) in ``stop_recordings``.
 BULK_CHUNK: Final = 200
@@ -162,6 +162,8 @@ class Producer:
         chunks = [requests[start : start + size] for start in range(0, len(requests), size)]
         handles: list[StopHandle] = []
         # One chunk in flight while the next is prepared: Redis runs one while Python builds the other.
+        from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415 - a bulk enqueue only
+
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="recstop-bulk") as sender:
             pending: Future[list[Enqueued | Refused]] | None = None
             sent: list[StopRequest] = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Final
 
 from recstop.producers.producer import StopHandle
@@ -25,6 +26,10 @@ STATUS_FIELDS: Final = (
     "dlq_id",
     "replayed_from",
     "settled_by",
+    "confirmation",
+    "confirm_reason",
+    "confirm_error",
+    "ended_after_ms",
 )
 
 #: Times that only matter while the stop is pending: when it is due (or its next attempt is).
@@ -71,7 +76,19 @@ def status_lines(record: StatusRecord) -> str:
             f"{record.attempts_total} ({dead.attempts_before} before the replay; every event: "
             f"recstop audit show {record.call_uuid})"
         )
-    return "".join(f"{name:17} {data[name]}\n" for name in STATUS_FIELDS if data.get(name) not in (None, ""))
+    lines = [f"{name:17} {data[name]}\n" for name in STATUS_FIELDS if data.get(name) not in (None, "")]
+    lines += [recording_line(recording) for recording in record.recordings]
+    return "".join(lines)
+
+
+def recording_line(recording: Mapping[str, Any]) -> str:
+    """One covered recording: its URL, when it ended as Vobiz reports it, and its id."""
+    end = recording.get("recording_end_ms")
+    ended = "not ended yet" if end is None else f"ended {iso(end / 1000)}"
+    after = recording.get("ended_after_ms")
+    after_text = "" if after is None else f" ({after / 1000:+.2f} s after the stop was due)"
+    url, recording_id = recording.get("recording_url"), recording.get("recording_id")
+    return f"{'recording':17} {url} {ended}{after_text} id={recording_id}\n"
 
 
 def unknown(call_uuid: str, url: str | None, redis_url: str, *, default_redis: bool) -> str:

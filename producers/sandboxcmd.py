@@ -14,8 +14,6 @@ import os
 from collections.abc import Mapping
 from typing import Any, Final, TextIO
 
-import requests
-
 from recstop.producers import exitcodes
 from recstop.worker.config.settings import DEFAULT_API_BASE
 
@@ -131,7 +129,7 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     except SandboxError as exc:
         err.write(f"recstop: the sandbox at {base} refused: {exc.reason}\n")
         return exitcodes.USAGE if exc.status == 400 else exitcodes.FAILURE  # noqa: PLR2004
-    except requests.RequestException as exc:
+    except OSError as exc:  # requests' RequestException is an OSError (IOError)
         err.write(
             f"recstop: no sandbox answers at {base} ({type(exc).__name__}): start one with "
             "`recstop sandbox` or `make run`, or pass --base\n"

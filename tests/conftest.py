@@ -82,6 +82,10 @@ def env(redis_server: RedisServer, sandbox: SandboxServer) -> dict[str, str]:
         "RECSTOP_CONCURRENCY": "8",
         "RECSTOP_SCHEDULER_POLL_S": "0.05",
         "RECSTOP_LOG_FORMAT": "json",
+        # Confirmation (on by default) looks recordings up after each stop, in the background: it is
+        # tested on its own (test_confirmation.py), by the quick start and under the chaos suite's
+        # shipped defaults; the behaviour tests of everything else count their requests without it.
+        "RECSTOP_CONFIRM": "false",
     }
 
 

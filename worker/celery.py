@@ -32,7 +32,10 @@ except ConfigError as exc:
 def _setup_logging(**_: Any) -> None:  # noqa: ANN401
     # API tokens and the Redis password: Celery masks the broker URL itself, but errors may echo it.
     configure_logging(
-        level=settings.log_level, fmt=settings.log_format, secrets=settings.secrets(), background=True
+        log_level=settings.log_level,
+        log_format=settings.log_format,
+        secrets=settings.secrets(),
+        background=True,
     )
 
 

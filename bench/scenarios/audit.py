@@ -9,7 +9,6 @@ the database a PostgreSQL the scenario starts itself (``harness.postgres``) or a
 from __future__ import annotations
 
 import json
-import statistics
 import threading
 import time
 import uuid
@@ -21,6 +20,7 @@ from bench.profiles import Profile
 from bench.report import Report, Row
 from bench.scenarios import call_uuids, paced
 from bench.stack import BenchStack
+from bench.stats import percentile
 from harness.auditsink import AuditSinkProcess
 from harness.postgres import PostgresServer
 from harness.procs import wait_for
@@ -151,7 +151,7 @@ def burst_lag(report: Report, profile: Profile, db_url: str) -> None:
             done.set()
             sink.stop()
             client.close()
-    p99 = statistics.quantiles(samples, n=100)[98] if len(samples) > 1 else (samples or [0.0])[0]
+    p99 = percentile(samples, 99) if samples else 0.0
     report.add(
         Row(
             NAME,
@@ -190,7 +190,7 @@ def show_latency(report: Report, profile: Profile, db_url: str) -> None:
             assert len(found) == 3, (call_uuid, found)
     finally:
         engine.dispose()
-    p50, p99 = statistics.median(timings), statistics.quantiles(timings, n=100)[98]
+    p50, p99 = percentile(timings, 50), percentile(timings, 99)
     report.add(
         Row(
             NAME,

@@ -16,7 +16,7 @@ from limits import RateLimitItemPerSecond, storage, strategies
 
 from bench.stack import BenchStack
 from bench.stats import RedisOps, achieved_rate, max_window_count
-from recstop.worker.config.settings import RateLimitSettings
+from recstop.worker.config.ratelimit import RateLimitSettings
 from recstop.worker.policy.ratelimit import RateLimiter
 
 THREADS = 8

@@ -8,6 +8,7 @@ where numbers belong, and that the stops it sent were all carried out.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -111,5 +112,9 @@ def test_audit_rows_give_both_sinks_the_burst_lag_and_the_show_query(report):
     )
     assert [next(s for s in starts if r["metric"].startswith(s)) for r in rows] == list(starts)
     assert all(r["recstop"] > 0 for r in rows[:2])
-    assert rows[2]["recstop"] >= 0  # a figure, not a target: this machine is shared with the suite
+    # The lag is a figure here, not a target (this machine is shared with the suite): the row must
+    # have sampled the burst, and its p99 lie within what was sampled.
+    most, samples = re.fullmatch(r"max ([0-9.]+) s over ([0-9]+) samples", rows[2]["note"]).groups()
+    assert int(samples) > 0
+    assert 0 <= rows[2]["recstop"] <= float(most)
     assert rows[3]["recstop"] > 0

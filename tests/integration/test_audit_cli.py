@@ -19,6 +19,7 @@ from recstop.worker.audit.db import audit_engine
 from recstop.worker.audit.query import EXPORT_FIELDS
 from recstop.worker.audit.schema import events
 from recstop.worker.audit.sink import AuditSink
+from recstop.worker.config.settings import AuditSettings
 from recstop.worker.model.redaction import Redactor
 from recstop.worker.state import keys
 
@@ -31,7 +32,14 @@ OTHER = "6b0e1c2d-0000-4000-8000-0000000ff1ce"
 def fill(redis_server, audit_db, events_: list[dict], secrets=()) -> AuditSink:
     """Store ``events_`` through a sink (stepped on this thread until the stream is drained)."""
     client = redis_server.client(decode=False)
-    sink = AuditSink(client, audit_engine(audit_db), name="t", block_ms=10, redactor=Redactor(secrets))
+    sink = AuditSink(
+        client,
+        audit_engine(audit_db),
+        name="t",
+        block_ms=10,
+        retention_days=AuditSettings().retention_days,
+        redactor=Redactor(secrets),
+    )
     xadd_events(client, events_)
     while sink.step():
         pass
@@ -59,7 +67,16 @@ def test_show_prints_a_calls_events_oldest_first(monkeypatch, filled):
     code, out, err = run(monkeypatch, filled, "show", CALL.upper())
     assert (code, err) == (0, "")
     header, *lines = out.splitlines()
-    assert header.split() == ["at", "event", "attempt", "http_status", "reason", "task_id", "request_id"]
+    assert header.split() == [
+        "at",
+        "event",
+        "attempt",
+        "http_status",
+        "reason",
+        "task_id",
+        "request_id",
+        "detail",
+    ]
     assert [line.split()[1] for line in lines] == [
         "accepted",
         "attempt",
@@ -68,7 +85,7 @@ def test_show_prints_a_calls_events_oldest_first(monkeypatch, filled):
         "stopped",
     ]
     assert lines[3].split()[2:4] == ["2", "204"]
-    assert lines[0].split()[-1] == "req-1"
+    assert lines[0].split()[-2:] == ["req-1", "-"]
 
 
 def test_show_json_has_every_column_and_unknown_calls_fail(monkeypatch, filled):

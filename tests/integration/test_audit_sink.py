@@ -20,10 +20,13 @@ from recstop.worker.audit.lag import read_lag
 from recstop.worker.audit.schema import digests, events, migrate
 from recstop.worker.audit.sink import AuditSink, fail_fast
 from recstop.worker.audit.verify import verify
-from recstop.worker.config.settings import HealthThresholds
+from recstop.worker.config.settings import AuditSettings, HealthThresholds
 from recstop.worker.observability.health import check_health
 from recstop.worker.observability.metrics import RecstopCollector
 from recstop.worker.state import keys
+
+#: The sink's settings as shipped (a test overrides what it measures).
+DEFAULTS = {"retention_days": AuditSettings().retention_days}
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("audit")]
 
@@ -39,7 +42,7 @@ class Sinks:
     def make(self, name: str, **options) -> AuditSink:
         options = {"block_ms": 100, "claim_idle_s": 0.5, "max_backoff_s": 0.5, **options}
         client = fail_fast(self.redis_server.client(decode=False))
-        return AuditSink(client, audit_engine(self.db_url), name=name, **options)
+        return AuditSink(client, audit_engine(self.db_url), name=name, **{**DEFAULTS, **options})
 
     def start(self, name: str, **options) -> AuditSink:
         sink = self.make(name, **options)

@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 from celery import Celery
 from celery.exceptions import TaskRevokedError
+from celery.worker.control import Panel
+from celery.worker.control import revoke as celery_revoke
 from support import ROOT, deletes, final, in_flight, wait_for
 from test_other_language import fill, readme_message
 
@@ -154,6 +156,9 @@ def test_revoke_of_a_scheduled_stop_and_of_a_stop_not_yet_sent_cancels_them(
     assert final(producer, early).state == "cancelled"
     assert client_app.AsyncResult(early_id).state == "REVOKED"
     assert deletes(sandbox_client, later) + deletes(sandbox_client, early) == []
+    # The worker above ran in this process: Celery's own registry, which any other app here uses,
+    # still holds Celery's revoke; only recstop's mailbox answers with recstop's.
+    assert Panel.data["revoke"] is celery_revoke
 
 
 def celery_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

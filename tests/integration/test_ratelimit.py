@@ -11,7 +11,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from support import free_port
 
-from recstop.worker.config.settings import RateLimitSettings
+from recstop.worker.config.ratelimit import RateLimitSettings
 from recstop.worker.policy.ratelimit import RateLimiter, RateLimitWaitTooLong
 from recstop.worker.state.keys import rate_key
 
@@ -40,6 +40,21 @@ def server_now(client):
     """Redis server time in seconds."""
     seconds, micros = client.time()
     return seconds + micros / 1e6
+
+
+def timed(client, call):
+    """``call()`` with Redis' clock read just before and just after it: (before, result, after)."""
+    before = server_now(client)
+    result = call()
+    return before, result, server_now(client)
+
+
+def waits_until(wait_s, slot, before, after):
+    """A wait the script computed at some instant between ``before`` and ``after`` ends at ``slot``.
+
+    Exact against Redis' own clock, however long this loaded machine took between the calls.
+    """
+    return slot - after - 1e-6 <= wait_s <= slot - before + 1e-6
 
 
 def run_grants(limiters, total, threads_per_limiter):
@@ -132,31 +147,41 @@ def test_penalize_never_goes_below_the_floor(client):
 def test_retry_after_blocks_acquire_until_then(client):
     """After a Retry-After of 0.5 s the next slot is 0.5 s away; a huge one is capped and not reserved."""
     lim = limiter_on(client, 100, retry_after_cap_s=30.0)
-    lim.penalize(ACCOUNT, retry_after_s=0.5)
-    grant = lim.acquire(ACCOUNT)
-    assert grant.reserved
-    assert 0.48 <= grant.wait_s <= 0.5
-    assert lim.acquire(ACCOUNT, urgent=True).wait_s == pytest.approx(grant.wait_s, abs=0.02)
+    before, _, after = timed(client, lambda: lim.penalize(ACCOUNT, retry_after_s=0.5))
+    blocked = field(client, "blocked_until")
+    assert before + 0.5 <= blocked <= after + 0.5
+    grant = timed(client, lambda: lim.acquire(ACCOUNT))
+    assert grant[1].reserved
+    assert waits_until(grant[1].wait_s, blocked, grant[0], grant[2])
+    urgent = timed(client, lambda: lim.acquire(ACCOUNT, urgent=True))
+    assert waits_until(urgent[1].wait_s, blocked, urgent[0], urgent[2])
 
-    lim.penalize(ACCOUNT, retry_after_s=3600)
-    capped = lim.acquire(ACCOUNT)
-    assert not capped.reserved
-    assert capped.wait_s == pytest.approx(30.0, abs=0.05)
-    lim.penalize(ACCOUNT, retry_after_s=0.1)
-    assert lim.acquire(ACCOUNT).wait_s == pytest.approx(30.0, abs=0.05)
+    before, _, after = timed(client, lambda: lim.penalize(ACCOUNT, retry_after_s=3600))
+    capped = field(client, "blocked_until")
+    assert before + 30.0 <= capped <= after + 30.0
+    grant = timed(client, lambda: lim.acquire(ACCOUNT))
+    assert not grant[1].reserved
+    assert waits_until(grant[1].wait_s, capped, grant[0], grant[2])
+    lim.penalize(ACCOUNT, retry_after_s=0.1)  # a shorter Retry-After never shortens the block
+    assert field(client, "blocked_until") == capped
 
 
 def test_urgent_skips_reserved_slots_but_pushes_them_one_interval(client):
     """With routine slots reserved 1 s ahead an urgent stop goes now; routine slots move by 1/rate."""
     lim = limiter_on(client, 10, max_reserve_s=2.0)
-    waits = [lim.acquire(ACCOUNT).wait_s for _ in range(11)]
-    assert waits[-1] == pytest.approx(1.0, abs=0.02)
+    for _ in range(10):
+        assert lim.acquire(ACCOUNT).reserved
+    slot = field(client, "tat")  # the next routine slot, about 1 s ahead
+    eleventh = timed(client, lambda: lim.acquire(ACCOUNT))
+    assert waits_until(eleventh[1].wait_s, slot, eleventh[0], eleventh[2])
+    assert eleventh[1].wait_s > 0.5  # reserved ahead: ten slots of 0.1 s were taken before it
     tat = field(client, "tat")
     urgent = lim.acquire(ACCOUNT, urgent=True)
     assert urgent.reserved
     assert urgent.wait_s == 0.0
     assert field(client, "tat") == pytest.approx(tat + 0.1, abs=1e-6)
-    assert lim.acquire(ACCOUNT).wait_s == pytest.approx(1.2, abs=0.02)
+    routine = timed(client, lambda: lim.acquire(ACCOUNT))
+    assert waits_until(routine[1].wait_s, tat + 0.1, routine[0], routine[2])
 
 
 def test_rate_zero_never_touches_redis():
@@ -178,9 +203,9 @@ def test_slot_beyond_max_reserve_is_not_reserved(client):
     lim = limiter_on(client, 10, max_reserve_s=0.5)
     assert all(lim.acquire(ACCOUNT).reserved for _ in range(6))
     tat = client.hget(rate_key(ACCOUNT), "tat")
-    grant = lim.acquire(ACCOUNT)
+    before, grant, after = timed(client, lambda: lim.acquire(ACCOUNT))
     assert not grant.reserved
-    assert grant.wait_s == pytest.approx(0.6, abs=0.02)
+    assert waits_until(grant.wait_s, float(tat), before, after)
     assert client.hget(rate_key(ACCOUNT), "tat") == tat
     assert 3500 < client.ttl(rate_key(ACCOUNT)) <= 3600
 
@@ -197,11 +222,12 @@ def test_wait_for_slot_asks_again_for_a_slot_beyond_max_reserve(client):
         slept.append(seconds)
         time.sleep(seconds)
 
-    total = lim.wait_for_slot(ACCOUNT, sleep=sleep)
+    slot = field(client, "tat")  # 0.5 s ahead when the wait starts
+    before, total, after = timed(client, lambda: lim.wait_for_slot(ACCOUNT, sleep=sleep))
     assert len(slept) == 2
-    assert slept[0] == pytest.approx(0.3, abs=0.02)
-    assert 0.17 <= slept[1] <= 0.2
-    assert total == pytest.approx(0.5, abs=0.02)
+    assert waits_until(slept[0] + 0.2, slot, before, after)  # unreserved: wait less the reserve
+    assert 0 < slept[1] <= 0.2  # then reserved, within max_reserve_s
+    assert waits_until(total, slot, before, after)
 
 
 def test_wait_for_slot_past_the_deadline_raises_without_reserving(client):
@@ -215,3 +241,16 @@ def test_wait_for_slot_past_the_deadline_raises_without_reserving(client):
         lim.wait_for_slot(ACCOUNT, sleep=slept.append, deadline_s=0.3)
     assert slept == []
     assert client.hget(rate_key(ACCOUNT), "tat") == tat
+
+
+def test_a_spare_slot_is_taken_only_when_no_stop_has_reserved_ahead(client):
+    """Lookups take what DELETEs leave: refused while routine slots are reserved ahead, granted once free."""
+    lim = limiter_on(client, 10, max_reserve_s=2.0)
+    assert lim.spare_slot(ACCOUNT).reserved  # nothing reserved: the slot is free now
+    for _ in range(5):
+        assert lim.acquire(ACCOUNT).reserved  # DELETEs reserve the next 0.5 s
+    tat = client.hget(rate_key(ACCOUNT), "tat")
+    before, spare, after = timed(client, lambda: lim.spare_slot(ACCOUNT))
+    assert not spare.reserved
+    assert waits_until(spare.wait_s, float(tat), before, after)
+    assert client.hget(rate_key(ACCOUNT), "tat") == tat  # a refused lookup takes nothing from them

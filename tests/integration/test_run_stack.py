@@ -157,6 +157,16 @@ def test_make_run_stack_stops_a_recording_and_ctrl_c_stops_every_part_in_order(t
         )
         shown = _cli(cli_env, "status", call["call_uuid"], "--url", first, "--json")
         assert json.loads(shown.stdout)["last_http_status"] == 204
+        # The quick start ends with the finished recording, as Vobiz confirms it: its URL and end.
+        wait_for(
+            lambda: "recording         " in _cli(cli_env, "status", call["call_uuid"], "--url", first).stdout,
+            timeout_s=30,
+            interval_s=0.3,
+            what="the recording's confirmation",
+        )
+        finished = _cli(cli_env, "status", call["call_uuid"], "--url", first).stdout
+        assert "confirmation      confirmed" in finished
+        assert f"recording         {first} ended " in finished
         # A permanent failure is dead-lettered, then replayed to success.
         sandbox = cli_env["VOBIZ_API_BASE"].removesuffix("/api/v1")
         fault = {"rules": [{"kind": "status", "status": 403, "times": 1}]}
@@ -168,7 +178,7 @@ def test_make_run_stack_stops_a_recording_and_ctrl_c_stops_every_part_in_order(t
         assert _cli(cli_env, "dlq", "replay", "--all").returncode == 0
         wait_for(lambda: _cli(cli_env, "status", second).returncode == 0, timeout_s=60, what="the replay")
         # The stack's audit sink wrote the stop's whole life to its SQLite trail.
-        life = ["accepted", "attempt", "dead", "replayed", "attempt", "stopped"]
+        life = ["accepted", "attempt", "dead", "replayed", "attempt", "stopped", "recording_confirmed"]
 
         def trail() -> list[str]:
             shown = _cli(cli_env, "audit", "show", second, "--json")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import time
 from datetime import UTC, datetime, timedelta
@@ -11,6 +12,7 @@ from support import deletes, final, in_flight, wait_for
 
 from recstop.producers import Producer
 from recstop.worker.config.settings import Settings
+from recstop.worker.state import keys
 from recstop.worker.state.redisclient import redis_client
 
 pytestmark = pytest.mark.integration
@@ -158,11 +160,19 @@ def test_message_lost_between_redis_and_worker_is_republished_by_the_watchdog(
     assert client.hget("recstop:metrics", "watchdog_republishes") == "1"
 
 
-def test_watchdog_stays_quiet_for_stops_that_finish(producer, start_worker, call, redis_server):
-    """A finished stop leaves no schedule entry behind, so no watchdog ever fires for it."""
-    start_worker()
-    call_uuid = call()
+def test_watchdog_stays_quiet_for_stops_that_finish(
+    producer, start_worker, sandbox_client, call, redis_server
+):
+    """A finished stop leaves no schedule entry behind: its watchdog never fires, however long one waits."""
+    start_worker(RECSTOP_WATCHDOG_S="0.3")
+    call_uuid, later = call(), call()
     producer.stop_recording(call_uuid)
     final(producer, call_uuid)
     client = redis_server.client()
     wait_for(lambda: client.zcard("recstop:schedule") == 0, what="the schedule to empty")
+    # A stop due 1.5 s from now (five watchdog periods) proves the scheduler kept running meanwhile.
+    producer.stop_recording(later, delay=1.5)
+    final(producer, later)
+    assert client.hget(keys.METRICS, keys.Counter.WATCHDOG_REPUBLISHES) is None
+    assert len(deletes(sandbox_client, call_uuid)) == 1
+    assert "republished" not in json.loads(client.get(keys.call_key(call_uuid)))[keys.ALL_TARGET]

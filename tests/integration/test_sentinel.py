@@ -20,7 +20,8 @@ from recstop.producers import Producer
 from recstop.worker.broker.transport import SENTINEL_TRANSPORT, TRANSPORT, SentinelTransport, Transport
 from recstop.worker.celeryapp.app import create_app
 from recstop.worker.celeryapp.celeryconf import celery_config
-from recstop.worker.config.settings import RedisSettings, Settings
+from recstop.worker.config.redis import RedisSettings
+from recstop.worker.config.settings import Settings
 from recstop.worker.model.errors import ConfigError
 from recstop.worker.state import keys
 from recstop.worker.state.redisclient import redis_client

@@ -559,18 +559,20 @@ def test_dockerfile_user_healthcheck_and_pinned_install():
     assert by_kind["STOPSIGNAL"] == ["SIGTERM"]
 
 
+def read_pins(path):
+    """The pins of a requirements file: canonical name -> version; anything but an exact pin fails."""
+    pins = {}
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            match = re.fullmatch(r"([A-Za-z0-9_.\-]+)==([A-Za-z0-9_.+\-]+)", line.strip())
+            assert match, f"not an exact pin: {line!r} in {path.name}"
+            pins[canonicalize_name(match.group(1))] = match.group(2)
+    return pins
+
+
 def test_requirements_are_exact_pins_of_the_runtime_closure():
     """requirements.txt pins (==) exactly recstop's runtime dependencies, no dev tools, nothing unpinned."""
-    lines = [
-        line.strip()
-        for line in (DEPLOY / "requirements.txt").read_text().splitlines()
-        if line.strip() and not line.startswith("#")
-    ]
-    pins = {}
-    for line in lines:
-        match = re.fullmatch(r"([A-Za-z0-9_.\-]+)==([A-Za-z0-9_.+\-]+)", line)
-        assert match, f"not an exact pin: {line!r}"
-        pins[canonicalize_name(match.group(1))] = match.group(2)
+    pins = read_pins(DEPLOY / "requirements.txt")
     closure = load_freezer().runtime_closure()
     assert set(pins) == set(closure), (
         "regenerate: .venv/bin/python deploy/freeze_requirements.py; "
@@ -578,6 +580,15 @@ def test_requirements_are_exact_pins_of_the_runtime_closure():
     )
     assert {"celery", "kombu", "redis", "requests", "structlog", "flower"} <= set(pins)
     assert not {"pytest", "ruff", "mypy", "hypothesis", "pyyaml"} & set(pins)
+
+
+def test_the_installed_environment_is_the_pinned_one():
+    """Make install installs exactly the pinned versions (runtime and dev): the suite runs on what CI pins."""
+    pins = read_pins(DEPLOY / "requirements.txt") | read_pins(ROOT / "requirements-dev.txt")
+    freezer = load_freezer()
+    installed = {**freezer.runtime_closure(), **freezer.dev_closure()}
+    assert set(pins) == set(installed)
+    assert {name: version for name, (_, version) in installed.items() if pins[name] != version} == {}
 
 
 def redis_server() -> str:

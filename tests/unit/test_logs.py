@@ -16,7 +16,7 @@ from recstop.worker.observability.logs import configure_logging, reset_logging
 def stream():
     """A captured log stream; logging is reset afterwards."""
     out = io.StringIO()
-    configure_logging(level="INFO", fmt="json", secrets=["tok-very-secret"], stream=out)
+    configure_logging(log_level="INFO", log_format="json", secrets=["tok-very-secret"], stream=out)
     yield out
     reset_logging()
 
@@ -73,6 +73,6 @@ def test_task_lines_carry_every_context_field(stream):
 
 def test_reset_removes_the_handler():
     """reset_logging undoes configure_logging."""
-    configure_logging(fmt="json", stream=io.StringIO())
+    configure_logging(log_level="INFO", log_format="json", stream=io.StringIO())
     reset_logging()
     assert logging.getLogger().handlers == []

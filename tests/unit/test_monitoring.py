@@ -103,7 +103,7 @@ def test_rules_and_dashboard_name_only_metrics_that_exist(redis_server):
 
 
 def test_the_required_alerts_are_there():
-    """Dead letters growing, schedule overdue, no live worker, 429 share, backlog age, /metrics down."""
+    """Dead letters, overdue schedule, no live worker, 429s, backlog age, /metrics down, late ends."""
     groups = yaml.safe_load(RULES.read_text(encoding="utf-8"))["groups"]
     alerts = {rule["alert"] for group in groups for rule in group["rules"]}
     assert {
@@ -113,6 +113,7 @@ def test_the_required_alerts_are_there():
         "RecstopRateLimitedShareHigh",
         "RecstopBacklogOld",
         "RecstopMetricsEndpointDown",
+        "RecstopRecordingsEndLate",
     } <= alerts
 
 

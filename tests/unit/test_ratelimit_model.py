@@ -7,7 +7,7 @@ import math
 import pytest
 import redis
 
-from recstop.worker.config.settings import RateLimitSettings
+from recstop.worker.config.ratelimit import RateLimitSettings
 from recstop.worker.policy.ratelimit import MIN_RETRY_S, Grant, RateLimiter, RateLimitWaitTooLong
 
 

@@ -15,8 +15,10 @@ from redis.connection import SSLConnection
 from recstop.producers import cli
 from recstop.worker.celeryapp.celeryconf import celery_config
 from recstop.worker.config import parsers
+from recstop.worker.config.credentials import Accounts
 from recstop.worker.config.environment import ENV_SPECS, EnvSpec
-from recstop.worker.config.settings import ENV, Accounts, LogLevel, Settings
+from recstop.worker.config.fields import ENV
+from recstop.worker.config.settings import LogLevel, Settings
 from recstop.worker.model.errors import ConfigError
 from recstop.worker.observability.logs import configure_logging, reset_logging
 from recstop.worker.state.redisclient import redis_client
@@ -355,7 +357,7 @@ def test_worker_log_lines_mask_the_redis_password():
     """The worker's log redaction (Settings.secrets) masks the Redis password like a token."""
     settings = Settings.from_env({"RECSTOP_BROKER_URL": "redis://:s3cr3t-redis-pw@h:6379/0"})
     out = io.StringIO()
-    configure_logging(fmt="json", secrets=settings.secrets(), stream=out)
+    configure_logging(log_level="INFO", log_format="json", secrets=settings.secrets(), stream=out)
     try:
         logging.getLogger("kombu").error("cannot connect to redis://:s3cr3t-redis-pw@h:6379/0")
     finally:

@@ -9,17 +9,54 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from dataclasses import dataclass
 from typing import Final
 from urllib.parse import quote
 
 import urllib3
 from urllib3 import exceptions as http_errors
 
-from recstop.worker.api.classify import Classification, classify, no_response
+from recstop.worker.api.classify import Classification, classify, no_response, parse_error_body
+from recstop.worker.api.recordings import PAGE_LIMIT, BadAnswerError, Page, parse_page
 from recstop.worker.config.secrets import Secret
 from recstop.worker.config.settings import ApiSettings
+from recstop.worker.model.recording import Recording
+from recstop.worker.model.vocabulary import ConfirmReason, http_reason
 
 USER_AGENT: Final = "recstop/0.1 (+celery)"
+#: Answers after which the same lookup may succeed later (the others are permanent: 401, 403 ...).
+TRANSIENT_STATUSES: Final = frozenset({408, 425, 429})
+
+
+#: Pages read at most in one lookup of a call's recordings (``PAGE_LIMIT`` each): 10,000 recordings.
+MAX_PAGES: Final = 100
+
+
+@dataclass(frozen=True)
+class LookupFailed:
+    """A lookup of a call's recordings that got no usable answer.
+
+    ``reason`` is what the confirmation records (``http_403``, ``bad_answer``, ``timeout``,
+    ``connection`` ...); ``transient`` says whether looking again later may help.
+    """
+
+    reason: str
+    transient: bool
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class CallRecordings:
+    """Every recording the list shows for a call, over all its pages."""
+
+    recordings: tuple[Recording, ...]
+    has_end_times: bool
+    pages: int
+
+
+def recordings_url(api_base: str, auth_id: str) -> str:
+    """``{api_base}/Account/{auth_id}/Recording/``: exact casing, trailing slash."""
+    return f"{api_base.rstrip('/')}/Account/{quote(auth_id, safe='')}/Recording/"
 
 
 def record_url(api_base: str, auth_id: str, call_uuid: str) -> str:
@@ -32,10 +69,10 @@ def record_url(api_base: str, auth_id: str, call_uuid: str) -> str:
 class VobizClient:
     """Stops recordings; every call returns its :class:`Classification`, a timeout or reset included."""
 
-    def __init__(self, api: ApiSettings, *, pool_size: int = 32) -> None:
+    def __init__(self, api: ApiSettings, *, concurrency: int) -> None:
         self.api = api
         # One keep-alive connection per worker thread; never block waiting for a free one.
-        self._pool = urllib3.PoolManager(num_pools=4, maxsize=max(1, pool_size), block=False)
+        self._pool = urllib3.PoolManager(num_pools=4, maxsize=max(1, concurrency), block=False)
         self._timeout = urllib3.Timeout(connect=api.connect_timeout_s, read=api.read_timeout_s)
 
     def close(self) -> None:
@@ -78,3 +115,53 @@ class VobizClient:
         if verdict.succeeded or verdict.message:
             return verdict
         return dataclasses.replace(verdict, message=response.reason or f"HTTP {response.status}")
+
+    def call_recordings(
+        self, *, auth_id: str, token: Secret, call_uuid: str
+    ) -> CallRecordings | LookupFailed:
+        """Every recording the Recordings API lists for a call, page by page (one lookup)."""
+        found: list[Recording] = []
+        offset: int | None = 0
+        pages = 0
+        has_end_times = True
+        while offset is not None and pages < MAX_PAGES:
+            page = self._page(auth_id=auth_id, token=token, call_uuid=call_uuid, offset=offset)
+            if isinstance(page, LookupFailed):
+                return page
+            pages += 1
+            found.extend(page.recordings)
+            has_end_times = has_end_times and page.has_end_times
+            offset = page.next_offset if page.next_offset is not None and page.next_offset > offset else None
+        return CallRecordings(tuple(found), has_end_times, pages)
+
+    def _page(self, *, auth_id: str, token: Secret, call_uuid: str, offset: int) -> Page | LookupFailed:
+        headers = {
+            "X-Auth-ID": auth_id,
+            "X-Auth-Token": token.reveal(),
+            "User-Agent": USER_AGENT,
+            "Accept": "application/json",
+        }
+        try:
+            response = self._pool.request(
+                "GET",
+                recordings_url(self.api.base_url, auth_id),
+                fields={"call_uuid": call_uuid, "limit": str(PAGE_LIMIT), "offset": str(offset)},
+                headers=headers,
+                timeout=self._timeout,
+                retries=False,
+                redirect=False,
+            )
+        except http_errors.NewConnectionError as exc:
+            return LookupFailed("connection", transient=True, error=f"connection error: {type(exc).__name__}")
+        except http_errors.TimeoutError as exc:
+            return LookupFailed("timeout", transient=True, error=f"timeout: {type(exc).__name__}")
+        except (http_errors.HTTPError, OSError) as exc:
+            return LookupFailed("connection", transient=True, error=f"request failed: {type(exc).__name__}")
+        if response.status != 200:  # noqa: PLR2004 - the list's one success
+            error = parse_error_body(response.data).message or response.reason or f"HTTP {response.status}"
+            transient = response.status in TRANSIENT_STATUSES or response.status >= 500  # noqa: PLR2004
+            return LookupFailed(http_reason(response.status), transient=transient, error=error)
+        try:
+            return parse_page(response.data, offset=offset, call_uuid=call_uuid)
+        except BadAnswerError as exc:
+            return LookupFailed(ConfirmReason.BAD_ANSWER, transient=False, error=str(exc))

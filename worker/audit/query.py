@@ -7,16 +7,18 @@ call's events come off ``ix_audit_events_call`` in time order; a range off ``ix_
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+from collections.abc import Iterator, Mapping
 from typing import Any, Final
 
 from sqlalchemy import Engine, Select, func, select
 
 from recstop.worker.audit.schema import events
 from recstop.worker.model.status import iso
+from recstop.worker.model.vocabulary import AuditEvent
 
 #: What ``recstop audit show`` prints per event.
-SHOW_FIELDS: Final = ("at", "event", "attempt", "http_status", "reason", "task_id", "request_id")
+SHOW_FIELDS: Final = ("at", "event", "attempt", "http_status", "reason", "task_id", "request_id", "detail")
 #: The columns of ``recstop audit export`` (and of ``show --json``), one row per event.
 EXPORT_FIELDS: Final = (
     "at",
@@ -83,3 +85,21 @@ def count(engine: Engine, since: float, until: float | None = None) -> int:
     """How many events ``export`` yields for the same range (the progress bar's total)."""
     with engine.connect() as connection:
         return int(connection.scalar(_range(select(func.count()).select_from(events), since, until)) or 0)
+
+
+def detail(row: Mapping[str, Any]) -> str | None:
+    """What the listing of ``recstop audit show`` says beside an event's columns.
+
+    A confirmed recording: when it ended as Vobiz reported it, how long after its stop was due, and
+    its URL (kept in ``extra``: ``recording_end_ms``, ``ended_after_ms``); a failed confirmation:
+    the error.
+    """
+    if row.get("event") == AuditEvent.RECORDING_CONFIRMED:
+        extra = json.loads(row["extra"]) if row.get("extra") else {}
+        end_ms, after_ms = extra.get("recording_end_ms"), extra.get("ended_after_ms")
+        ended = "end unknown" if end_ms is None else f"ended {iso(end_ms / 1000)}"
+        after = "" if after_ms is None else f" ({after_ms / 1000:+.2f} s after the stop was due)"
+        return f"{ended}{after} {row.get('url')}"
+    if row.get("event") == AuditEvent.CONFIRMATION_FAILED:
+        return str(row.get("error") or "")
+    return None

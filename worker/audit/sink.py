@@ -69,7 +69,7 @@ class AuditSink:
         batch: int = 500,
         block_ms: int = 1000,
         claim_idle_s: float = 5.0,
-        retention_days: int = 400,
+        retention_days: int,
         retention_every_s: float = RETENTION_EVERY_S,
         max_backoff_s: float = MAX_BACKOFF_S,
         redactor: Redactor | None = None,

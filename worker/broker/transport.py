@@ -38,7 +38,7 @@ from kombu.utils.json import dumps
 from redis import exceptions as redis_errors
 
 from recstop.worker.broker.queueitem import envelope
-from recstop.worker.config.settings import RedisSettings
+from recstop.worker.config.redis import RedisSettings
 from recstop.worker.policy.priority import URGENT_FIRST
 from recstop.worker.state import keys
 from recstop.worker.state.inflight import (
@@ -54,6 +54,7 @@ from recstop.worker.state.redisclient import ReplicaShortfall, check_wait, queue
 
 log = structlog.get_logger("recstop.transport")
 
+_DEFAULTS: Final = RedisSettings()
 #: Transport options of recstop's channels beyond kombu's: replicas a publish waits for, and how long.
 WAIT_OPTIONS: Final = ("wait_replicas", "wait_timeout_ms")
 #: Transport options of the reliable fetch: when a silent consumer counts as gone, how often to beat.
@@ -101,10 +102,11 @@ class Channel(kombu_redis.Channel):
         *WAIT_OPTIONS,
         *FETCH_OPTIONS,
     )
-    wait_replicas: int = 0
-    wait_timeout_ms: int = 1000
-    consumer_timeout_s: float = 5.0
-    consumer_heartbeat_s: float = 1.0
+    # Until the transport options set them: the settings model's defaults (one place).
+    wait_replicas: int = _DEFAULTS.wait_replicas
+    wait_timeout_ms: int = _DEFAULTS.wait_timeout_ms
+    consumer_timeout_s: float = _DEFAULTS.consumer_timeout_s
+    consumer_heartbeat_s: float = _DEFAULTS.consumer_heartbeat_s
     #: Lanes are named in a fixed order (kombu's default rotates them for fairness) ...
     queue_order_strategy = "priority"
 

@@ -20,9 +20,9 @@ from typing import Any, Final
 
 import structlog
 from celery.worker import control
-from celery.worker.control import Panel
 from redis.exceptions import RedisError
 
+from recstop.worker.celeryapp.revoke import CONTROL_STEP
 from recstop.worker.state import keys
 from recstop.worker.state.store import StopStore
 
@@ -64,6 +64,13 @@ def heartbeat(state: Any) -> None:  # noqa: ANN401 - Celery's control state
         timer.start()
 
 
-def install() -> None:
-    """Put :func:`heartbeat` in Celery's control registry in place of Celery's own (same signature)."""
-    Panel.data["heartbeat"] = heartbeat
+def install(consumer: Any) -> None:  # noqa: ANN401 - Celery's consumer
+    """Answer ``heartbeat`` with :func:`heartbeat` in this consumer's mailbox only (as ``revoke.install``).
+
+    Celery's registry (``Panel.data``), shared by every app in the process, keeps Celery's own.
+    """
+    step = consumer.blueprint.steps.get(CONTROL_STEP) if consumer.blueprint is not None else None
+    node = getattr(getattr(step, "box", None), "node", None)
+    if node is None:  # remote control is off (worker_enable_remote_control): no mailbox to answer
+        return
+    node.handlers = {**node.handlers, "heartbeat": heartbeat}

@@ -15,12 +15,9 @@ from recstop.worker.celeryapp.announce import announce
 from recstop.worker.celeryapp.celeryconf import celery_config
 from recstop.worker.celeryapp.consumer import consumer_class
 from recstop.worker.celeryapp.tasks import register_tasks
-from recstop.worker.config.settings import Settings
+from recstop.worker.config.settings import WORKER_HEARTBEAT_S, Settings
 from recstop.worker.run.runtime import Runtime, build_runtime
 from recstop.worker.state import keys
-
-#: Seconds between a worker's heartbeats in ``recstop:workers`` (``recstop health``, metrics).
-HEARTBEAT_S = 2.0
 
 
 def create_app(settings: Settings, *, runtime: Runtime | None = None, main: str = "recstop") -> Celery:
@@ -41,10 +38,10 @@ def create_app(settings: Settings, *, runtime: Runtime | None = None, main: str 
 
 
 def scheduler_step(runtime: Runtime) -> type[bootsteps.StartStopStep]:
-    """A worker bootstep running the scheduler loop and the heartbeat inside the worker process."""
+    """A worker bootstep running the scheduler, the confirmer and the heartbeat inside the worker process."""
 
     class SchedulerStep(bootsteps.StartStopStep):  # type: ignore[misc]
-        """Runs the scheduler loop and the heartbeat inside every worker process."""
+        """Runs the scheduler loop, the confirmer and the heartbeat inside every worker process."""
 
         requires = ("celery.worker.components:Pool",)
 
@@ -53,11 +50,12 @@ def scheduler_step(runtime: Runtime) -> type[bootsteps.StartStopStep]:
             self.hostname = getattr(worker, "hostname", None) or socket.gethostname()
             self.scheduler = runtime.scheduler()
             self.scheduler.on_tick = self.heartbeat
+            self.confirmer = runtime.confirmer()
             self._last_beat = 0.0
 
         def heartbeat(self) -> None:
             now = time.time()
-            if now - self._last_beat >= HEARTBEAT_S:
+            if now - self._last_beat >= WORKER_HEARTBEAT_S:
                 runtime.redis.hset(keys.WORKERS, self.hostname, f"{now:.3f}")
                 self._last_beat = now
 
@@ -65,8 +63,12 @@ def scheduler_step(runtime: Runtime) -> type[bootsteps.StartStopStep]:
             # A monitor that was there before this worker lists the stops waiting in Redis.
             announce(runtime.store)
             self.scheduler.start()
+            if self.confirmer is not None:
+                self.confirmer.start()
 
         def stop(self, _worker: Any) -> None:  # noqa: ANN401
+            if self.confirmer is not None:
+                self.confirmer.stop()
             self.scheduler.stop()
             with contextlib.suppress(RedisError):  # best effort: the entry goes stale anyway
                 runtime.redis.hdel(keys.WORKERS, self.hostname)

@@ -9,7 +9,7 @@ from kombu.entity import Queue
 from recstop.worker.broker.transport import transport_for
 from recstop.worker.config.settings import Settings
 from recstop.worker.state.keys import QUEUE, TASK_NAME, URGENT_QUEUE
-from recstop.worker.state.redisclient import sentinel_transport_options
+from recstop.worker.state.redisclient import HEALTH_CHECK_INTERVAL_S, sentinel_transport_options
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -26,7 +26,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "consumer_heartbeat_s": redis.consumer_heartbeat_s,
             "socket_timeout": redis.socket_timeout_s,
             "socket_connect_timeout": redis.socket_timeout_s,
-            "health_check_interval": 10,
+            "health_check_interval": HEALTH_CHECK_INTERVAL_S,
             **sentinel_transport_options(redis),
             # Publishes wait for replicas (WAIT) when asked to; see worker.transport.Channel.
             "wait_replicas": redis.wait_replicas,

@@ -228,6 +228,8 @@ class RecstopConsumer(Consumer):  # type: ignore[misc]
         super().__init__(*args, **kwargs)
         self.poison = PoisonHandler(self.deadletters, tuple(self.connection_errors))
         self.deferral = Deferral(self.store.enqueues, self.deadletters, default_auth_id=self.default_auth_id)
+        revoke.install(self)  # recstop's durable revoke, in this worker's mailbox only
+        announce.install(self)  # then its heartbeat, which tells a monitor that connects the waiting stops
         # KeyError is one of kombu's Redis "connection errors"; only real broker failures propagate.
         self.broker_errors = tuple(
             e for e in (*self.connection_errors, *self.channel_errors) if not issubclass(e, LookupError)
@@ -312,11 +314,9 @@ def consumer_class(
 ) -> type[RecstopConsumer]:
     """Celery's ``worker_consumer``: :class:`RecstopConsumer` bound to this worker's collaborators.
 
-    Also puts recstop's durable revoke in Celery's control registry (``worker.revoke``), and its
-    heartbeat, which tells a monitor that connects the stops waiting in Redis (``announce``).
+    Its mailbox answers ``revoke`` with recstop's durable revoke (``celeryapp.revoke``), and
+    ``heartbeat`` as Celery does and by announcing the stops waiting in Redis (``celeryapp.announce``).
     """
-    revoke.install()
-    announce.install()
     return type(
         "RecstopConsumer",
         (RecstopConsumer,),

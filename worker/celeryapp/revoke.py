@@ -3,7 +3,7 @@
 ``celery control revoke TASK_ID`` and ``app.control.revoke(task_id)`` are broadcast to every
 worker; Celery's own handler only remembers the id in that worker's memory (a restart, another
 worker or recstop's watchdog would still run the stop, and ``recstop status`` would never know).
-This handler, installed in place of Celery's, cancels the run with that task id in Redis
+This handler, in place of Celery's in recstop's workers only, cancels the run with that task id in Redis
 (``StopStore.revoke``): status ``cancelled``, ``task-revoked`` (Flower REVOKED), the result
 REVOKED, never a DELETE afterwards, whichever worker or restart sees the message next. A task id no
 run has yet (its message still queued) is remembered, and its run is cancelled when admitted.
@@ -18,7 +18,7 @@ no one (Celery's broadcast is not stored); ``recstop cancel`` needs no worker.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 import structlog
 from celery.utils.functional import maybe_list
@@ -77,6 +77,20 @@ def revoke(
     return result
 
 
-def install() -> None:
-    """Put :func:`revoke` in Celery's control registry in place of Celery's own (same signature)."""
-    Panel.data["revoke"] = revoke
+#: The name of Celery's consumer step that owns the worker's mailbox (``celery.worker.pidbox.Pidbox``).
+CONTROL_STEP: Final = "celery.worker.consumer.control.Control"
+
+
+def install(consumer: Any) -> None:  # noqa: ANN401 - Celery's consumer
+    """Answer ``revoke`` with :func:`revoke` in this consumer's mailbox only.
+
+    Celery's mailbox node is built with ``handlers=Panel.data``: the process-wide registry itself,
+    shared by every Celery app in the process. The node looks a command up in its own
+    ``handlers`` (kombu's ``Node.handle``), so giving this node a copy with recstop's revoke is the
+    one hook Celery leaves: Celery's registry, and any other app in the process, keep Celery's revoke.
+    """
+    step = consumer.blueprint.steps.get(CONTROL_STEP) if consumer.blueprint is not None else None
+    node = getattr(getattr(step, "box", None), "node", None)
+    if node is None:  # remote control is off (worker_enable_remote_control): no mailbox to answer
+        return
+    node.handlers = {**Panel.data, "revoke": revoke}

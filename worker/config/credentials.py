@@ -3,12 +3,40 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from recstop.worker.config.secrets import Secret
-from recstop.worker.config.settings import Accounts
 from recstop.worker.model.errors import ConfigError
 from recstop.worker.model.validation import validate_auth_id
+
+
+@dataclass(frozen=True)
+class Accounts:
+    """Vobiz credentials: the default account plus any from the credentials file."""
+
+    default_auth_id: str | None = None
+    tokens: Mapping[str, Secret] = field(default_factory=dict)
+
+    def token_for(self, auth_id: str) -> Secret | None:
+        """Return the token for an account, or None when the account is unknown."""
+        return self.tokens.get(auth_id)
+
+    @property
+    def auth_ids(self) -> frozenset[str]:
+        """Every account this process knows: those with a token, and the default account.
+
+        A producer needs no tokens: ``VOBIZ_AUTH_ID`` alone names the default account.
+        """
+        known = set(self.tokens)
+        if self.default_auth_id:
+            known.add(self.default_auth_id)
+        return frozenset(known)
+
+    def secrets(self) -> frozenset[str]:
+        """Every token value, for the log redaction processor."""
+        return frozenset(token.reveal() for token in self.tokens.values())
 
 
 def load_accounts(auth_id: str | None, token: str | None, credentials_file: str | None) -> Accounts:

@@ -8,8 +8,10 @@ from dataclasses import Field, dataclass, fields, is_dataclass
 from typing import Any, Final
 
 from recstop.worker.config import parsers
-from recstop.worker.config.credentials import load_accounts
-from recstop.worker.config.settings import ENV, Accounts, EnvVar, InvalidSettingError, RedisSettings, Settings
+from recstop.worker.config.credentials import Accounts, load_accounts
+from recstop.worker.config.fields import ENV, EnvVar, InvalidSettingError
+from recstop.worker.config.redis import RedisSettings
+from recstop.worker.config.settings import Settings
 from recstop.worker.model.errors import ConfigError
 
 #: A settings dataclass: a field whose default factory is one is read as a group of variables.

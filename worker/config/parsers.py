@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any, TypeVar, get_args
+from typing import Any, Final, TypeVar, get_args
 
 N = TypeVar("N", int, float)
 
@@ -32,6 +32,18 @@ def database_url(raw: str) -> str:
     if scheme == "sqlite" and (raw.rstrip("/") in {"sqlite:", "sqlite:/"} or raw.endswith(":memory:")):
         raise ValueError("must name a database file: sqlite:///PATH (an in-memory database keeps nothing)")
     return raw
+
+
+_TRUE: Final = frozenset({"1", "true", "yes", "on"})
+_FALSE: Final = frozenset({"0", "false", "no", "off"})
+
+
+def boolean(raw: str) -> bool:
+    """One of true, false (or 1, 0, yes, no, on, off)."""
+    word = raw.strip().lower()
+    if word not in _TRUE | _FALSE:
+        raise ValueError(f"must be one of true, false (or 1, 0, yes, no, on, off), got {raw!r}")
+    return word in _TRUE
 
 
 def positive_int(raw: str) -> int:

@@ -7,7 +7,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from recstop.worker.model.vocabulary import State
+from recstop.worker.model.recording import Recording
+from recstop.worker.model.vocabulary import Confirmation, State
 
 #: The times of a record, shown as ISO-8601 in ``to_dict``.
 TIME_FIELDS: Final = (
@@ -17,6 +18,7 @@ TIME_FIELDS: Final = (
     "last_attempt_at",
     "finished_at",
     "not_after",
+    "confirmed_at",
 )
 
 
@@ -29,6 +31,14 @@ def attempt_log(raw: object) -> tuple[Mapping[str, Any], ...]:
     if not isinstance(raw, list):
         return ()
     return tuple({**dict.fromkeys(ATTEMPT_FIELDS), **entry} for entry in raw if isinstance(entry, dict))
+
+
+def recordings(raw: object) -> tuple[Mapping[str, Any], ...]:
+    """The covered recordings as stored (a JSON array; an empty one arrives as ``{}``), all fields each."""
+    if not isinstance(raw, list):
+        return ()
+    blank = Recording(None, None).to_dict()
+    return tuple({**blank, **entry} for entry in raw if isinstance(entry, dict))
 
 
 def iso(epoch: float | None) -> str | None:
@@ -117,6 +127,17 @@ class StatusRecord:
     #: Task ids of Celery messages that joined this run (their results are this run's).
     joined: tuple[str, ...] = ()
     attempt_log: tuple[Mapping[str, Any], ...] = field(default=())
+    #: After a successful stop: whether Vobiz confirms the covered recordings ended (None: not looked
+    #: up: confirmation off, or a stop that did not succeed), and why not.
+    confirmation: Confirmation | None = None
+    confirm_reason: str | None = None
+    confirm_error: str | None = None
+    #: The covered recordings as the Recordings API reported them, each with its ``ended_after_ms``.
+    recordings: tuple[Mapping[str, Any], ...] = field(default=())
+    #: The latest recording end less when the stop was due: how long recording went on after it.
+    ended_after_ms: float | None = None
+    confirm_lookups: int = 0
+    confirmed_at: float | None = None
     #: The dead run this run replays (``recstop dlq replay``), None for a run that is no replay.
     replayed_from: ReplayedFrom | None = None
 
@@ -154,6 +175,13 @@ class StatusRecord:
             replayed_from=ReplayedFrom.from_record(data["replayed_from"])
             if data.get("replayed_from")
             else None,
+            confirmation=Confirmation(data["confirmation"]) if data.get("confirmation") else None,
+            confirm_reason=data.get("confirm_reason") or None,
+            confirm_error=data.get("confirm_error") or None,
+            recordings=recordings(data.get("recordings")),
+            ended_after_ms=data.get("ended_after_ms"),
+            confirm_lookups=int(data.get("confirm_lookups", 0)),
+            confirmed_at=data.get("confirmed_at"),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -161,6 +189,8 @@ class StatusRecord:
         out = asdict(self)
         out["state"] = str(self.state)
         out["attempt_log"] = list(self.attempt_log)
+        out["confirmation"] = None if self.confirmation is None else str(self.confirmation)
+        out["recordings"] = list(self.recordings)
         for name in TIME_FIELDS:
             out[name] = iso(getattr(self, name))
         out["replayed_from"] = self.replayed_from.to_dict() if self.replayed_from else None

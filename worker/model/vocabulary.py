@@ -130,6 +130,24 @@ def http_reason(status: int | None) -> str:
     return f"{HTTP_REASON_PREFIX}{status}"
 
 
+class Confirmation(StrEnum):
+    """Whether Vobiz confirms that the recordings a successful stop covered have ended."""
+
+    PENDING = "pending"  # looked up again until every covered recording has its end, or a deadline
+    CONFIRMED = "confirmed"  # every covered recording has its recording_end_ms
+    UNCONFIRMED = "unconfirmed"  # not confirmed, for a ConfirmReason (the stop itself is still stopped)
+    NOTHING_LISTED = "nothing_listed"  # already stopped, and the call lists no recording it covers
+
+
+class ConfirmReason(StrEnum):
+    """Why a stop's recordings are unconfirmed, besides an HTTP status (``http_<status>``)."""
+
+    DEADLINE = "deadline"  # not every end was there by the deadline (not finalized, or lookups failing)
+    NOT_LISTED = "not_listed"  # the recording the stop covered is not in the call's list
+    BAD_ANSWER = "bad_answer"  # not the documented JSON (HTML, truncated), or an end before the start
+    NO_END_TIME = "no_end_time"  # an answer that never carries an end (the older list shape)
+
+
 class AuditEvent(StrEnum):
     """The kinds of event in the audit trail (``audit.event``); a terminal one is its state's word."""
 
@@ -143,6 +161,8 @@ class AuditEvent(StrEnum):
     DEAD = State.DEAD.value
     CANCELLED = State.CANCELLED.value
     SETTLED = "settled"  # a single-recording stop settled by a stop-all
+    RECORDING_CONFIRMED = "recording_confirmed"  # one covered recording, with its end as Vobiz reported it
+    CONFIRMATION_FAILED = "confirmation_failed"  # the stop's recordings stay unconfirmed, with the reason
 
 
 class Origin(StrEnum):
@@ -195,6 +215,8 @@ LUA_TABLES: Final[dict[str, type[StrEnum]]] = {
     "SIDELINED": Sidelined,
     "DEDUP": Dedup,
     "DEAD_REASON": DeadReason,
+    "CONFIRMATION": Confirmation,
+    "CONFIRM_REASON": ConfirmReason,
     "AUDIT": AuditEvent,
     "ORIGIN": Origin,
     "TASK_EVENT": TaskEvent,

@@ -12,11 +12,12 @@ import queue
 import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Literal, TextIO
+from typing import TextIO
 
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
+from recstop.worker.config.settings import LogFormat
 from recstop.worker.model.redaction import Redactor
 
 #: Fields every task line carries (None when unknown), so lines can be grouped per call.
@@ -42,7 +43,7 @@ def fill_task_fields(_logger: WrappedLogger, _name: str, event: EventDict) -> Ev
     return event
 
 
-def _renderer(fmt: Literal["auto", "json", "console"], stream: TextIO) -> Processor:
+def _renderer(fmt: LogFormat, stream: TextIO) -> Processor:
     console = fmt == "console" or (fmt == "auto" and stream.isatty())
     if console:
         return structlog.dev.ConsoleRenderer()
@@ -62,8 +63,8 @@ _listener: logging.handlers.QueueListener | None = None
 
 def configure_logging(
     *,
-    level: str = "INFO",
-    fmt: Literal["auto", "json", "console"] = "auto",
+    log_level: str,
+    log_format: LogFormat,
     secrets: Iterable[str] = (),
     stream: TextIO | None = None,
     background: bool = False,
@@ -96,7 +97,7 @@ def configure_logging(
     )
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[structlog.stdlib.ExtraAdder(), *shared],
-        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, _renderer(fmt, out)],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, _renderer(log_format, out)],
     )
     handler = logging.StreamHandler(out)
     handler.setFormatter(formatter)
@@ -111,14 +112,14 @@ def configure_logging(
         root.handlers = [_Enqueue(records)]
     else:
         root.handlers = [handler]
-    root.setLevel(level)
+    root.setLevel(log_level)
     logging.captureWarnings(
         capture=True
     )  # warnings.warn (Celery's SecurityWarning ...) becomes a JSON line too
     # Celery's per-task "received"/"succeeded" lines repeat our own attempt lines without the
     # call context; our "attempt" line is the one line per attempt.
     for noisy in ("celery.app.trace", "celery.worker.strategy"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(log_level)))
 
 
 def _stop_listener() -> None:
@@ -152,7 +153,7 @@ def json_say(msg: str, f: TextIO | None = None) -> None:
         os.write(stream.fileno(), (json.dumps(line) + "\n").encode())
 
 
-def install_json_say(fmt: Literal["auto", "json", "console"], stream: TextIO) -> bool:
+def install_json_say(fmt: LogFormat, stream: TextIO) -> bool:
     """Make Celery's shutdown messages (written from signal handlers) JSON lines too."""
     if fmt == "console" or (fmt == "auto" and stream.isatty()):
         return False

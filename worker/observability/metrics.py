@@ -19,9 +19,7 @@ from typing import Final
 
 from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import (
-    CounterMetricFamily,
     GaugeMetricFamily,
-    HistogramMetricFamily,
     Metric,
 )
 from prometheus_client.registry import Collector
@@ -29,23 +27,13 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from recstop.worker.audit.lag import AuditLag, read_lag
-from recstop.worker.model.vocabulary import Sidelined, State
 from recstop.worker.observability.backlog import oldest_age_s
+from recstop.worker.observability.counters import counter_families, counter_metric
 from recstop.worker.state import keys
 from recstop.worker.state.inflight import inflight_lists
 
 #: Every list of every lane: lane → its lists (the lane itself and its priority lists).
 QUEUE_LISTS: Final = {lane: keys.lane_lists(lane) for lane in keys.LANES}
-#: The ``outcome`` labels of ``recstop_stops_total`` counted as ``stops:<label>`` (dead has a reason).
-_OUTCOMES: Final = (
-    State.STOPPED,
-    State.ALREADY_STOPPED,
-    keys.Counter.RETRIED,
-    State.CANCELLED,
-    Sidelined.SUPERSEDED,
-)
-#: The ``outcome`` label of single-recording stops a stop-all settled.
-SETTLED_LABEL: Final = "settled_by_stop_all"
 
 
 @dataclass(frozen=True)
@@ -123,7 +111,7 @@ class RecstopCollector(Collector):
             return
         up.add_metric([], 1)
         yield up
-        yield from _counters(snap.counters)
+        yield from counter_families(snap.counters)
         yield from self._gauges(snap)
         with contextlib.suppress(RedisError):  # read after the snapshot: Redis may have gone since
             yield from _audit(read_lag(self.client))
@@ -197,7 +185,7 @@ def _audit(lag: AuditLag) -> Iterator[Metric]:
         "Age of the oldest audit event no sink has committed yet (0 when none).",
         round(lag.oldest_unacked_age_s, 3),
     )
-    yield _counter(
+    yield counter_metric(
         "recstop_audit_dropped",
         "Audit events trimmed from the stream before any sink read them (RECSTOP_AUDIT_STREAM_MAX).",
         lag.dropped,
@@ -208,83 +196,6 @@ def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
     family = GaugeMetricFamily(name, doc)
     family.add_metric([], value)
     return family
-
-
-def _counter(name: str, doc: str, value: float) -> CounterMetricFamily:
-    family = CounterMetricFamily(name, doc)
-    family.add_metric([], value)
-    return family
-
-
-def _counters(raw: Mapping[str, str]) -> Iterator[Metric]:
-    """The counter and histogram families from the fields of ``recstop:metrics``."""
-    stops = CounterMetricFamily(
-        "recstop_stops",
-        "Recorded stop outcomes; reason is set for outcome=dead only.",
-        labels=["outcome", "reason"],
-    )
-    for outcome in _OUTCOMES:
-        stops.add_metric([outcome, ""], float(raw.get(keys.counter(keys.Counter.STOPS, outcome), 0)))
-    stops.add_metric([SETTLED_LABEL, ""], float(raw.get(keys.Counter.SETTLED, 0)))
-    for field, reason in _labelled(raw, keys.Counter.DEAD):
-        stops.add_metric([State.DEAD, reason], float(raw[field]))
-    yield stops
-    yield _counter(
-        "recstop_attempts", "API calls made (attempts recorded).", float(raw.get(keys.Counter.ATTEMPTS, 0))
-    )
-    rejected = CounterMetricFamily(
-        "recstop_messages_rejected",
-        "Messages dead-lettered before they became a stop (malformed, poison), by reason.",
-        labels=["reason"],
-    )
-    for field, reason in _labelled(raw, keys.Counter.REJECTED):
-        rejected.add_metric([reason], float(raw[field]))
-    yield rejected
-    yield _counter(
-        "recstop_watchdog_republishes",
-        "Stops published again because their watchdog fired (a message lost on its way to a worker).",
-        float(raw.get(keys.Counter.WATCHDOG_REPUBLISHES, 0)),
-    )
-    yield _counter(
-        "recstop_rate_limited", "429 answers from the API.", float(raw.get(keys.Counter.RATE_LIMITED, 0))
-    )
-    yield _counter(
-        "recstop_retry_after_waits",
-        "Answers with a Retry-After (header or body) that set a wait.",
-        float(raw.get(keys.Counter.RETRY_AFTER, 0)),
-    )
-    yield _counter(
-        "recstop_retry_after_wait_seconds",
-        "Seconds of Retry-After waits honoured (each capped at RECSTOP_RETRY_AFTER_CAP_S).",
-        float(raw.get(keys.Counter.RETRY_AFTER_SECONDS, 0)),
-    )
-    yield _latency(raw)
-
-
-def _latency(raw: Mapping[str, str]) -> HistogramMetricFamily:
-    """The API latency histogram by HTTP status (``none``: timeout or connection error)."""
-    family = HistogramMetricFamily(
-        "recstop_api_request_duration_seconds",
-        "Duration of DELETE calls to the Vobiz API, by HTTP status.",
-        labels=["status"],
-    )
-    for field, status in _labelled(raw, keys.Counter.LATENCY_COUNT):
-        cumulative, buckets = 0.0, []
-        for bound in keys.LATENCY_BUCKETS:
-            label = keys.bucket_label(bound)
-            cumulative += float(raw.get(keys.counter(keys.Counter.LATENCY_BUCKET, status, label), 0))
-            buckets.append((str(bound), cumulative))
-        buckets.append(("+Inf", float(raw[field])))
-        family.add_metric(
-            [status], buckets, float(raw.get(keys.counter(keys.Counter.LATENCY_SUM, status), 0))
-        )
-    return family
-
-
-def _labelled(raw: Mapping[str, str], family: keys.Counter) -> list[tuple[str, str]]:
-    """The fields of one counter family, with their label, in label order."""
-    found = ((field, keys.counter_label(field, family)) for field in raw)
-    return sorted(((field, label) for field, label in found if label is not None), key=lambda pair: pair[1])
 
 
 def serve(

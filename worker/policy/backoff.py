@@ -6,9 +6,10 @@ import random
 from collections.abc import Callable
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Final, Literal
+from typing import Final
 
-Jitter = Literal["full", "equal", "none"]
+from recstop.worker.config.settings import Jitter
+
 #: The longest Retry-After taken from a response (about 116 days); retry_delay caps it further.
 MAX_RETRY_AFTER_S: Final = 10**7
 
@@ -18,7 +19,7 @@ def compute_backoff(
     *,
     base_s: float,
     cap_s: float,
-    jitter: Jitter = "full",
+    jitter: Jitter,
     rand: Callable[[], float] = random.random,
 ) -> float:
     """Seconds to wait after failed attempt number ``attempt`` (1-based).

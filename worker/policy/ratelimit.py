@@ -24,7 +24,7 @@ from typing import Final
 
 from redis import Redis
 
-from recstop.worker.config.settings import RateLimitSettings
+from recstop.worker.config.ratelimit import RateLimitSettings
 from recstop.worker.model.errors import RecstopError
 from recstop.worker.state.keys import rate_key
 from recstop.worker.state.scripts import LuaScript, Scripts, reply_json
@@ -90,6 +90,16 @@ class RateLimiter:
             return Grant(0.0, reserved=True, rate_rps=0.0)
         return self._acquire(auth_id, urgent=urgent, max_reserve_s=self.settings.max_reserve_s)
 
+    def spare_slot(self, auth_id: str) -> Grant:
+        """Take the account's next slot only if it is free now: what the API calls that wait.
+
+        Routine stops reserve their slots ahead (``max_reserve_s``), so while they are queued no slot
+        is free now and a background call (a recordings lookup) gets none: DELETEs always go first.
+        """
+        if not self.enabled:
+            return Grant(0.0, reserved=True, rate_rps=0.0)
+        return self._acquire(auth_id, urgent=False, max_reserve_s=0.0)
+
     def wait_for_slot(
         self,
         auth_id: str,
@@ -138,10 +148,10 @@ class RateLimiter:
         auth_id: str,
         *,
         urgent: bool = False,
-        max_reserve_s: float = 0.0,
+        max_reserve_s: float | None = None,
         retry_after_s: float | None = None,
     ) -> Grant:
-        """One call of ``lua/ratelimit.lua``."""
+        """One call of ``lua/ratelimit.lua`` (``max_reserve_s``: acquire only)."""
         s = self.settings
         return self._scripts.run(
             RATELIMIT,

@@ -12,8 +12,9 @@ import structlog
 
 from recstop.worker.api.classify import Classification
 from recstop.worker.api.client import VobizClient
+from recstop.worker.config.credentials import Accounts
 from recstop.worker.config.secrets import Secret
-from recstop.worker.config.settings import Accounts, RetryPolicy
+from recstop.worker.config.settings import RetryPolicy
 from recstop.worker.model.ids import new_id
 from recstop.worker.model.redaction import Redactor
 from recstop.worker.model.validation import StopRequest

@@ -14,8 +14,10 @@ from recstop.worker.api.client import VobizClient
 from recstop.worker.config.settings import Settings
 from recstop.worker.model.redaction import Redactor
 from recstop.worker.policy.ratelimit import RateLimiter
+from recstop.worker.run.confirmer import Confirmer, Looker
 from recstop.worker.run.executor import Executor
 from recstop.worker.run.scheduler import Scheduler
+from recstop.worker.state.confirmations import Confirmations
 from recstop.worker.state.deadletters import DeadLetters
 from recstop.worker.state.redisclient import redis_client
 from recstop.worker.state.store import StopStore
@@ -36,6 +38,22 @@ class Runtime:
         """A scheduler loop over this runtime's store (not started)."""
         return Scheduler(self.store.schedule, poll_s=self.settings.scheduler_poll_s)
 
+    def confirmer(self) -> Confirmer | None:
+        """The loop that confirms stopped recordings ended (not started); None when confirmation is off."""
+        confirm = self.settings.confirm
+        if not confirm.enabled:
+            return None
+        confirmations = Confirmations(self.store.ctx, confirm)
+        looker = Looker(
+            confirmations,
+            self.executor.api,
+            self.settings.accounts,
+            self.executor.limiter,
+            self.redactor,
+            confirm,
+        )
+        return Confirmer(confirmations, looker, concurrency=confirm.concurrency, redis=self.settings.redis)
+
     def close(self) -> None:
         """Release the API connection pool and the Redis connections."""
         self.executor.api.close()
@@ -49,7 +67,7 @@ def build_runtime(settings: Settings, redis: Redis | None = None) -> Runtime:
     store = StopStore.for_settings(client, settings)
     executor = Executor(
         attempts=store.attempts,
-        api=VobizClient(settings.api, pool_size=settings.concurrency),
+        api=VobizClient(settings.api, concurrency=settings.concurrency),
         accounts=settings.accounts,
         policy=settings.retry,
         redactor=redactor,

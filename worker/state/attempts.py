@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
+from recstop.worker.config.confirm import ConfirmSettings
 from recstop.worker.model.validation import StopRequest
 from recstop.worker.model.vocabulary import Decision, Dedup, Origin, Outcome, Sidelined, Skip, State
 from recstop.worker.state import keys
 from recstop.worker.state.context import StoreContext, request_args
-from recstop.worker.state.inflight import Fetched
 from recstop.worker.state.results import results_args, settled_result, store_copies
 from recstop.worker.state.scripts import LuaScript, reply_json
+
+if TYPE_CHECKING:  # the worker's in-flight protocol: a producer never loads it
+    from recstop.worker.state.inflight import Fetched
 
 #: How soon a message that found its stop locked by another run looks again, at the least.
 DEFER_S: Final = 1.0
@@ -102,10 +105,19 @@ class AttemptRecord:
 
 
 class Attempts:
-    """Admits task messages and records their outcomes; each is one script on the call's key."""
+    """Admits task messages and records their outcomes; each is one script on the call's key.
 
-    def __init__(self, ctx: StoreContext) -> None:
+    With ``confirm`` (confirmation on), a successful stop's recordings are looked up afterwards:
+    ``finish`` puts the stop in ``recstop:confirm`` (``state.confirmations``).
+    """
+
+    def __init__(self, ctx: StoreContext, confirm: ConfirmSettings | None) -> None:
         self.ctx = ctx
+        self._confirm = (
+            None
+            if confirm is None or not confirm.enabled
+            else {"deadline_s": confirm.deadline_s, "first_s": confirm.backoff_base_s}
+        )
 
     def begin(
         self,
@@ -182,6 +194,7 @@ class Attempts:
                 keys.METRICS,
                 keys.result_key(task_id),
                 keys.AUDIT_STREAM,
+                keys.CONFIRMS,
                 *ack_keys,
             ],
             {
@@ -203,6 +216,7 @@ class Attempts:
                 "dlq_max_age_s": ctx.retention.dlq_max_age_s,
                 "started_at": round(record.started_at, 3),
                 "buckets": _BUCKET_LABELS,
+                "confirm": self._confirm,
                 "results": results_args(ctx.retention.result_s),
                 "audit": ctx.audit(Origin.WORKER),
             },

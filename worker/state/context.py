@@ -13,7 +13,8 @@ from typing import Any, TypeVar
 
 from redis import Redis
 
-from recstop.worker.config.settings import RedisSettings, Retention, RetryPolicy
+from recstop.worker.config.redis import RedisSettings
+from recstop.worker.config.settings import Retention, RetryPolicy
 from recstop.worker.model.status import StatusRecord
 from recstop.worker.model.validation import StopRequest
 from recstop.worker.model.vocabulary import Origin, TaskEvent

@@ -10,9 +10,10 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from recstop.worker.config.settings import RetryPolicy, env_name
+from recstop.worker.config.fields import env_name
+from recstop.worker.config.settings import RetryPolicy
 from recstop.worker.model.errors import InvalidStopRequest
 from recstop.worker.model.status import ReplayedFrom, iso
 from recstop.worker.model.validation import StopRequest
@@ -21,9 +22,11 @@ from recstop.worker.state import keys, taskevents
 from recstop.worker.state.cancels import Cancels
 from recstop.worker.state.context import StoreContext, request_args
 from recstop.worker.state.envelope import stop_message
-from recstop.worker.state.inflight import Fetched
 from recstop.worker.state.results import results_args
 from recstop.worker.state.scripts import LuaScript, reply_json
+
+if TYPE_CHECKING:  # the worker's in-flight protocol: a producer never loads it
+    from recstop.worker.state.inflight import Fetched
 
 
 @dataclass(frozen=True)

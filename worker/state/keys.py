@@ -51,6 +51,12 @@ A stop record has these fields (absent when unset; times are epoch seconds of Re
 ``replayed_from``   the dead run a replay (``recstop dlq replay``) started from: ``{dlq_id, task_id,
                     reason, dead_at, attempts, attempts_before, attempt_log}``
                     (``model.status.ReplayedFrom``; ``attempts_before`` counts every earlier run's)
+``confirmation``    after a successful stop, whether Vobiz confirms its recordings ended
+                    (``model.vocabulary.Confirmation``); ``confirm_until``: the lookups' deadline;
+                    ``confirm_lookups``: lookups made; ``confirm_reason``, ``confirm_error``: why
+                    unconfirmed; ``recordings``: the covered recordings as the Recordings API
+                    reported them (``model.recording.Recording``); ``ended_after_ms``: the latest
+                    end, less when the stop was due; ``confirmed_at``
 ``keep_until``      when the record may go; the key expires with its last record
 ==================  ===============================================================================
 """
@@ -77,6 +83,9 @@ PRIORITY_STEPS: Final = (3, 6, 9)
 #: zset: ``<call_uuid>/<target>`` → when the scheduler next acts on it: a delayed stop's due time,
 #: a retry's, a lease while it is being published, or the watchdog of a published stop.
 SCHEDULE: Final = f"{PREFIX}:schedule"
+#: zset: ``<call_uuid>/<target>`` → when a stopped stop's recordings are looked up next (their
+#: confirmation, ``run.confirmer``), or the lease of the worker looking them up now.
+CONFIRMS: Final = f"{PREFIX}:confirm"
 #: zset: dead-letter id → when it was dead-lettered (the store's order and age bound).
 DLQ_INDEX: Final = f"{PREFIX}:dlq"
 #: hash: dead-letter id → the dead letter as JSON (``state.deadletters.DeadLetter``).
@@ -114,6 +123,12 @@ class Counter(StrEnum):
     RETRY_AFTER_SECONDS = "retry_after_seconds"
     WATCHDOG_REPUBLISHES = "watchdog_republishes"
     AUDIT_DROPPED = "audit:dropped"  # audit events trimmed before a sink read them
+    LOOKUPS = "lookups"  # lookups of a call's recordings (each may read several pages)
+    CONFIRMATIONS = "confirmations"  # confirmations:<confirmation>: settled confirmations
+    UNCONFIRMED = "unconfirmed"  # unconfirmed:<reason>
+    ENDED_AFTER_COUNT = "ended_after_count"  # recordings whose end Vobiz reported after a stop
+    ENDED_AFTER_SUM = "ended_after_sum"  # seconds from the stop being due to the recording's end
+    ENDED_AFTER_BUCKET = "ended_after_bucket"  # ended_after_bucket:<le> (non-cumulative)
     NO_STATUS = "none"  # the status label of an attempt that got no response
 
 
@@ -121,6 +136,10 @@ class Counter(StrEnum):
 COUNTER_SEP: Final = ":"
 #: Upper bounds (seconds) of the API latency histogram: the ``<le>`` labels of ``latency_bucket``.
 LATENCY_BUCKETS: Final = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0)
+
+
+#: Upper bounds (seconds) of the histogram of how long a recording ran on after its stop was due.
+ENDED_AFTER_BUCKETS: Final = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 
 
 def bucket_label(bound: float) -> str:

@@ -17,7 +17,6 @@ from collections.abc import Callable
 from typing import Any, Final
 from urllib.parse import unquote, urlsplit
 
-import structlog
 from redis import Redis
 from redis.client import Pipeline
 from redis.exceptions import (
@@ -29,7 +28,7 @@ from redis.exceptions import (
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.sentinel import MasterNotFoundError, Sentinel
 
-from recstop.worker.config.settings import RedisSettings
+from recstop.worker.config.redis import RedisSettings
 from recstop.worker.model.redaction import Redactor
 
 #: Seconds between PINGs on an idle pooled connection (finds a dead server before a command does).
@@ -233,10 +232,10 @@ class RedisOutage:
         where: str,
         describe: Callable[[BaseException], str],
         *,
+        logger: Any,  # noqa: ANN401 - the loop's structlog logger (a producer loads no structlog)
         base_s: float = 0.5,
         cap_s: float = 5.0,
         remind_s: float = OUTAGE_REMIND_S,
-        logger: Any = None,  # noqa: ANN401 - a structlog logger
         clock: Callable[[], float] = time.monotonic,
         **context: object,
     ) -> None:
@@ -248,7 +247,7 @@ class RedisOutage:
         self.base_s = base_s
         self.cap_s = cap_s
         self.remind_s = remind_s
-        self.log = logger or structlog.get_logger("recstop.redis")
+        self.log = logger
         self.clock = clock
         self.context = context
         self.failures = 0

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 from redis import Redis
 
-from recstop.worker.config.settings import RedisSettings, Retention, RetryPolicy, Settings
+from recstop.worker.config.confirm import ConfirmSettings
+from recstop.worker.config.redis import RedisSettings
+from recstop.worker.config.settings import Retention, RetryPolicy, Settings
 from recstop.worker.model.status import StatusRecord
 from recstop.worker.state.attempts import Attempts
 from recstop.worker.state.cancels import Cancels
@@ -36,14 +38,16 @@ class StopStore:
         redis_settings: RedisSettings,
         watchdog_s: float,
         audit_max: int,
+        confirm: ConfirmSettings | None = None,
     ) -> None:
+        """``confirm``: how a successful stop's recordings are confirmed (None: not at all, a producer)."""
         self.ctx = StoreContext(
             client, retry, retention, redis_settings, watchdog_s=watchdog_s, audit_max=audit_max
         )
         self.client = client
         self.cancels = Cancels(self.ctx)
         self.enqueues = Enqueues(self.ctx, self.cancels)
-        self.attempts = Attempts(self.ctx)
+        self.attempts = Attempts(self.ctx, confirm)
         self.schedule = Schedule(self.ctx)
 
     @classmethod
@@ -56,6 +60,7 @@ class StopStore:
             redis_settings=settings.redis,
             watchdog_s=settings.watchdog_s,
             audit_max=settings.audit.stream_max,
+            confirm=settings.confirm,
         )
 
     def status(self, call_uuid: str, url: str | None = None) -> StatusRecord | None:

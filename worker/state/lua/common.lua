@@ -168,7 +168,8 @@ end
 local function store_result(key, R, task_id, status, result)
   if key == nil or R == nil or (R.expires_s or 0) <= 0 then return end
   local meta = fill(R.meta, PLACEHOLDER.META_STATUS, status)
-  meta = fill(meta, PLACEHOLDER.META_RESULT, cjson.encode(result))
+  -- cjson writes an empty table as {}: a result's recordings are a list, [] when there are none.
+  meta = fill(meta, PLACEHOLDER.META_RESULT, fill(cjson.encode(result), '"recordings":{}', '"recordings":[]'))
   meta = fill(meta, PLACEHOLDER.META_TASK_ID, json_text(task_id))
   redis.call('SET', key, meta, 'EX', R.expires_s)
   redis.call('PUBLISH', key, meta)
@@ -183,8 +184,14 @@ local function stop_dead(reason, error)
 end
 local function result_of(r, state, detail, attempt, http_status)
   if SUCCEEDED[state] then
-    return CELERY_STATE.SUCCESS, {state = state, detail = detail or '', attempt = attempt or cjson.null,
+    local result = {state = state, detail = detail or '', attempt = attempt or cjson.null,
       http_status = http_status or cjson.null}
+    if r ~= nil and r.confirmation ~= nil then
+      -- What Vobiz confirms of the recordings (state/keys.py: the record's confirmation fields).
+      result.confirmation, result.confirm_reason = r.confirmation, r.confirm_reason
+      result.recordings, result.ended_after_ms = r.recordings or {}, r.ended_after_ms
+    end
+    return CELERY_STATE.SUCCESS, result
   elseif state == STATE.DEAD then
     return CELERY_STATE.FAILURE, stop_dead(detail or r.dead_reason or STATE.DEAD, r.last_error)
   elseif state == STATE.CANCELLED then

@@ -5,25 +5,28 @@
 -- KEYS[5]  metrics (recstop:metrics)
 -- KEYS[6]  the task's Celery result (celery-task-meta-<task_id>): written with the outcome
 -- KEYS[7]  audit outbox (recstop:audit)
--- KEYS[8]  (optional) the in-flight list holding the task's message: acknowledged here, with the
+-- KEYS[8]  the confirmations' schedule (recstop:confirm)
+-- KEYS[9]  (optional) the in-flight list holding the task's message: acknowledged here, with the
 --          outcome, so no crash can leave an outcome recorded and its message still to redo
 -- ARGV[1]  JSON {member, target, call, task_id, lock_token, outcome, attempt, http_status, error,
 --          delay_s, reason, dlq_id, payload, retention_s, dlq_max_entries, dlq_max_age_s, started_at,
---          buckets (the latency histogram's bounds, as labels),
+--          buckets (the latency histogram's bounds, as labels), confirm: {deadline_s, first_s}
+--          (absent: confirmation off): a successful stop's recordings are then looked up first_s
+--          later (KEYS[8] lists the lookups' schedule),
 --          results: {expires_s, meta}, audit: {max, origin}}
 --          outcome is an OUTCOME word (model/vocabulary.py Outcome);
 --          attempt is the attempt log entry (absent when no API call was made).
--- ARGV[2]  (with KEYS[8]) the message, byte for byte as fetched
+-- ARGV[2]  (with KEYS[9]) the message, byte for byte as fetched
 -- Returns JSON {state, detail, settled, joined, result_status, result}: the stop's state afterwards
 -- (or SIDELINED.SUPERSEDED), the dead reason or the next attempt's due time, the task ids of the
 -- single-recording stops a stop-all settled, and of the messages that joined this run with the
 -- result written for it (the caller writes theirs: their keys are not known before this runs).
 local key, schedule, dlq_index, dlq_entries, metrics = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local result_key, stream = KEYS[6], KEYS[7]
+local result_key, stream, confirms = KEYS[6], KEYS[7], KEYS[8]
 local A = cjson.decode(ARGV[1])
 local outcome, reason, retention_s = A.outcome, A.reason, A.retention_s
 local now = now_ms()
-if KEYS[8] ~= nil then redis.call('LREM', KEYS[8], 1, ARGV[2]) end
+if KEYS[9] ~= nil then redis.call('LREM', KEYS[9], 1, ARGV[2]) end
 
 -- Metrics (state/keys.py METRICS): counted in this script, so exactly once per recorded outcome,
 -- whichever process records it. A.buckets: the latency histogram's upper bounds
@@ -78,11 +81,16 @@ local function done(state, detail, counter, recorded)
   local reply = {state = state, detail = detail or '', settled = settled}
   if status ~= nil then
     store_result(result_key, A.results, A.task_id, status, result)
+    -- While the recordings are confirmed, the joined messages are kept: their results are
+    -- written again, with the recordings, when the confirmation settles (confirm.lua).
+    local confirming = r.confirmation == CONFIRMATION.PENDING
     if r.joined ~= nil and state ~= STATE.RETRYING then
       -- The messages that joined this run get its result too (written by the caller).
       reply.joined, reply.result_status, reply.result = r.joined, status, result
-      r.joined = nil
-      save_call(key, call, now)
+      if not confirming then
+        r.joined = nil
+        save_call(key, call, now)
+      end
     end
   end
   return cjson.encode(reply)
@@ -151,6 +159,12 @@ if outcome == OUTCOME.DEAD then
     dead_at = now, call_uuid = r.call_uuid, url = r.url, auth_id = r.auth_id,
     request_id = r.request_id}, now, A.dlq_max_entries, A.dlq_max_age_s)
   return done(STATE.DEAD, reason, counter(COUNTER.DEAD, reason))
+end
+if A.confirm ~= nil then
+  -- The recording is stopped; whether Vobiz confirms it ended is looked up from now on
+  -- (run/confirmer.py), never delaying this stop's own outcome.
+  r.confirmation, r.confirm_until, r.confirm_lookups = CONFIRMATION.PENDING, now + A.confirm.deadline_s, 0
+  redis.call('ZADD', confirms, fmt(now + A.confirm.first_s), A.member)
 end
 if A.target == KEY.ALL_TARGET then
   -- A finished stop-all also settles the call's single-recording stops pending before it ran.
