@@ -42,15 +42,6 @@ class RunResult:
     #: The task's message was acknowledged with the outcome (``finish`` took it off the in-flight list).
     acked: bool = False
 
-    def as_dict(self) -> dict[str, Any]:
-        """The task's JSON result (visible in Flower)."""
-        return {
-            "state": str(self.state),
-            "detail": self.detail,
-            "attempt": self.attempt,
-            "http_status": self.http_status,
-        }
-
 
 @dataclass
 class _Run:
