@@ -9,8 +9,8 @@ from support import wait_for
 
 pytestmark = pytest.mark.integration
 
-#: How long Redis stays down: the scheduler polls every 0.05 s here, 60 tries in that time.
-OUTAGE_S = 3.0
+#: How long Redis stays down: the scheduler polls every 0.05 s here, 40 tries in that time.
+OUTAGE_S = 2.0
 #: recstop's periodic loops (the scheduler, whose tick is the worker's heartbeat, and the consumer
 #: heartbeat thread) and what they log about an outage.
 LOOPS = ("recstop.scheduler", "recstop.fetch")
@@ -19,7 +19,7 @@ LOOPS = ("recstop.scheduler", "recstop.fetch")
 def test_a_worker_whose_redis_is_down_logs_a_few_lines_naming_the_redis_and_the_cause(
     start_worker, redis_server, logs
 ):
-    """Redis stopped for 3 s: a warning when it goes, one info line when it is back; each names it."""
+    """Redis stopped for 2 s: a warning when it goes, one info line when it is back; each names it."""
     start_worker()
     before = len(logs.records())
     redis_server.stop()

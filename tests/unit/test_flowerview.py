@@ -91,15 +91,15 @@ def test_one_recording_shows_its_call_and_the_end_of_its_url_and_other_tasks_are
 
 def test_celery_flower_gets_recstops_columns_and_formatter_unless_told_otherwise():
     """Loading the app under Flower sets its defaults; a --tasks_columns given on the command line wins."""
+    # `celery -A recstop.worker flower` up to where Flower reads its options, then each option read:
+    # with no option given, and with --tasks_columns given.
     probe = (
-        "import sys; from celery.bin.celery import celery; import flower.command as c; "
-        "c.Flower = None; c.flower.callback = lambda *a, **k: print(c.options.tasks_columns, "
-        "c.options.format_task.__module__) if c.apply_options(sys.argv[0], sys.argv[4:]) is None else 0; "
-        "sys.argv = ['celery', '-A', 'recstop.worker', 'flower', *sys.argv[1:]]; celery.main()"
+        "import sys; from celery.bin.celery import celery; import flower.command as c\n"
+        "def read(*_a, **_k):\n"
+        "    c.apply_options('flower', []); o = c.options; print(o.tasks_columns, o.format_task.__module__)\n"
+        "    c.apply_options('flower', ['--tasks_columns=name,uuid']); print(c.options.tasks_columns)\n"
+        "c.flower.callback = read\n"
+        "sys.argv = ['celery', '-A', 'recstop.worker', 'flower']; celery.main()"
     )
-    default = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
-    assert default.stdout.split() == [TASKS_COLUMNS, "recstop.worker.celeryapp.flowerview"]
-    told = subprocess.run(
-        [sys.executable, "-c", probe, "--tasks_columns=name,uuid"], capture_output=True, text=True, check=True
-    )
-    assert told.stdout.split()[0] == "name,uuid"
+    shown = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert shown.stdout.split() == [TASKS_COLUMNS, "recstop.worker.celeryapp.flowerview", "name,uuid"]
