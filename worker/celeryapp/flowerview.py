@@ -30,6 +30,7 @@ from typing import Any, Final
 
 from recstop.worker.model.errors import RETRY_TEXT
 from recstop.worker.model.vocabulary import CeleryState
+from recstop.worker.state.keys import TASK_NAME
 
 #: The columns of Flower's task list, in order: the call (kwargs, as formatted here), the state,
 #: the outcome (result), when it is due (eta), then when it was received, its id, the worker.
@@ -43,6 +44,7 @@ OUTCOME_CHARS: Final = 72
 URL_TAIL_CHARS: Final = 24
 #: How much of the dead stop's task id a replay's row shows (its page links the whole id).
 REPLAY_ID_CHARS: Final = 8
+#: What keeps a due time on one line in Flower's ETA column, which wraps at spaces and hyphens.
 NBSP: Final = "\u00a0"
 NB_HYPHEN: Final = "\u2011"
 _CALL_UUID: Final = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
@@ -51,7 +53,7 @@ _REPR: Final = re.compile(r"(?P<cls>\w+)\((?P<args>.*)\)", re.DOTALL)
 
 def format_task(task: Any) -> Any:  # noqa: ANN401 - a celery.events.state.Task (Flower passes a copy)
     """Flower's ``format_task``: a stop's row (and page) as the module's docstring says."""
-    if getattr(task, "name", None) not in (None, "recstop.stop_recording"):
+    if getattr(task, "name", None) not in (None, TASK_NAME):
         return task
     task = copy.copy(task)
     state = str(getattr(task, "state", "") or "")
