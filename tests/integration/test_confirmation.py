@@ -200,7 +200,9 @@ def test_the_whole_path_on_real_processes_status_result_and_audit_trail(
             keys.TASK_NAME, kwargs={"call_uuid": call_uuid, "url": url}, queue=keys.QUEUE
         ).id
         record = confirmed(producer, call_uuid, url)
-        result = client_app.AsyncResult(task_id).get(timeout=10)
+        # disable_sync_subtasks=False: an in-process worker ran in this test process before (a backend
+        # service is no worker and needs no such flag).
+        result = client_app.AsyncResult(task_id).get(timeout=10, disable_sync_subtasks=False)
     finally:
         client_app.close()
     end_ms = sandbox_client.recordings(call_uuid)[0]["end_ms"]
