@@ -96,9 +96,13 @@ def test_feature_cost_rows_measure_each_feature_on_and_off(report):
     assert [r["metric"].split(":")[0] for r in rows] == [
         "Celery results (RECSTOP_RESULT_EXPIRES_S=0 turns off)",
         "audit outbox (RECSTOP_AUDIT_STREAM_MAX=0 turns off)",
+        "recording confirmation (RECSTOP_CONFIRM=false turns off)",
     ]
     assert all(r["recstop"] > 0 and r["naive"] > 0 for r in rows)
     assert all("cost " in r["note"] for r in rows)
+    calls = re.search(r"Recordings API calls per stop ([0-9.]+)", rows[2]["note"])
+    assert calls is not None
+    assert float(calls.group(1)) >= 1  # every stop was looked up at least once
 
 
 def test_audit_rows_give_both_sinks_the_burst_lag_and_the_show_query(report):

@@ -11,8 +11,10 @@ from conftest import AUTH_ID, TOKEN
 from support import cli, final, wait_for
 
 from harness.auditsink import AuditSinkProcess
+from recstop.worker.config.settings import Settings
 from recstop.worker.model.status import iso
 from recstop.worker.model.vocabulary import Confirmation
+from recstop.worker.run.runtime import build_runtime
 from recstop.worker.state import keys
 
 pytestmark = pytest.mark.integration
@@ -200,6 +202,8 @@ def test_the_whole_path_on_real_processes_status_result_and_audit_trail(
             keys.TASK_NAME, kwargs={"call_uuid": call_uuid, "url": url}, queue=keys.QUEUE
         ).id
         record = confirmed(producer, call_uuid, url)
+        # disable_sync_subtasks=False: an in-process worker ran in this test process before (a backend
+        # service is no worker and needs no such flag).
         result = client_app.AsyncResult(task_id).get(timeout=10, disable_sync_subtasks=False)
     finally:
         client_app.close()
@@ -231,3 +235,21 @@ def test_the_whole_path_on_real_processes_status_result_and_audit_trail(
     names = [line.split()[1] for line in trail.splitlines()[1:]]
     assert names == ["accepted", "attempt", "stopped", "recording_confirmed"]
     assert f"ended {iso(end_ms / 1000)}" in trail
+
+
+def test_no_lookup_starts_while_stops_wait_in_the_lanes(env, redis_server):
+    """A message waiting in a lane means every worker is busy with stops: the confirmer claims nothing."""
+    runtime = build_runtime(Settings.from_env({**env, **CONFIRM}))
+    confirmer = runtime.confirmer()
+    assert confirmer is not None
+    client = redis_server.client()
+    client.zadd(keys.CONFIRMS, {f"{uuid.uuid4()}/all": 1.0})  # due long ago
+    client.lpush(keys.QUEUE, "a stop waiting for a worker")
+    try:
+        confirmer.run_once()
+        assert client.zrange(keys.CONFIRMS, 0, -1, withscores=True)[0][1] == 1.0  # not claimed
+        client.delete(keys.QUEUE)
+        confirmer.run_once()
+        assert client.zrange(keys.CONFIRMS, 0, -1, withscores=True) == []  # claimed: no such stop, dropped
+    finally:
+        runtime.close()

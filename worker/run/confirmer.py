@@ -2,9 +2,10 @@
 
 Every worker process runs one, beside its scheduler: a loop that leases the stops whose lookup is
 due (``state.confirmations``) and hands each to a small thread pool of its own
-(``RECSTOP_CONFIRM_CONCURRENCY``), so a lookup never takes a thread from a stop. A lookup takes a
-rate-limit slot only when one is free at once (DELETEs reserve theirs ahead, so they always come
-first) and routine lookups yield to an urgent stop in the process, as routine stops do. One lookup
+(``RECSTOP_CONFIRM_CONCURRENCY``), so a lookup never takes a thread from a stop. Stops come first:
+while messages wait in the lanes (every worker is busy with stops) no lookup starts, so a backlog
+drains at full speed and its confirmations follow; a lookup takes a rate-limit slot only when one is
+free at once (DELETEs reserve theirs ahead), and yields to an urgent stop in the process. One lookup
 reads every page of the call's list (``api.client.VobizClient.call_recordings``); its verdict
 (``api.confirmation.judge``) is recorded by one script: look again after a backoff, or settled.
 """
@@ -133,7 +134,7 @@ class Confirmer:
         """
         with self._lock:
             room = self.concurrency - self._in_flight
-        if room <= 0:
+        if room <= 0 or self.confirmations.backlog() > 0:
             return IDLE_S
         claimed = self.confirmations.claim_due(room)
         jobs = self.confirmations.jobs(claimed.leases)

@@ -85,6 +85,14 @@ class Confirmations:
         self.ctx = ctx
         self.settings = settings
 
+    def backlog(self) -> int:
+        """Messages waiting in the lanes: while any wait, every worker is busy with stops."""
+        with self.ctx.client.pipeline(transaction=False) as pipe:
+            for lane in keys.LANES:
+                for name in keys.lane_lists(lane):
+                    pipe.llen(name)
+            return sum(int(length) for length in pipe.execute())
+
     def claim_due(self, limit: int) -> Claimed:
         """Lease up to ``limit`` stops whose lookup is due."""
         return self.ctx.scripts.run(CLAIM, [keys.CONFIRMS], {"lease_s": LEASE_S, "limit": limit})
