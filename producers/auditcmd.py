@@ -22,8 +22,8 @@ from pathlib import Path
 from types import FrameType
 from typing import IO, TYPE_CHECKING, Any, TextIO
 
-from recstop.producers import exitcodes
 from recstop.worker.config.settings import Settings
+from recstop.worker.model import exitcodes
 from recstop.worker.model.errors import ConfigError, InvalidStopRequest
 from recstop.worker.model.redaction import Redactor
 from recstop.worker.model.status import iso

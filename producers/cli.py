@@ -15,11 +15,12 @@ from typing import Any, NoReturn, TextIO
 
 from redis.exceptions import RedisError
 
-from recstop.producers import auditcmd, exitcodes, render, sandboxcmd
+from recstop.producers import auditcmd, render, sandboxcmd
 from recstop.producers.producer import AT_SKEW, Producer, StopHandle, StopSpec
 from recstop.worker.config.fields import env_name
 from recstop.worker.config.redis import RedisSettings
 from recstop.worker.config.settings import HealthThresholds, RetryPolicy, Settings
+from recstop.worker.model import exitcodes
 from recstop.worker.model.errors import (
     BrokerUnavailableError,
     ConfigError,

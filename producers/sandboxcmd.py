@@ -14,8 +14,8 @@ import os
 from collections.abc import Mapping
 from typing import Any, Final, TextIO
 
-from recstop.producers import exitcodes
 from recstop.worker.config.settings import DEFAULT_API_BASE
+from recstop.worker.model import exitcodes
 
 DEFAULT_PORT: Final = 8765
 DEFAULT_BASE: Final = f"http://127.0.0.1:{DEFAULT_PORT}"

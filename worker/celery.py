@@ -14,11 +14,11 @@ from typing import Any
 import structlog
 from celery import signals
 
-from recstop.producers.exitcodes import USAGE
 from recstop.worker.celeryapp.app import create_app
 from recstop.worker.celeryapp.flowerview import install_defaults as install_flower_defaults
 from recstop.worker.config.settings import Settings
 from recstop.worker.model.errors import ConfigError
+from recstop.worker.model.exitcodes import USAGE
 from recstop.worker.observability.logs import configure_logging, install_json_say
 
 try:

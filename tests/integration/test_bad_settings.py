@@ -11,7 +11,7 @@ from subprocess import PIPE
 import pytest
 from support import ROOT
 
-from recstop.producers import exitcodes
+from recstop.worker.model import exitcodes
 
 pytestmark = pytest.mark.integration
 

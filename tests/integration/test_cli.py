@@ -8,7 +8,7 @@ import uuid
 import pytest
 from support import RedisServer, cli, final, free_port, wait_for
 
-from recstop.producers import exitcodes
+from recstop.worker.model import exitcodes
 from recstop.worker.model.status import iso
 
 pytestmark = pytest.mark.integration

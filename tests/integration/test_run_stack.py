@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from harness.procs import ROOT, wait_for
-from recstop.producers.exitcodes import DEAD
+from recstop.worker.model.exitcodes import DEAD
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -9,7 +9,8 @@ from collections.abc import Iterator
 import pytest
 from support import ROOT
 
-from recstop.producers import cli, exitcodes, sandboxcmd
+from recstop.producers import cli, sandboxcmd
+from recstop.worker.model import exitcodes
 from recstop.worker.model.vocabulary import State
 
 CLI_DOC = ROOT / "docs" / "cli.md"

@@ -1,4 +1,4 @@
-"""The exit codes of ``recstop``, in one place (docs/cli.md shows the same table).
+"""The exit codes of ``recstop`` and of ``celery -A recstop.worker``, in one place (docs/cli.md shows them).
 
 Every command exits 0 on success, 1 on a failure (Redis unreachable, nothing to cancel, unhealthy)
 and 2 on bad input. ``recstop status`` exits 0 only when the recording is known stopped, and tells
