@@ -118,3 +118,13 @@ def test_importing_recstop_worker_imports_nothing_else():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     ).stdout.split()
     assert loaded == ["recstop", "recstop.worker"]
+
+
+def test_the_worker_never_imports_the_producer_package():
+    """recstop.worker stands on its own: the producer uses the worker's shared parts, never the reverse."""
+    wrong = []
+    for path in sorted(WORKER.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("recstop.producers"):
+                wrong.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert wrong == []
