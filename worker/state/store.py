@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from redis import Redis
 
+from recstop.worker.config.producer import ProducerSettings
 from recstop.worker.config.redis import RedisSettings
 from recstop.worker.config.settings import Retention, RetryPolicy, Settings
 from recstop.worker.model.status import StatusRecord
@@ -39,7 +40,12 @@ class StopStore:
         audit_max: int,
     ) -> None:
         self.ctx = StoreContext(
-            client, retry, retention, redis_settings, watchdog_s=watchdog_s, audit_max=audit_max
+            client=client,
+            retry=retry,
+            retention=retention,
+            redis=redis_settings,
+            watchdog_s=watchdog_s,
+            audit_max=audit_max,
         )
         self.client = client
         self.cancels = Cancels(self.ctx)
@@ -48,8 +54,8 @@ class StopStore:
         self.schedule = Schedule(self.ctx)
 
     @classmethod
-    def for_settings(cls, client: Redis, settings: Settings) -> StopStore:
-        """The store for one process's settings."""
+    def for_settings(cls, client: Redis, settings: Settings | ProducerSettings) -> StopStore:
+        """The store for one process's settings (a worker's, or a producer's)."""
         return cls(
             client,
             settings.retry,
