@@ -22,13 +22,15 @@ help:
 # (pip install -U ..., the suite, then .venv/bin/python deploy/freeze_requirements.py).
 PINS := -c deploy/requirements.txt -c requirements-dev.txt
 # Every part: `pip install recstop` alone is the producer (redis-py); README "Install" lists the extras.
+# editable_mode=compat: a path in a .pth file, which type checkers follow (mypy finds `recstop` from
+# any directory), where setuptools' default import hook is invisible to them.
 EXTRAS := worker,audit,sandbox
 
 $(STAMP): pyproject.toml deploy/requirements.txt requirements-dev.txt
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet $(PINS) -e '.[$(EXTRAS),dev]'
+	$(BIN)/pip install --quiet $(PINS) -e '.[$(EXTRAS),dev]' --config-settings editable_mode=compat
 	@touch $(STAMP)
 
 # promtool (checks deploy/prometheus/ in `make test`), from Debian's prometheus package, unpacked
