@@ -14,7 +14,7 @@ help:
 	@echo "make run    - the whole local stack: Redis, Vobiz sandbox, worker, Flower (Ctrl-C stops it)"
 	@echo "make test   - the whole test suite, about 4 minutes here (starts its own redis-server, PostgreSQL, sandbox and workers)"
 	@echo "make chaos  - the chaos suite, full profile: faults under load, one table (about 9 minutes here)"
-	@echo "make bench  - the benchmarks: nine scenarios beside naive Celery and the raw limit (about 15 minutes here)"
+	@echo "make bench  - the benchmarks: ten scenarios beside naive Celery and the raw limit (about 15 minutes here)"
 	@echo "make lint   - ruff and mypy --strict"
 
 # The pinned sets (deploy/requirements.txt: runtime, requirements-dev.txt: tests and lint) are

@@ -42,8 +42,11 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 
-def _answer(handle: StopHandle) -> tuple[int, dict[str, Any]]:
-    return 200, {"task_id": handle.task_id, "deduplicated": handle.deduplicated, "state": str(handle.state)}
+def _answer(handle: StopHandle, started: float) -> tuple[int, dict[str, Any]]:
+    """200 with the handle, and how long the enqueue took inside the service (``enqueue_ms``)."""
+    took_ms = (time.perf_counter() - started) * 1000
+    body = {"task_id": handle.task_id, "deduplicated": handle.deduplicated, "state": str(handle.state)}
+    return 200, {**body, "enqueue_ms": took_ms}
 
 
 def _refusal(exc: Exception) -> tuple[int, dict[str, Any]]:
@@ -79,12 +82,13 @@ def wsgi_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Ite
         status, body = 200, {"pong": True}
     elif path == "/stop":
         args = _query(environ.get("QUERY_STRING", ""))
+        producer = _sync_producer()
         try:
-            status, body = _answer(
-                _sync_producer().stop_recording(
-                    args.get("call_uuid", ""), request_id=args.get("request_id"), urgent=True
-                )
+            started = time.perf_counter()
+            handle = producer.stop_recording(
+                args.get("call_uuid", ""), request_id=args.get("request_id"), urgent=True
             )
+            status, body = _answer(handle, started)
         except (InvalidStopRequest, BrokerUnavailableError, ConfigError) as exc:
             status, body = _refusal(exc)
     else:
@@ -121,10 +125,11 @@ class AsgiService:
             args = _query(scope.get("query_string", b""))
             self.inflight += 1
             try:
+                started = time.perf_counter()
                 handle = await self.producer.stop_recording(
                     args.get("call_uuid", ""), request_id=args.get("request_id"), urgent=True
                 )
-                status, body = _answer(handle)
+                status, body = _answer(handle, started)
             except (InvalidStopRequest, BrokerUnavailableError, ConfigError) as exc:
                 status, body = _refusal(exc)
             finally:
@@ -175,9 +180,11 @@ def request(
         connection.close()
 
 
-def load(port: int, paths: list[str], *, threads: int, method: str = "POST") -> list[tuple[int, float]]:
-    """Send each path once from ``threads`` client threads (keep-alive); (status, seconds) per request."""
-    results: list[tuple[int, float]] = []
+def load(
+    port: int, paths: list[str], *, threads: int, method: str = "POST"
+) -> list[tuple[int, float, dict[str, Any]]]:
+    """Send each path once from ``threads`` client threads (keep-alive); (status, seconds, body) each."""
+    results: list[tuple[int, float, dict[str, Any]]] = []
     lock = threading.Lock()
     queue = list(reversed(paths))
 
@@ -192,10 +199,10 @@ def load(port: int, paths: list[str], *, threads: int, method: str = "POST") -> 
                 started = time.perf_counter()
                 connection.request(method, path)
                 response = connection.getresponse()
-                response.read()
+                body = json.loads(response.read() or b"{}")
                 took = time.perf_counter() - started
                 with lock:
-                    results.append((response.status, took))
+                    results.append((response.status, took, body))
         finally:
             connection.close()
 
