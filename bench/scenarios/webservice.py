@@ -1,8 +1,8 @@
 """Scenario 10: a backend service enqueuing stops over HTTP, with the shipped defaults.
 
 ``bench/webservice.py`` served twice on loopback while a worker drains: the threaded ``Producer``
-under gunicorn (``--preload``, 2 workers x 8 threads) and ``AsyncProducer`` under uvicorn (one
-process, one event loop). Clients POST ``/stop`` from threads, one keep-alive connection each;
+under gunicorn (``--preload``, 2 workers x 8 threads) and ``AsyncProducer`` under uvicorn (2
+workers, an event loop each): one process per core for both. Clients POST ``/stop`` from threads, one keep-alive connection each;
 the figures are requests per second and the enqueue's own latency inside the service (p50, p99).
 """
 
@@ -35,8 +35,10 @@ SERVERS = {
         "127.0.0.1:{port}",
         "bench.webservice:wsgi_app",
     ),
-    "uvicorn + AsyncProducer (1 process)": (
+    "uvicorn + AsyncProducer (2 workers)": (
         "uvicorn",
+        "--workers",
+        "2",
         "--host",
         "127.0.0.1",
         "--port",
