@@ -2,8 +2,9 @@
 
 ``bench/webservice.py`` served twice on loopback while a worker drains: the threaded ``Producer``
 under gunicorn (``--preload``, 2 workers x 8 threads) and ``AsyncProducer`` under uvicorn (2
-workers, an event loop each): one process per core for both. Clients POST ``/stop`` from threads, one keep-alive connection each;
-the figures are requests per second and the enqueue's own latency inside the service (p50, p99).
+workers, an event loop each): one process per core for both. Clients POST ``/stop`` from threads,
+one keep-alive connection each; the figures are requests per second and the enqueue's own latency
+inside the service (p50, p99).
 """
 
 from __future__ import annotations
