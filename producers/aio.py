@@ -58,7 +58,8 @@ class AsyncProducer:
     ) -> None:
         """``origin`` names this producer in the audit trail (``python``)."""
         self.plan = StopPlan(settings, origin)
-        self.settings = self.plan.settings
+        #: The settings as given (a worker's ``Settings`` stays one); the producer's part: ``plan.settings``.
+        self.settings = settings
         self.redis = redis
         self.origin = origin
         self.scripts = AsyncScripts(redis)
@@ -140,7 +141,7 @@ class AsyncProducer:
         self, call: PreparedEnqueue, what: str = "could not store"
     ) -> list[Enqueued | Refused]:
         """Run one prepared enqueue (atomic, one round trip; WAIT for replicas if asked)."""
-        redis = self.settings.redis
+        redis = self.plan.settings.redis
         try:
             if redis.wait_replicas <= 0:
                 return await self.scripts.run(ENQUEUE, call.keys, call.args, call.messages)
@@ -164,7 +165,7 @@ class AsyncProducer:
 
     async def _cancel(self, call_uuid: str, url: str | None) -> CancelResult:
         name = keys.stop_key(call_uuid, url)
-        retention = self.settings.retention
+        retention = self.plan.settings.retention
         for _ in range(CANCEL_ROUNDS):
             record = parse_status(await self.redis.get(keys.call_key(call_uuid)), url)
             call = prepare_cancel(
@@ -200,7 +201,7 @@ class AsyncProducer:
         """Re-enqueue dead letters (all when ``entry_ids`` is None) under their own stop key."""
         try:
             if entry_ids is None:
-                limit = self.settings.retention.dlq_max_entries
+                limit = self.plan.settings.retention.dlq_max_entries
                 found = await self.redis.zrange(keys.DLQ_INDEX, 0, limit - 1, desc=True)
                 wanted = [str(entry_id) for entry_id in found]
             else:

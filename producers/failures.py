@@ -33,7 +33,14 @@ from recstop.worker.model.errors import (
 from recstop.worker.state.redisclient import ReplicaShortfall, misconfigured, redis_unavailable, was_sent
 
 #: Answers with which Redis refuses a command before running it (nothing done): retry later.
-_REFUSED_BEFORE_RUNNING: Final = ("busy ", "masterdown", "tryagain", "misconf", "max number of clients")
+_REFUSED_BEFORE_RUNNING: Final = (
+    "busy ",
+    "masterdown",
+    "tryagain",
+    "misconf",
+    "max number of clients",
+    "the previous master is now a slave",  # READONLY from a demoted master: the script did not run
+)
 #: Errors an unmarked client raises only before it sends anything.
 _BEFORE_SENDING: Final = (ConnectionRefusedError, socket.gaierror, ssl.SSLError, MaxConnectionsError)
 _CONNECTING: Final = ("no connection available", "timeout connecting", "connecting to")

@@ -50,10 +50,11 @@ class Producer:
     ) -> None:
         """``origin`` names this producer in the audit trail (``python``; the CLI says ``cli``)."""
         self.plan = StopPlan(settings, origin)
-        self.settings = self.plan.settings
+        #: The settings as given (a worker's ``Settings`` stays one); the producer's part: ``plan.settings``.
+        self.settings = settings
         self.redis = redis
         self.origin = origin
-        given = self.settings
+        given = self.plan.settings
         self.store = StopStore(
             redis,
             given.retry,
@@ -179,7 +180,7 @@ class Producer:
         """Re-enqueue dead letters (all when ``entry_ids`` is None) under their own stop key."""
         try:
             if entry_ids is None:
-                limit = self.settings.retention.dlq_max_entries
+                limit = self.plan.settings.retention.dlq_max_entries
                 entries: list[DeadLetter | None] = list(self.dead_letters.list(limit=limit))
                 wanted = [e.id for e in entries if e is not None]
             else:

@@ -115,7 +115,7 @@ def test_the_bare_install_enqueues_sync_and_async_and_the_worker_stops_them(
 def test_the_bare_command_line_enqueues_and_names_the_extra_a_command_needs(
     bare, env, producer, start_worker, call
 ):
-    """`recstop enqueue`/`status` work bare; health, metrics, audit and sandbox say which extra to install."""
+    """enqueue, status, dlq and cancel work bare; health, metrics, audit and sandbox name their extra."""
     start_worker()
     recstop = bare / "bin" / "recstop"
     environ = {**os.environ, **env}
@@ -123,6 +123,10 @@ def test_the_bare_command_line_enqueues_and_names_the_extra_a_command_needs(
     assert run(recstop, "enqueue", call_uuid, env=environ, cwd=bare).stdout.startswith("queued task_id=")
     assert final(producer, call_uuid).state is State.STOPPED
     assert run(recstop, "status", call_uuid, env=environ, cwd=bare).stdout.startswith("call_uuid")
+    assert run(recstop, "dlq", "list", env=environ, cwd=bare).stdout == "0 dead letter(s)\n"
+    later = call()
+    run(recstop, "enqueue", later, "--delay", "60", env=environ, cwd=bare)
+    assert run(recstop, "cancel", later, env=environ, cwd=bare).stdout == "cancelled\n"
     needs = {
         ("health",): "worker",
         ("metrics", "--port", "0"): "worker",

@@ -161,3 +161,24 @@ def test_an_unset_broker_url_is_said_once(caplog):
     assert messages == [
         "RECSTOP_BROKER_URL is not set: recstop enqueues into Redis at redis://localhost:6379/0"
     ]
+
+
+def test_a_sentinel_failover_readonly_is_transient_and_a_plain_replica_is_misconfigured():
+    """redis-py's "previous master is now a slave" (a READONLY as its context) is transient, not config."""
+    from redis.exceptions import ConnectionError as RedisConnectionError  # noqa: PLC0415
+    from redis.exceptions import ReadOnlyError  # noqa: PLC0415
+
+    from recstop.producers.failures import broker_error  # noqa: PLC0415
+    from recstop.worker.config.redis import RedisSettings  # noqa: PLC0415
+
+    def failover() -> Exception:
+        error = RedisConnectionError("The previous master is now a slave")
+        error.__context__ = ReadOnlyError(
+            "You can't write against a read only replica."
+        )  # as redis-py raises it
+        return error
+
+    redis = RedisSettings()
+    assert isinstance(broker_error(redis, "could not store", failover(), marks=True), StopNotStoredError)
+    replica = broker_error(redis, "could not store", ReadOnlyError("READONLY"), marks=True)
+    assert isinstance(replica, BrokerMisconfiguredError)

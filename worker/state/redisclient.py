@@ -36,6 +36,7 @@ from redis.exceptions import (
     ReadOnlyError,
 )
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
 from redis.sentinel import (
     MasterNotFoundError,
     Sentinel,
@@ -129,7 +130,21 @@ class TrackedSentinelConnection(TracksSending, SentinelManagedConnection):
     """A connection to the master the sentinels name that marks errors after sending."""
 
 
-class BlockingSentinelConnectionPool(SentinelConnectionPool, BlockingConnectionPool):
+class WaitingConnectionPool(BlockingConnectionPool):
+    """redis-py's blocking pool (a caller waits for a free connection), with a working ``set_retry``.
+
+    (redis-py's ``set_retry`` walks lists only the non-blocking pool has; this pool keeps every
+    connection it made in ``_connections``.)
+    """
+
+    def set_retry(self, retry: Retry) -> None:
+        """Retry policy for new connections and every existing one."""
+        self.connection_kwargs.update({"retry": retry})
+        for connection in self._connections:
+            connection.retry = retry
+
+
+class BlockingSentinelConnectionPool(SentinelConnectionPool, WaitingConnectionPool):
     """Sentinel's pool (follows the master) that waits for a free connection instead of failing."""
 
 
@@ -157,7 +172,7 @@ def redis_client(settings: RedisSettings, *, decode: bool = True) -> Redis:
     """
     if settings.sentinel:
         return _sentinel_master_client(settings, decode=decode)
-    pool = BlockingConnectionPool.from_url(
+    pool = WaitingConnectionPool.from_url(
         settings.url,
         connection_class=_connection_class(settings.url),
         max_connections=settings.max_connections,
@@ -296,6 +311,11 @@ class _Problem:
 _TLS: Final = "TLS"
 #: The first that matches names the problem.
 _PROBLEMS: Final = (
+    _Problem(  # redis-py's Sentinel client, on a READONLY from a demoted master: it asks the sentinels again
+        (),
+        ("previous master is now a slave",),
+        "the master changed (a Sentinel failover): the sentinels name the new one",
+    ),
     _Problem(
         (AuthenticationError,),
         ("noauth", "wrongpass", "invalid username-password", "invalid password"),
