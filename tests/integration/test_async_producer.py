@@ -21,6 +21,7 @@ from support import ROOT, final, free_port, terminate, wait_for
 
 from bench.stats import percentile
 from bench.webservice import load, request
+from harness.sentinel import MASTER_NAME, SentinelCluster
 from recstop.producers import (
     AsyncProducer,
     InvalidBulkItem,
@@ -211,3 +212,45 @@ def test_uvicorn_keeps_answering_while_redis_hangs(
         f"/ping p99 idle {percentile(idle, 99) * 1000:.2f} ms, while Redis hangs with 20 stops "
         f"waiting {percentile(during, 99) * 1000:.2f} ms (max {max(during) * 1000:.2f} ms)"
     )
+
+
+def test_async_wait_shortfall_is_an_unknown_outcome(env, redis_server):
+    """WAIT 1 with no replica, through the async pipeline: StopOutcomeUnknownError; the master holds it."""
+    call_uuid = str(uuid.uuid4())
+
+    async def enqueue() -> None:
+        async with async_producer(
+            env, RECSTOP_REDIS_WAIT_REPLICAS="1", RECSTOP_REDIS_WAIT_TIMEOUT_MS="100"
+        ) as aio:
+            await aio.stop_recording(call_uuid)
+
+    with pytest.raises(StopOutcomeUnknownError, match=r"held by 0 replica\(s\)"):
+        asyncio.run(enqueue())
+    client = redis_server.client()
+    assert client.exists(f"recstop:call:{call_uuid}")
+    client.close()
+
+
+def test_async_producer_through_sentinel_waits_for_the_replica(env, tmp_path):
+    """A sentinel:// URL: the async client finds the master; WAIT 1 is met by the live replica."""
+    cluster = SentinelCluster(tmp_path / "ha").start()
+    try:
+        sentinel_env = {
+            "RECSTOP_BROKER_URL": cluster.url,
+            "RECSTOP_REDIS_SENTINEL_MASTER": MASTER_NAME,
+            "RECSTOP_REDIS_WAIT_REPLICAS": "1",
+        }
+        call_uuid = str(uuid.uuid4())
+
+        async def enqueue() -> StopHandle:
+            async with async_producer(env, **sentinel_env) as aio:
+                return await aio.stop_recording(call_uuid)
+
+        handle = asyncio.run(enqueue())
+        assert (handle.state, handle.deduplicated) == (State.QUEUED, False)
+        for node in (cluster.master, cluster.replica):
+            client = node.client()
+            assert client.exists(f"recstop:call:{call_uuid}")
+            client.close()
+    finally:
+        cluster.stop()
