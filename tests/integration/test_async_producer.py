@@ -233,7 +233,7 @@ def test_async_wait_shortfall_is_an_unknown_outcome(env, redis_server):
 
 def test_async_producer_through_sentinel_waits_for_the_replica(env, tmp_path):
     """A sentinel:// URL: the async client finds the master; WAIT 1 is met by the live replica."""
-    cluster = SentinelCluster(tmp_path / "ha").start()
+    cluster = SentinelCluster(tmp_path / "ha", sentinels=1).start()  # finding the master needs one
     try:
         sentinel_env = {
             "RECSTOP_BROKER_URL": cluster.url,
