@@ -17,19 +17,23 @@ help:
 	@echo "make flower - Flower alone, on 127.0.0.1:5555 (against RECSTOP_BROKER_URL)"
 	@echo "make test   - the whole test suite, about 4 minutes here (starts its own redis-server, PostgreSQL, sandbox and workers)"
 	@echo "make chaos  - the chaos suite, full profile: faults under load, one table (about 9 minutes here)"
-	@echo "make bench  - the benchmarks: nine scenarios beside naive Celery and the raw limit (about 15 minutes here)"
+	@echo "make bench  - the benchmarks: ten scenarios beside naive Celery and the raw limit (about 15 minutes here)"
 	@echo "make lint   - ruff and mypy --strict"
 
 # The pinned sets (deploy/requirements.txt: runtime, requirements-dev.txt: tests and lint) are
 # constraints: a new release on PyPI changes nothing here until someone upgrades on purpose
 # (pip install -U ..., the suite, then .venv/bin/python deploy/freeze_requirements.py).
 PINS := -c deploy/requirements.txt -c requirements-dev.txt
+# Every part: `pip install recstop` alone is the producer (redis-py); README "Install" lists the extras.
+# editable_mode=compat: a path in a .pth file, which type checkers follow (mypy finds `recstop` from
+# any directory), where setuptools' default import hook is invisible to them.
+EXTRAS := worker,audit,sandbox
 
 $(STAMP): pyproject.toml deploy/requirements.txt requirements-dev.txt
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) on PATH"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet $(PINS) -e '.[dev]'
+	$(BIN)/pip install --quiet $(PINS) -e '.[$(EXTRAS),dev]' --config-settings editable_mode=compat
 	@touch $(STAMP)
 
 # promtool (checks deploy/prometheus/ in `make test`), from Debian's prometheus package, unpacked

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from bench.profiles import PROFILES, Profile
 from bench.report import Report
-from bench.scenarios import audit, burst, features, latency, producer, ratelimit, scaleout, urgent
+from bench.scenarios import audit, burst, features, latency, producer, ratelimit, scaleout, urgent, webservice
 
 SCENARIOS: dict[str, Callable[[Report, Profile], None]] = {
     "1": burst.run,  # with 6 (memory)
@@ -21,6 +21,7 @@ SCENARIOS: dict[str, Callable[[Report, Profile], None]] = {
     "7": scaleout.run,
     "8": features.run,
     "9": audit.run,
+    "10": webservice.run,
 }
 
 

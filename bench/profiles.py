@@ -39,6 +39,8 @@ class Profile:
     audit_burst_s: float = 10.0
     audit_show_rows: int = 10_000_000
     audit_show_queries: int = 200
+    web_requests: int = 5_000
+    web_clients: int = 16
 
 
 FULL = Profile("full")
@@ -70,6 +72,8 @@ CI = Profile(
     audit_burst_s=1.0,
     audit_show_rows=30_000,
     audit_show_queries=20,
+    web_requests=300,
+    web_clients=8,
     burst_processes=2,
 )
 PROFILES = {profile.name: profile for profile in (FULL, CI)}

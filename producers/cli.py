@@ -1,4 +1,4 @@
-"""The ``recstop`` command line (docs/cli.md). Exit codes: ``producers.exitcodes``.
+"""The ``recstop`` command line (docs/cli.md). Exit codes: ``recstop.worker.model.exitcodes``.
 
 0 on success, 2 on bad input, 1 on any other failure; ``recstop status`` also tells a pending (3),
 dead (4), cancelled (5) or unknown (6) stop from a stopped one (0).
@@ -7,17 +7,20 @@ dead (4), cancelled (5) or unknown (6) stop from a stopped one (0).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, NoReturn, TextIO
 
 from redis.exceptions import RedisError
 
 from recstop.producers import auditcmd, render, sandboxcmd
-from recstop.producers.producer import AT_SKEW, Producer, StopHandle, StopSpec
+from recstop.producers.plan import AT_SKEW
+from recstop.producers.producer import Producer, StopHandle, StopSpec
 from recstop.worker.config.fields import env_name
+from recstop.worker.config.producer import ProducerSettings
 from recstop.worker.config.redis import RedisSettings
 from recstop.worker.config.settings import HealthThresholds, RetryPolicy, Settings
 from recstop.worker.model import exitcodes
@@ -192,15 +195,7 @@ def _enqueue_file(producer: Producer, args: argparse.Namespace, out: TextIO) -> 
         raise InvalidStopRequest("file", "--file takes no call_uuid, --url, --delay or --at")
     numbered = [(number, line) for number, line in enumerate(_read_lines(args.file), 1) if line]
     stops = [StopSpec(line, auth_id=args.auth_id, not_after=args.not_after) for _, line in numbered]
-    from tqdm import tqdm  # noqa: PLC0415 - only a bulk enqueue shows a progress bar
-
-    with tqdm(
-        total=len(stops), unit="stop", disable=args.no_progress, file=sys.stderr, mininterval=0.2
-    ) as bar:
-
-        def progress(done: int) -> None:
-            bar.update(done - bar.n)
-
+    with _progress_bar(len(stops), disable=args.no_progress) as progress:
         try:
             handles = producer.stop_recordings(stops, urgent=args.urgent, on_progress=progress)
         except InvalidBulkItem as exc:  # name the line of the file, counted from 1 as editors do
@@ -213,6 +208,22 @@ def _enqueue_file(producer: Producer, args: argparse.Namespace, out: TextIO) -> 
     else:
         out.write(f"enqueued {fresh}, deduplicated {len(handles) - fresh}\n")
     return exitcodes.OK
+
+
+@contextlib.contextmanager
+def _progress_bar(total: int, *, disable: bool) -> Iterator[Callable[[int], None]]:
+    """``on_progress`` for a bulk enqueue: a tqdm bar on stderr when tqdm is installed, else nothing."""
+    try:
+        from tqdm import tqdm  # noqa: PLC0415 - only a bulk enqueue shows a progress bar
+    except ModuleNotFoundError:  # a bare `pip install recstop`: the stops go without a bar
+        yield lambda _done: None
+        return
+    with tqdm(total=total, unit="stop", disable=disable, file=sys.stderr, mininterval=0.2) as bar:
+
+        def progress(done: int) -> None:
+            bar.update(done - bar.n)
+
+        yield progress
 
 
 def _read_lines(path: str) -> list[str]:
@@ -354,6 +365,9 @@ def _metrics(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return EXIT_OK
 
 
+#: The extra each command that is not a producer's needs: ``pip install recstop`` alone has redis-py.
+EXTRAS: dict[str, str] = {"sandbox": "sandbox", "audit": "audit", "health": "worker", "metrics": "worker"}
+
 #: Commands that run without a producer, returning their own exit code.
 STANDALONE: dict[str, Callable[[argparse.Namespace, TextIO, TextIO], int]] = {
     "sandbox": sandboxcmd.run,
@@ -379,9 +393,9 @@ def run(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: Te
     except SystemExit as exc:
         return int(exc.code or 0)
     if args.command in STANDALONE:
-        return STANDALONE[args.command](args, stdout, stderr)
+        return _standalone(args, stdout, stderr)
     try:
-        settings = Settings.from_env()
+        settings = ProducerSettings.from_env(say_default_url=False)
     except ConfigError as exc:
         stderr.write(f"recstop: error: {exc}\n")
         return EXIT_USAGE
@@ -396,7 +410,22 @@ def run(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: Te
         return exc.code if isinstance(exc, CommandFailedError) else EXIT_FAILURE
 
 
-def _failure(exc: Exception, settings: Settings) -> str:
+def _standalone(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Run a command that needs no producer; exit 2 naming the extra to install when one is missing."""
+    try:
+        return STANDALONE[args.command](args, out, err)
+    except ModuleNotFoundError as exc:  # a library of an extra this install does not have
+        if (exc.name or "recstop").startswith("recstop"):
+            raise
+        extra = EXTRAS[args.command]
+        err.write(
+            f"recstop: error: `recstop {args.command}` needs the {extra} extra (no module named "
+            f"{exc.name!r} here): pip install 'recstop[{extra}]'\n"
+        )
+        return EXIT_USAGE
+
+
+def _failure(exc: Exception, settings: ProducerSettings) -> str:
     """The message of a failure; a Redis error names the Redis (password masked) and the cause."""
     return redis_unavailable(settings.redis, exc) if isinstance(exc, RedisError) else str(exc)
 

@@ -26,6 +26,7 @@ SCENARIOS = (
     "7 scale-out",
     "8 feature cost",
     "9 audit",
+    "10 web service",
 )
 
 # One worker runs the whole module (its fixture runs the bench once) while others run the rest.
@@ -51,7 +52,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 
 def test_every_scenario_reports_rows(report):
-    """All nine scenarios appear in the JSON and in the printed table."""
+    """All ten scenarios appear in the JSON and in the printed table."""
     assert {row["scenario"] for row in report["rows"]} == set(SCENARIOS)
     for name in SCENARIOS:
         assert f"| {name} |" in report["stdout"]
@@ -122,3 +123,12 @@ def test_audit_rows_give_both_sinks_the_burst_lag_and_the_show_query(report):
     assert int(samples) > 0
     assert 0 <= rows[2]["recstop"] <= float(most)
     assert rows[3]["recstop"] > 0
+
+
+def test_web_service_rows_measure_both_servers_without_errors(report):
+    """Scenario 10: requests/s of gunicorn + Producer and uvicorn + AsyncProducer, enqueue p50 <= p99."""
+    rows = [r for r in report["rows"] if r["scenario"] == "10 web service"]
+    assert [r["metric"].split(" + ")[0] for r in rows] == ["gunicorn", "uvicorn"]
+    assert all(r["recstop"] > 0 and r["note"].endswith("; 0 errors") for r in rows)
+    for figures in report["details"]["webservice"].values():
+        assert 0 < figures["p50_ms"] <= figures["p99_ms"]

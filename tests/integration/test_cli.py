@@ -218,7 +218,7 @@ def test_broker_down_is_exit_1_naming_the_redis_and_the_cause(env):
 
 
 def test_a_wrong_password_and_a_silent_redis_are_told_apart(env, tmp_path):
-    """A wrong password reads "authentication failed"; a Redis that does not answer reads "timed out"."""
+    """A wrong password is a bad setting (exit 2, "authentication failed"); a silent Redis "timed out" (1)."""
     port = free_port()
     right = f"redis://:right-pw@127.0.0.1:{port}/0"
     server = RedisServer(
@@ -227,7 +227,7 @@ def test_a_wrong_password_and_a_silent_redis_are_told_apart(env, tmp_path):
     try:
         wrong = {**env, "RECSTOP_BROKER_URL": f"redis://:{PASSWORD}@127.0.0.1:{server.port}/0"}
         result = cli(wrong, "status", str(uuid.uuid4()))
-        assert result.returncode == 1
+        assert result.returncode == 2
         assert f"Redis at redis://:***@127.0.0.1:{server.port}/0: authentication failed" in result.stderr
         assert PASSWORD not in result.stderr
         silent = {

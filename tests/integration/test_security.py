@@ -23,7 +23,7 @@ from harness.flower import FlowerProcess
 from recstop.producers import Producer
 from recstop.worker.celeryapp.celeryconf import celery_config
 from recstop.worker.config.settings import Settings
-from recstop.worker.model.errors import BrokerUnavailableError, InvalidStopRequest
+from recstop.worker.model.errors import BrokerMisconfiguredError, BrokerUnavailableError, InvalidStopRequest
 from recstop.worker.state.keys import QUEUE, TASK_NAME
 from recstop.worker.state.redisclient import redis_client
 
@@ -56,11 +56,11 @@ def producer_for(env: dict[str, str], **overrides: str) -> Producer:
     return Producer(settings, redis_client(settings.redis))
 
 
-def refused(producer):
-    """Enqueue through ``producer`` (closed after); return its BrokerUnavailableError and seconds taken."""
+def refused(producer, error=BrokerUnavailableError):
+    """Enqueue through ``producer`` (closed after); return its ``error`` and seconds taken."""
     started = time.monotonic()
     try:
-        with pytest.raises(BrokerUnavailableError) as info:
+        with pytest.raises(error) as info:
             producer.stop_recording(str(uuid.uuid4()))
     finally:
         producer.close()
@@ -110,13 +110,14 @@ class TestPassword:
 
     @pytest.mark.parametrize("credentials", ["wrong", "missing"])
     def test_wrong_password_is_a_typed_error_quickly_without_the_password(self, env, credentials):
-        """A wrong or missing password → BrokerUnavailableError within seconds, no password in its text."""
+        """A wrong or missing password → BrokerMisconfiguredError within seconds, no password in its text."""
         url = env["RECSTOP_BROKER_URL"]
         if credentials == "wrong":
             bad = url.replace(PASSWORD, "not-the-Pa55word")
         else:
             bad = "redis://" + url.split("@", 1)[1]
-        error, took_s = refused(producer_for(env, RECSTOP_BROKER_URL=bad))
+        error, took_s = refused(producer_for(env, RECSTOP_BROKER_URL=bad), BrokerMisconfiguredError)
+        assert "authentication failed" in str(error)
         assert took_s < 5.0
         assert isinstance(error.__context__, redis.AuthenticationError)
         text = exception_text(error)
@@ -423,7 +424,7 @@ def test_token_appears_nowhere(producer, start_worker, sandbox_client, call, red
             attempt()
         errors.append(info.value)
     unreachable.close()
-    assert [type(e).__name__ for e in errors[-2:]] == ["BrokerUnavailableError"] * 2
+    assert [type(e).__name__ for e in errors[-2:]] == ["StopNotStoredError"] * 2
     assert all(TOKEN not in exception_text(e) for e in errors)
 
 

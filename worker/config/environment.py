@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import Field, dataclass, fields, is_dataclass
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from recstop.worker.config import parsers
 from recstop.worker.config.credentials import Accounts, load_accounts
@@ -16,6 +16,7 @@ from recstop.worker.model.errors import ConfigError
 
 #: A settings dataclass: a field whose default factory is one is read as a group of variables.
 Group = type[Any]
+M = TypeVar("M")
 
 
 @dataclass(frozen=True)
@@ -56,27 +57,52 @@ AUTH_ID, AUTH_TOKEN, CREDENTIALS_FILE = (
 
 def settings_from_env(environ: Mapping[str, str] | None = None) -> Settings:
     """Read every setting from ``environ`` (``os.environ`` when omitted) into frozen ``Settings``."""
+    return read_model(Settings, environ)
+
+
+def read_model(
+    cls: type[M], environ: Mapping[str, str] | None = None, *, reads: frozenset[str] | None = None
+) -> M:
+    """Read a settings model (``Settings``, ``ProducerSettings``) from ``environ`` by walking its fields.
+
+    ``reads`` names the only variables read (None: all of them); a variable left out is not looked
+    at, and its field keeps its default.
+    """
     env = os.environ if environ is None else environ
-    return Settings(**_values(Settings, env, ""))
+    return cls(**_values(cls, _Env(env, reads), ""))
 
 
-def _values(cls: Group, env: Mapping[str, str], prefix: str) -> dict[str, Any]:
+class _Env:
+    """The environment as one model reads it: only the variables it reads."""
+
+    def __init__(self, env: Mapping[str, str], reads: frozenset[str] | None) -> None:
+        self.env = env
+        self.reads = reads
+
+    def read(self, spec: EnvSpec) -> Any:  # noqa: ANN401 - each variable has its own type
+        """The variable's value, or its default when this model does not read it."""
+        if self.reads is not None and spec.name not in self.reads:
+            return spec.default
+        return spec.read(self.env)
+
+
+def _values(cls: Group, env: _Env, prefix: str) -> dict[str, Any]:
     """The keyword arguments of ``cls``: each field read from its variable, each group built."""
     values: dict[str, Any] = {}
     for field in fields(cls):
         spec, group = _spec(field, prefix), _group(field)
         if spec is not None:
-            values[field.name] = spec.read(env)
+            values[field.name] = env.read(spec)
         elif group is Accounts:
             values[field.name] = load_accounts(
-                AUTH_ID.read(env), AUTH_TOKEN.read(env), CREDENTIALS_FILE.read(env)
+                env.read(AUTH_ID), env.read(AUTH_TOKEN), env.read(CREDENTIALS_FILE)
             )
         elif group is not None:
             values[field.name] = _build(group, env, f"{prefix}{field.name}.")
     return values
 
 
-def _build(cls: Group, env: Mapping[str, str], prefix: str) -> object:
+def _build(cls: Group, env: _Env, prefix: str) -> object:
     """One group, checked (``RedisSettings`` by ``from_dsn``); a value out of range names its variable."""
     values = _values(cls, env, prefix)
     if cls is RedisSettings:

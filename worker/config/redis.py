@@ -70,11 +70,26 @@ class RedisSettings:
         500,
         env="RECSTOP_REDIS_WAIT_TIMEOUT_MS",
         parse=parsers.positive_int,
-        help="Longest `WAIT` per publish; fewer replicas by then refuses the enqueue "
-        "(`BrokerUnavailableError`). Below the socket timeout.",
+        help="Longest `WAIT` per publish; fewer replicas by then fails the enqueue with "
+        "`StopOutcomeUnknownError` (the stop is on the master, not yet on a replica). Below the socket "
+        "timeout.",
     )
     socket_timeout_s: float = setting(
         5.0, env="RECSTOP_REDIS_SOCKET_TIMEOUT_S", parse=parsers.positive_float, help="Redis socket timeout."
+    )
+    max_connections: int = setting(
+        100,
+        env="RECSTOP_REDIS_MAX_CONNECTIONS",
+        parse=parsers.positive_int,
+        help="Connections one process's Redis client opens at most (its pool); a caller finding every "
+        "one busy waits for one (`RECSTOP_REDIS_POOL_TIMEOUT_S`).",
+    )
+    pool_timeout_s: float = setting(
+        5.0,
+        env="RECSTOP_REDIS_POOL_TIMEOUT_S",
+        parse=parsers.positive_float,
+        help="How long a caller waits for a free pooled connection before it gives up "
+        "(`StopNotStoredError`: nothing was sent).",
     )
     tls_ca_file: str | None = setting(
         None,
@@ -263,6 +278,7 @@ class RedisSettings:
     def __repr__(self) -> str:
         return (
             f"RedisSettings(url={self.safe_url!r}, socket_timeout_s={self.socket_timeout_s!r}, "
+            f"max_connections={self.max_connections!r}, pool_timeout_s={self.pool_timeout_s!r}, "
             f"consumer_timeout_s={self.consumer_timeout_s!r}, "
             f"consumer_heartbeat_s={self.consumer_heartbeat_s!r}, "
             f"tls_ca_file={self.tls_ca_file!r}, "

@@ -15,6 +15,15 @@ class ConfigError(RecstopError):
     """The settings are unusable; the process must not start."""
 
 
+class BrokerMisconfiguredError(ConfigError):
+    """Redis answered, but cannot hold recstop's stops as configured; nothing was stored.
+
+    A wrong password or missing permission, Redis Cluster (recstop's scripts need every key on one
+    server), a read-only replica, an out-of-memory Redis, a Redis without Lua scripting. Retrying
+    does not help: the message names the cause and what to change.
+    """
+
+
 class InvalidStopRequest(RecstopError, ValueError):  # noqa: N818 - reads as a noun, like ValueError
     """A stop request is malformed: rejected at the producer, dead-lettered at the worker."""
 
@@ -41,7 +50,30 @@ class UnknownAccountError(InvalidStopRequest):
 
 
 class BrokerUnavailableError(RecstopError):
-    """Redis could not be reached; the stop was not stored and the caller must retry."""
+    """Redis did not complete the call. Catch one of the two outcomes below to act on it.
+
+    :class:`StopNotStoredError`: nothing was done. :class:`StopOutcomeUnknownError`: it may have
+    been. Either way, retrying with the same ``request_id`` is safe (the stop is deduplicated).
+    """
+
+
+class StopNotStoredError(BrokerUnavailableError):
+    """Nothing was done: the call never reached Redis, or Redis refused it before running it.
+
+    Connection refused, unknown host, TLS failure, no pooled connection free in time, a connect
+    timeout, Redis loading its data set. The stop was not stored (a cancel cancelled nothing, a
+    replay replayed nothing): retry.
+    """
+
+
+class StopOutcomeUnknownError(BrokerUnavailableError):
+    """The call reached Redis and no answer came: it may have been done, or not.
+
+    A timeout waiting for the answer, a connection reset mid-call, fewer replicas than
+    ``RECSTOP_REDIS_WAIT_REPLICAS`` holding the write in time (stored on the master, not yet safe
+    from a failover). Retry with the same ``request_id``: a stored stop is deduplicated (the same
+    task id comes back), one that did not arrive is stored now.
+    """
 
 
 class StopDead(RecstopError):  # noqa: N818 - named for the task state it stands for

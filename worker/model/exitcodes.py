@@ -23,7 +23,8 @@ UNKNOWN: Final = 6
 MEANINGS: Final[dict[int, str]] = {
     OK: "success; for `status`: the recording is stopped (`stopped` or `already_stopped`)",
     FAILURE: "failure: Redis unreachable, nothing to cancel, no such dead letter, unhealthy ...",
-    USAGE: "bad input: an unknown option, a malformed call_uuid, URL or time, a bad setting",
+    USAGE: "bad input: an unknown option, a malformed call_uuid, URL or time, a bad setting (a wrong Redis "
+    "password, Cluster ...), a missing extra",
     PENDING: "`status`: the stop is still to happen (`queued`, `scheduled` or `retrying`)",
     DEAD: "`status`: the stop was given up (`dead`; a dead letter holds it)",
     CANCELLED: "`status`: the stop was cancelled (`cancelled`)",

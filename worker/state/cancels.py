@@ -8,7 +8,7 @@ from typing import Any, Final
 
 from recstop.worker.model.vocabulary import NotFound, Origin, State, TaskEvent
 from recstop.worker.state import keys, taskevents
-from recstop.worker.state.context import StoreContext, read_status
+from recstop.worker.state.context import ScriptSettings, StoreContext, read_status
 from recstop.worker.state.results import results_args, store_copies
 from recstop.worker.state.scripts import LuaScript, reply_json
 
@@ -107,28 +107,49 @@ class Cancels:
 
     def cancel_run(self, name: str, task_id: str | None, origin: Origin) -> Cancelled | None:
         """One ``cancel.lua`` call for the run ``task_id`` of the stop ``name``; None when the run changed."""
-        call_uuid, target = keys.split_member(name)
         ctx = self.ctx
-        extra_keys = [keys.result_key(task_id)] if task_id else []
-        revoked_event = [taskevents.task_revoked(task_id)] if task_id else []
-        reply = ctx.scripts.run(
-            CANCEL,
-            [keys.call_key(call_uuid), keys.SCHEDULE, keys.METRICS, keys.AUDIT_STREAM, *extra_keys],
-            {
-                "member": name,
-                "target": target,
-                "retention_s": ctx.retention.status_s,
-                "events_channel": self._revoked_channel,
-                "task_id": task_id,
-                "results": results_args(ctx.retention.result_s),
-                "audit": ctx.audit(origin),
-            },
-            revoked_event,
-        )
+        call = prepare_cancel(ctx, name, task_id, origin, revoked_channel=self._revoked_channel)
+        reply = ctx.scripts.run(CANCEL, call.keys, call.args, call.extra)
         if reply.changed:
             return None
         if reply.joined and reply.result_status:
             store_copies(ctx.client, reply.joined, reply.result_status, reply.result, ctx.retention.result_s)
-        return Cancelled(
-            reply.state, reply.cancelled, reply.task_id, reply.running, name, joiner=reply.joiner
-        )
+        return cancelled(name, reply)
+
+
+@dataclass(frozen=True)
+class PreparedCancel:
+    """The keys and arguments of one ``cancel`` script call."""
+
+    keys: list[str]
+    args: dict[str, Any]
+    extra: list[str]
+
+
+def prepare_cancel(
+    settings: ScriptSettings, name: str, task_id: str | None, origin: Origin, *, revoked_channel: str
+) -> PreparedCancel:
+    """The ``cancel.lua`` call for the run ``task_id`` of the stop ``name`` (no I/O).
+
+    ``revoked_channel`` is ``settings.events_channel(TaskEvent.REVOKED)``, computed once by the caller.
+    """
+    call_uuid, target = keys.split_member(name)
+    extra_keys = [keys.result_key(task_id)] if task_id else []
+    return PreparedCancel(
+        [keys.call_key(call_uuid), keys.SCHEDULE, keys.METRICS, keys.AUDIT_STREAM, *extra_keys],
+        {
+            "member": name,
+            "target": target,
+            "retention_s": settings.retention.status_s,
+            "events_channel": revoked_channel,
+            "task_id": task_id,
+            "results": results_args(settings.retention.result_s),
+            "audit": settings.audit(origin),
+        },
+        [taskevents.task_revoked(task_id)] if task_id else [],
+    )
+
+
+def cancelled(name: str, reply: CancelReply) -> Cancelled:
+    """What a cancel that did not find its run changed did (the caller wrote the joined results)."""
+    return Cancelled(reply.state, reply.cancelled, reply.task_id, reply.running, name, joiner=reply.joiner)

@@ -25,16 +25,15 @@ from recstop.worker.state.scripts import LuaScript, Scripts
 R = TypeVar("R")
 
 
-@dataclass(frozen=True)
-class StoreContext:
-    """The Redis client of the state store, its scripts, and the settings the scripts are given.
+@dataclass(frozen=True, kw_only=True)
+class ScriptSettings:
+    """The settings the scripts are given, without a connection: what a script call is prepared from.
 
-    ``redis`` names the broker database (task events go to its channels) and, when it asks for
-    replicas (``RECSTOP_REDIS_WAIT_REPLICAS``), the scripts that publish a message (enqueue,
-    publish) wait until that many replicas hold their writes (:meth:`durable`).
+    ``redis`` names the broker database (task events go to its channels) and whether publishes wait
+    for replicas. The threaded store (:class:`StoreContext`) and the asyncio producer prepare their
+    calls from the same settings, with the same functions (``enqueue.prepare_enqueue`` ...).
     """
 
-    client: Redis
     retry: RetryPolicy
     retention: Retention
     redis: RedisSettings
@@ -42,10 +41,6 @@ class StoreContext:
     watchdog_s: float
     #: The audit outbox's bound (``AuditSettings.stream_max``; 0: no audit events).
     audit_max: int
-    scripts: Scripts = field(init=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "scripts", Scripts(self.client))
 
     def audit(self, origin: Origin) -> dict[str, Any]:
         """The ``audit`` argument of a script: the outbox's bound, and who asked for the change."""
@@ -54,6 +49,21 @@ class StoreContext:
     def events_channel(self, event: TaskEvent) -> str:
         """The Redis channel a task event of this broker database is published on."""
         return taskevents.channel(self.redis.url, event)
+
+
+@dataclass(frozen=True, kw_only=True)
+class StoreContext(ScriptSettings):
+    """The Redis client of the state store, its scripts, and the settings the scripts are given.
+
+    When ``redis`` asks for replicas (``RECSTOP_REDIS_WAIT_REPLICAS``), the scripts that publish a
+    message (enqueue, publish) wait until that many replicas hold their writes (:meth:`durable`).
+    """
+
+    client: Redis
+    scripts: Scripts = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "scripts", Scripts(self.client))
 
     def durable(
         self, script: LuaScript[R], keys_: Sequence[str], args: Mapping[str, Any], extra: Sequence[str]
@@ -84,6 +94,10 @@ def request_args(request: StopRequest) -> dict[str, Any]:
 
 def read_status(client: Redis, call_uuid: str, url: str | None) -> StatusRecord | None:
     """The status record of a stop, or None when there is none (or it expired)."""
-    raw = client.get(keys.call_key(call_uuid))
-    record = json.loads(raw).get(keys.target_of(url)) if raw else None
+    return parse_status(client.get(keys.call_key(call_uuid)), url)
+
+
+def parse_status(raw: object, url: str | None) -> StatusRecord | None:
+    """The status record of the stop of ``url`` in a call key's value (None: no such stop)."""
+    record = json.loads(raw).get(keys.target_of(url)) if isinstance(raw, str | bytes) and raw else None
     return StatusRecord.from_record(record) if record else None

@@ -131,6 +131,11 @@ class DeadLetter:
             attempt_count=data.get("attempt_count"),
         )
 
+    @classmethod
+    def from_row(cls, row: str | bytes | None) -> DeadLetter | None:
+        """Build from a row of ``keys.DLQ_ENTRIES`` as read (None: no such entry)."""
+        return cls.from_entry(json.loads(row)) if row else None
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready view."""
         out = dict(self.__dict__)
@@ -209,12 +214,11 @@ class DeadLetters:
         if not ids:
             return []
         rows = cast("list[str | None]", self.client.hmget(keys.DLQ_ENTRIES, ids))
-        return [DeadLetter.from_entry(json.loads(row)) for row in rows if row]
+        return [entry for entry in map(DeadLetter.from_row, rows) if entry is not None]
 
     def get(self, entry_id: str) -> DeadLetter | None:
         """One dead letter, or None."""
-        row = cast("str | None", self.client.hget(keys.DLQ_ENTRIES, entry_id))
-        return DeadLetter.from_entry(json.loads(row)) if row else None
+        return DeadLetter.from_row(cast("str | None", self.client.hget(keys.DLQ_ENTRIES, entry_id)))
 
     def count(self) -> int:
         """How many dead letters are stored."""

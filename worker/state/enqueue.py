@@ -20,7 +20,7 @@ from recstop.worker.model.validation import StopRequest
 from recstop.worker.model.vocabulary import Origin, State, TaskEvent
 from recstop.worker.state import keys, taskevents
 from recstop.worker.state.cancels import Cancels
-from recstop.worker.state.context import StoreContext, request_args
+from recstop.worker.state.context import ScriptSettings, StoreContext, request_args
 from recstop.worker.state.envelope import stop_message
 from recstop.worker.state.results import results_args
 from recstop.worker.state.scripts import LuaScript, reply_json
@@ -122,28 +122,7 @@ class Enqueues:
 
         ``origin`` names the producer path in the audit trail.
         """
-        lane = keys.URGENT_QUEUE if urgent else keys.QUEUE
-        ctx = self.ctx
-        return PreparedEnqueue(
-            keys=[
-                keys.SCHEDULE,
-                lane,
-                keys.AUDIT_STREAM,
-                keys.METRICS,
-                *(keys.call_key(s.request.call_uuid) for s in stops),
-                *(keys.task_key(s.task_id) for s in stops),
-            ],
-            args={
-                "deadline_s": ctx.retry.deadline_s,
-                "retention_s": ctx.retention.status_s,
-                "watchdog_s": ctx.watchdog_s,
-                "urgent": urgent,
-                "events_channel": self._sent_channel,
-                "audit": ctx.audit(origin),
-                "stops": [_stop_args(s) for s in stops],
-            },
-            messages=[part for s in stops for part in _message_and_event(s, lane)],
-        )
+        return prepare_enqueue(self.ctx, stops, urgent=urgent, origin=origin, sent_channel=self._sent_channel)
 
     def run(self, call: PreparedEnqueue) -> list[Enqueued | Refused]:
         """Run a prepared ``enqueue`` (atomic, one round trip); the reply of each stop."""
@@ -179,6 +158,42 @@ class Enqueues:
             )
             return Enqueued(enqueued.task_id, deduplicated=False, state=State.CANCELLED)
         return enqueued
+
+
+def prepare_enqueue(
+    settings: ScriptSettings,
+    stops: Sequence[NewStop],
+    *,
+    urgent: bool,
+    origin: Origin,
+    sent_channel: str,
+) -> PreparedEnqueue:
+    """The keys, arguments and messages of one ``enqueue`` call for ``stops`` (all on one lane).
+
+    No I/O: the threaded store and the asyncio producer run what this prepares. ``sent_channel`` is
+    ``settings.events_channel(TaskEvent.SENT)``, computed once by the caller.
+    """
+    lane = keys.URGENT_QUEUE if urgent else keys.QUEUE
+    return PreparedEnqueue(
+        keys=[
+            keys.SCHEDULE,
+            lane,
+            keys.AUDIT_STREAM,
+            keys.METRICS,
+            *(keys.call_key(s.request.call_uuid) for s in stops),
+            *(keys.task_key(s.task_id) for s in stops),
+        ],
+        args={
+            "deadline_s": settings.retry.deadline_s,
+            "retention_s": settings.retention.status_s,
+            "watchdog_s": settings.watchdog_s,
+            "urgent": urgent,
+            "events_channel": sent_channel,
+            "audit": settings.audit(origin),
+            "stops": [_stop_args(s) for s in stops],
+        },
+        messages=[part for s in stops for part in _message_and_event(s, lane)],
+    )
 
 
 def _stop_args(stop: NewStop) -> dict[str, Any]:

@@ -6,6 +6,12 @@ Celery's broker connection gets the same TLS and Sentinel options through
 failover is followed by :func:`wait_for_replicas` on the same connection. When Redis cannot be
 reached, :func:`redis_unavailable` says which Redis and why, passwords masked; a loop that keeps
 trying reports the outage through :class:`RedisOutage` (a few lines, not one per try).
+
+The client's pool waits for a free connection (``RECSTOP_REDIS_MAX_CONNECTIONS``,
+``RECSTOP_REDIS_POOL_TIMEOUT_S``) rather than failing at once, and its connections mark every error
+raised once a command has left for Redis (:func:`was_sent`): a caller can then tell "nothing was
+sent" (connect refused, no connection free, a failed handshake) from "sent, and no answer". The
+``asyncio`` client with the same pool and marks is ``state.asyncclient``.
 """
 
 from __future__ import annotations
@@ -14,19 +20,32 @@ import socket
 import ssl
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import unquote, urlsplit
 
-from redis import Redis
+from redis import BlockingConnectionPool, Redis
 from redis.client import Pipeline
+from redis.connection import AbstractConnection, Connection, SSLConnection, UnixDomainSocketConnection
 from redis.exceptions import (
+    AskError,
     AuthenticationError,
     BusyLoadingError,
+    ClusterCrossSlotError,
+    ClusterDownError,
     InvalidResponse,
+    NoPermissionError,
+    OutOfMemoryError,
     ReadOnlyError,
 )
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.sentinel import MasterNotFoundError, Sentinel
+from redis.retry import Retry
+from redis.sentinel import (
+    MasterNotFoundError,
+    Sentinel,
+    SentinelConnectionPool,
+    SentinelManagedConnection,
+)
 
 from recstop.worker.config.redis import RedisSettings
 from recstop.worker.model.redaction import Redactor
@@ -46,17 +65,123 @@ class ReplicaShortfall(Exception):  # noqa: N818 - reads as the condition it rep
         self.required = required
 
 
+#: The attribute :class:`TracksSending` sets on an error raised after a command left for Redis.
+SENT_MARK: Final = "recstop_sent"
+
+
+def mark_sent(exc: BaseException) -> None:
+    """Mark ``exc`` as raised after a command was (perhaps partly) sent: its outcome is unknown."""
+    setattr(exc, SENT_MARK, True)
+
+
+def was_sent(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) was raised after a command left for Redis.
+
+    Only a client of :func:`redis_client` (or ``asyncclient``) marks its errors; see
+    :func:`tracks_sending`.
+    """
+    return any(getattr(link, SENT_MARK, False) for link in _chain(exc))
+
+
+class TracksSending(AbstractConnection):
+    """A connection that marks (:func:`mark_sent`) every error raised once a command was sent.
+
+    Connecting, the handshake (AUTH, HELLO, SELECT) and the idle connection's health check PING come
+    first and are not marked: an error there means the command never left. Writing the command and
+    reading its answer are marked (a write that fails may have reached Redis in part).
+    """
+
+    _recstop_awaiting = False
+
+    def send_packed_command(self, command: Any, check_health: bool = True) -> None:  # noqa: ANN401, FBT001, FBT002 - redis-py's signature
+        """Connect and check health (unmarked), then send (marked)."""
+        if not check_health:  # the connection's own PING and handshake commands
+            super().send_packed_command(command, check_health=False)  # type: ignore[no-untyped-call]
+            return
+        self._recstop_awaiting = False
+        if not self._sock:
+            self.connect()  # type: ignore[no-untyped-call]
+        self.check_health()  # type: ignore[no-untyped-call]
+        self._recstop_awaiting = True
+        try:
+            super().send_packed_command(command, check_health=False)  # type: ignore[no-untyped-call]
+        except Exception as exc:
+            mark_sent(exc)
+            raise
+
+    def read_response(self, *args: Any, **kwargs: Any) -> Any:  # noqa: ANN401 - redis-py's signature
+        """Read an answer; an error reading the answer to a sent command is marked."""
+        try:
+            return super().read_response(*args, **kwargs)
+        except Exception as exc:
+            if self._recstop_awaiting:
+                mark_sent(exc)
+            raise
+
+
+class TrackedConnection(TracksSending, Connection):
+    """A TCP connection that marks errors after sending."""
+
+
+class TrackedSSLConnection(TracksSending, SSLConnection):
+    """A TLS connection (``rediss://``) that marks errors after sending."""
+
+
+class TrackedUnixConnection(TracksSending, UnixDomainSocketConnection):
+    """A Unix socket connection (``unix://``) that marks errors after sending."""
+
+
+class TrackedSentinelConnection(TracksSending, SentinelManagedConnection):
+    """A connection to the master the sentinels name that marks errors after sending."""
+
+
+class WaitingConnectionPool(BlockingConnectionPool):
+    """redis-py's blocking pool (a caller waits for a free connection), with a working ``set_retry``.
+
+    (redis-py's ``set_retry`` walks lists only the non-blocking pool has; this pool keeps every
+    connection it made in ``_connections``.)
+    """
+
+    def set_retry(self, retry: Retry) -> None:
+        """Retry policy for new connections and every existing one."""
+        self.connection_kwargs.update({"retry": retry})
+        for connection in self._connections:
+            connection.retry = retry
+
+
+class BlockingSentinelConnectionPool(SentinelConnectionPool, WaitingConnectionPool):
+    """Sentinel's pool (follows the master) that waits for a free connection instead of failing."""
+
+
+def tracks_sending(client: Redis) -> bool:
+    """Whether this client's connections mark errors after sending (see :func:`was_sent`)."""
+    pool = client.connection_pool
+    return isinstance(pool.connection_class, type) and issubclass(pool.connection_class, TracksSending)
+
+
+def _connection_class(url: str) -> type[TracksSending]:
+    if url.startswith("rediss://"):
+        return TrackedSSLConnection
+    if url.startswith("unix://"):
+        return TrackedUnixConnection
+    return TrackedConnection
+
+
 def redis_client(settings: RedisSettings, *, decode: bool = True) -> Redis:
     """A Redis client for recstop's own keys (strings decoded), from explicit settings (TLS included).
 
     With a ``sentinel://`` URL it is the current master's client, found through the sentinels: after
     a failover its next connection goes to the new master. ``decode=False`` answers bytes (the audit
-    sink reads stream entries that may hold anything).
+    sink reads stream entries that may hold anything). Its pool holds at most
+    ``settings.max_connections`` and a caller waits up to ``settings.pool_timeout_s`` for one.
     """
     if settings.sentinel:
         return _sentinel_master_client(settings, decode=decode)
-    return Redis.from_url(
+    pool = WaitingConnectionPool.from_url(
         settings.url,
+        connection_class=_connection_class(settings.url),
+        max_connections=settings.max_connections,
+        timeout=settings.pool_timeout_s,
         decode_responses=decode,
         socket_timeout=settings.socket_timeout_s,
         socket_connect_timeout=settings.socket_timeout_s,
@@ -64,6 +189,7 @@ def redis_client(settings: RedisSettings, *, decode: bool = True) -> Redis:
         retry_on_timeout=False,
         **(settings.tls_options() or {}),
     )
+    return Redis.from_pool(pool)
 
 
 def sentinel_kwargs(settings: RedisSettings) -> dict[str, Any]:
@@ -102,6 +228,10 @@ def _sentinel_master_client(settings: RedisSettings, *, decode: bool) -> Redis:
         decode_responses=decode,
         health_check_interval=HEALTH_CHECK_INTERVAL_S,
         retry_on_timeout=False,
+        connection_pool_class=BlockingSentinelConnectionPool,
+        connection_class=TrackedSentinelConnection,
+        max_connections=settings.max_connections,
+        timeout=settings.pool_timeout_s,
     )
     return client
 
@@ -132,18 +262,34 @@ def redis_problem(exc: BaseException) -> str:
     anything else is named by its class and text. The text may hold a password: see
     :func:`redis_unavailable`, which masks it.
     """
-    chain = _chain(exc)
-    text = " ".join(str(link) for link in chain).lower()
-    for kinds, needles, reason in _PROBLEMS:
-        if any(isinstance(link, kinds) for link in chain) or any(n in text for n in needles):
-            return reason if reason != _TLS else f"TLS failed: {exc}"
-    return f"{type(exc).__name__}: {exc}"
+    problem = _problem(exc)
+    if problem is None:
+        return f"{type(exc).__name__}: {exc}"
+    return problem.reason if problem.reason != _TLS else f"TLS failed: {exc}"
+
+
+def misconfigured(exc: BaseException) -> bool:
+    """Whether the failure is Redis refusing what recstop needs, which no retry changes.
+
+    A wrong password or ACL, Redis Cluster, a read-only replica, an out-of-memory Redis, no Lua.
+    """
+    problem = _problem(exc)
+    return problem is not None and problem.misconfigured
 
 
 def redis_unavailable(settings: RedisSettings, exc: BaseException) -> str:
     """``Redis at <URL, passwords masked>: <why>``; passwords are masked in the reason too."""
     reason = Redactor(settings.secrets()).text(redis_problem(exc))
     return f"Redis at {settings.safe_url}: {reason}"
+
+
+def _problem(exc: BaseException) -> _Problem | None:
+    chain = _chain(exc)
+    text = " ".join(str(link) for link in chain).lower()
+    for problem in _PROBLEMS:
+        if any(isinstance(link, problem.kinds) for link in chain) or any(n in text for n in problem.needles):
+            return problem
+    return None
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
@@ -156,44 +302,93 @@ def _chain(exc: BaseException) -> list[BaseException]:
     return chain
 
 
+@dataclass(frozen=True)
+class _Problem:
+    """A kind of failure: the classes and lower-case text fragments that show it, and its reason."""
+
+    kinds: tuple[type[BaseException], ...]
+    needles: tuple[str, ...]
+    reason: str
+    #: Redis refuses what recstop needs: a retry cannot help (a setting or the server must change).
+    misconfigured: bool = False
+
+
 _TLS: Final = "TLS"
-#: (exception classes, lower-case text fragments, reason): the first that matches names the problem.
-_PROBLEMS: Final[tuple[tuple[tuple[type[BaseException], ...], tuple[str, ...], str], ...]] = (
-    (
+#: The first that matches names the problem.
+_PROBLEMS: Final = (
+    _Problem(  # redis-py's Sentinel client, on a READONLY from a demoted master: it asks the sentinels again
+        (),
+        ("previous master is now a slave",),
+        "the master changed (a Sentinel failover): the sentinels name the new one",
+    ),
+    _Problem(
         (AuthenticationError,),
         ("noauth", "wrongpass", "invalid username-password", "invalid password"),
         "authentication failed: wrong or missing user/password in RECSTOP_BROKER_URL",
+        misconfigured=True,
     ),
-    ((ssl.SSLError,), ("ssl", "certificate"), _TLS),
-    (
+    _Problem(
+        (NoPermissionError,),
+        ("noperm",),
+        "the Redis user may not run recstop's commands (ACL): it needs +@scripting, +@write and +@read",
+        misconfigured=True,
+    ),
+    _Problem(
+        (ClusterCrossSlotError, AskError, ClusterDownError),
+        ("crossslot", "moved ", "clusterdown"),
+        "Redis Cluster is not supported: recstop's scripts use keys of many hash slots; point "
+        "RECSTOP_BROKER_URL at one server, or at Sentinel (sentinel://...)",
+        misconfigured=True,
+    ),
+    _Problem(
+        (),
+        ("unknown command 'evalsha'", "unknown command `evalsha`", "unknown command 'eval'"),
+        "this Redis runs no Lua scripts (EVALSHA disabled or renamed): recstop needs Redis >= 6.2 "
+        "with scripting",
+        misconfigured=True,
+    ),
+    _Problem((ssl.SSLError,), ("ssl", "certificate"), _TLS),
+    _Problem(
         (ConnectionRefusedError,),
         ("connection refused",),
         "connection refused: nothing listens there (is redis-server running? is RECSTOP_BROKER_URL right?)",
     ),
-    (
+    _Problem(
         (socket.gaierror,),
         ("name or service not known", "nodename nor servname", "name resolution"),
         "unknown host: the host name in RECSTOP_BROKER_URL does not resolve",
     ),
-    (
+    _Problem(
         (RedisTimeoutError, TimeoutError),
         ("timed out", "timeout"),
         "timed out: no answer within RECSTOP_REDIS_SOCKET_TIMEOUT_S",
     ),
-    ((BusyLoadingError,), ("loading",), "Redis is loading its data set into memory; try again shortly"),
-    ((ReadOnlyError,), ("readonly",), "a read-only replica: point RECSTOP_BROKER_URL at the master"),
-    (
+    _Problem(
+        (BusyLoadingError,), ("loading",), "Redis is loading its data set into memory; try again shortly"
+    ),
+    _Problem(
+        (ReadOnlyError,),
+        ("readonly",),
+        "a read-only replica: point RECSTOP_BROKER_URL at the master",
+        misconfigured=True,
+    ),
+    _Problem(
         (MasterNotFoundError,),
         ("no master found",),
         "the sentinels name no master for RECSTOP_REDIS_SENTINEL_MASTER",
     ),
-    ((), ("oom command not allowed",), "Redis is out of memory (maxmemory reached under noeviction)"),
-    (
+    _Problem(
+        (OutOfMemoryError,),
+        ("oom command not allowed",),
+        "Redis is out of memory (maxmemory reached under noeviction): free memory or raise maxmemory",
+        misconfigured=True,
+    ),
+    _Problem(
         (InvalidResponse,),
         ("protocol error",),
         "the server there does not speak the Redis protocol (wrong port? TLS needs rediss://)",
     ),
-    (
+    _Problem(
         (ConnectionResetError,),
         ("connection reset", "closed by server", "connection closed"),
         "the server closed the connection (does it require TLS? maxclients reached?)",

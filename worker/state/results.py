@@ -83,15 +83,23 @@ def store_copies(client: Redis, task_ids: Iterable[str], status: str, result: ob
     Their keys are known only once the script that decided it has run, so they are written right
     after it (a crash in between leaves them PENDING, never wrong).
     """
-    ids = [task_id for task_id in task_ids if task_id]
-    if not ids or expires_s <= 0:
+    records = result_copies(task_ids, status, result, expires_s)
+    if not records:
         return
     with client.pipeline(transaction=False) as pipe:
-        for task_id in ids:
-            record = meta(task_id, status, result)
-            pipe.set(keys.result_key(task_id), record, ex=expires_s)
-            pipe.publish(keys.result_key(task_id), record)
+        for key, record in records:
+            pipe.set(key, record, ex=expires_s)
+            pipe.publish(key, record)
         pipe.execute()
+
+
+def result_copies(
+    task_ids: Iterable[str], status: str, result: object, expires_s: int
+) -> list[tuple[str, str]]:
+    """The (key, record) of each result :func:`store_copies` writes (none when results are off)."""
+    if expires_s <= 0:
+        return []
+    return [(keys.result_key(task_id), meta(task_id, status, result)) for task_id in task_ids if task_id]
 
 
 def settled_result(settled_by: str) -> tuple[CeleryState, dict[str, Any]]:

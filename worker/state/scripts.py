@@ -11,6 +11,8 @@ the parser is the only reader of the reply, and whoever changes a reply finds ev
 parser's name. Every script answers JSON (``reply_json``), except ``fetch``, whose reply carries the
 messages byte for byte (``lua/fetch.lua`` says how).
 
+:class:`AsyncScripts` runs the same scripts, arguments and parsers on a ``redis.asyncio`` client.
+
 The text Redis runs is the generated constants (``state.prelude``: the vocabulary and the key
 layout), then ``lua/common.lua``, then the script.
 """
@@ -23,13 +25,18 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from redis import Redis
 from redis.client import Pipeline
 from redis.commands.core import Script
 
 from recstop.worker.state.prelude import lua_prelude
+
+if TYPE_CHECKING:  # only an asyncio producer loads redis.asyncio
+    from redis.asyncio import Redis as AsyncRedis
+    from redis.asyncio.client import Pipeline as AsyncPipeline
+    from redis.commands.core import AsyncScript
 
 R = TypeVar("R")
 
@@ -118,3 +125,39 @@ class Scripts:
     def load(self, script: LuaScript[Any]) -> None:
         """Load a script into Redis (after a restart forgot it: ``NOSCRIPT``)."""
         self.client.script_load(self._script(script).script)
+
+
+class AsyncScripts:
+    """The scripts registered on one ``redis.asyncio`` client: the same texts, arguments and parsers."""
+
+    def __init__(self, client: AsyncRedis) -> None:
+        self.client = client
+        self._scripts: dict[str, AsyncScript] = {}
+
+    def _script(self, script: LuaScript[Any]) -> AsyncScript:
+        found = self._scripts.get(script.name)
+        if found is None:  # one event loop: no other coroutine runs between the get and the set
+            found = self._scripts[script.name] = self.client.register_script(source(script.name))
+        return found
+
+    async def run(
+        self,
+        script: LuaScript[R],
+        keys: Sequence[str],
+        args: Mapping[str, Any],
+        extra: Sequence[str | bytes] = (),
+    ) -> R:
+        """Run one script atomically; its reply as the script's parser reads it."""
+        raw = await self._script(script)(keys=list(keys), args=[encode(args), *extra], client=self.client)
+        return script.parse(raw)
+
+    async def queue(
+        self,
+        pipe: AsyncPipeline,
+        script: LuaScript[Any],
+        keys: Sequence[str],
+        args: Mapping[str, Any],
+        extra: Sequence[str | bytes] = (),
+    ) -> None:
+        """Add one script call to a pipeline; ``script.parse`` reads its reply from ``pipe.execute()``."""
+        await self._script(script)(keys=list(keys), args=[encode(args), *extra], client=pipe)

@@ -16,6 +16,7 @@ from __future__ import annotations
 from redis import Redis
 
 from recstop.worker.config.confirm import ConfirmSettings
+from recstop.worker.config.producer import ProducerSettings
 from recstop.worker.config.redis import RedisSettings
 from recstop.worker.config.settings import Retention, RetryPolicy, Settings
 from recstop.worker.model.status import StatusRecord
@@ -42,7 +43,12 @@ class StopStore:
     ) -> None:
         """``confirm``: how a successful stop's recordings are confirmed (None: not at all, a producer)."""
         self.ctx = StoreContext(
-            client, retry, retention, redis_settings, watchdog_s=watchdog_s, audit_max=audit_max
+            client=client,
+            retry=retry,
+            retention=retention,
+            redis=redis_settings,
+            watchdog_s=watchdog_s,
+            audit_max=audit_max,
         )
         self.client = client
         self.cancels = Cancels(self.ctx)
@@ -51,8 +57,8 @@ class StopStore:
         self.schedule = Schedule(self.ctx)
 
     @classmethod
-    def for_settings(cls, client: Redis, settings: Settings) -> StopStore:
-        """The store for one process's settings."""
+    def for_settings(cls, client: Redis, settings: Settings | ProducerSettings) -> StopStore:
+        """The store for one process's settings (a worker's, or a producer's)."""
         return cls(
             client,
             settings.retry,
@@ -60,7 +66,7 @@ class StopStore:
             redis_settings=settings.redis,
             watchdog_s=settings.watchdog_s,
             audit_max=settings.audit.stream_max,
-            confirm=settings.confirm,
+            confirm=settings.confirm if isinstance(settings, Settings) else None,
         )
 
     def status(self, call_uuid: str, url: str | None = None) -> StatusRecord | None:
