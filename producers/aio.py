@@ -222,6 +222,8 @@ class AsyncProducer:
                 results.append(request)
                 continue
             assert entry is not None  # narrowing: replay_request answered a missing one above
-            (handle,) = handles([request], await self._run_enqueue(self.plan.replay_call(request, entry_id, entry)))
+            (handle,) = handles(
+                [request], await self._run_enqueue(self.plan.replay_call(request, entry_id, entry))
+            )
             results.append(ReplayResult(entry_id, handle.task_id, handle.deduplicated))
         return results

@@ -14,8 +14,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Final
 
 from recstop.producers.failures import broker_error
-from recstop.worker.config.producer import ProducerSettings
 from recstop.worker.config.fields import env_name
+from recstop.worker.config.producer import ProducerSettings
 from recstop.worker.config.settings import RetryPolicy, Settings
 from recstop.worker.model.errors import InvalidBulkItem, InvalidStopRequest, RecstopError, UnknownAccountError
 from recstop.worker.model.ids import new_id

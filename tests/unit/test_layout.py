@@ -122,9 +122,10 @@ def test_importing_recstop_worker_imports_nothing_else():
 
 def test_the_worker_never_imports_the_producer_package():
     """recstop.worker stands on its own: the producer uses the worker's shared parts, never the reverse."""
-    wrong = []
-    for path in sorted(WORKER.rglob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("recstop.producers"):
-                wrong.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    wrong = [
+        f"{path.relative_to(ROOT)}:{node.lineno}"
+        for path in sorted(WORKER.rglob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("recstop.producers")
+    ]
     assert wrong == []
