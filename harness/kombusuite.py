@@ -60,7 +60,7 @@ RECSTOP_ALIASES: Final = {
 TRANSPORT_ENV: Final = "RECSTOP_KOMBU_TRANSPORT"
 REPORT_ENV: Final = "RECSTOP_KOMBU_REPORT"
 #: Test processes of a run: kombu's tests mostly sleep (queue expiry, health-check deadlines).
-DEFAULT_PROCESSES: Final = 12
+DEFAULT_PROCESSES: Final = 8
 #: Each test's duration in the last run (seconds), beside the extracted suite.
 DURATIONS: Final = "durations.json"
 #: Longest a single kombu test may take (its longest sleeps about 9 s), and the whole run.
@@ -148,7 +148,8 @@ def run_suite(
     suite = suite_dir(version)
     report = report_dir / f"kombu-{transport}.json"
     env = {
-        **os.environ,
+        # Not this session's pytest variables (an xdist worker's id, the current test ...).
+        **{name: value for name, value in os.environ.items() if not name.startswith("PYTEST_")},
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
         # Only the plugins named below: each test process starts in half the time without the
         # others installed here (hypothesis ...).
@@ -236,11 +237,13 @@ def pytest_sessionfinish(session: Any) -> None:  # noqa: ANN401
     path = os.environ.get(REPORT_ENV)
     if path and not hasattr(session.config, "workerinput"):
         Path(path).write_text(json.dumps(_outcomes, indent=1, sort_keys=True), encoding="utf-8")
-        durations = {test: round(seconds, 2) for test, seconds in _durations.items()}
+        known = Path(session.config.rootpath) / DURATIONS
+        durations = json.loads(known.read_text(encoding="utf-8")) if known.is_file() else {}
+        durations.update({test: round(seconds, 2) for test, seconds in _durations.items()})
         # Written whole, then renamed: every test process of a later run reads the same order.
-        staged = Path(session.config.rootpath) / f"{DURATIONS}.{os.getpid()}"
+        staged = known.with_name(f"{DURATIONS}.{os.getpid()}")
         staged.write_text(json.dumps(durations, indent=1), encoding="utf-8")
-        staged.replace(staged.with_name(DURATIONS))
+        staged.replace(known)
 
 
 def main() -> None:

@@ -42,12 +42,13 @@ def test_a_cancelled_lane_keeps_its_stops_in_redis_and_added_back_stops_each_onc
     routine = [call() for _ in range(5)]
     for call_uuid in routine:
         producer.stop_recording(call_uuid)
+    queued = client.lrange(QUEUE, 0, -1)
     # Two urgent stops, queued after the routine ones and stopped: the worker fetched twice since.
     for _ in range(2):
         urgent = call()
         producer.stop_recording(urgent, urgent=True)
         assert final(producer, urgent).state == "stopped"
-    assert (client.llen(QUEUE), in_flight(client)) == (5, 0)
+    assert (len(queued), client.lrange(QUEUE, 0, -1), in_flight(client)) == (5, queued, 0)  # untouched
     assert [producer.status(call_uuid).state for call_uuid in routine] == ["queued"] * 5
     assert [deletes(sandbox_client, call_uuid) for call_uuid in routine] == [[]] * 5
     added = control_app.control.add_consumer(QUEUE, reply=True, timeout=5)

@@ -45,7 +45,7 @@ def test_kombus_redis_suite_passes_against_recstops_transport(tmp_path):
     counted = sum(int(n) for n, _ in re.findall(r"(\d+) (passed|failed|skipped|errors?)\b", summary))
     assert len(run.outcomes) == counted > 100, run.output[-3000:]
     refused = {test for test in run.outcomes if any(f"::{name}::" in test for name in REFUSED_CLASSES)}
-    assert len(refused) == 10
+    assert refused, "no test of the refused classes ran"
     wrong = {
         test: result.message
         for test, result in run.outcomes.items()
