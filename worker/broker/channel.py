@@ -8,9 +8,10 @@ atomic move each (``state.inflight``), and a heartbeat replaces the visibility t
 - **Fetching.** With credit, the consumer's blocking connection runs ``fetch.lua``: urgent lane
   first, as many messages as an event loop may take (the free prefetch credit), or one for
   ``drain_events`` (kombu's one message per call). When nothing waits, the connection blocks in
-  ``BLMOVE`` on the last queue, and one more connection per other queue (the urgent lane) blocks
-  in ``BLMOVE`` on it, so an urgent stop is taken the moment it arrives. ``basic_get`` moves one
-  message the same way.
+  ``BLMOVE`` on the last queue, and one more connection per other queue consumed with acks (the
+  urgent lane) blocks in ``BLMOVE`` on it, so an urgent stop is taken the moment it arrives.
+  ``basic_get`` moves one message the same way. A queue consumed without acks is popped
+  (``RPOP`` in ``fetch.lua``, ``BRPOP``), as kombu pops it: no_ack asks for at most once.
 - **Acks** remove the message from the in-flight list; a reject with requeue moves it back to the
   tail of its list, marked redelivered as kombu marks it. kombu's ``unacked`` hash, its index and
   its restore sweeps are not used (``broker.options`` refuses their options).
@@ -54,7 +55,7 @@ class Pending:
 
     command: str
     sources: tuple[str, ...]
-    #: The sources whose messages it pops rather than moves (queues consumed without acks).
+    #: The sources a fetch pops rather than moves from (queues consumed without acks).
     popped: frozenset[str] = frozenset()
 
 
@@ -95,8 +96,7 @@ class Channel(HoldingChannel):
         if self._idle:
             self._arm_waiters([queue for queue in queues[:-1] if queue not in self._no_ack])
             command = self._block(connection, queues[-1], timeout or self.brpop_timeout)
-            pops = frozenset(queues[-1:]) if command == POP_COMMAND else frozenset()
-            self._pending = Pending(command, (queues[-1],), pops)
+            self._pending = Pending(command, (queues[-1],))
         else:
             connection.send_command(*self.inflight.fetch_command(sources, self._credit(), popped))
             self._pending = Pending(FETCH_COMMAND, tuple(sources), frozenset(popped))
@@ -223,7 +223,7 @@ class Channel(HoldingChannel):
         raise NotImplementedError(f"recstop's channel never pops a message (queue {queue!r}): use basic_get")
 
     def basic_consume(self, queue: str, no_ack: bool, *args: Any, **kwargs: Any) -> Any:  # noqa: ANN401, FBT001
-        """Consume ``queue``; a queue consumed without acks has its messages dropped as they are fetched."""
+        """Consume ``queue``; one consumed without acks is popped (kombu's at-most-once), held nowhere."""
         if no_ack:
             self._no_ack.add(queue)
         return super().basic_consume(queue, no_ack, *args, **kwargs)

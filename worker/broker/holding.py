@@ -62,6 +62,10 @@ class HoldingChannel(ClientChannel):
         """A queue's lists in the order they are taken from: the queue, then its priority lists."""
         return list(dict.fromkeys(self._q_for_pri(queue, pri) for pri in self.priority_steps))
 
+    def _lane_lists(self) -> list[str]:
+        """The lanes and their priority lists: reaped from any silent consumer, named or not."""
+        return [name for lane in keys.LANES for name in self._queue_lists(lane)]
+
     def _take(self, item: Fetched, queue: str) -> dict[str, Any]:
         """The envelope of a fetched message, tagged, and held until acked (unless it was popped)."""
         payload = envelope(item.message, queue)
@@ -78,13 +82,15 @@ class HoldingChannel(ClientChannel):
     def settle(self, delivery_tag: str, *, requeue: str | None) -> None:
         """Remove a delivered message from the in-flight list, or requeue it (``head``/``tail``)."""
         URGENT_FIRST.release(delivery_tag)
-        item = HELD.pop(delivery_tag, None)
+        item = HELD.get(delivery_tag)
         if item is None:  # acknowledged already, by the task that recorded its outcome
             return
         if requeue is None:
             self.inflight.ack(item)
         else:
             self.inflight.requeue(item, head=requeue == "head", back=redelivered(item.message))
+        # Held until settled in Redis: a hand-back of undelivered messages meanwhile leaves it.
+        HELD.pop(delivery_tag, None)
 
     def hand_back(self, delivery_tag: str) -> None:
         """A message that will not run here (its worker stops): back to the head of its list now."""
@@ -102,8 +108,9 @@ class HoldingChannel(ClientChannel):
         if self._heartbeat is None:
             # Listed before the first message moves, so that a crash right after is reaped.
             self.inflight.beat()
-            lanes = [name for lane in keys.LANES for name in self._queue_lists(lane)]
-            self._heartbeat = Heartbeat(self.inflight, lanes, interval_s=float(self.consumer_heartbeat_s))
+            self._heartbeat = Heartbeat(
+                self.inflight, self._lane_lists(), interval_s=float(self.consumer_heartbeat_s)
+            )
             self._heartbeat.start()
 
     def _held_here(self) -> dict[str, Fetched]:
@@ -159,8 +166,7 @@ class HoldingChannel(ClientChannel):
         self._heartbeat.stop()
         try:
             requeued = self._hand_back(delivered=True)
-            lanes = [name for lane in keys.LANES for name in self._queue_lists(lane)]
-            requeued += self.inflight.release(sorted({*self._sources_seen, *lanes}))
+            requeued += self.inflight.release(sorted({*self._sources_seen, *self._lane_lists()}))
         except redis_errors.RedisError as exc:
             # Unreachable: once this consumer's heartbeat is older than the timeout, a live worker
             # moves these messages back (or this process, reconnected, does).
