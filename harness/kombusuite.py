@@ -60,7 +60,7 @@ RECSTOP_ALIASES: Final = {
 TRANSPORT_ENV: Final = "RECSTOP_KOMBU_TRANSPORT"
 REPORT_ENV: Final = "RECSTOP_KOMBU_REPORT"
 #: Test processes of a run: kombu's tests mostly sleep (queue expiry, health-check deadlines).
-DEFAULT_PROCESSES: Final = 8
+DEFAULT_PROCESSES: Final = 12
 #: Each test's duration in the last run (seconds), beside the extracted suite.
 DURATIONS: Final = "durations.json"
 #: Longest a single kombu test may take (its longest sleeps about 9 s), and the whole run.
@@ -205,10 +205,21 @@ def pytest_unconfigure(config: Any) -> None:  # noqa: ANN401, ARG001 - pytest's 
 
 
 def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:  # noqa: ANN401
-    """Longest first: by the last run's durations, else the tests that sleep first."""
+    """Longest first (the last run's durations, else the tests that sleep first), paired for xdist.
+
+    xdist's ``load`` hands each process two tests to start with, in order, then one at a time:
+    process k starts with the k-th longest and the (2n-1-k)-th, so no process starts with two
+    long ones.
+    """
     path = Path(config.rootpath) / DURATIONS
     known: dict[str, float] = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
     items.sort(key=lambda item: -known.get(item.nodeid, 0.0) if known else -_sleeps(item))
+    processes = int(getattr(config, "workerinput", {}).get("workercount", 1))
+    first = items[: 2 * processes]
+    half = len(first) // 2
+    longest, rest = first[:half], first[half:]
+    paired = [test for pair in zip(longest, reversed(rest), strict=False) for test in pair]
+    items[: len(first)] = paired + rest[: len(rest) - half]  # and the odd one out
 
 
 def _sleeps(item: Any) -> int:  # noqa: ANN401 - pytest's Item
