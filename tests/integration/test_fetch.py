@@ -6,8 +6,9 @@ import threading
 
 import pytest
 
+from recstop.worker.broker.heartbeat import Heartbeat
 from recstop.worker.state import keys
-from recstop.worker.state.inflight import FETCH, Heartbeat, Inflight, inflight_messages
+from recstop.worker.state.inflight import FETCH, Inflight, inflight_messages, sources_key
 
 pytestmark = pytest.mark.integration
 
@@ -152,4 +153,59 @@ def test_release_hands_back_everything_and_leaves_the_consumer_set(client):
     assert client.lrange(keys.URGENT_QUEUE, 0, -1) == [b"u1"]
     assert client.lrange(keys.QUEUE, 0, -1) == [b"r2", b"r1"]
     assert client.zscore(keys.CONSUMERS, "a") is None
+    assert inflight_messages(client) == []
+
+
+def test_a_silent_consumer_of_any_queue_is_reaped_through_its_sources_set(client):
+    """The fetch names each list it moves from; a reaper finds them all, whatever the queues are called."""
+    videos, urgent_videos = "videos", f"videos{keys.PRIORITY_SEP}3"
+    push(client, videos, b"v1", b"v2")
+    push(client, urgent_videos, b"p1")
+    dead = consumer(client, "dead", timeout_s=1.0)
+    dead.beat()
+    assert len(dead.fetch([urgent_videos, videos], 3)) == 3
+    assert client.smembers(sources_key("dead")) == {videos.encode(), urgent_videos.encode()}
+    client.zadd(keys.CONSUMERS, {"dead": 1.0})
+    assert Heartbeat(consumer(client, "live", timeout_s=1.0), LANES, interval_s=1).beat_once() == 3
+    assert client.lrange(videos, 0, -1) == [b"v2", b"v1"]  # v1 is next again
+    assert client.lrange(urgent_videos, 0, -1) == [b"p1"]
+    assert (client.exists(sources_key("dead")), client.zscore(keys.CONSUMERS, "dead")) == (0, None)
+    assert inflight_messages(client) == []
+
+
+def test_a_queue_consumed_without_acks_is_popped_into_no_inflight_list(client):
+    """Popped sources (no_ack) lose their message at once, as kombu's BRPOP, and are named nowhere."""
+    push(client, "replies", b"r1")
+    push(client, keys.QUEUE, b"m1")
+    a = consumer(client, "a")
+    got = a.fetch(["replies", keys.QUEUE], 2, popped={"replies"})
+    assert [(f.message, f.popped) for f in got] == [(b"r1", True), (b"m1", False)]
+    assert inflight_messages(client) == [b"m1"]
+    assert client.smembers(sources_key("a")) == {keys.QUEUE.encode()}
+
+
+def test_every_key_carries_kombus_global_keyprefix(client):
+    """With a key prefix, the lists, the in-flight lists, the sources set and the heartbeats all carry it."""
+    push(client, "tenant:jobs", b"m1")
+    a = Inflight(client, "a", timeout_s=1.0, prefix="tenant:")
+    a.beat()
+    (m1,) = a.fetch(["jobs"], 1)
+    assert (m1.source, m1.inflight) == ("tenant:jobs", "tenant:" + keys.inflight_key("a", "jobs"))
+    assert sorted(client.keys("*")) == sorted(
+        [m1.inflight.encode(), b"tenant:" + sources_key("a").encode(), b"tenant:" + keys.CONSUMERS.encode()]
+    )
+    client.zadd("tenant:" + keys.CONSUMERS, {"a": 1.0})
+    reaper = Inflight(client, "b", timeout_s=1.0, prefix="tenant:")
+    assert Heartbeat(reaper, [], interval_s=1).beat_once() == 1
+    assert client.lrange("tenant:jobs", 0, -1) == [b"m1"]
+
+
+def test_a_requeue_can_put_back_the_message_marked(client):
+    """A requeue removes exactly the fetched bytes and pushes what it is given in their place."""
+    push(client, keys.QUEUE, b"m1")
+    a = consumer(client, "a")
+    (m1,) = fetch(a, 1)
+    assert a.requeue(m1, head=True, back=b"m1-marked") is True
+    assert client.lrange(keys.QUEUE, 0, -1) == [b"m1-marked"]
+    assert a.requeue(m1, head=True, back=b"again") is False
     assert inflight_messages(client) == []

@@ -5,7 +5,7 @@ from __future__ import annotations
 from redis.exceptions import AuthenticationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from recstop.worker.config.settings import RedisSettings
+from recstop.worker.config.redis import RedisSettings
 from recstop.worker.state.redisclient import RedisOutage
 
 

@@ -4,6 +4,8 @@ A list item that is not a kombu envelope (not JSON, headers that are not an obje
 properties...) makes kombu raise inside the worker's event loop: the worker exits and the item is
 gone. Here such an item is wrapped in an envelope of content type ``BAD_ENVELOPE``, keeping its raw
 bytes, so the consumer dead-letters it like any other poison message.
+
+A message handed back after it was delivered is marked as kombu marks it (:func:`redelivered`).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 
 from kombu.utils.encoding import bytes_to_str
-from kombu.utils.json import loads
+from kombu.utils.json import dumps, loads
 
 #: Content type of an envelope made for a list item that was not a kombu message.
 BAD_ENVELOPE: Final = "application/x-recstop-bad-envelope"
@@ -41,6 +43,23 @@ def envelope(item: bytes | str, routing_key: str) -> dict[str, Any]:
             "priority": 0,
         },
     }
+
+
+def redelivered(item: bytes) -> bytes:
+    """The item as kombu requeues a delivered message: ``redelivered`` in its headers and delivery info.
+
+    An item that is not a kombu envelope (poison), or has no headers object, goes back unchanged.
+    """
+    try:
+        payload = loads(bytes_to_str(item))
+    except Exception:  # noqa: BLE001 - any decoding failure means "not an envelope"
+        return item
+    if not _is_envelope(payload) or not isinstance(payload.get("headers"), dict):
+        return item
+    payload["headers"]["redelivered"] = True
+    payload["properties"]["delivery_info"]["redelivered"] = True
+    text: str = dumps(payload)
+    return text.encode("utf-8")
 
 
 def _is_envelope(payload: object) -> bool:

@@ -39,7 +39,7 @@ from recstop.worker.policy.priority import URGENT_FIRST
 from recstop.worker.policy.ratelimit import RateLimitWaitTooLong
 from recstop.worker.run.executor import Executor, RunResult
 from recstop.worker.state.deadletters import DeadLetters
-from recstop.worker.state.inflight import HELD, TAG_HEADER
+from recstop.worker.state.inflight import HELD
 from recstop.worker.state.keys import TASK_NAME, URGENT_QUEUE
 
 log = structlog.get_logger("recstop.task")
@@ -69,7 +69,7 @@ def register_tasks(app: Celery, executor: Executor, deadletters: DeadLetters) ->
                 log.warning("message_malformed", reason=str(exc), dlq_id=entry)
                 raise StopDead("malformed", str(exc)) from None
             urgent = (self.request.delivery_info or {}).get("routing_key") == URGENT_QUEUE
-            tag = getattr(self.request, TAG_HEADER, None)
+            tag = _delivery_tag(self)
             try:
                 result = executor.run(request, task_id, urgent=urgent, ack=HELD.get(tag) if tag else None)
             finally:
@@ -152,6 +152,13 @@ def _expiry(task: Task) -> float | None:
     if not isinstance(value, str):
         return None
     return datetime.fromisoformat(value).timestamp()
+
+
+def _delivery_tag(task: Task) -> str | None:
+    """The message's delivery tag (the transport's key of its in-flight entry), from its properties."""
+    properties = getattr(task.request, "properties", None) or {}
+    tag = properties.get("delivery_tag")
+    return tag if isinstance(tag, str) else None
 
 
 def _context_value(value: object) -> str | None:
