@@ -30,7 +30,7 @@ SCENARIOS = (
 )
 
 # One worker runs the whole module (its fixture runs the bench once) while others run the rest.
-pytestmark = [pytest.mark.timeout(600), pytest.mark.xdist_group("bench")]
+pytestmark = [pytest.mark.timeout(600), pytest.mark.xdist_group("bench"), pytest.mark.bench]
 
 
 @pytest.fixture(scope="module")
