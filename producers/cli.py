@@ -33,7 +33,8 @@ from recstop.worker.model.errors import (
 )
 from recstop.worker.model.status import StatusRecord, iso
 from recstop.worker.model.vocabulary import Origin, State
-from recstop.worker.state.redisclient import redis_client, redis_unavailable
+from recstop.worker.state.problems import redis_unavailable
+from recstop.worker.state.redisclient import redis_client
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = exitcodes.OK, exitcodes.FAILURE, exitcodes.USAGE
 

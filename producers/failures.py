@@ -30,7 +30,9 @@ from recstop.worker.model.errors import (
     StopNotStoredError,
     StopOutcomeUnknownError,
 )
-from recstop.worker.state.redisclient import ReplicaShortfall, misconfigured, redis_unavailable, was_sent
+from recstop.worker.state.connections import was_sent
+from recstop.worker.state.problems import misconfigured, redis_unavailable
+from recstop.worker.state.redisclient import ReplicaShortfall
 
 #: Answers with which Redis refuses a command before running it (nothing done): retry later.
 _REFUSED_BEFORE_RUNNING: Final = (

@@ -25,9 +25,10 @@ from recstop.worker.model.errors import BrokerMisconfiguredError, BrokerUnavaila
 from recstop.worker.model.status import StatusRecord
 from recstop.worker.model.validation import StopRequest, validate_call_uuid, validate_url
 from recstop.worker.model.vocabulary import Origin
+from recstop.worker.state.connections import tracks_sending
 from recstop.worker.state.deadletters import DeadLetter, DeadLetters
 from recstop.worker.state.enqueue import Enqueued, PreparedEnqueue, Refused
-from recstop.worker.state.redisclient import ReplicaShortfall, redis_client, tracks_sending
+from recstop.worker.state.redisclient import ReplicaShortfall, redis_client
 from recstop.worker.state.store import StopStore
 
 if TYPE_CHECKING:

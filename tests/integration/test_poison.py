@@ -16,7 +16,7 @@ from support import deletes, final, free_port, in_flight, wait_for
 
 from harness.poison import Poisoned, Touch, poison_set
 from recstop.producers import cli
-from recstop.worker.celeryapp.consumer import Poison, PoisonHandler
+from recstop.worker.celeryapp.poison import Poison, PoisonHandler
 from recstop.worker.config.settings import Retention
 from recstop.worker.model.redaction import Redactor
 from recstop.worker.state.deadletters import MAX_PAYLOAD_CHARS, DeadLetters

@@ -6,7 +6,7 @@ from redis.exceptions import AuthenticationError
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from recstop.worker.config.redis import RedisSettings
-from recstop.worker.state.redisclient import RedisOutage
+from recstop.worker.state.outage import RedisOutage
 
 
 class Lines:

@@ -25,7 +25,7 @@ from support import free_port
 
 from recstop.producers import Producer
 from recstop.worker.api.classify import MAX_MESSAGE, Classification, classify, parse_error_body
-from recstop.worker.celeryapp.consumer import (
+from recstop.worker.celeryapp.poison import (
     ACCEPTED_CONTENT_TYPE,
     CONTENT_TYPE_REFUSED,
     RAW_REASONS,

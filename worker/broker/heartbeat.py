@@ -14,7 +14,7 @@ import structlog
 from redis.exceptions import RedisError
 
 from recstop.worker.state.inflight import Inflight
-from recstop.worker.state.redisclient import RedisOutage
+from recstop.worker.state.outage import RedisOutage
 
 log = structlog.get_logger("recstop.fetch")
 

@@ -31,7 +31,7 @@ from recstop.worker.model.vocabulary import Confirmation, DeadReason, State, htt
 from recstop.worker.policy.priority import URGENT_FIRST, UrgentFirst
 from recstop.worker.policy.ratelimit import RateLimiter
 from recstop.worker.state.confirmations import Confirmations, Job
-from recstop.worker.state.redisclient import redis_unavailable
+from recstop.worker.state.problems import redis_unavailable
 
 log = structlog.get_logger("recstop.confirm")
 

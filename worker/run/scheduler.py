@@ -14,7 +14,7 @@ from collections.abc import Callable
 import structlog
 from redis.exceptions import RedisError
 
-from recstop.worker.state.redisclient import RedisOutage
+from recstop.worker.state.outage import RedisOutage
 from recstop.worker.state.schedule import CLAIM_BATCH, Schedule
 
 log = structlog.get_logger("recstop.scheduler")

@@ -22,7 +22,8 @@ from redis.asyncio.connection import (
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
 
 from recstop.worker.config.redis import RedisSettings
-from recstop.worker.state.redisclient import HEALTH_CHECK_INTERVAL_S, mark_sent, sentinel_kwargs
+from recstop.worker.state.connections import mark_sent
+from recstop.worker.state.redisclient import HEALTH_CHECK_INTERVAL_S, sentinel_kwargs
 
 
 class AsyncTracksSending(AbstractConnection):
