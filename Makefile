@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.installed
 # The real folders (recstop/worker, recstop/producers and recstop/sandbox link to them).
 LINTED := recstop/__init__.py worker producers vobiz_sandbox harness chaos bench tests scripts
 
-.PHONY: help install promtool run test test-bench test-unit test-integration chaos chaos-short bench bench-ci lint format flower clean
+.PHONY: help install promtool run test test-bench test-lowest test-unit test-integration chaos chaos-short bench bench-ci lint format flower clean
 
 help:
 	@echo "make run    - the whole local stack, each part in its own process: redis-server (AOF), the Vobiz sandbox"
@@ -66,6 +66,26 @@ test: $(STAMP) $(PROMTOOL)
 test-bench: $(STAMP)
 	$(BIN)/pytest -q -n 1 --dist loadgroup -m bench
 
+# The supported ranges' other end (pyproject.toml; scripts/lowest_pins.py reads their lower bounds):
+# a second virtualenv with those versions over the pinned set, running what builds on them: the
+# transport and kombu's own suite, the scripts, the producers, Sentinel. CI runs it after make test.
+LOWEST := .venv-lowest
+LOWEST_TESTS := tests/integration/test_fetch.py tests/integration/test_kombu_contract.py \
+  tests/integration/test_consumer_control.py tests/integration/test_stop_flow.py \
+  tests/integration/test_lanes.py tests/integration/test_scheduling.py tests/integration/test_poison.py \
+  tests/integration/test_celery_native.py tests/integration/test_sentinel.py \
+  tests/integration/test_producer_contract.py tests/integration/test_async_producer.py
+test-lowest: $(STAMP)
+	@mkdir -p .run
+	$(BIN)/python -m scripts.lowest_pins > .run/lowest-pins.txt
+	grep -v -i -E '^(celery|kombu|redis)==' deploy/requirements.txt > .run/pins-but-ranged.txt
+	test -x $(LOWEST)/bin/python || $(PYTHON) -m venv $(LOWEST)
+	$(LOWEST)/bin/pip install --quiet --upgrade pip
+	$(LOWEST)/bin/pip install --quiet -c .run/pins-but-ranged.txt -c requirements-dev.txt -c .run/lowest-pins.txt \
+	  -e '.[$(EXTRAS),dev]' --config-settings editable_mode=compat
+	$(LOWEST)/bin/pip list 2>/dev/null | grep -i -E '^(celery|kombu|redis) '
+	$(LOWEST)/bin/python -m pytest -q -n 3 --dist loadgroup -p no:cacheprovider $(LOWEST_TESTS)
+
 bench: $(STAMP)
 	$(BIN)/python -m bench --profile full --json .run/bench.json
 
@@ -94,4 +114,4 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix $(LINTED)
 
 clean:
-	rm -rf $(VENV) .run .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(LOWEST) .run .pytest_cache .mypy_cache .ruff_cache

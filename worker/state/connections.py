@@ -8,6 +8,7 @@ The ``asyncio`` counterparts are ``state.asyncclient``.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Final
 
 from redis import BlockingConnectionPool, Redis
@@ -102,6 +103,18 @@ class WaitingConnectionPool(BlockingConnectionPool):
         self.connection_kwargs.update({"retry": retry})
         for connection in self._connections:
             connection.retry = retry
+
+    def disconnect(self, inuse_connections: bool = True) -> None:  # noqa: FBT001, FBT002 - redis-py's signature
+        """Close the connections, as redis-py 8's blocking pool does.
+
+        Sentinel's pool calls ``disconnect(inuse_connections=False)`` when the master moves; the
+        blocking pool of redis-py before 7 takes no argument (it closes every connection): recstop
+        supports redis-py from 6.4 (pyproject), so the argument is passed on only where it exists.
+        """
+        if "inuse_connections" in inspect.signature(BlockingConnectionPool.disconnect).parameters:
+            super().disconnect(inuse_connections=inuse_connections)  # type: ignore[call-arg, unused-ignore]
+        else:
+            super().disconnect()
 
 
 class BlockingSentinelConnectionPool(SentinelConnectionPool, WaitingConnectionPool):
