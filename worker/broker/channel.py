@@ -130,11 +130,7 @@ class Channel(HoldingChannel):
             return True
         finally:
             self._in_poll = None  # type: ignore[assignment]
-            # kombu 5.7 re-authenticates a connection here once its poll is over (credential
-            # providers); earlier kombu has no such step.
-            flush = getattr(self, "_flush_brpop_reauth", None)
-            if flush is not None:
-                flush()
+            self._flush_brpop_reauth()
 
     def _credit(self) -> int:
         """How many messages one fetch takes: one for ``drain_events``, else the free prefetch credit."""
