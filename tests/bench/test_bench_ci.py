@@ -59,10 +59,14 @@ def test_every_scenario_reports_rows(report):
 
 
 def test_burst_figures_sit_beside_both_references(report):
-    """The burst rows: one default process beside one tuned naive process, then the scale-out burst."""
-    one, burst = [r for r in report["rows"] if r["scenario"] == "1 burst"]
+    """The burst rows: one default process beside one tuned naive process, its costs, the scale-out burst."""
+    one, *costs, burst = [r for r in report["rows"] if r["scenario"] == "1 burst"]
     assert one["recstop"] > 0
     assert one["naive_tuned"] > 0
+    assert [r["metric"].split(":")[1].split()[0] for r in costs] == ["worker", "Redis", "Redis"]
+    assert all(
+        r["metric"].startswith("CPU per stop") and r["recstop"] > 0 and r["naive_tuned"] > 0 for r in costs
+    )
     assert "one `celery -A recstop.worker worker`" in one["metric"]
     assert all(burst[k] > 0 for k in ("recstop", "naive", "naive_tuned", "raw"))
     assert burst["recstop_vs_naive_tuned"] == round(burst["recstop"] / burst["naive_tuned"], 2)

@@ -82,9 +82,22 @@ def test_every_script_is_declared_once_with_its_parser_beside_it():
     assert {name: len(where) for name, where in declared.items() if len(where) != 1} == {}
 
 
+def _defined(text: str) -> list[str]:
+    """The names a Lua text defines at its top level, in order."""
+    found = re.findall(r"^local (?:function )?([\w, ]+?)\s*(?:=|\()", text, flags=re.MULTILINE)
+    return [name.strip() for names in found for name in names.split(",")]
+
+
 @pytest.mark.parametrize("name", [n for n in SCRIPTS if n != "common"])
-def test_every_script_loads_with_the_prelude_into_one_text(name):
-    """The text Redis runs starts with the generated constants, then common.lua, then the script."""
+def test_every_script_loads_with_the_shared_definitions_it_uses(name):
+    """The text Redis runs has each prelude and common.lua name the script uses, and no other."""
+    script = (LUA / f"{name}.lua").read_text()
     text = source(name)
-    assert text.startswith(lua_prelude())
-    assert text.index("local function load_call") < text.index((LUA / f"{name}.lua").read_text()[:40])
+    assert text.endswith(script)
+    shared = _defined(f"{lua_prelude()}\n{(LUA / 'common.lua').read_text()}")
+    kept = _defined(text.removesuffix(script))
+    assert kept == [n for n in shared if n in kept]  # in their order
+    code = re.sub(r"--[^\n]*", "", text)
+    code = re.sub(r"'[^'\n]*'|\"[^\"\n]*\"", "''", code)
+    used = set(re.findall(r"(?<![.\w])([A-Za-z_]\w*)", code))
+    assert used & set(shared) <= set(kept) | set(_defined(script)), f"{name}.lua misses a definition"

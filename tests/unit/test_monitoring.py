@@ -57,7 +57,12 @@ def exposed(redis_server) -> set[str]:
     client = redis_server.client()
     client.hset(
         "recstop:metrics",
-        mapping={"latency_count:204": 1, "latency_sum:204": 0.1, "rejected:malformed": 1, "dead:http_403": 1},
+        mapping={
+            "latency_bucket:204:0.1": 1,
+            "latency_sum:204": 0.1,
+            "rejected:malformed": 1,
+            "dead:http_403": 1,
+        },
     )
     text = generate_latest(registry).decode()
     names = {sample.name for family in text_string_to_metric_families(text) for sample in family.samples}

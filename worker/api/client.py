@@ -11,7 +11,7 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from typing import Final
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import urllib3
 from urllib3 import exceptions as http_errors
@@ -54,54 +54,73 @@ class CallRecordings:
     pages: int
 
 
-def recordings_url(api_base: str, auth_id: str) -> str:
-    """``{api_base}/Account/{auth_id}/Recording/``: exact casing, trailing slash."""
-    return f"{api_base.rstrip('/')}/Account/{quote(auth_id, safe='')}/Recording/"
+def recordings_path(auth_id: str) -> str:
+    """``/Account/{auth_id}/Recording/`` (after the API base's path): exact casing, trailing slash."""
+    return f"/Account/{quote(auth_id, safe='')}/Recording/"
+
+
+def record_path(auth_id: str, call_uuid: str) -> str:
+    """``/Account/{auth_id}/Call/{call_uuid}/Record/`` (after the base's path): exact casing."""
+    return f"/Account/{quote(auth_id, safe='')}/Call/{quote(call_uuid, safe='')}/Record/"
 
 
 def record_url(api_base: str, auth_id: str, call_uuid: str) -> str:
-    """``{api_base}/Account/{auth_id}/Call/{call_uuid}/Record/``: exact casing, trailing slash."""
-    return (
-        f"{api_base.rstrip('/')}/Account/{quote(auth_id, safe='')}/Call/{quote(call_uuid, safe='')}/Record/"
-    )
+    """``{api_base}/Account/{auth_id}/Call/{call_uuid}/Record/``."""
+    return f"{api_base.rstrip('/')}{record_path(auth_id, call_uuid)}"
 
 
 class VobizClient:
-    """Stops recordings; every call returns its :class:`Classification`, a timeout or reset included."""
+    """Stops recordings; every call returns its :class:`Classification`, a timeout or reset included.
+
+    One connection pool for the API's host, called with the request's path: the base URL is parsed
+    once, not on every call, and each account's headers are built once.
+    """
 
     def __init__(self, api: ApiSettings, *, concurrency: int) -> None:
         self.api = api
         # One keep-alive connection per worker thread; never block waiting for a free one.
-        self._pool = urllib3.PoolManager(num_pools=4, maxsize=max(1, concurrency), block=False)
+        self._pool = urllib3.connection_from_url(api.base_url, maxsize=max(1, concurrency), block=False)
+        self._base_path = (urllib3.util.parse_url(api.base_url).path or "").rstrip("/")
         self._timeout = urllib3.Timeout(connect=api.connect_timeout_s, read=api.read_timeout_s)
+        self._headers: dict[tuple[str, str], dict[str, str]] = {}
 
     def close(self) -> None:
         """Close every pooled connection."""
-        self._pool.clear()
+        self._pool.close()
+
+    def _headers_for(self, auth_id: str, token: Secret) -> dict[str, str]:
+        """The headers of every call made as ``auth_id`` (built once per account and token)."""
+        revealed = token.reveal()
+        found = self._headers.get((auth_id, revealed))
+        if found is None:
+            found = self._headers[(auth_id, revealed)] = {
+                "X-Auth-ID": auth_id,
+                "X-Auth-Token": revealed,
+                "User-Agent": USER_AGENT,
+                "Accept": "application/json",
+            }
+        return found
 
     def stop_recording(
         self, *, auth_id: str, token: Secret, call_uuid: str, url: str | None
     ) -> Classification:
         """DELETE the recording(s); ``url=None`` stops every recording on the call."""
-        headers = {
-            "X-Auth-ID": auth_id,
-            "X-Auth-Token": token.reveal(),
-            "User-Agent": USER_AGENT,
-            "Accept": "application/json",
-        }
+        headers = self._headers_for(auth_id, token)
         body = None
         if url is not None:
             body = json.dumps({"URL": url}).encode()
-            headers["Content-Type"] = "application/json"
+            headers = {**headers, "Content-Type": "application/json"}
+        path = self._base_path + record_path(auth_id, call_uuid)
         try:
-            response = self._pool.request(
+            response = self._pool.urlopen(
                 "DELETE",
-                record_url(self.api.base_url, auth_id, call_uuid),
+                path,
                 body=body,
                 headers=headers,
                 timeout=self._timeout,
                 retries=False,
                 redirect=False,
+                assert_same_host=False,
             )
         except http_errors.NewConnectionError as exc:  # before TimeoutError: urllib3 2 derives it from there
             return no_response("connection", "connection error", exc)
@@ -135,21 +154,16 @@ class VobizClient:
         return CallRecordings(tuple(found), has_end_times, pages)
 
     def _page(self, *, auth_id: str, token: Secret, call_uuid: str, offset: int) -> Page | LookupFailed:
-        headers = {
-            "X-Auth-ID": auth_id,
-            "X-Auth-Token": token.reveal(),
-            "User-Agent": USER_AGENT,
-            "Accept": "application/json",
-        }
+        query = urlencode({"call_uuid": call_uuid, "limit": str(PAGE_LIMIT), "offset": str(offset)})
         try:
-            response = self._pool.request(
+            response = self._pool.urlopen(
                 "GET",
-                recordings_url(self.api.base_url, auth_id),
-                fields={"call_uuid": call_uuid, "limit": str(PAGE_LIMIT), "offset": str(offset)},
-                headers=headers,
+                f"{self._base_path}{recordings_path(auth_id)}?{query}",
+                headers=self._headers_for(auth_id, token),
                 timeout=self._timeout,
                 retries=False,
                 redirect=False,
+                assert_same_host=False,
             )
         except http_errors.NewConnectionError as exc:
             return LookupFailed("connection", transient=True, error=f"connection error: {type(exc).__name__}")

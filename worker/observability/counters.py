@@ -41,9 +41,8 @@ def counter_families(raw: Mapping[str, str]) -> Iterator[Metric]:
     for field, reason in _labelled(raw, keys.Counter.DEAD):
         stops.add_metric([State.DEAD, reason], float(raw[field]))
     yield stops
-    yield counter_metric(
-        "recstop_attempts", "API calls made (attempts recorded).", float(raw.get(keys.Counter.ATTEMPTS, 0))
-    )
+    attempts = sum(sum(by_le.values()) for by_le in _latency_buckets(raw).values())
+    yield counter_metric("recstop_attempts", "API calls made (attempts recorded).", attempts)
     rejected = CounterMetricFamily(
         "recstop_messages_rejected",
         "Messages dead-lettered before they became a stop (malformed, poison), by reason.",
@@ -88,17 +87,29 @@ def _latency(raw: Mapping[str, str]) -> HistogramMetricFamily:
         "Duration of DELETE calls to the Vobiz API, by HTTP status.",
         labels=["status"],
     )
-    for field, status in _labelled(raw, keys.Counter.LATENCY_COUNT):
+    for status, by_le in sorted(_latency_buckets(raw).items()):
         cumulative, buckets = 0.0, []
         for bound in keys.LATENCY_BUCKETS:
-            label = keys.bucket_label(bound)
-            cumulative += float(raw.get(keys.counter(keys.Counter.LATENCY_BUCKET, status, label), 0))
+            cumulative += by_le.get(keys.bucket_label(bound), 0.0)
             buckets.append((str(bound), cumulative))
-        buckets.append(("+Inf", float(raw[field])))
+        buckets.append(("+Inf", sum(by_le.values())))
         family.add_metric(
             [status], buckets, float(raw.get(keys.counter(keys.Counter.LATENCY_SUM, status), 0))
         )
     return family
+
+
+def _latency_buckets(raw: Mapping[str, str]) -> dict[str, dict[str, float]]:
+    """Attempts by status and bucket label, as ``finish.lua`` counts them (one field per attempt).
+
+    Each attempt is counted once, in its bucket: the histogram's count and the attempts total are
+    their sums (a field per total would cost every attempt two more commands in Redis).
+    """
+    found: dict[str, dict[str, float]] = {}
+    for field, label in _labelled(raw, keys.Counter.LATENCY_BUCKET):
+        status, _, le = label.rpartition(keys.COUNTER_SEP)
+        found.setdefault(status, {})[le] = float(raw[field])
+    return found
 
 
 def _confirmations(raw: Mapping[str, str]) -> Iterator[Metric]:

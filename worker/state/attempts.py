@@ -10,6 +10,7 @@ from recstop.worker.config.confirm import ConfirmSettings
 from recstop.worker.model.validation import StopRequest
 from recstop.worker.model.vocabulary import Decision, Dedup, Origin, Outcome, Sidelined, Skip, State
 from recstop.worker.state import keys
+from recstop.worker.state.arguments import raw
 from recstop.worker.state.context import StoreContext, request_args
 from recstop.worker.state.results import results_args, settled_result, store_copies
 from recstop.worker.state.scripts import LuaScript, reply_json
@@ -19,8 +20,8 @@ if TYPE_CHECKING:  # the worker's in-flight protocol: a producer never loads it
 
 #: How soon a message that found its stop locked by another run looks again, at the least.
 DEFER_S: Final = 1.0
-#: The labels of the latency histogram's buckets, as ``finish.lua`` counts them.
-_BUCKET_LABELS: Final = [keys.bucket_label(bound) for bound in keys.LATENCY_BUCKETS]
+#: The labels of the latency histogram's buckets, as ``finish.lua`` counts them (encoded once).
+_BUCKET_LABELS: Final = raw([keys.bucket_label(bound) for bound in keys.LATENCY_BUCKETS])
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,7 @@ class Attempts:
         self._confirm = (
             None
             if confirm is None or not confirm.enabled
-            else {"deadline_s": confirm.deadline_s, "first_s": confirm.backoff_base_s}
+            else raw({"deadline_s": confirm.deadline_s, "first_s": confirm.backoff_base_s})
         )
 
     def begin(

@@ -19,6 +19,7 @@ from recstop.worker.model.status import StatusRecord
 from recstop.worker.model.validation import StopRequest
 from recstop.worker.model.vocabulary import Origin, TaskEvent
 from recstop.worker.state import keys, taskevents
+from recstop.worker.state.arguments import Raw
 from recstop.worker.state.redisclient import check_wait, queue_wait
 from recstop.worker.state.scripts import LuaScript, Scripts
 
@@ -42,9 +43,9 @@ class ScriptSettings:
     #: The audit outbox's bound (``AuditSettings.stream_max``; 0: no audit events).
     audit_max: int
 
-    def audit(self, origin: Origin) -> dict[str, Any]:
+    def audit(self, origin: Origin) -> Raw:
         """The ``audit`` argument of a script: the outbox's bound, and who asked for the change."""
-        return {"max": self.audit_max, "origin": origin}
+        return Raw(f'{{"max":{int(self.audit_max)},"origin":{json.dumps(str(origin))}}}')
 
     def events_channel(self, event: TaskEvent) -> str:
         """The Redis channel a task event of this broker database is published on."""

@@ -29,7 +29,8 @@ from redis import Redis
 
 from recstop.worker.model.ids import new_id
 from recstop.worker.state import keys
-from recstop.worker.state.scripts import LuaScript, Scripts, encode, reply_json
+from recstop.worker.state.arguments import encode
+from recstop.worker.state.scripts import LuaScript, Scripts, reply_json
 
 #: The move that takes one message from a list (its right end, the head) into an in-flight list.
 BLOCKING_MOVE: Final = ("RIGHT", "LEFT")

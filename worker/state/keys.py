@@ -114,10 +114,10 @@ class Counter(StrEnum):
     DEAD = "dead"  # dead:<reason>
     REJECTED = "rejected"  # rejected:<reason>: messages refused before they became a stop
     SETTLED = "settled"  # URL stops settled by a stop-all
-    ATTEMPTS = "attempts"
-    LATENCY_COUNT = "latency_count"  # latency_count:<status> (``none``: no response)
-    LATENCY_SUM = "latency_sum"  # latency_sum:<status>, seconds
-    LATENCY_BUCKET = "latency_bucket"  # latency_bucket:<status>:<le> (non-cumulative)
+    LATENCY_SUM = "latency_sum"  # latency_sum:<status>, seconds (``none``: no response)
+    # latency_bucket:<status>:<le>, non-cumulative: each attempt counted once, in its bucket, so the
+    # histogram's count and the attempts total are sums of these (observability/counters.py)
+    LATENCY_BUCKET = "latency_bucket"
     RATE_LIMITED = "rate_limited"  # 429 answers
     RETRY_AFTER = "retry_after"  # Retry-After waits honoured, capped
     RETRY_AFTER_SECONDS = "retry_after_seconds"

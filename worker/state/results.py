@@ -36,6 +36,7 @@ from redis import Redis
 
 from recstop.worker.model.vocabulary import CeleryState, State
 from recstop.worker.state import keys
+from recstop.worker.state.arguments import Raw
 
 #: The placeholders of :data:`META_TEMPLATE`, by their name in the Lua prelude (``PLACEHOLDER.*``).
 RESULT_PLACEHOLDERS: Final = {
@@ -58,9 +59,17 @@ META_TEMPLATE: Final = json.dumps(
 )
 
 
-def results_args(expires_s: int) -> dict[str, Any]:
-    """The ``results`` argument of the scripts that write results: lifetime and the record to fill."""
-    return {"expires_s": expires_s, "meta": META_TEMPLATE.replace(_DATE_DONE, _now_iso(), 1)}
+#: :data:`META_TEMPLATE` as the JSON string a script is given, split where its date goes.
+_META_HEAD, _META_TAIL = json.dumps(META_TEMPLATE).split(_DATE_DONE)
+
+
+def results_args(expires_s: int) -> Raw:
+    """The ``results`` argument of the scripts that write results: lifetime and the record to fill.
+
+    Encoded as the script gets it (``{"expires_s": ..., "meta": "..."}``), the template's JSON
+    encoding done once: only the date changes from one call to the next.
+    """
+    return Raw(f'{{"expires_s":{int(expires_s)},"meta":{_META_HEAD}{_now_iso()}{_META_TAIL}}}')
 
 
 def meta(task_id: str, status: str, result: object) -> str:

@@ -75,10 +75,13 @@ local function adopt(state, phase)
     {origin = ORIGIN.CELERY, due_at = now, not_after = not_after})
 end
 
--- Revoked (celery control revoke) before any run had this task id: the run it would start, or
--- the pending run it is, is cancelled now and never calls the API.
-if redis.call('EXISTS', revoked) == 1 and (new or pending(r.state)) then
-  if new then adopt(STATE.CANCELLED, nil) end
+-- Revoked (celery control revoke) before any run had this task id: the run it would start is
+-- cancelled now and never calls the API. A run that already has this task id was indexed when it
+-- was recorded (state/cancels.py revoke finds it there, and cancels its record), or, for a Celery
+-- message with an ETA, checked against the revoke when it was recorded (state/enqueue.py): only a
+-- new run looks for the revoke here.
+if new and redis.call('EXISTS', revoked) == 1 then
+  adopt(STATE.CANCELLED, nil)
   r.state, r.phase, r.finished_at, r.watch_at = STATE.CANCELLED, nil, now, nil
   r.keep_until = now + A.retention_s
   redis.call('ZREM', schedule, name)
@@ -112,7 +115,10 @@ end
 if new then adopt(STATE.QUEUED, PHASE.READY) end
 r.lock, r.lock_until, r.lock_consumer = A.lock_token, now + A.lock_ttl_ms / 1000, A.consumer
 -- The message is in this worker's in-flight list; the watchdog covers it being lost all the same.
-watch(schedule, name, r, now, A.watchdog_s)
+-- Armed when the message was published: armed again only when less than half of it is left.
+if r.watch_at == nil or tonumber(r.watch_at) - now < A.watchdog_s / 2 then
+  watch(schedule, name, r, now, A.watchdog_s)
+end
 save_call(key, call, now)
 local decision = DECISION.RUN
 if r.not_after < now then decision = DECISION.EXPIRED end

@@ -207,6 +207,8 @@ end
 -- nor record what did not. Never a token (the scripts never see one). Bounded: past AU.max entries
 -- (no sink draining it) the oldest go, counted in COUNTER.AUDIT_DROPPED.
 -- AU: {max, origin}; max 0 turns the outbox off. e: the event's own fields.
+-- The outbox's length is read once in a script run, at its first event, and counted on from there.
+local audit_length = nil
 local function audit(stream, metrics, AU, name, r, target, now, e)
   if stream == nil or AU == nil or (AU.max or 0) <= 0 then return end
   e = e or {}
@@ -218,7 +220,9 @@ local function audit(stream, metrics, AU, name, r, target, now, e)
     if r.urgent then e.urgent = true end
   end
   redis.call('XADD', stream, '*', 'e', cjson.encode(e))
-  if redis.call('XLEN', stream) > AU.max then
+  if audit_length == nil then audit_length = redis.call('XLEN', stream) else audit_length = audit_length + 1 end
+  if audit_length > AU.max then
     redis.call('HINCRBY', metrics, COUNTER.AUDIT_DROPPED, redis.call('XTRIM', stream, 'MAXLEN', AU.max))
+    audit_length = AU.max
   end
 end

@@ -41,8 +41,8 @@ if attempt ~= nil then
   for _, b in ipairs(A.buckets) do
     if secs <= tonumber(b) then le = b; break end
   end
-  count(COUNTER.ATTEMPTS)
-  count(counter(COUNTER.LATENCY_COUNT, code))
+  -- The one count of an attempt: the attempts total and the histogram's count are its sums
+  -- (observability/counters.py).
   count(counter(COUNTER.LATENCY_BUCKET, code, le))
   redis.call('HINCRBYFLOAT', metrics, counter(COUNTER.LATENCY_SUM, code), string.format('%.6f', secs))
   if attempt.http_status == 429 then count(COUNTER.RATE_LIMITED) end
