@@ -18,9 +18,10 @@ RANGED = ("celery", "kombu", "redis")
 
 
 def lowest_pins() -> dict[str, str]:
-    """name -> the lower bound of its range in pyproject.toml (``>=``), for each of :data:`RANGED`."""
+    """Map each of :data:`RANGED` to the lower bound of its range in pyproject.toml (``>=``)."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    declared = [*project["dependencies"], *(d for ds in project["optional-dependencies"].values() for d in ds)]
+    extras = project["optional-dependencies"].values()
+    declared = [*project["dependencies"], *(d for ds in extras for d in ds)]
     found: dict[str, str] = {}
     for text in declared:
         requirement = Requirement(text)
