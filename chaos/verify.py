@@ -12,7 +12,7 @@ from typing import Any, Final
 from recstop.producers import Producer
 from recstop.sandbox import SandboxClient
 from recstop.worker.model.status import StatusRecord
-from recstop.worker.model.vocabulary import State
+from recstop.worker.model.vocabulary import Confirmation, State
 from recstop.worker.state.deadletters import DeadLetters
 
 #: DELETE answers the worker counts as "the recording is not recording any more".
@@ -169,3 +169,20 @@ def settled_s(records: dict[str, StatusRecord], calls: Iterable[str], event_at: 
 def log_events(records: Iterable[dict[str, Any]], event: str) -> list[dict[str, Any]]:
     """The log records of one event."""
     return [r for r in records if r.get("event") == event]
+
+
+def settled(producer: Producer, calls: list[str], timeout_s: float) -> dict[str, StatusRecord]:
+    """Wait until no confirmation is pending (or ``timeout_s``); the last records seen."""
+    records: dict[str, StatusRecord] = {}
+    waiting = set(calls)
+    deadline = time.monotonic() + timeout_s
+    while waiting and time.monotonic() < deadline:
+        for call_uuid in list(waiting):
+            record = producer.status(call_uuid)
+            if record is not None:
+                records[call_uuid] = record
+                if record.confirmation not in (None, Confirmation.PENDING):
+                    waiting.discard(call_uuid)
+        if waiting:
+            time.sleep(0.5)  # polling the records, bounded by the deadline above
+    return records

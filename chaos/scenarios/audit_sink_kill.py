@@ -24,7 +24,7 @@ from chaos.plain import PlainCelery
 from chaos.profiles import Profile
 from chaos.report import ScenarioResult
 from chaos.stack import AUTH_ID, Stack
-from chaos.verify import deletes_by_call, reconcile
+from chaos.verify import deletes_by_call, reconcile, settled
 from harness.postgres import PostgresServer
 from harness.procs import wait_for
 from recstop.worker.audit.db import audit_engine
@@ -69,6 +69,10 @@ def run(profile: Profile, keep_dir: Path | None = None) -> ScenarioResult:
             tally = reconcile(
                 stack.producer(), stack.sandbox.client, [a.call_uuid for a in sent.accepted], timeout_s=180
             )
+            # A stop's confirmation (its own audit event) follows the stop: the trail is complete
+            # once every confirmation has settled, not when the last stop has.
+            confirming = [c for c, r in tally.records.items() if r.state.value == "stopped"]
+            settled(stack.producer(), confirming, timeout_s=stack.settings().confirm.deadline_s + CATCH_UP_S)
             wait_for(lambda: read_lag(redis).behind == 0, timeout_s=CATCH_UP_S, what="the sink to catch up")
             added = int(redis.xinfo_stream(keys.AUDIT_STREAM)["entries-added"])
             dropped = read_lag(redis).dropped

@@ -17,9 +17,7 @@ from chaos.load import Load, new_calls
 from chaos.profiles import Profile
 from chaos.report import ScenarioResult
 from chaos.stack import Stack
-from chaos.verify import reconcile
-from recstop.producers import Producer
-from recstop.worker.model.status import StatusRecord
+from chaos.verify import reconcile, settled
 from recstop.worker.model.vocabulary import Confirmation
 
 #: Half the Recordings API's answers fail: 503s and connection resets.
@@ -29,23 +27,6 @@ FAULTS: Final = [
 ]
 #: How long every stop may take to settle, and then its confirmation (within its deadline).
 SETTLE_S: Final = 120.0
-
-
-def settled(producer: Producer, calls: list[str], timeout_s: float) -> dict[str, StatusRecord]:
-    """Wait until no confirmation is pending (or ``timeout_s``); the last records seen."""
-    records: dict[str, StatusRecord] = {}
-    waiting = set(calls)
-    deadline = time.monotonic() + timeout_s
-    while waiting and time.monotonic() < deadline:
-        for call_uuid in list(waiting):
-            record = producer.status(call_uuid)
-            if record is not None:
-                records[call_uuid] = record
-                if record.confirmation not in (None, Confirmation.PENDING):
-                    waiting.discard(call_uuid)
-        if waiting:
-            time.sleep(0.5)  # polling the records, bounded by the deadline above
-    return records
 
 
 def run(profile: Profile, keep_dir: Path | None = None) -> ScenarioResult:
