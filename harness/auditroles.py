@@ -32,8 +32,8 @@ class AuditDatabase:
     reader: str
 
 
-def provision(server: PostgresServer, name: str) -> AuditDatabase:
-    """A new database ``name`` with the audit roles, its schema migrated and granted by the owner."""
+def provision(server: PostgresServer, name: str, *, migrate: bool = True) -> AuditDatabase:
+    """A new database ``name`` with the audit roles; with ``migrate``, its schema migrated and granted."""
     admin = server.create_database(name)
     server.psql(name, "-f", str(ROLES_SQL))
     urls = AuditDatabase(
@@ -43,9 +43,16 @@ def provision(server: PostgresServer, name: str) -> AuditDatabase:
         retention=server.url(name, RETENTION.name),
         reader=server.url(name, READER.name),
     )
+    if migrate:
+        migrate_as_owner(urls)
+    return urls
+
+
+def migrate_as_owner(urls: AuditDatabase) -> str:
+    """``recstop audit migrate`` as ``recstop_audit_owner`` (a process, as an operator runs it); its output."""
     argv = [sys.executable, "-m", "recstop.producers.cli", "audit", "migrate"]
     env = {**os.environ, "RECSTOP_AUDIT_DB": urls.owner}
     done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"recstop audit migrate failed with {done.returncode}: {done.stderr.strip()}")
-    return urls
+    return done.stdout

@@ -110,7 +110,9 @@ def grant_statements(role: Role) -> list[str]:
 def existing_roles(connection: Connection) -> set[str]:
     """Which of the audit roles exist in this PostgreSQL cluster."""
     names = [role.name for role in ROLES]
-    found = connection.execute(text("SELECT rolname FROM pg_roles WHERE rolname = ANY(:names)"), {"names": names})
+    found = connection.execute(
+        text("SELECT rolname FROM pg_roles WHERE rolname = ANY(:names)"), {"names": names}
+    )
     return {str(name) for name in found.scalars()}
 
 

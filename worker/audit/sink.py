@@ -218,7 +218,9 @@ def _outage(exc: Exception) -> str:
     """The log event of a failed step: what is unavailable."""
     if isinstance(exc, SchemaNotReadyError):
         return "audit_schema_not_ready"
-    return "audit_redis_unavailable" if isinstance(exc, RedisError | OSError) else "audit_database_unavailable"
+    return (
+        "audit_redis_unavailable" if isinstance(exc, RedisError | OSError) else "audit_database_unavailable"
+    )
 
 
 def _log_digest(digest: ledger.Digest) -> None:
