@@ -57,11 +57,16 @@ class Grant:
 
 @dataclass(frozen=True)
 class Role:
-    """A role: its name, the command that runs as it, and its table privileges."""
+    """A role: its name, the ``recstop audit`` actions that run as it, and its table privileges."""
 
     name: str
-    runs: str
+    actions: tuple[str, ...]
     grants: tuple[Grant, ...]
+
+    @property
+    def runs(self) -> str:
+        """The commands that run as this role, as an operator types them."""
+        return "recstop audit " + ", ".join(self.actions)
 
 
 #: The head's columns an append and a day's close move (``ledger.append``, ``ledger.close_day``).
@@ -71,10 +76,10 @@ RETENTION_HEAD_COLUMNS: Final = ("horizon_seq",)
 #: Every audit table (``audit_schema`` included): what the owner owns and the grants cover.
 TABLES: Final = (events.name, head.name, digests.name, versions.name)
 
-OWNER: Final = Role("recstop_audit_owner", "recstop audit migrate", ())
+OWNER: Final = Role("recstop_audit_owner", ("migrate",), ())
 SINK: Final = Role(
     "recstop_audit_sink",
-    "recstop audit sink",
+    ("sink",),
     (
         Grant(events.name, ("SELECT", "INSERT")),
         Grant(head.name, ("SELECT",), SINK_HEAD_COLUMNS),
@@ -84,7 +89,7 @@ SINK: Final = Role(
 )
 RETENTION: Final = Role(
     "recstop_audit_retention",
-    "recstop audit retention",
+    ("retention",),
     (
         Grant(events.name, ("SELECT", "DELETE")),
         Grant(head.name, ("SELECT",), RETENTION_HEAD_COLUMNS),
@@ -93,7 +98,7 @@ RETENTION: Final = Role(
 )
 READER: Final = Role(
     "recstop_audit_reader",
-    "recstop audit show, export, verify",
+    ("show", "export", "verify"),
     tuple(Grant(table, ("SELECT",)) for table in TABLES),
 )
 #: The roles the owner grants to (every role but the owner).
