@@ -1,7 +1,9 @@
 """Scenario: SIGKILL the audit sink again and again while stops pour in; the trail is exact.
 
 Two workers with the defaults stop ``audit_stops`` calls published with plain ``send_task``;
-``recstop audit sink`` (defaults) writes the outbox into its own PostgreSQL. At each kill the sink
+``recstop audit sink`` (defaults) writes the outbox into its own PostgreSQL as the role
+``recstop_audit_sink`` (insert and read only; the roles created as docs/audit.md says, the schema
+migrated by ``recstop_audit_owner``), and the trail is read as ``recstop_audit_reader``. At each kill the sink
 is SIGKILLed mid-batch and a new one started at once; the new one claims the dead one's pending
 entries once they have been idle ``--claim-idle-s`` (5 s by default). At the end every entry the
 scripts ever appended (``entries-added`` of ``XINFO STREAM``) must be in the database exactly once,
@@ -25,6 +27,7 @@ from chaos.profiles import Profile
 from chaos.report import ScenarioResult
 from chaos.stack import AUTH_ID, Stack
 from chaos.verify import deletes_by_call, reconcile, settled
+from harness.auditroles import provision
 from harness.postgres import PostgresServer
 from harness.procs import wait_for
 from recstop.worker.audit.db import audit_engine
@@ -43,9 +46,10 @@ def run(profile: Profile, keep_dir: Path | None = None) -> ScenarioResult:
     """Kill the sink ``profile.audit_kills`` times during ``profile.audit_stops`` stops."""
     started = time.monotonic()
     with PostgresServer() as postgres:
-        db_url = postgres.create_database("audit")
+        database = provision(postgres, "audit")
         overrides = Overrides(
-            {"RECSTOP_AUDIT_DB": db_url}, "the audit database: PostgreSQL, as in production"
+            {"RECSTOP_AUDIT_DB": database.sink},
+            "the audit database: PostgreSQL, as in production, the sink as its least-privilege role",
         )
         with (
             Stack("audit_sink_kill", overrides=overrides, keep_dir=keep_dir) as stack,
@@ -77,8 +81,9 @@ def run(profile: Profile, keep_dir: Path | None = None) -> ScenarioResult:
             added = int(redis.xinfo_stream(keys.AUDIT_STREAM)["entries-added"])
             dropped = read_lag(redis).dropped
             seen = deletes_by_call(stack.sandbox.client)
+            sink_log = sink.log_text()
             redis.close()
-        engine = audit_engine(db_url, writer=False)
+        engine = audit_engine(database.reader, writer=False)
         try:
             with engine.connect() as db:
                 rows = db.execute(select(events.c.call_uuid, events.c.event)).all()
@@ -120,5 +125,9 @@ def run(profile: Profile, keep_dir: Path | None = None) -> ScenarioResult:
         f"{len(wrong)} wrong, e.g. {[(c, dict(lives[c.lower()])) for c in wrong[:3]]}",
     )
     result.check("the hash chain verifies", chain.ok, str(chain.broken))
+    refused = [line for line in sink_log.splitlines() if "audit_database_unavailable" in line]
+    result.check(
+        "the sink never needed more than its role may", not refused, refused[0][:300] if refused else ""
+    )
     result.elapsed_s = time.monotonic() - started
     return result

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 from psycopg import errors
 from sqlalchemy import text
 from sqlalchemy.exc import ProgrammingError
-from support import audit_life, cli, final, stored_ids, wait_for, xadd_events
+from support import ROOT, audit_life, cli, final, stored_ids, wait_for, xadd_events
 
 from harness.auditroles import AuditDatabase, migrate_as_owner, provision
 from harness.auditsink import AuditSinkProcess
+from harness.postgres import postgres_binary
 from recstop.worker.audit import ledger, roles
 from recstop.worker.audit.event import FIELD, parse_entry
 from recstop.worker.audit.db import audit_engine
@@ -226,3 +230,35 @@ def test_the_sink_role_waits_for_the_owner_to_migrate(postgres, redis_server, lo
     finally:
         stop.set()
         thread.join(10)
+
+
+def test_the_compose_init_script_sets_each_roles_password_from_the_environment(postgres):
+    """postgres-init/audit-role-passwords.sh, run as the postgres image runs it, stores each role's password hashed."""
+    name = f"roles_{uuid.uuid4().hex[:12]}"
+    provision(postgres, name, migrate=False)
+    passwords = {
+        f"AUDIT_{role.name.removeprefix('recstop_audit_').upper()}_PASSWORD": uuid.uuid4().hex
+        for role in roles.ROLES
+    }
+    env = {
+        **os.environ,
+        **passwords,
+        "POSTGRES_USER": "postgres",
+        "POSTGRES_DB": name,
+        "PGHOST": "127.0.0.1",
+        "PGPORT": str(postgres.port),
+        "PATH": f"{Path(postgres_binary('psql')).parent}:{os.environ['PATH']}",
+    }
+    script = ROOT / "deploy" / "postgres-init" / "audit-role-passwords.sh"
+    done = subprocess.run(
+        ["sh", str(script)], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert not any(password in done.stdout + done.stderr for password in passwords.values())
+    stored = postgres.psql(
+        name, "-At", "-c", "SELECT rolname, rolpassword FROM pg_authid WHERE rolname LIKE 'recstop_audit_%'"
+    )
+    hashes = dict(line.split("|", 1) for line in stored.splitlines())
+    assert set(hashes) == {role.name for role in roles.ROLES}
+    assert all(value.startswith("SCRAM-SHA-256$") for value in hashes.values())
+    assert not set(passwords.values()) & set(hashes.values())
