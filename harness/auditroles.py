@@ -49,7 +49,7 @@ def provision(server: PostgresServer, name: str, *, migrate: bool = True) -> Aud
 
 
 def migrate_as_owner(urls: AuditDatabase) -> str:
-    """``recstop audit migrate`` as ``recstop_audit_owner`` (a process, as an operator runs it); its output."""
+    """``recstop audit migrate`` as ``recstop_audit_owner``, a process as an operator runs it; its output."""
     argv = [sys.executable, "-m", "recstop.producers.cli", "audit", "migrate"]
     env = {**os.environ, "RECSTOP_AUDIT_DB": urls.owner}
     done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False)

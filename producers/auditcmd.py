@@ -2,7 +2,8 @@
 
 Every action reads ``RECSTOP_AUDIT_DB`` (docs/audit.md); in PostgreSQL each runs as its own role
 (``worker/audit/roles.py``): ``migrate`` as the owner, ``sink``, ``retention``, and the readers
-``show``/``export``/``verify``. ``migrate`` and ``retention`` exit 1 when the database refuses them. ``show`` exits 1 when the call has no
+``show``/``export``/``verify``. ``migrate`` and ``retention`` exit 1 when the database refuses them.
+``show`` exits 1 when the call has no
 event; ``verify`` exits 0 when the chain holds and 1 naming the first row that does not; a bad
 option or time exits 2. The database is named by its URL with the password masked, always.
 The audit modules (SQLAlchemy) are imported only when an audit action runs.
@@ -40,7 +41,7 @@ class AuditFailedError(Exception):
 
 
 def add_parser(sub: Any) -> None:  # noqa: ANN401 - argparse's private _SubParsersAction
-    """Add ``audit`` and its actions (migrate, sink, retention, show, export, verify) to the subcommands ``sub``."""
+    """Add ``audit`` and its actions (migrate, sink, retention, show, export, verify) to ``sub``."""
     audit = sub.add_parser(
         "audit",
         help="the audit trail in RECSTOP_AUDIT_DB: migrate its schema, run its sink, apply its retention; "

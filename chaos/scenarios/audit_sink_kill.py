@@ -27,7 +27,7 @@ from chaos.profiles import Profile
 from chaos.report import ScenarioResult
 from chaos.stack import AUTH_ID, Stack
 from chaos.verify import deletes_by_call, reconcile, settled
-from harness.auditroles import provision
+from harness.auditroles import AuditDatabase, provision
 from harness.postgres import PostgresServer
 from harness.procs import wait_for
 from recstop.worker.audit.db import audit_engine
@@ -42,15 +42,23 @@ LATENCY_MS: Final = 20
 CATCH_UP_S: Final = 60.0
 
 
+def _database(postgres: PostgresServer) -> tuple[AuditDatabase, Overrides]:
+    """The scenario's audit database, provisioned with its roles; the sink's URL as the override."""
+    database = provision(postgres, "audit")
+    why = "the audit database: PostgreSQL, as in production, the sink as its least-privilege role"
+    return database, Overrides({"RECSTOP_AUDIT_DB": database.sink}, why)
+
+
+def _refusals(sink_log: str) -> list[str]:
+    """The sink's log lines saying the database failed it (a refusal of its role would be one)."""
+    return [line for line in sink_log.splitlines() if "audit_database_unavailable" in line]
+
+
 def run(profile: Profile, keep_dir: Path | None = None) -> ScenarioResult:
     """Kill the sink ``profile.audit_kills`` times during ``profile.audit_stops`` stops."""
     started = time.monotonic()
     with PostgresServer() as postgres:
-        database = provision(postgres, "audit")
-        overrides = Overrides(
-            {"RECSTOP_AUDIT_DB": database.sink},
-            "the audit database: PostgreSQL, as in production, the sink as its least-privilege role",
-        )
+        database, overrides = _database(postgres)
         with (
             Stack("audit_sink_kill", overrides=overrides, keep_dir=keep_dir) as stack,
             PlainCelery(stack.broker_url) as plain,
@@ -81,7 +89,7 @@ def run(profile: Profile, keep_dir: Path | None = None) -> ScenarioResult:
             added = int(redis.xinfo_stream(keys.AUDIT_STREAM)["entries-added"])
             dropped = read_lag(redis).dropped
             seen = deletes_by_call(stack.sandbox.client)
-            sink_log = sink.log_text()
+            refused = _refusals(sink.log_text())
             redis.close()
         engine = audit_engine(database.reader, writer=False)
         try:
@@ -125,7 +133,6 @@ def run(profile: Profile, keep_dir: Path | None = None) -> ScenarioResult:
         f"{len(wrong)} wrong, e.g. {[(c, dict(lives[c.lower()])) for c in wrong[:3]]}",
     )
     result.check("the hash chain verifies", chain.ok, str(chain.broken))
-    refused = [line for line in sink_log.splitlines() if "audit_database_unavailable" in line]
     result.check(
         "the sink never needed more than its role may", not refused, refused[0][:300] if refused else ""
     )

@@ -20,8 +20,8 @@ from harness.auditroles import AuditDatabase, migrate_as_owner, provision
 from harness.auditsink import AuditSinkProcess
 from harness.postgres import postgres_binary
 from recstop.worker.audit import ledger, roles
-from recstop.worker.audit.event import FIELD, parse_entry
 from recstop.worker.audit.db import audit_engine
+from recstop.worker.audit.event import FIELD, parse_entry
 from recstop.worker.audit.sink import AuditSink, fail_fast
 from recstop.worker.audit.verify import verify
 from recstop.worker.model.redaction import Redactor
@@ -42,12 +42,15 @@ SINK_REFUSED = [
     ("CREATE a table", "CREATE TABLE sink_scratch (x int)"),
     ("record a migration", "INSERT INTO audit_schema VALUES (99, 0)"),
 ]
+INSERT_EVENT = (
+    "INSERT INTO audit_events (seq, stream_id, recorded_at, event, at, prev_hash, hash) "
+    "VALUES (999, '1-1', 0, 'stopped', 0, 'a', 'b')"
+)
 #: What the reader role must never run.
 READER_REFUSED = [
     (
         "INSERT an event",
-        "INSERT INTO audit_events (seq, stream_id, recorded_at, event, at, prev_hash, hash) "
-        "VALUES (999, '1-1', 0, 'stopped', 0, 'a', 'b')",
+        INSERT_EVENT,
     ),
     ("UPDATE an event", "UPDATE audit_events SET event = 'stopped'"),
     ("DELETE an event", "DELETE FROM audit_events"),
@@ -57,8 +60,7 @@ READER_REFUSED = [
 RETENTION_REFUSED = [
     (
         "INSERT an event",
-        "INSERT INTO audit_events (seq, stream_id, recorded_at, event, at, prev_hash, hash) "
-        "VALUES (999, '1-1', 0, 'stopped', 0, 'a', 'b')",
+        INSERT_EVENT,
     ),
     ("UPDATE an event", "UPDATE audit_events SET event = 'stopped'"),
     ("move the chain head", "UPDATE audit_head SET seq = 0, hash = 'x'"),
@@ -113,7 +115,7 @@ def drain(sink: AuditSink) -> None:
 def test_the_sink_as_its_role_stores_real_stops_and_the_reader_reads_them(
     audit_roles, env, start_worker, producer, call, sandbox_client, tmp_path, redis_server
 ):
-    """Real stops through a worker: `recstop audit sink` as the sink role stores them all; show/export/verify as the reader."""
+    """Real stops through a worker: the sink as its role stores them all; show, export, verify as reader."""
     start_worker()
     sink = AuditSinkProcess({**env, "RECSTOP_AUDIT_DB": audit_roles.sink}, tmp_path / "sink.log").start()
     flaky, *others = (call() for _ in range(4))
@@ -173,7 +175,7 @@ def test_each_role_is_refused_what_is_not_its_job(stored, role, what, statement)
 def test_retention_as_its_role_deletes_only_old_rows_and_the_chain_still_verifies(
     audit_roles, redis_server, env
 ):
-    """`recstop audit retention` as its role deletes the rows older than the retention, a prefix; verify holds."""
+    """`recstop audit retention` as its role deletes the rows older than the retention; verify holds."""
     now = time.time()
     clock = [now - 10 * DAY_S]
     sink = sink_as(audit_roles.sink, redis_server, clock=lambda: clock[0])
@@ -233,7 +235,7 @@ def test_the_sink_role_waits_for_the_owner_to_migrate(postgres, redis_server, lo
 
 
 def test_the_compose_init_script_sets_each_roles_password_from_the_environment(postgres):
-    """postgres-init/audit-role-passwords.sh, run as the postgres image runs it, stores each role's password hashed."""
+    """postgres-init/audit-role-passwords.sh, run as the postgres image runs it, sets each role's password."""
     name = f"roles_{uuid.uuid4().hex[:12]}"
     provision(postgres, name, migrate=False)
     passwords = {

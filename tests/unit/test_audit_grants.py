@@ -38,7 +38,7 @@ def test_no_role_but_retention_may_delete_and_none_may_update_an_event():
 
 
 def test_the_head_columns_split_between_the_sink_and_retention():
-    """The sink moves the chain's end, retention its start (horizon_seq): no column is both's; none is missing."""
+    """The sink moves the chain's end, retention its start (horizon_seq): no column is both's, none left."""
     sink = set(roles.SINK_HEAD_COLUMNS)
     retention = set(roles.RETENTION_HEAD_COLUMNS)
     assert not sink & retention

@@ -57,10 +57,10 @@ OTHER_ENV = {
     "POSTGRES_PASSWORD": "compose only: the audit database's password (postgres image), in RECSTOP_AUDIT_DB",
     "POSTGRES_USER": "compose only: the postgres image's user",
     "POSTGRES_DB": "compose only: the postgres image's database",
-    "AUDIT_OWNER_PASSWORD": "compose only: recstop_audit_owner's password, set by postgres-init, in audit-migrate's URL",
-    "AUDIT_SINK_PASSWORD": "compose only: recstop_audit_sink's password, set by postgres-init, in audit-sink's URL",
-    "AUDIT_RETENTION_PASSWORD": "compose only: recstop_audit_retention's password, in audit-retention's URL",
-    "AUDIT_READER_PASSWORD": "compose only: recstop_audit_reader's password, for operators' show/export/verify",
+    "AUDIT_OWNER_PASSWORD": "compose only: recstop_audit_owner's password (postgres-init), audit-migrate's",
+    "AUDIT_SINK_PASSWORD": "compose only: recstop_audit_sink's password (postgres-init), audit-sink's",
+    "AUDIT_RETENTION_PASSWORD": "compose only: recstop_audit_retention's password, audit-retention's",
+    "AUDIT_READER_PASSWORD": "compose only: recstop_audit_reader's password, for show/export/verify",
     "PYTHONDONTWRITEBYTECODE": "Dockerfile: no .pyc writes on a read-only root filesystem",
     "PYTHONUNBUFFERED": "Dockerfile: log lines reach the container runtime at once",
     "PIP_NO_CACHE_DIR": "Dockerfile: no pip cache in the image layers",
@@ -408,7 +408,7 @@ def test_the_kubernetes_steps_create_every_secret_key_the_manifests_read_then_ap
 
 
 def test_the_systemd_steps_enable_every_shipped_unit():
-    """deploy/README.md's `systemctl enable` lines start every unit in systemd/ (the worker as instances, a timer's service by its timer)."""
+    """deploy/README.md's `systemctl enable` lines start every unit in systemd/ (a timed one by its timer)."""
     enabled = {
         re.sub(r"@\d+$", "@", name)
         for line in readme_block("systemd")
@@ -710,7 +710,7 @@ def audit_runs() -> list[tuple[str, list[str], dict[str, str]]]:
 
 
 def test_each_audit_command_in_deploy_runs_as_its_own_postgres_role():
-    """migrate as the owner, the sink as recstop_audit_sink, retention as its role: in compose, k8s and systemd."""
+    """Migrate as the owner, the sink and retention as their roles: in compose, k8s and systemd."""
     by_action = {action: role for role in audit_roles.ROLES for action in role.actions}
     seen = set()
     for where, argv, env in audit_runs():
@@ -729,7 +729,7 @@ def test_each_audit_command_in_deploy_runs_as_its_own_postgres_role():
 
 
 def test_compose_postgres_creates_the_audit_roles_with_passwords_from_its_environment():
-    """Compose's PostgreSQL runs the roles file and the password script at init; the script sets every role's."""
+    """Compose's PostgreSQL runs the roles file and the password script at init; it sets every role's."""
     postgres = compose()["services"]["postgres"]
     mounts = {volume.split(":")[0]: volume.split(":")[1] for volume in postgres["volumes"]}
     assert mounts["./audit-postgres-roles.sql"].startswith("/docker-entrypoint-initdb.d/10-")
@@ -744,7 +744,7 @@ def test_compose_postgres_creates_the_audit_roles_with_passwords_from_its_enviro
 
 
 def test_kubernetes_migrate_job_and_retention_cronjob():
-    """The migrate Job removes itself once done (the next apply runs it again); retention runs daily, one at a time."""
+    """The migrate Job removes itself once done (the next apply runs it again); retention runs daily."""
     job = k8s_named("Job")["recstop-audit-migrate"]
     assert 0 < job["spec"]["ttlSecondsAfterFinished"] <= 3600
     cron = k8s_named("CronJob")["recstop-audit-retention"]

@@ -1,4 +1,4 @@
-"""The audit database's PostgreSQL roles and what each may do: named here and nowhere else.
+r"""The audit database's PostgreSQL roles and what each may do: named here and nowhere else.
 
 Four roles, one per job (docs/audit.md, Roles):
 
@@ -15,7 +15,7 @@ Four roles, one per job (docs/audit.md, Roles):
 
 ``roles_sql()`` is ``deploy/audit-postgres-roles.sql`` (a unit test keeps them equal): what an
 administrator runs once per database to create the roles, let them use the schema and hand any
-audit table that already exists to the owner. Passwords are never in it: ``\\password ROLE`` in
+audit table that already exists to the owner. Passwords are never in it: ``\password ROLE`` in
 ``psql`` sets each one at deploy time. SQLite has no roles; nothing here applies to it.
 """
 
@@ -122,7 +122,7 @@ def existing_roles(connection: Connection) -> set[str]:
 
 
 def grant(connection: Connection) -> list[str]:
-    """Give each audit role that exists exactly its privileges (run as the tables' owner); the roles granted."""
+    """Give each audit role that exists exactly its privileges (as the tables' owner); the roles granted."""
     present = existing_roles(connection)
     granted = []
     for role in GRANTEES:
@@ -134,7 +134,7 @@ def grant(connection: Connection) -> list[str]:
 
 
 def roles_sql() -> str:
-    """``deploy/audit-postgres-roles.sql``: create the roles, their schema privileges, hand tables to the owner."""
+    """``deploy/audit-postgres-roles.sql``: the roles, their schema privileges, the tables to the owner."""
     lines = [
         "-- The audit database's roles (docs/audit.md, Roles). GENERATED from worker/audit/roles.py:",
         "--   .venv/bin/python -m recstop.worker.audit.roles > deploy/audit-postgres-roles.sql",
