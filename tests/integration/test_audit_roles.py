@@ -14,7 +14,7 @@ import pytest
 from psycopg import errors
 from sqlalchemy import text
 from sqlalchemy.exc import ProgrammingError
-from support import ROOT, audit_life, cli, final, stored_ids, wait_for, xadd_events
+from support import ROOT, audit_event, audit_life, cli, final, stored_ids, wait_for, xadd_events
 
 from harness.auditroles import AuditDatabase, migrate_as_owner, provision
 from harness.auditsink import AuditSinkProcess
@@ -173,9 +173,9 @@ def test_each_role_is_refused_what_is_not_its_job(stored, role, what, statement)
 
 
 def test_retention_as_its_role_deletes_only_old_rows_and_the_chain_still_verifies(
-    audit_roles, redis_server, env
+    audit_roles, redis_server, env, tmp_path
 ):
-    """`recstop audit retention` as its role deletes the rows older than the retention; verify holds."""
+    """The sink leaves old rows alone; `recstop audit retention` as its role deletes them; verify holds."""
     now = time.time()
     clock = [now - 10 * DAY_S]
     sink = sink_as(audit_roles.sink, redis_server, clock=lambda: clock[0])
@@ -185,19 +185,25 @@ def test_retention_as_its_role_deletes_only_old_rows_and_the_chain_still_verifie
         xadd_events(client, audit_life())
         drain(sink)
     sink.engine.dispose()
+    as_sink = {**env, "RECSTOP_AUDIT_DB": audit_roles.sink, "RECSTOP_AUDIT_RETENTION_DAYS": "5"}
+    process = AuditSinkProcess(as_sink, tmp_path / "sink.log").start()
+    (late,) = xadd_events(client, [audit_event(str(uuid.uuid4()), "accepted")])
+    reader = audit_engine(audit_roles.reader, writer=False)
+    wait_for(lambda: late in stored_ids(reader), what="the sink process to store one more event")
+    process.stop()
+    assert len(stored_ids(reader)) == 16  # its maintenance ran before that read, and deleted nothing
+    assert "audit_database_unavailable" not in process.log_text()
     as_retention = {**env, "RECSTOP_AUDIT_DB": audit_roles.retention, "RECSTOP_AUDIT_RETENTION_DAYS": "5"}
     done = cli(as_retention, "audit", "retention")
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("deleted 10 audit event(s) recorded before ")
     assert "the chain now starts at seq 11" in done.stdout
-    reader = audit_engine(audit_roles.reader, writer=False)
     verdict = verify(reader)
     reader.dispose()
-    assert (verdict.ok, verdict.rows, verdict.first_seq, verdict.last_seq) == (True, 5, 11, 15)
+    assert (verdict.ok, verdict.rows, verdict.first_seq, verdict.last_seq) == (True, 6, 11, 16)
     again = cli(as_retention, "audit", "retention")
     assert again.stdout.startswith("deleted 0 audit event(s)")
-    as_sink = {**env, "RECSTOP_AUDIT_DB": audit_roles.sink, "RECSTOP_AUDIT_RETENTION_DAYS": "1"}
-    refused = cli(as_sink, "audit", "retention")
+    refused = cli({**as_sink, "RECSTOP_AUDIT_RETENTION_DAYS": "1"}, "audit", "retention")
     assert refused.returncode == 1
     assert "permission denied" in refused.stderr
 
