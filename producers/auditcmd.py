@@ -4,8 +4,9 @@ Every action reads ``RECSTOP_AUDIT_DB`` (docs/audit.md); in PostgreSQL each runs
 (``worker/audit/roles.py``): ``migrate`` as the owner, ``sink``, ``retention``, and the readers
 ``show``/``export``/``verify``. ``migrate`` and ``retention`` exit 1 when the database refuses them;
 ``show`` exits 1 when the call has no event; ``verify`` exits 0 when the chain holds and 1 naming
-the first row that does not; a bad option or time exits 2. The database is named by its URL with the password masked, always.
-The audit modules (SQLAlchemy) are imported only when an audit action runs.
+the first row that does not; a bad option or time exits 2. The database is named by its URL with
+the password masked, always. The audit modules (SQLAlchemy) are imported only when an audit action
+runs.
 """
 
 from __future__ import annotations
