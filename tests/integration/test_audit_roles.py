@@ -27,7 +27,7 @@ from recstop.worker.audit.verify import verify
 from recstop.worker.model.redaction import Redactor
 from recstop.worker.state import keys
 
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("audit")]
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("audit_roles")]
 
 DAY_S = 86400.0
 #: What the sink role must never run: (what, statement).
