@@ -109,9 +109,18 @@ class PostgresServer:
         """A libpq connection string to ``database`` (psycopg, ``psql``)."""
         return f"host=127.0.0.1 port={self.port} user={SUPERUSER} dbname={database}"
 
-    def url(self, database: str = "postgres") -> str:
-        """The ``postgresql://`` URL of ``database`` (what ``RECSTOP_AUDIT_DB`` takes)."""
-        return f"postgresql://{SUPERUSER}@127.0.0.1:{self.port}/{database}"
+    def url(self, database: str = "postgres", user: str = SUPERUSER) -> str:
+        """The ``postgresql://`` URL of ``database`` as ``user`` (what ``RECSTOP_AUDIT_DB`` takes)."""
+        return f"postgresql://{user}@127.0.0.1:{self.port}/{database}"
+
+    def psql(self, database: str, *args: str) -> str:
+        """``psql`` as the superuser on ``database``, stopping at the first error; its output."""
+        argv = [postgres_binary("psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1"]
+        argv += ["-h", "127.0.0.1", "-p", str(self.port), "-U", SUPERUSER, "-d", database, *args]
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"psql {' '.join(args)} failed with {done.returncode}: {done.stderr.strip()}")
+        return done.stdout
 
     def create_database(self, name: str) -> str:
         """Create an empty database; its URL."""

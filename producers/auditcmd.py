@@ -1,9 +1,12 @@
-"""``recstop audit``: run the audit sink; show a call's events, export a time range, verify the chain.
+"""``recstop audit``: migrate the schema, run the sink, apply the retention; show, export, verify.
 
-Every action reads ``RECSTOP_AUDIT_DB`` (docs/audit.md). ``show`` exits 1 when the call has no
-event; ``verify`` exits 0 when the chain holds and 1 naming the first row that does not; a bad
-option or time exits 2. The database is named by its URL with the password masked, always.
-The audit modules (SQLAlchemy) are imported only when an audit action runs.
+Every action reads ``RECSTOP_AUDIT_DB`` (docs/audit.md); in PostgreSQL each runs as its own role
+(``worker/audit/roles.py``): ``migrate`` as the owner, ``sink``, ``retention``, and the readers
+``show``/``export``/``verify``. ``migrate`` and ``retention`` exit 1 when the database refuses them;
+``show`` exits 1 when the call has no event; ``verify`` exits 0 when the chain holds and 1 naming
+the first row that does not; a bad option or time exits 2. The database is named by its URL with
+the password masked, always. The audit modules (SQLAlchemy) are imported only when an audit action
+runs.
 """
 
 from __future__ import annotations
@@ -38,11 +41,20 @@ class AuditFailedError(Exception):
 
 
 def add_parser(sub: Any) -> None:  # noqa: ANN401 - argparse's private _SubParsersAction
-    """Add ``audit`` and its actions ``sink``, ``show``, ``export``, ``verify`` to the subcommands ``sub``."""
+    """Add ``audit`` and its actions (migrate, sink, retention, show, export, verify) to ``sub``."""
     audit = sub.add_parser(
-        "audit", help="the audit trail in RECSTOP_AUDIT_DB: run its sink; show, export, verify events"
+        "audit",
+        help="the audit trail in RECSTOP_AUDIT_DB: migrate its schema, run its sink, apply its retention; "
+        "show, export, verify events",
     )
-    actions = audit.add_subparsers(dest="audit_command", required=True, metavar="{sink,show,export,verify}")
+    actions = audit.add_subparsers(
+        dest="audit_command", required=True, metavar="{migrate,sink,retention,show,export,verify}"
+    )
+    actions.add_parser(
+        "migrate",
+        help="create or upgrade the audit tables and (PostgreSQL) grant each audit role that exists exactly "
+        "its privileges; run as recstop_audit_owner",
+    )
     sink = actions.add_parser("sink", help="copy the audit stream into the database until SIGTERM")
     sink.add_argument("--name", help="this sink's consumer name in the group (default: host-pid)")
     sink.add_argument(
@@ -54,6 +66,17 @@ def add_parser(sub: Any) -> None:  # noqa: ANN401 - argparse's private _SubParse
         default=5.0,
         metavar="S",
         help="take over the events a sink left pending this long (a dead sink's; default 5)",
+    )
+    sink.add_argument(
+        "--retention",
+        action="store_true",
+        help="also delete, hourly, what is older than RECSTOP_AUDIT_RETENTION_DAYS (SQLite, or one database "
+        "user for everything; else run `recstop audit retention` as its own role)",
+    )
+    actions.add_parser(
+        "retention",
+        help="delete the events recorded more than RECSTOP_AUDIT_RETENTION_DAYS ago (oldest first) and exit; "
+        "run as recstop_audit_retention",
     )
     show = actions.add_parser("show", help="every audit event of a call, oldest first")
     show.add_argument("call_uuid", help="the call")
@@ -85,7 +108,13 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     redactor = Redactor(settings.secrets())
     where = settings.audit.safe_url
     try:
-        action = {"show": _show, "export": _export, "verify": _verify}[args.audit_command]
+        action = {
+            "migrate": _migrate,
+            "retention": _retention,
+            "show": _show,
+            "export": _export,
+            "verify": _verify,
+        }[args.audit_command]
         return action(settings, args, out, err)
     except InvalidStopRequest as exc:
         err.write(f"recstop: error: {exc}\n")
@@ -96,8 +125,9 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     except SQLAlchemyError as exc:
         reason = redactor.text(str(getattr(exc, "orig", None) or exc)).strip().splitlines()
         hint = " (has `recstop audit sink` run against it?)" if "no such table" in str(exc) else ""
+        verb = "change" if args.audit_command in {"migrate", "retention"} else "read"
         err.write(
-            f"recstop: cannot read the audit database at {where}: {reason[0] if reason else exc}{hint}\n"
+            f"recstop: cannot {verb} the audit database at {where}: {reason[0] if reason else exc}{hint}\n"
         )
         return exitcodes.FAILURE
 
@@ -153,13 +183,54 @@ def _sink(settings: Settings, args: argparse.Namespace) -> int:
         name=args.name,
         batch=args.batch,
         claim_idle_s=args.claim_idle_s,
-        retention_days=settings.audit.retention_days,
+        retention_days=settings.audit.retention_days if args.retention else None,
         redactor=Redactor(settings.secrets()),
     )
     structlog.get_logger("recstop.audit").info(
         "audit_sink_starting", db=settings.audit.safe_url, redis=settings.redis.safe_url, consumer=sink.name
     )
     sink.run(stop)
+    return exitcodes.OK
+
+
+def _migrate(settings: Settings, _args: argparse.Namespace, out: TextIO, _err: TextIO) -> int:
+    from recstop.worker.audit import roles  # noqa: PLC0415
+    from recstop.worker.audit.db import audit_engine, is_postgres  # noqa: PLC0415
+    from recstop.worker.audit.schema import LATEST, migrate  # noqa: PLC0415
+
+    engine = audit_engine(settings.audit.db_url)
+    found = migrate(engine)
+    out.write(f"audit schema at version {LATEST} (found {found}) in {settings.audit.safe_url}\n")
+    if not is_postgres(engine):
+        return exitcodes.OK
+    with engine.begin() as connection:
+        granted = roles.grant(connection)
+    missing = [role.name for role in roles.GRANTEES if role.name not in granted]
+    out.write(f"granted their privileges to: {', '.join(granted) or 'no role'}\n")
+    if missing:
+        out.write(
+            f"absent roles, not granted: {', '.join(missing)} "
+            "(create them with deploy/audit-postgres-roles.sql, then migrate again)\n"
+        )
+    return exitcodes.OK
+
+
+def _retention(settings: Settings, _args: argparse.Namespace, out: TextIO, _err: TextIO) -> int:
+    import time  # noqa: PLC0415
+
+    from recstop.worker.audit import ledger  # noqa: PLC0415
+    from recstop.worker.audit.db import audit_engine  # noqa: PLC0415
+
+    days = settings.audit.retention_days
+    before = time.time() - days * 86400.0
+    engine = audit_engine(settings.audit.db_url)
+    deleted = ledger.prune(engine, before)
+    with engine.connect() as connection:
+        horizon = int(ledger.head_row(connection)["horizon_seq"])
+    out.write(
+        f"deleted {deleted} audit event(s) recorded before {iso(before)} "
+        f"(RECSTOP_AUDIT_RETENTION_DAYS {days}); the chain now starts at seq {horizon}\n"
+    )
     return exitcodes.OK
 
 

@@ -3,7 +3,8 @@
 ``audit show`` runs on a PostgreSQL table of ``audit_show_rows`` events.
 
 Everything runs with the shipped defaults: ``recstop audit sink`` as a process (batches of 500),
-the database a PostgreSQL the scenario starts itself (``harness.postgres``) or a SQLite file.
+the database a PostgreSQL the scenario starts itself (``harness.postgres``; the sink as its role
+``recstop_audit_sink``, the database provisioned as docs/audit.md says) or a SQLite file.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from bench.report import Report, Row
 from bench.scenarios import call_uuids, paced
 from bench.stack import BenchStack
 from bench.stats import percentile
+from harness.auditroles import provision
 from harness.auditsink import AuditSinkProcess
 from harness.postgres import PostgresServer
 from harness.procs import wait_for
@@ -40,7 +42,7 @@ FILL_CHUNK = 1000
 def run(report: Report, profile: Profile) -> None:
     """Sink throughput (SQLite, PostgreSQL), lag p99 under a burst, ``audit show`` at scale."""
     with PostgresServer() as postgres:
-        for db, url in (("SQLite", None), ("PostgreSQL", postgres.create_database("throughput"))):
+        for db, url in (("SQLite", None), ("PostgreSQL", provision(postgres, "throughput").sink)):
             rate = sink_throughput(profile.audit_sink_events, url)
             report.add(
                 Row(
@@ -53,7 +55,7 @@ def run(report: Report, profile: Profile) -> None:
                     met=None,
                 )
             )
-        burst_lag(report, profile, postgres.create_database("burst"))
+        burst_lag(report, profile, provision(postgres, "burst").sink)
         show_latency(report, profile, postgres.create_database("show"))
 
 

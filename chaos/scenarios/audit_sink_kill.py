@@ -1,7 +1,9 @@
 """Scenario: SIGKILL the audit sink again and again while stops pour in; the trail is exact.
 
 Two workers with the defaults stop ``audit_stops`` calls published with plain ``send_task``;
-``recstop audit sink`` (defaults) writes the outbox into its own PostgreSQL. At each kill the sink
+``recstop audit sink`` (defaults) writes the outbox into its own PostgreSQL as the role
+``recstop_audit_sink`` (insert and read only; the roles created as docs/audit.md says, the schema
+migrated by ``recstop_audit_owner``), and the trail is read as ``recstop_audit_reader``. At each kill the sink
 is SIGKILLed mid-batch and a new one started at once; the new one claims the dead one's pending
 entries once they have been idle ``--claim-idle-s`` (5 s by default). At the end every entry the
 scripts ever appended (``entries-added`` of ``XINFO STREAM``) must be in the database exactly once,
@@ -25,6 +27,7 @@ from chaos.profiles import Profile
 from chaos.report import ScenarioResult
 from chaos.stack import AUTH_ID, Stack
 from chaos.verify import deletes_by_call, reconcile, settled
+from harness.auditroles import AuditDatabase, provision
 from harness.postgres import PostgresServer
 from harness.procs import wait_for
 from recstop.worker.audit.db import audit_engine
@@ -39,14 +42,23 @@ LATENCY_MS: Final = 20
 CATCH_UP_S: Final = 60.0
 
 
+def _database(postgres: PostgresServer) -> tuple[AuditDatabase, Overrides]:
+    """The scenario's audit database, provisioned with its roles; the sink's URL as the override."""
+    database = provision(postgres, "audit")
+    why = "the audit database: PostgreSQL, as in production, the sink as its least-privilege role"
+    return database, Overrides({"RECSTOP_AUDIT_DB": database.sink}, why)
+
+
+def _refusals(sink_log: str) -> list[str]:
+    """The sink's log lines saying the database failed it (a refusal of its role would be one)."""
+    return [line for line in sink_log.splitlines() if "audit_database_unavailable" in line]
+
+
 def run(profile: Profile, keep_dir: Path | None = None) -> ScenarioResult:
     """Kill the sink ``profile.audit_kills`` times during ``profile.audit_stops`` stops."""
     started = time.monotonic()
     with PostgresServer() as postgres:
-        db_url = postgres.create_database("audit")
-        overrides = Overrides(
-            {"RECSTOP_AUDIT_DB": db_url}, "the audit database: PostgreSQL, as in production"
-        )
+        database, overrides = _database(postgres)
         with (
             Stack("audit_sink_kill", overrides=overrides, keep_dir=keep_dir) as stack,
             PlainCelery(stack.broker_url) as plain,
@@ -77,8 +89,9 @@ def run(profile: Profile, keep_dir: Path | None = None) -> ScenarioResult:
             added = int(redis.xinfo_stream(keys.AUDIT_STREAM)["entries-added"])
             dropped = read_lag(redis).dropped
             seen = deletes_by_call(stack.sandbox.client)
+            refused = _refusals(sink.log_text())
             redis.close()
-        engine = audit_engine(db_url, writer=False)
+        engine = audit_engine(database.reader, writer=False)
         try:
             with engine.connect() as db:
                 rows = db.execute(select(events.c.call_uuid, events.c.event)).all()
@@ -120,5 +133,8 @@ def run(profile: Profile, keep_dir: Path | None = None) -> ScenarioResult:
         f"{len(wrong)} wrong, e.g. {[(c, dict(lives[c.lower()])) for c in wrong[:3]]}",
     )
     result.check("the hash chain verifies", chain.ok, str(chain.broken))
+    result.check(
+        "the sink never needed more than its role may", not refused, refused[0][:300] if refused else ""
+    )
     result.elapsed_s = time.monotonic() - started
     return result

@@ -257,3 +257,16 @@ def test_a_bad_database_url_is_bad_input(monkeypatch):
     assert (code, out) == (2, "")
     assert "RECSTOP_AUDIT_DB" in err
     assert "Pw" not in err
+
+
+def test_migrate_creates_the_schema_once_on_sqlite_and_postgresql(monkeypatch, audit_db):
+    """`recstop audit migrate` on an empty database creates the tables (version 1), then finds them."""
+    code, out, err = run(monkeypatch, audit_db, "migrate")
+    assert (code, err) == (0, "")
+    assert out.startswith("audit schema at version 1 (found 0) in ")
+    code, out, _ = run(monkeypatch, audit_db, "migrate")
+    assert code == 0
+    assert out.startswith("audit schema at version 1 (found 1) in ")
+    code, out, _ = run(monkeypatch, audit_db, "verify")
+    assert code == 0
+    assert "0 row(s) checked" in out

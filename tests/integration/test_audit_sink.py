@@ -325,3 +325,25 @@ def test_schema_is_migrated_once_and_show_uses_its_index(audit_db):
         )
     assert "ix_audit_events_call" in plan
     assert "Sort" not in plan
+
+
+def test_the_sink_prunes_only_when_started_with_retention(sinks, redis_server, reader, tmp_path):
+    """`recstop audit sink` keeps old rows by default; with --retention it deletes them (SQLite, one user)."""
+    now = time.time()
+    clock = [now - 10 * 86400]
+    sink = sinks.make("old", clock=lambda: clock[0], retention_days=None, block_ms=10)
+    xadd_events(redis_server.client(), audit_life())  # recorded 10 days ago
+    while sink.step():
+        pass
+    env = {
+        "RECSTOP_BROKER_URL": redis_server.url,
+        "RECSTOP_AUDIT_DB": sinks.db_url,
+        "RECSTOP_AUDIT_RETENTION_DAYS": "5",
+    }
+    for args, kept in (([], 6), (["--retention"], 2)):
+        process = AuditSinkProcess(env, tmp_path / "sink.log", args=args).start()
+        (late,) = xadd_events(redis_server.client(), [audit_event(str(uuid.uuid4()), "accepted")])
+        wait_for(lambda late=late: late in stored_ids(reader), what="the sink process to store an event")
+        process.stop()
+        assert len(stored_ids(reader)) == kept  # maintenance runs before each read of new entries
+    assert verify(reader).ok

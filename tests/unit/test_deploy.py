@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+from urllib.parse import urlsplit
 
 import click
 import kubernetes_validate
@@ -27,6 +28,7 @@ from packaging.utils import canonicalize_name
 
 import recstop.sandbox.__main__ as sandbox_main
 from recstop.producers import cli
+from recstop.worker.audit import roles as audit_roles
 from recstop.worker.config.environment import ENV_SPECS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,6 +41,11 @@ SYSTEMD = DEPLOY / "systemd"
 COMPOSE = DEPLOY / "docker-compose.yml"
 DOCKERFILE = DEPLOY / "Dockerfile"
 ENV_EXAMPLE = SYSTEMD / "recstop.env.example"
+#: Each unit's own env file after recstop.env: the audit database's URL for that unit's role.
+UNIT_ENV_EXAMPLES = {
+    "/etc/recstop/audit-sink.env": SYSTEMD / "audit-sink.env.example",
+    "/etc/recstop/audit-retention.env": SYSTEMD / "audit-retention.env.example",
+}
 K8S_VERSION = "1.30"
 SHUTDOWN_MARGIN_S = 10.0  # recording the outcomes in Redis after the last DELETE returns
 
@@ -50,6 +57,10 @@ OTHER_ENV = {
     "POSTGRES_PASSWORD": "compose only: the audit database's password (postgres image), in RECSTOP_AUDIT_DB",
     "POSTGRES_USER": "compose only: the postgres image's user",
     "POSTGRES_DB": "compose only: the postgres image's database",
+    "AUDIT_OWNER_PASSWORD": "compose only: recstop_audit_owner's password (postgres-init), audit-migrate's",
+    "AUDIT_SINK_PASSWORD": "compose only: recstop_audit_sink's password (postgres-init), audit-sink's",
+    "AUDIT_RETENTION_PASSWORD": "compose only: recstop_audit_retention's password, audit-retention's",
+    "AUDIT_READER_PASSWORD": "compose only: recstop_audit_reader's password, for show/export/verify",
     "PYTHONDONTWRITEBYTECODE": "Dockerfile: no .pyc writes on a read-only root filesystem",
     "PYTHONUNBUFFERED": "Dockerfile: log lines reach the container runtime at once",
     "PIP_NO_CACHE_DIR": "Dockerfile: no pip cache in the image layers",
@@ -116,10 +127,20 @@ def interpolate(text: str) -> str:
     return text.replace("$$", "$")
 
 
+def pod_spec(doc: dict[str, Any]) -> dict[str, Any] | None:
+    """The pod a Deployment, Job or CronJob runs; None for other kinds."""
+    if doc["kind"] in {"Deployment", "Job"}:
+        return dict(doc["spec"]["template"]["spec"])
+    if doc["kind"] == "CronJob":
+        return dict(doc["spec"]["jobTemplate"]["spec"]["template"]["spec"])
+    return None
+
+
 def containers() -> Iterator[tuple[str, dict[str, Any], dict[str, Any]]]:
+    """Every container a manifest runs (Deployments, the migrate Job, the retention CronJob)."""
     for doc in k8s_docs():
-        if doc["kind"] == "Deployment":
-            pod = doc["spec"]["template"]["spec"]
+        pod = pod_spec(doc)
+        if pod is not None:
             for container in pod["containers"]:
                 yield doc["metadata"]["name"], pod, container
 
@@ -147,6 +168,19 @@ def container_env(container: dict[str, Any]) -> dict[str, str]:
     return env
 
 
+def unit_env_files(path: Path) -> list[str]:
+    """Every EnvironmentFile= of a unit, in order (systemd reads each; a later one overrides)."""
+    return re.findall(r"(?m)^EnvironmentFile=(.+)$", path.read_text())
+
+
+def unit_env(path: Path) -> dict[str, str]:
+    """The environment a unit gets from its files, as the shipped examples set it."""
+    env: dict[str, str] = {}
+    for name in unit_env_files(path):
+        env.update(env_file(UNIT_ENV_EXAMPLES.get(name, ENV_EXAMPLE)))
+    return env
+
+
 def unit_exec(path: Path) -> list[str]:
     argv = shlex.split(unit(path)["Service"]["ExecStart"].replace("%%", "%"))
     return [Path(argv[0]).name, *argv[1:]]
@@ -163,7 +197,7 @@ def commands() -> list[tuple[str, list[str]]]:
     for name, service in compose()["services"].items():
         if isinstance(service.get("command"), list):
             found.append((f"compose {name}", [interpolate(arg) for arg in service["command"]]))
-        test = service["healthcheck"]["test"]
+        test = service.get("healthcheck", {}).get("test", [""])
         if test[0] == "CMD":
             found.append((f"compose {name} healthcheck", test[1:]))
     for name, _, container in containers():
@@ -246,6 +280,8 @@ def test_every_environment_variable_is_a_setting_or_allowed():
     for _, _, container in containers():
         names[f"k8s {container['name']}"] = set(container_env(container))
     names["recstop.env.example"] = set(env_file(ENV_EXAMPLE))
+    for example in UNIT_ENV_EXAMPLES.values():
+        names[example.name] = set(env_file(example))
     names["recstop.env.example (commented)"] = set(
         re.findall(r"^# ([A-Z_]+)=", ENV_EXAMPLE.read_text(), re.MULTILINE)
     )
@@ -372,16 +408,19 @@ def test_the_kubernetes_steps_create_every_secret_key_the_manifests_read_then_ap
 
 
 def test_the_systemd_steps_enable_every_shipped_unit():
-    """deploy/README.md's `systemctl enable` lines start every unit in systemd/ (the worker as instances)."""
+    """deploy/README.md's `systemctl enable` lines start every unit in systemd/ (a timed one by its timer)."""
     enabled = {
         re.sub(r"@\d+$", "@", name)
         for line in readme_block("systemd")
         if line.startswith("systemctl enable")
         for name in shlex.split(line)[3:]
     }
-    shipped = {path.name.removesuffix(".service") for path in SYSTEMD.glob("*.service")}
+    timers = {path.name for path in SYSTEMD.glob("*.timer")}
+    timed = {name.removesuffix(".timer") for name in timers}
+    shipped = {path.name.removesuffix(".service") for path in SYSTEMD.glob("*.service")} - timed
     assert "recstop-audit-sink" in shipped
-    assert enabled == shipped
+    assert timers == {"recstop-audit-retention.timer"}
+    assert enabled == shipped | timers
 
 
 def test_make_help_names_every_part_make_run_starts():
@@ -460,11 +499,13 @@ def test_flower_always_has_basic_auth():
 
 
 def test_compose_services_health_redis_and_grace():
-    """Compose: health checks everywhere, Redis from redis.conf with a password, grace above timeouts."""
+    """Compose: health checks on every long-running service, Redis from redis.conf with a password, grace."""
     services = compose()["services"]
     assert {"redis", "worker", "flower", "sandbox"} <= services.keys()
+    one_shot = {name for name, service in services.items() if service.get("restart") == "no"}
+    assert one_shot == {"audit-migrate", "audit-retention"}
     for name, service in services.items():
-        assert service["healthcheck"]["test"], name
+        assert name in one_shot or service["healthcheck"]["test"], name
     assert services["worker"]["healthcheck"]["test"] == ["CMD", "recstop", "health"]
     assert services["sandbox"]["profiles"] == ["sandbox"]
     redis_cmd = " ".join(services["redis"]["command"])
@@ -480,14 +521,16 @@ def test_compose_services_health_redis_and_grace():
 
 
 def test_systemd_units_have_the_required_keys():
-    """Each unit: EnvironmentFile, SIGTERM, TimeoutStopSec above timeouts, restart, own user, hardening."""
+    """Each unit: recstop.env first, SIGTERM, TimeoutStopSec above timeouts, restart, own user, hardening."""
     example = env_file(ENV_EXAMPLE)
     bound = float(example["RECSTOP_CONNECT_TIMEOUT_S"]) + float(example["RECSTOP_READ_TIMEOUT_S"])
     paths = sorted(SYSTEMD.glob("*.service"))
     assert {p.name for p in paths} >= {"recstop-worker@.service", "recstop-flower.service"}
     for path in paths:
         service = unit(path)["Service"]
-        assert service["EnvironmentFile"] == "/etc/recstop/recstop.env", path.name
+        files = unit_env_files(path)
+        assert files[0] == "/etc/recstop/recstop.env", path.name
+        assert set(files[1:]) <= UNIT_ENV_EXAMPLES.keys(), path.name
         assert service["KillSignal"] == "SIGTERM", path.name
         assert service["Restart"] == "on-failure", path.name
         assert service["User"] not in {"root", "0"}, path.name
@@ -507,8 +550,10 @@ def test_systemd_units_pass_systemd_analyze_verify(tmp_path):
     venv_bin = Path(sys.executable).parent
     assert (venv_bin / "recstop").exists()
     units = []
-    for path in sorted(SYSTEMD.glob("*.service")):
+    for path in sorted([*SYSTEMD.glob("*.service"), *SYSTEMD.glob("*.timer")]):
         text = path.read_text().replace("/opt/recstop/venv/bin/", f"{venv_bin}/")
+        for installed, example in UNIT_ENV_EXAMPLES.items():
+            text = text.replace(installed, str(example))
         text = text.replace("/etc/recstop/recstop.env", str(ENV_EXAMPLE))
         name = path.name.replace("@.", "@1.")  # a template is verified as one of its instances
         (tmp_path / name).write_text(text)
@@ -516,7 +561,7 @@ def test_systemd_units_pass_systemd_analyze_verify(tmp_path):
     result = subprocess.run([analyze, "verify", *units], capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
     assert result.stderr == "", result.stderr
-    for name in units:
+    for name in (unit for unit in units if unit.endswith(".service")):
         security = subprocess.run(
             [analyze, "security", "--offline=yes", "--no-pager", name],
             capture_output=True,
@@ -651,3 +696,60 @@ def test_deploy_readme_names_every_file():
             assert path.name in readme or f"{path.parent.name}/" in readme, path
     assert "/metrics" in readme
     assert "without" in readme.lower()
+
+
+def audit_runs() -> list[tuple[str, list[str], dict[str, str]]]:
+    """Every `recstop audit ...` that deploy/ runs, with the environment it gets: (where, argv, env)."""
+    found = []
+    for name, service in compose()["services"].items():
+        env = {key: interpolate(str(value)) for key, value in service.get("environment", {}).items()}
+        found.append((f"compose {name}", [interpolate(str(a)) for a in service.get("command", [])], env))
+    found.extend((f"k8s {name}", c["command"], container_env(c)) for name, _, c in containers())
+    found.extend((f"systemd {p.name}", unit_exec(p), unit_env(p)) for p in SYSTEMD.glob("*.service"))
+    return [(where, argv, env) for where, argv, env in found if argv[:2] == ["recstop", "audit"]]
+
+
+def test_each_audit_command_in_deploy_runs_as_its_own_postgres_role():
+    """Migrate as the owner, the sink and retention as their roles: in compose, k8s and systemd."""
+    by_action = {action: role for role in audit_roles.ROLES for action in role.actions}
+    seen = set()
+    for where, argv, env in audit_runs():
+        role = by_action[argv[2]]
+        user = urlsplit(env["RECSTOP_AUDIT_DB"]).username
+        assert user == role.name, f"{where}: recstop audit {argv[2]} as {user}, not {role.name}"
+        assert "--retention" not in argv, where  # the sink's role may not delete
+        seen.add((where.split()[0], argv[2]))
+    platforms = ("compose", "k8s", "systemd")
+    expected = {(p, action) for p in platforms for action in ("sink", "retention")}
+    assert seen == expected | {("compose", "migrate"), ("k8s", "migrate")}
+    migrate = [line for line in readme_block("systemd") if line.endswith("recstop audit migrate")]
+    assert len(migrate) == 1
+    assert urlsplit(migrate[0].split("=", 1)[1].split()[0]).username == audit_roles.OWNER.name
+    assert all("RECSTOP_AUDIT_DB" not in line for line in ENV_EXAMPLE.read_text().splitlines())
+
+
+def test_compose_postgres_creates_the_audit_roles_with_passwords_from_its_environment():
+    """Compose's PostgreSQL runs the roles file and the password script at init; it sets every role's."""
+    postgres = compose()["services"]["postgres"]
+    mounts = {volume.split(":")[0]: volume.split(":")[1] for volume in postgres["volumes"]}
+    assert mounts["./audit-postgres-roles.sql"].startswith("/docker-entrypoint-initdb.d/10-")
+    script = DEPLOY / "postgres-init" / "audit-role-passwords.sh"
+    assert mounts["./postgres-init/audit-role-passwords.sh"].startswith("/docker-entrypoint-initdb.d/20-")
+    text = script.read_text()
+    assert set(re.findall(r"ALTER ROLE (\w+) PASSWORD", text)) == {role.name for role in audit_roles.ROLES}
+    assert set(re.findall(r"\\getenv \w+ (\w+)", text)) <= set(postgres["environment"])
+    assert script.stat().st_mode & 0o111
+    migrate = compose()["services"]["audit-sink"]["depends_on"]["audit-migrate"]
+    assert migrate == {"condition": "service_completed_successfully"}
+
+
+def test_kubernetes_migrate_job_and_retention_cronjob():
+    """The migrate Job removes itself once done (the next apply runs it again); retention runs daily."""
+    job = k8s_named("Job")["recstop-audit-migrate"]
+    assert 0 < job["spec"]["ttlSecondsAfterFinished"] <= 3600
+    cron = k8s_named("CronJob")["recstop-audit-retention"]
+    assert cron["spec"]["concurrencyPolicy"] == "Forbid"
+    assert len(cron["spec"]["schedule"].split()) == 5
+    timer = unit(SYSTEMD / "recstop-audit-retention.timer")
+    assert timer["Timer"]["Persistent"] == "true"
+    assert unit(SYSTEMD / "recstop-audit-retention.service")["Service"]["Type"] == "oneshot"

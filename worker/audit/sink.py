@@ -5,8 +5,11 @@ pending entries, else wait for new ones; store the batch in one transaction (``l
 acknowledge it only after the commit, then trim the stream below what is not acknowledged. Killed
 at any instant, a sink leaves its batch pending: it or another sink stores it later, and the
 unique stream id keeps it single. Redis or the database unreachable: the step is retried with
-backoff, a log line per failed try. Daily, the sink logs ``audit_digest`` (the day's last hash)
-and deletes what is older than the retention. Event contents are never logged.
+backoff, a log line per failed try. Daily, the sink logs ``audit_digest`` (the day's last hash).
+Retention is ``recstop audit retention``'s, under its own role; a sink given ``retention_days``
+(``--retention``: SQLite, or one database user for everything) also applies it hourly. The sink
+migrates a schema that is behind when its user may; under ``recstop_audit_sink`` it may not, and
+waits, saying so, until ``recstop audit migrate`` ran. Event contents are never logged.
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from recstop.worker.audit import ledger
 from recstop.worker.audit.chain import day_of
 from recstop.worker.audit.event import INVALID, parse_entry
-from recstop.worker.audit.schema import migrate
+from recstop.worker.audit.roles import OWNER, refused
+from recstop.worker.audit.schema import LATEST, migrate
 from recstop.worker.audit.stream import AuditStream, Entry
 from recstop.worker.model.redaction import Redactor
 
@@ -41,6 +45,10 @@ MAX_BACKOFF_S: Final = 30.0
 RETENTION_EVERY_S: Final = 3600.0
 #: The fields of a claimed entry that is gone from the stream (``parse_entry`` records it as gone).
 GONE: Final[dict[bytes, bytes]] = {}
+
+
+class SchemaNotReadyError(Exception):
+    """The audit schema is missing or older than this code, and the sink's user may not migrate it."""
 
 
 def fail_fast(client: Redis) -> Redis:
@@ -69,7 +77,7 @@ class AuditSink:
         batch: int = 500,
         block_ms: int = 1000,
         claim_idle_s: float = 5.0,
-        retention_days: int,
+        retention_days: int | None = None,
         retention_every_s: float = RETENTION_EVERY_S,
         max_backoff_s: float = MAX_BACKOFF_S,
         redactor: Redactor | None = None,
@@ -84,7 +92,7 @@ class AuditSink:
             claim_idle_ms=int(claim_idle_s * 1000),
         )
         self.claim_every_s = claim_idle_s
-        self.retention_s = retention_days * 86400.0
+        self.retention_s = None if retention_days is None else retention_days * 86400.0
         self.retention_every_s = retention_every_s
         self.max_backoff_s = max_backoff_s
         self.redactor = redactor or Redactor(())
@@ -102,7 +110,15 @@ class AuditSink:
 
     def prepare(self) -> None:
         """Create or migrate the schema and the consumer group (``step`` does it first, until it worked)."""
-        found = migrate(self.engine)
+        try:
+            found = migrate(self.engine)  # reads the version only, when the schema is up to date
+        except SQLAlchemyError as exc:
+            if not refused(exc):
+                raise
+            raise SchemaNotReadyError(
+                f"the audit schema is missing or older than version {LATEST} and this sink's database "
+                f"user may not change it: run `recstop audit migrate` as {OWNER.name}"
+            ) from exc
         self.stream.ensure_group()
         self._ready = True
         log.info("audit_sink_ready", consumer=self.name, schema_version_found=found)
@@ -159,14 +175,14 @@ class AuditSink:
             _log_digest(result.digest)
 
     def _maintain(self) -> None:
-        """Close a finished day (its digest) and apply the retention, when due."""
+        """Close a finished day (its digest) and apply the retention when this sink has one, when due."""
         now = self.clock()
         if day_of(now) != self._day:
             digest = ledger.close_day(self.engine, now)
             self._day = day_of(now)
             if digest is not None:
                 _log_digest(digest)
-        if time.monotonic() >= self._next_retention:
+        if self.retention_s is not None and time.monotonic() >= self._next_retention:
             self._next_retention = time.monotonic() + self.retention_every_s
             deleted = ledger.prune(self.engine, now - self.retention_s)
             if deleted:
@@ -179,12 +195,11 @@ class AuditSink:
         while not stop.is_set():
             try:
                 self.step()
-            except (RedisError, OSError, SQLAlchemyError) as exc:
+            except (RedisError, OSError, SQLAlchemyError, SchemaNotReadyError) as exc:
                 failures += 1
                 wait = min(self.max_backoff_s, 0.25 * 2 ** min(failures, 10))
-                redis_down = isinstance(exc, RedisError | OSError)
                 log.warning(
-                    "audit_redis_unavailable" if redis_down else "audit_database_unavailable",
+                    _outage(exc),
                     consumer=self.name,
                     error=self.redactor.text(f"{type(exc).__name__}: {exc}")[:500],
                     failures=failures,
@@ -197,6 +212,15 @@ class AuditSink:
                 log.info("audit_sink_recovered", consumer=self.name, after_failures=failures)
                 failures = 0
         log.info("audit_sink_stopped", consumer=self.name)
+
+
+def _outage(exc: Exception) -> str:
+    """The log event of a failed step: what is unavailable."""
+    if isinstance(exc, SchemaNotReadyError):
+        return "audit_schema_not_ready"
+    return (
+        "audit_redis_unavailable" if isinstance(exc, RedisError | OSError) else "audit_database_unavailable"
+    )
 
 
 def _log_digest(digest: ledger.Digest) -> None:

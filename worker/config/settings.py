@@ -178,7 +178,8 @@ class AuditSettings:
         400,
         env="RECSTOP_AUDIT_RETENTION_DAYS",
         parse=parsers.positive_int,
-        help="Audit events recorded longer ago are deleted by the sink (oldest first, whole chain prefix).",
+        help="Audit events recorded longer ago are deleted by `recstop audit retention` (oldest first, a "
+        "whole chain prefix).",
     )
     stream_max: int = setting(
         1_000_000,
