@@ -82,7 +82,7 @@ def serve(stack: Stack, env: Mapping[str, str]) -> list[str]:
     lines.append("worker     celery -A recstop.worker worker   (logs below)")
     flower = stack.start_flower(port=FLOWER_PORT)
     lines.append(f"flower     {flower.base_url}   (log in {run_dir(env)}/flower.log)")
-    stack.start_audit_sink()
+    stack.start_audit_sink("--retention")  # SQLite, one user: the sink prunes (docs/audit.md)
     audit_db = stack.env["RECSTOP_AUDIT_DB"]
     lines.append(
         f"audit      recstop audit sink -> {mask_url(audit_db)}   (log in {run_dir(env)}/audit-sink.log)"
