@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -23,8 +24,10 @@ from recstop.worker.celeryapp.celeryconf import celery_config
 from recstop.worker.config.redis import RedisSettings
 from recstop.worker.config.settings import Settings
 from recstop.worker.model.errors import ConfigError
+from recstop.worker.run.scheduler import Scheduler
 from recstop.worker.state import keys
 from recstop.worker.state.redisclient import redis_client
+from recstop.worker.state.store import StopStore
 
 pytestmark = pytest.mark.integration
 
@@ -110,6 +113,25 @@ def test_bad_sentinel_settings_are_config_errors(env, message):
     """A sentinel:// URL without a master name, a bad part, or sentinel options without one → ConfigError."""
     with pytest.raises(ConfigError, match=message):
         Settings.from_env(env).redis.sentinel_db()
+
+
+def test_scheduler_keeps_publishing_while_no_replica_acknowledges(env, producer):
+    """WAIT 1 and no replica (a failover's gap): due stops are published and the scheduler keeps running."""
+    waiting = Settings.from_env(
+        {**env, "RECSTOP_REDIS_WAIT_REPLICAS": "1", "RECSTOP_REDIS_WAIT_TIMEOUT_MS": "50"}
+    )
+    scheduler = Scheduler(StopStore.for_settings(producer.redis, waiting).schedule, poll_s=0.05)
+    scheduler.start()
+    try:
+        for published in (1, 2):  # the second is due only after the first publish met no replica
+            producer.stop_recording(str(uuid.uuid4()), delay=0.2)
+            wait_for(
+                lambda n=published: producer.redis.llen(keys.QUEUE) == n,
+                timeout_s=10,
+                what=f"due stop {published} to be published",
+            )
+    finally:
+        scheduler.stop()
 
 
 # --- a real master, replica and three sentinels ---------------------------------------------------
