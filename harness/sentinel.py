@@ -22,8 +22,11 @@ MASTER_NAME: Final = "recstop"
 #: abandoned (and retried) after 5 s.
 DOWN_AFTER_MS: Final = 1000
 FAILOVER_TIMEOUT_MS: Final = 5000
+DEPLOY: Final = Path(__file__).resolve().parents[1] / "deploy"
 #: The sentinel.conf the deploy files ship (its timings are the layout's, see ``shipped_timings``).
-SHIPPED_SENTINEL_CONF: Final = Path(__file__).resolve().parents[1] / "deploy" / "sentinel.conf"
+SHIPPED_SENTINEL_CONF: Final = DEPLOY / "sentinel.conf"
+#: The redis.conf every node of the layout loads (its replication lines: ``shipped_replication_args``).
+SHIPPED_REDIS_CONF: Final = DEPLOY / "redis.conf"
 
 
 @dataclass(frozen=True)
@@ -42,6 +45,16 @@ def shipped_timings(path: Path = SHIPPED_SENTINEL_CONF) -> SentinelTimings:
         if len(words) == 4 and words[0] == "sentinel":  # noqa: PLR2004 - sentinel <option> <name> <value>
             found[words[1]] = int(words[3]) if words[3].isdigit() else 0
     return SentinelTimings(found["down-after-milliseconds"], found["failover-timeout"])
+
+
+def shipped_replication_args(path: Path = SHIPPED_REDIS_CONF) -> list[str]:
+    """The ``repl-*`` lines of ``deploy/redis.conf`` as redis-server arguments (``--repl-... value``)."""
+    args: list[str] = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("repl-"):
+            name, value = line.split(None, 1)
+            args += [f"--{name}", value.strip()]
+    return args
 
 
 class SentinelServer:
@@ -254,18 +267,26 @@ class SentinelCluster:
         """The ``sentinel://`` broker URL naming every sentinel."""
         return ";".join(f"sentinel://127.0.0.1:{s.port}" for s in self.sentinels)
 
-    def start(self) -> SentinelCluster:
-        """Start everything; return once the replica is in sync and every sentinel knows the whole set."""
+    def start(self, *, settle: bool = True) -> SentinelCluster:
+        """Start everything; return once the replicas are in sync and (``settle``) the sentinels know all.
+
+        Without ``settle`` the sentinels already name the master; :meth:`wait_settled` waits for the rest.
+        """
         self.master.start()
         for replica in self.replicas:
             replica.start()
         wait_for(self._replicas_in_sync, timeout_s=30, interval_s=0.1, what="the replicas to sync")
         for sentinel in self.sentinels:
             sentinel.start()
+        if settle:
+            self.wait_settled()
+        return self
+
+    def wait_settled(self) -> None:
+        """Wait until every sentinel knows every replica and the other sentinels."""
         wait_for(
             self._sentinels_settled, timeout_s=60, interval_s=0.2, what="the sentinels to see each other"
         )
-        return self
 
     def _replicas_in_sync(self) -> bool:
         return all(_in_sync(replica) for replica in self.replicas)

@@ -28,7 +28,7 @@ from chaos.report import ScenarioResult
 from chaos.stack import Stack
 from chaos.verify import deletes_by_call, reconcile
 from harness.procs import RedisServer
-from harness.sentinel import MASTER_NAME, SentinelCluster, shipped_timings
+from harness.sentinel import MASTER_NAME, SentinelCluster, shipped_replication_args, shipped_timings
 
 #: What the shipped layout sets beyond the defaults (compose's x-recstop-env, the ConfigMap):
 #: ``tests/unit/test_deploy.py`` holds both deploy files to these values.
@@ -52,7 +52,9 @@ def run(profile: Profile, keep_dir: Path | None = None) -> ScenarioResult:
     started = time.monotonic()
     timings = shipped_timings()
     ha_dir = Path(tempfile.mkdtemp(prefix="recstop-chaos-sentinel-"))
-    cluster = SentinelCluster(ha_dir, replicas=REPLICAS, timings=timings)
+    cluster = SentinelCluster(
+        ha_dir, replicas=REPLICAS, timings=timings, extra_args=shipped_replication_args()
+    )
     figures: dict[str, object] = {}
     try:
         with Stack(
@@ -62,9 +64,10 @@ def run(profile: Profile, keep_dir: Path | None = None) -> ScenarioResult:
             redis_url=cluster.url,
             watch_url=cluster.master.url,
         ) as stack:
-            cluster.start()
+            cluster.start(settle=False)  # the sentinels learn of each other while the workers start
             stack.sandbox.client.set_faults([], latency_ms=20)
             workers = stack.start_workers(2)
+            cluster.wait_settled()
             rate_per_s = profile.rate_per_s * BURST_SHARE
             part_b = _replica_loss(stack, cluster, profile.sentinel_stops, rate_per_s)
             part_a = _master_loss(stack, cluster, profile.sentinel_stops, rate_per_s)
