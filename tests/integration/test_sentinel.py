@@ -3,27 +3,30 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import time
 import uuid
 from pathlib import Path
 
 import pytest
+import redis as redis_py
 from redis.sentinel import SentinelConnectionPool
 from support import in_flight
 
 from chaos.load import Load, new_calls
 from chaos.stack import AUTH_ID, BASE_ENV, TOKEN
 from chaos.verify import deletes_by_call, reconcile
-from harness.procs import WorkerProcess, wait_for
+from harness.procs import WorkerProcess, free_port, terminate, wait_for
 from harness.sandbox import SandboxProcess
-from harness.sentinel import MASTER_NAME, SentinelCluster
+from harness.sentinel import MASTER_NAME, SentinelCluster, shipped_timings
 from recstop.producers import Producer
 from recstop.worker.broker.transport import SENTINEL_TRANSPORT, TRANSPORT, SentinelTransport, Transport
 from recstop.worker.celeryapp.app import create_app
 from recstop.worker.celeryapp.celeryconf import celery_config
 from recstop.worker.config.redis import RedisSettings
 from recstop.worker.config.settings import Settings
-from recstop.worker.model.errors import ConfigError
+from recstop.worker.model.errors import BrokerUnavailableError, ConfigError
 from recstop.worker.run.scheduler import Scheduler
 from recstop.worker.state import keys
 from recstop.worker.state.redisclient import redis_client
@@ -357,3 +360,184 @@ def test_replica_behind_at_the_crash_loses_unreplicated_stops_unless_publishes_w
         assert lost, "expected the stops accepted while the replica was frozen to be lost"
         assert lost <= accepted_in_window
         assert tally.stopped + tally.already_stopped + len(lost) == len(calls)
+
+
+# --- the shipped layout's start script (deploy/redis-ha.sh) on loopback ---------------------------
+
+LAYOUT_REDIS_PASSWORD = "Layout-redis-pw-5"
+LAYOUT_SENTINEL_PASSWORD = "Layout-sentinel-pw-8"
+
+
+class ScriptedLayout:
+    """Three Redis nodes and three sentinels, each started by ``deploy/redis-ha.sh`` as compose does.
+
+    On loopback every node is 127.0.0.1 with a port of its own (``NAME:PORT``); the shipped configs
+    are used as they are but for ``dir`` and ``bind`` (a container's ``/data``, every interface).
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.conf = directory / "conf"
+        self.conf.mkdir(parents=True)
+        deploy = Path(__file__).resolve().parents[2] / "deploy"
+        local = {"dir": f"dir {directory}", "bind": "bind 127.0.0.1"}
+        for name in ("redis.conf", "sentinel.conf"):
+            lines = (deploy / name).read_text(encoding="utf-8").splitlines()
+            lines = [local.get(line.split(" ", 1)[0], line) for line in lines]
+            (self.conf / name).write_text("\n".join([*lines, local["bind"], ""]), encoding="utf-8")
+        self.script = deploy / "redis-ha.sh"
+        self.redis_ports = [free_port() for _ in range(3)]
+        self.sentinel_ports = [free_port() for _ in range(3)]
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    @property
+    def sentinels(self) -> list[str]:
+        """The sentinels as the script names them (``127.0.0.1:PORT``)."""
+        return [f"127.0.0.1:{port}" for port in self.sentinel_ports]
+
+    @property
+    def url(self) -> str:
+        """The broker URL of this layout: every sentinel, the Redis password in each."""
+        return ";".join(f"sentinel://:{LAYOUT_REDIS_PASSWORD}@{s}" for s in self.sentinels)
+
+    def start(self, role: str, index: int) -> None:
+        """Start node ``index`` (0..2) of ``role`` (redis, sentinel) with the script, as compose does."""
+        name = f"{role}{index + 1}"
+        data = self.directory / name
+        data.mkdir(exist_ok=True)
+        env = {
+            "PATH": os.environ["PATH"],
+            "REDIS_HA_CONF": str(self.conf),
+            "REDIS_HA_DATA": str(data),
+            "REDIS_PORT": str(self.redis_ports[index]),
+            "SENTINEL_PORT": str(self.sentinel_ports[index]),
+            "REDIS_PASSWORD": LAYOUT_REDIS_PASSWORD,
+            "SENTINEL_PASSWORD": LAYOUT_SENTINEL_PASSWORD,
+        }
+        argv = [
+            "sh",
+            str(self.script),
+            role,
+            "127.0.0.1",
+            f"127.0.0.1:{self.redis_ports[0]}",
+            *self.sentinels,
+        ]
+        with (self.directory / f"{name}.out").open("ab") as out:
+            self.procs[name] = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+    def output(self, name: str) -> str:
+        """What the script (and then the server) printed."""
+        return (self.directory / f"{name}.out").read_text(encoding="utf-8", errors="replace")
+
+    def redis(self, port: int) -> redis_py.Redis:
+        """A client of the Redis node on ``port``."""
+        return redis_py.Redis(
+            port=port, password=LAYOUT_REDIS_PASSWORD, decode_responses=True, socket_timeout=5
+        )
+
+    def sentinel(self, index: int) -> redis_py.Redis:
+        """A client of sentinel ``index``."""
+        return redis_py.Redis(
+            port=self.sentinel_ports[index],
+            password=LAYOUT_SENTINEL_PASSWORD,
+            decode_responses=True,
+            socket_timeout=5,
+        )
+
+    def master_port(self) -> int | None:
+        """The master's port when every sentinel names the same one."""
+        ports = set()
+        for index in range(3):
+            try:
+                found = self.sentinel(index).sentinel_get_master_addr_by_name(MASTER_NAME)
+            except redis_py.RedisError:
+                return None
+            ports.add(found[1] if found else None)
+        return ports.pop() if len(ports) == 1 else None
+
+    def settled(self) -> bool:
+        """Each sentinel knows the master, two replicas and two other sentinels; both replicas in sync."""
+        try:
+            views = [self.sentinel(index).sentinel_master(MASTER_NAME) for index in range(3)]
+            info = self.redis(self.redis_ports[0]).info("replication")
+        except redis_py.RedisError:
+            return False
+        online = [v for k, v in info.items() if k.startswith("slave") and isinstance(v, dict)]
+        return all(v["num-slaves"] == 2 and v["num-other-sentinels"] == 2 for v in views) and (
+            len([r for r in online if r["state"] == "online"]) == 2
+        )
+
+    def stop(self) -> None:
+        """Sentinels first (no failover while tearing down), then the Redis nodes."""
+        for name in sorted(self.procs, key=lambda n: not n.startswith("sentinel")):
+            terminate(self.procs[name])
+
+
+@pytest.fixture
+def layout(tmp_path: Path):
+    """The shipped layout started by its script on loopback; stopped at the end."""
+    scripted = ScriptedLayout(tmp_path / "layout")
+    try:
+        for role in ("redis", "sentinel"):
+            for index in range(3):
+                scripted.start(role, index)
+        yield scripted
+    finally:
+        scripted.stop()
+
+
+def test_the_shipped_start_script_forms_the_layout_and_an_old_master_rejoins_as_a_replica(layout, sandbox):
+    """deploy/redis-ha.sh: a master, two replicas, three sentinels; WAIT 1 enqueues; old master → replica."""
+    wait_for(layout.settled, timeout_s=60, interval_s=0.2, what="the scripted layout to form")
+    first = layout.redis_ports[0]
+    assert "starts as the master" in layout.output("redis1")
+    assert f"starts as a replica of 127.0.0.1 {first}" in layout.output("redis2")
+    down_after = shipped_timings().down_after_ms
+    assert int(layout.sentinel(0).sentinel_master(MASTER_NAME)["down-after-milliseconds"]) == down_after
+    env = {
+        **BASE_ENV,
+        "RECSTOP_BROKER_URL": layout.url,
+        "RECSTOP_REDIS_SENTINEL_MASTER": MASTER_NAME,
+        "RECSTOP_REDIS_SENTINEL_PASSWORD": LAYOUT_SENTINEL_PASSWORD,
+        "RECSTOP_REDIS_WAIT_REPLICAS": "1",
+        "VOBIZ_API_BASE": sandbox.api_base,
+    }
+    settings = Settings.from_env(env)
+    producer = Producer(settings, redis_client(settings.redis))
+    try:
+        before = str(uuid.uuid4())
+        producer.stop_recording(before)
+        layout.procs["redis1"].kill()  # the master: SIGKILL
+        layout.procs["redis1"].wait(10)
+        new = wait_for(
+            lambda: (port := layout.master_port()) not in (None, first) and port,
+            timeout_s=down_after / 1000 + 30,
+            interval_s=0.1,
+            what="the sentinels to promote a replica",
+        )
+        layout.start("redis", 0)  # the old master comes back: the script asks the sentinels first
+        wait_for(
+            lambda: layout.redis(first).info("replication").get("master_link_status") == "up",
+            timeout_s=30,
+            what="the old master to follow the new one",
+        )
+        assert f"starts as a replica of 127.0.0.1 {new}" in layout.output("redis1")
+        assert layout.redis(first).info("replication")["master_port"] == new
+        after = wait_for(
+            lambda: _accepted(producer), timeout_s=30, what="an enqueue acknowledged by a replica"
+        )
+        # Both acknowledged stops are on the new master: the one from before the failover came with
+        # the replica that acknowledged it.
+        assert layout.redis(new).exists(keys.call_key(before), keys.call_key(after)) == 2
+    finally:
+        producer.close()
+
+
+def _accepted(producer: Producer) -> str | None:
+    """The call of a new stop acknowledged, or None when it was refused (no replica acknowledged it yet)."""
+    call_uuid = str(uuid.uuid4())
+    try:
+        producer.stop_recording(call_uuid)
+    except BrokerUnavailableError:
+        return None
+    return call_uuid
