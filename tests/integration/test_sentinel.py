@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import redis as redis_py
+from celery import Celery
 from redis.sentinel import SentinelConnectionPool
 from support import in_flight
 
@@ -135,6 +136,34 @@ def test_scheduler_keeps_publishing_while_no_replica_acknowledges(env, producer)
             )
     finally:
         scheduler.stop()
+
+
+def test_a_countdown_message_is_deferred_while_no_replica_acknowledges(redis_server, start_worker, producer):
+    """WAIT 1, no replica: a Celery countdown message still moves into the schedule, acked; the next too."""
+    start_worker(RECSTOP_REDIS_WAIT_REPLICAS="1", RECSTOP_REDIS_WAIT_TIMEOUT_MS="50")
+    client = Celery("backend-svc", broker=redis_server.url, set_as_current=False)
+    client.conf.update(task_serializer="json", accept_content=["json"])
+    redis = redis_server.client()
+    try:
+        for call_uuid in (str(uuid.uuid4()), str(uuid.uuid4())):  # the second after the first met no replica
+            task_id = client.send_task(
+                keys.TASK_NAME, kwargs={"call_uuid": call_uuid}, queue=keys.QUEUE, countdown=60
+            ).id
+            wait_for(
+                lambda c=call_uuid, t=task_id: (
+                    (r := producer.status(c)) is not None and (r.state, r.task_id) == ("scheduled", t)
+                ),
+                timeout_s=15,
+                what=f"{task_id} to be scheduled",
+            )
+            wait_for(
+                lambda: redis.llen(keys.QUEUE) + in_flight(redis) == 0,
+                timeout_s=15,
+                what="the message to be acknowledged",
+            )
+    finally:
+        client.close()
+        redis.close()
 
 
 # --- a real master, replica and three sentinels ---------------------------------------------------

@@ -64,7 +64,9 @@ class RedisSettings:
         env="RECSTOP_REDIS_WAIT_REPLICAS",
         parse=parsers.non_negative_int,
         help="Replicas that must hold a published stop message (`WAIT`) before the enqueue counts as "
-        "accepted; 0: none (asynchronous replication: a failover can lose the last acknowledged writes).",
+        "accepted; 0: none (asynchronous replication: a failover can lose the last acknowledged writes). "
+        "0 suits the default, a single Redis; deploy/'s Sentinel layout (two replicas) sets 1 "
+        "(docs/operations.md).",
     )
     wait_timeout_ms: int = setting(
         500,
