@@ -184,7 +184,8 @@ def _replica_loss(stack: Stack, cluster: SentinelCluster, stops: int, rate_per_s
     load.wait_progress(int(len(calls) * FAULT_AT))
     victim = cluster.replicas[-1]
     victim.crash()
-    part = _Part(calls, load.wait(timeout_s=120), time.time())
+    killed_at = time.time()
+    part = _Part(calls, load.wait(timeout_s=120), killed_at)
     part.victim = str(victim.port)
     cluster.restart_as_replica(victim)
     return part
