@@ -77,6 +77,23 @@ def test_failover_to_the_next_sentinel_url_keeps_recstops_transport():
         assert type(connection.transport) is SentinelTransport
 
 
+def test_failover_to_the_next_sentinel_url_keeps_the_redis_password_of_the_first():
+    """The Redis password given in the first sentinel:// URL only still authenticates after a switch."""
+    settings = Settings.from_env(
+        {
+            "RECSTOP_BROKER_URL": "sentinel://:Redis-pw-3@10.0.0.1:26379;sentinel://10.0.0.2;sentinel://u:own@10.0.0.3",
+            "RECSTOP_REDIS_SENTINEL_MASTER": "m",
+        }
+    )
+    with create_app(settings).connection_for_write() as connection:
+        seen = [(connection.hostname, connection.password)]
+        for _ in range(2):
+            connection.maybe_switch_next()
+            seen.append((connection.hostname, connection.password))
+    assert seen == [("10.0.0.1", "Redis-pw-3"), ("10.0.0.2", "Redis-pw-3"), ("10.0.0.3", "own")]
+    assert "Redis-pw-3" not in settings.redis.safe_url
+
+
 def test_reconnecting_to_a_redis_url_keeps_recstops_transport():
     """Kombu switches to the same redis:// URL on a reconnect; recstop's transport (and its fixes) stays."""
     settings = Settings.from_env({"RECSTOP_BROKER_URL": "redis://127.0.0.1:6390/0"})
