@@ -41,15 +41,6 @@ current_master() {
     echo "$(host_of "$first") $(port_of "$first" "$redis_port")"
 }
 
-# Wait (at most 60 s) until a name resolves: a sentinel refuses to start on a master it cannot resolve.
-wait_resolvable() {
-    tries=0
-    until getent ahosts "$1" >/dev/null 2>&1 || [ "$tries" -ge 60 ]; do
-        tries=$((tries + 1))
-        sleep 1
-    done
-}
-
 case "$role" in
     redis)
         master=$(current_master "$@")
@@ -66,8 +57,7 @@ case "$role" in
     sentinel)
         # Sentinel rewrites its file as it learns: a restarted sentinel keeps what it knew.
         if [ ! -s "$data/sentinel.conf" ]; then
-            master=$(current_master "$@")
-            wait_resolvable "${master% *}"
+            master=$(current_master "$@") # a name not resolvable yet is fine: sentinel retries it
             sed -e "s/^sentinel monitor $name [^ ]* [0-9]* /sentinel monitor $name $master /" \
                 -e "s/^port .*/port $sentinel_port/" -e "s|^dir .*|dir $data|" \
                 "$conf/sentinel.conf" >"$data/sentinel.conf.new"
