@@ -47,11 +47,25 @@ class LoadResult:
     accepted: list[Accepted] = field(default_factory=list)
     refused: int = 0
     refusal_s: list[float] = field(default_factory=list)  # how long each refusal took to arrive
+    refused_at: list[float] = field(default_factory=list)  # when each refusal arrived (epoch)
     errors: list[str] = field(default_factory=list)
 
     def accept_times(self) -> list[float]:
         """When each stop was accepted, sorted."""
         return sorted(a.accepted_at for a in self.accepted)
+
+    def refused_window(self, after: float) -> tuple[float, float] | None:
+        """From the first refusal at or after ``after`` (epoch) to the first acceptance after it.
+
+        None when nothing was refused since ``after``; the end is infinite when nothing was accepted
+        after that refusal.
+        """
+        refusals = sorted(t for t in self.refused_at if t >= after)
+        if not refusals:
+            return None
+        first = refusals[0]
+        resumed = next((t for t in self.accept_times() if t > first), float("inf"))
+        return first, resumed
 
 
 def new_calls(count: int) -> list[str]:
@@ -146,6 +160,7 @@ class Load:
                 with self._lock:
                     self.result.refused += 1
                     self.result.refusal_s.append(time.monotonic() - began)
+                    self.result.refused_at.append(time.time())
                 if time.monotonic() - first_try > self.give_up_s:
                     with self._lock:
                         self.result.errors.append(f"gave up on {call_uuid}")

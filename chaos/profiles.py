@@ -74,6 +74,8 @@ class Profile:
     audit_stops: int = 2000
     audit_kills: int = 3
     lookup_stops: int = 2000
+    #: Stops of each of the Sentinel scenario's two bursts (a replica killed, then the master).
+    sentinel_stops: int = 3000
     rate_per_s: float = 200.0
     #: How many scenarios run at once (each on its own stack).
     parallel: int = 1
@@ -132,6 +134,7 @@ SHORT = Profile(
     audit_stops=400,
     audit_kills=2,
     lookup_stops=200,
+    sentinel_stops=300,
     rate_per_s=150.0,
     parallel=3,
     locks=SHORT_LOCKS,

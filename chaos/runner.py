@@ -20,6 +20,7 @@ from chaos.scenarios import (
     poison,
     redis_down,
     redis_restart,
+    sentinel_failover,
     slow_alive,
     storm,
     worker_kill,
@@ -44,12 +45,14 @@ SCENARIOS: dict[str, Scenario] = {
     "fuzz": fuzz.run,
     "audit_sink_kill": audit_sink_kill.run,
     "lookup_chaos": lookup_chaos.run,
+    "sentinel_failover": sentinel_failover.run,
 }
 
 #: The order scenarios start in when several run at once: the longest first, so that the short
 #: ones fill the gaps at the end instead of one long one running alone.
 START_ORDER: tuple[str, ...] = (
     "redis_down",
+    "sentinel_failover",
     "audit_sink_kill",
     "kill_loop",
     "worker_kill",

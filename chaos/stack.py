@@ -45,11 +45,15 @@ class Stack(stack.Stack):
         appendfsync: str = "everysec",
         overrides: Overrides = DEFAULTS,
         keep_dir: Path | None = None,
+        redis_url: str | None = None,
+        watch_url: str | None = None,
     ) -> None:
+        """``redis_url``: an external Redis (a ``sentinel://`` URL, read through ``watch_url``)."""
         self.overrides = overrides
         super().__init__(
             name,
-            redis=stack.RedisOptions(appendfsync=appendfsync),
+            redis=stack.RedisOptions(appendfsync=appendfsync) if redis_url is None else redis_url,
+            watch_url=watch_url,
             sandbox=stack.SandboxOptions(
                 {AUTH_ID: TOKEN, OTHER_AUTH_ID: OTHER_TOKEN}, credentials_file=True, seed=7
             ),

@@ -1,4 +1,4 @@
-"""Redis HA on loopback: a master, one replica and three sentinels, each in its own directory."""
+"""Redis HA on loopback: a master, its replicas and three sentinels, each in its own directory."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
@@ -15,23 +16,64 @@ import redis
 
 from harness.procs import RedisServer, free_port, redis_server_binary, terminate, wait_for
 
-MASTER_NAME: Final = "mymaster"
+#: The master name the sentinels monitor, as deploy/sentinel.conf names it.
+MASTER_NAME: Final = "recstop"
 #: Sentinel timings of the tests: a master is down after 1 s without an answer, a failover is
 #: abandoned (and retried) after 5 s.
 DOWN_AFTER_MS: Final = 1000
 FAILOVER_TIMEOUT_MS: Final = 5000
+DEPLOY: Final = Path(__file__).resolve().parents[1] / "deploy"
+#: The sentinel.conf the deploy files ship (its timings are the layout's, see ``shipped_timings``).
+SHIPPED_SENTINEL_CONF: Final = DEPLOY / "sentinel.conf"
+#: The redis.conf every node of the layout loads (its replication lines: ``shipped_replication_args``).
+SHIPPED_REDIS_CONF: Final = DEPLOY / "redis.conf"
+
+
+@dataclass(frozen=True)
+class SentinelTimings:
+    """How soon sentinels call a master down, and how long a failover may take before it is retried."""
+
+    down_after_ms: int = DOWN_AFTER_MS
+    failover_timeout_ms: int = FAILOVER_TIMEOUT_MS
+
+
+def shipped_timings(path: Path = SHIPPED_SENTINEL_CONF) -> SentinelTimings:
+    """The timings ``deploy/sentinel.conf`` ships (``down-after-milliseconds``, ``failover-timeout``)."""
+    found: dict[str, int] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        words = line.split()
+        if len(words) == 4 and words[0] == "sentinel":  # noqa: PLR2004 - sentinel <option> <name> <value>
+            found[words[1]] = int(words[3]) if words[3].isdigit() else 0
+    return SentinelTimings(found["down-after-milliseconds"], found["failover-timeout"])
+
+
+def shipped_replication_args(path: Path = SHIPPED_REDIS_CONF) -> list[str]:
+    """The ``repl-*`` lines of ``deploy/redis.conf`` as redis-server arguments (``--repl-... value``)."""
+    args: list[str] = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.startswith("repl-"):
+            name, value = line.split(None, 1)
+            args += [f"--{name}", value.strip()]
+    return args
 
 
 class SentinelServer:
     """One ``redis-server <conf> --sentinel`` on a free port, with its own (rewritable) config file."""
 
     def __init__(
-        self, directory: Path, master_port: int, *, quorum: int = 2, master_name: str = MASTER_NAME
+        self,
+        directory: Path,
+        master_port: int,
+        *,
+        quorum: int = 2,
+        master_name: str = MASTER_NAME,
+        timings: SentinelTimings = SentinelTimings(),
     ) -> None:
         self.directory = directory
         self.master_port = master_port
         self.quorum = quorum
         self.master_name = master_name
+        self.timings = timings
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -46,8 +88,8 @@ class SentinelServer:
                 f"dir {self.directory}",
                 f"logfile {self.directory / 'sentinel.log'}",
                 f"sentinel monitor {name} 127.0.0.1 {self.master_port} {self.quorum}",
-                f"sentinel down-after-milliseconds {name} {DOWN_AFTER_MS}",
-                f"sentinel failover-timeout {name} {FAILOVER_TIMEOUT_MS}",
+                f"sentinel down-after-milliseconds {name} {self.timings.down_after_ms}",
+                f"sentinel failover-timeout {name} {self.timings.failover_timeout_ms}",
                 f"sentinel parallel-syncs {name} 1",
                 "",
             ]
@@ -179,7 +221,7 @@ class LinkProxy:
 
 
 class SentinelCluster:
-    """A master (AOF on), one replica of it (AOF on) and three sentinels with quorum 2.
+    """A master (AOF on), ``replicas`` replicas of it (AOF on) and three sentinels with quorum 2.
 
     ``url`` is kombu's Sentinel URL for producers and workers (``sentinel://h:p;sentinel://h:p;...``,
     with ``RECSTOP_REDIS_SENTINEL_MASTER`` = :data:`MASTER_NAME`).
@@ -193,6 +235,8 @@ class SentinelCluster:
         appendfsync: str = "everysec",
         extra_args: Sequence[str] = (),
         relayed_replica: bool = False,
+        replicas: int = 1,
+        timings: SentinelTimings = SentinelTimings(),
     ) -> None:
         self.directory = directory
         self.master = RedisServer(
@@ -202,14 +246,20 @@ class SentinelCluster:
         #: this relay's port, so that its replication link can be stalled (``freeze``/``cut``).
         self.link = LinkProxy(self.master.port) if relayed_replica else None
         upstream = self.link.port if self.link is not None else self.master.port
-        self.replica = RedisServer(
-            directory / "replica",
-            appendonly=True,
-            appendfsync=appendfsync,
-            extra_args=["--replicaof", "127.0.0.1", str(upstream), *extra_args],
-        )
+        #: Every replica; ``replica`` is the first (the one that sits behind the relay, if any).
+        self.replicas = [
+            RedisServer(
+                directory / ("replica" if index == 0 else f"replica{index + 1}"),
+                appendonly=True,
+                appendfsync=appendfsync,
+                extra_args=["--replicaof", "127.0.0.1", str(upstream), *extra_args],
+            )
+            for index in range(replicas)
+        ]
+        self.replica = self.replicas[0]
         self.sentinels = [
-            SentinelServer(directory / f"sentinel{index + 1}", upstream) for index in range(sentinels)
+            SentinelServer(directory / f"sentinel{index + 1}", upstream, timings=timings)
+            for index in range(sentinels)
         ]
 
     @property
@@ -217,24 +267,29 @@ class SentinelCluster:
         """The ``sentinel://`` broker URL naming every sentinel."""
         return ";".join(f"sentinel://127.0.0.1:{s.port}" for s in self.sentinels)
 
-    def start(self) -> SentinelCluster:
-        """Start everything; return once the replica is in sync and every sentinel knows the whole set."""
+    def start(self, *, settle: bool = True) -> SentinelCluster:
+        """Start everything; return once the replicas are in sync and (``settle``) the sentinels know all.
+
+        Without ``settle`` the sentinels already name the master; :meth:`wait_settled` waits for the rest.
+        """
         self.master.start()
-        self.replica.start()
-        wait_for(self._replica_in_sync, timeout_s=30, interval_s=0.1, what="the replica to sync")
+        for replica in self.replicas:
+            replica.start()
+        wait_for(self._replicas_in_sync, timeout_s=30, interval_s=0.1, what="the replicas to sync")
         for sentinel in self.sentinels:
             sentinel.start()
+        if settle:
+            self.wait_settled()
+        return self
+
+    def wait_settled(self) -> None:
+        """Wait until every sentinel knows every replica and the other sentinels."""
         wait_for(
             self._sentinels_settled, timeout_s=60, interval_s=0.2, what="the sentinels to see each other"
         )
-        return self
 
-    def _replica_in_sync(self) -> bool:
-        try:
-            info = self.replica.client().info("replication")
-        except redis.RedisError:
-            return False
-        return info.get("master_link_status") == "up"
+    def _replicas_in_sync(self) -> bool:
+        return all(_in_sync(replica) for replica in self.replicas)
 
     def _sentinels_settled(self) -> bool:
         others = len(self.sentinels) - 1
@@ -245,7 +300,7 @@ class SentinelCluster:
                 peers = client.execute_command("SENTINEL", "SENTINELS", MASTER_NAME)  # type: ignore[no-untyped-call]
             except redis.RedisError:
                 return False
-            if len(replicas) < 1 or len(peers) < others:
+            if len(replicas) < len(self.replicas) or len(peers) < others:
                 return False
         return True
 
@@ -304,10 +359,19 @@ class SentinelCluster:
         """Stop the sentinels first (no failover while tearing down), then the data nodes."""
         for sentinel in self.sentinels:
             sentinel.stop()
-        self.replica.stop()
+        for replica in self.replicas:
+            replica.stop()
         self.master.stop()
         if self.link is not None:
             self.link.close()
+
+
+def _in_sync(replica: RedisServer) -> bool:
+    try:
+        info = replica.client().info("replication")
+    except redis.RedisError:
+        return False
+    return info.get("master_link_status") == "up"
 
 
 def _pings(client: redis.Redis) -> bool:

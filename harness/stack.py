@@ -86,8 +86,12 @@ class Stack:
         env: Mapping[str, str] | None = None,
         directory: Path | None = None,
         keep_dir: Path | None = None,
+        watch_url: str | None = None,
     ) -> None:
         self.name = name
+        #: A plain redis:// URL the harness itself reads through (a worker's readiness), for a broker
+        #: URL that redis-py cannot open by itself (``sentinel://``); default the broker URL.
+        self.watch_url = watch_url
         self.keep_dir = keep_dir
         self.temporary = directory is None
         self.directory = (
@@ -247,7 +251,7 @@ class Stack:
             {**self.env, **overrides},
             log_path,
             name=name,
-            redis_url=self.broker_url,
+            redis_url=self.watch_url or self.broker_url,
             new_session=foreground or self.worker_sessions,
         )
         self.workers.append(worker)  # stopped with the stack even if it never becomes ready

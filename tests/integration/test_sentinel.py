@@ -3,28 +3,35 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import time
+import uuid
 from pathlib import Path
 
 import pytest
+import redis as redis_py
+from celery import Celery
 from redis.sentinel import SentinelConnectionPool
 from support import in_flight
 
 from chaos.load import Load, new_calls
 from chaos.stack import AUTH_ID, BASE_ENV, TOKEN
 from chaos.verify import deletes_by_call, reconcile
-from harness.procs import WorkerProcess, wait_for
+from harness.procs import WorkerProcess, free_port, terminate, wait_for
 from harness.sandbox import SandboxProcess
-from harness.sentinel import MASTER_NAME, SentinelCluster
+from harness.sentinel import MASTER_NAME, SentinelCluster, shipped_timings
 from recstop.producers import Producer
 from recstop.worker.broker.transport import SENTINEL_TRANSPORT, TRANSPORT, SentinelTransport, Transport
 from recstop.worker.celeryapp.app import create_app
 from recstop.worker.celeryapp.celeryconf import celery_config
 from recstop.worker.config.redis import RedisSettings
 from recstop.worker.config.settings import Settings
-from recstop.worker.model.errors import ConfigError
+from recstop.worker.model.errors import BrokerUnavailableError, ConfigError
+from recstop.worker.run.scheduler import Scheduler
 from recstop.worker.state import keys
 from recstop.worker.state.redisclient import redis_client
+from recstop.worker.state.store import StopStore
 
 pytestmark = pytest.mark.integration
 
@@ -70,6 +77,23 @@ def test_failover_to_the_next_sentinel_url_keeps_recstops_transport():
         assert type(connection.transport) is SentinelTransport
 
 
+def test_failover_to_the_next_sentinel_url_keeps_the_redis_password_of_the_first():
+    """The Redis password given in the first sentinel:// URL only still authenticates after a switch."""
+    settings = Settings.from_env(
+        {
+            "RECSTOP_BROKER_URL": "sentinel://:Redis-pw-3@10.0.0.1:26379;sentinel://10.0.0.2;sentinel://u:own@10.0.0.3",
+            "RECSTOP_REDIS_SENTINEL_MASTER": "m",
+        }
+    )
+    with create_app(settings).connection_for_write() as connection:
+        seen = [(connection.hostname, connection.password)]
+        for _ in range(2):
+            connection.maybe_switch_next()
+            seen.append((connection.hostname, connection.password))
+    assert seen == [("10.0.0.1", "Redis-pw-3"), ("10.0.0.2", "Redis-pw-3"), ("10.0.0.3", "own")]
+    assert "Redis-pw-3" not in settings.redis.safe_url
+
+
 def test_reconnecting_to_a_redis_url_keeps_recstops_transport():
     """Kombu switches to the same redis:// URL on a reconnect; recstop's transport (and its fixes) stays."""
     settings = Settings.from_env({"RECSTOP_BROKER_URL": "redis://127.0.0.1:6390/0"})
@@ -110,6 +134,53 @@ def test_bad_sentinel_settings_are_config_errors(env, message):
     """A sentinel:// URL without a master name, a bad part, or sentinel options without one → ConfigError."""
     with pytest.raises(ConfigError, match=message):
         Settings.from_env(env).redis.sentinel_db()
+
+
+def test_scheduler_keeps_publishing_while_no_replica_acknowledges(env, producer):
+    """WAIT 1 and no replica (a failover's gap): due stops are published and the scheduler keeps running."""
+    waiting = Settings.from_env(
+        {**env, "RECSTOP_REDIS_WAIT_REPLICAS": "1", "RECSTOP_REDIS_WAIT_TIMEOUT_MS": "50"}
+    )
+    scheduler = Scheduler(StopStore.for_settings(producer.redis, waiting).schedule, poll_s=0.05)
+    scheduler.start()
+    try:
+        for published in (1, 2):  # the second is due only after the first publish met no replica
+            producer.stop_recording(str(uuid.uuid4()), delay=0.2)
+            wait_for(
+                lambda n=published: producer.redis.llen(keys.QUEUE) == n,
+                timeout_s=10,
+                what=f"due stop {published} to be published",
+            )
+    finally:
+        scheduler.stop()
+
+
+def test_a_countdown_message_is_deferred_while_no_replica_acknowledges(redis_server, start_worker, producer):
+    """WAIT 1, no replica: a Celery countdown message still moves into the schedule, acked; the next too."""
+    start_worker(RECSTOP_REDIS_WAIT_REPLICAS="1", RECSTOP_REDIS_WAIT_TIMEOUT_MS="50")
+    client = Celery("backend-svc", broker=redis_server.url, set_as_current=False)
+    client.conf.update(task_serializer="json", accept_content=["json"])
+    redis = redis_server.client()
+    try:
+        for call_uuid in (str(uuid.uuid4()), str(uuid.uuid4())):  # the second after the first met no replica
+            task_id = client.send_task(
+                keys.TASK_NAME, kwargs={"call_uuid": call_uuid}, queue=keys.QUEUE, countdown=60
+            ).id
+            wait_for(
+                lambda c=call_uuid, t=task_id: (
+                    (r := producer.status(c)) is not None and (r.state, r.task_id) == ("scheduled", t)
+                ),
+                timeout_s=15,
+                what=f"{task_id} to be scheduled",
+            )
+            wait_for(
+                lambda: redis.llen(keys.QUEUE) + in_flight(redis) == 0,
+                timeout_s=15,
+                what="the message to be acknowledged",
+            )
+    finally:
+        client.close()
+        redis.close()
 
 
 # --- a real master, replica and three sentinels ---------------------------------------------------
@@ -335,3 +406,184 @@ def test_replica_behind_at_the_crash_loses_unreplicated_stops_unless_publishes_w
         assert lost, "expected the stops accepted while the replica was frozen to be lost"
         assert lost <= accepted_in_window
         assert tally.stopped + tally.already_stopped + len(lost) == len(calls)
+
+
+# --- the shipped layout's start script (deploy/redis-ha.sh) on loopback ---------------------------
+
+LAYOUT_REDIS_PASSWORD = "Layout-redis-pw-5"
+LAYOUT_SENTINEL_PASSWORD = "Layout-sentinel-pw-8"
+
+
+class ScriptedLayout:
+    """Three Redis nodes and three sentinels, each started by ``deploy/redis-ha.sh`` as compose does.
+
+    On loopback every node is 127.0.0.1 with a port of its own (``NAME:PORT``); the shipped configs
+    are used as they are but for ``dir`` and ``bind`` (a container's ``/data``, every interface).
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.conf = directory / "conf"
+        self.conf.mkdir(parents=True)
+        deploy = Path(__file__).resolve().parents[2] / "deploy"
+        local = {"dir": f"dir {directory}", "bind": "bind 127.0.0.1"}
+        for name in ("redis.conf", "sentinel.conf"):
+            lines = (deploy / name).read_text(encoding="utf-8").splitlines()
+            lines = [local.get(line.split(" ", 1)[0], line) for line in lines]
+            (self.conf / name).write_text("\n".join([*lines, local["bind"], ""]), encoding="utf-8")
+        self.script = deploy / "redis-ha.sh"
+        self.redis_ports = [free_port() for _ in range(3)]
+        self.sentinel_ports = [free_port() for _ in range(3)]
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    @property
+    def sentinels(self) -> list[str]:
+        """The sentinels as the script names them (``127.0.0.1:PORT``)."""
+        return [f"127.0.0.1:{port}" for port in self.sentinel_ports]
+
+    @property
+    def url(self) -> str:
+        """The broker URL of this layout: every sentinel, the Redis password in each."""
+        return ";".join(f"sentinel://:{LAYOUT_REDIS_PASSWORD}@{s}" for s in self.sentinels)
+
+    def start(self, role: str, index: int) -> None:
+        """Start node ``index`` (0..2) of ``role`` (redis, sentinel) with the script, as compose does."""
+        name = f"{role}{index + 1}"
+        data = self.directory / name
+        data.mkdir(exist_ok=True)
+        env = {
+            "PATH": os.environ["PATH"],
+            "REDIS_HA_CONF": str(self.conf),
+            "REDIS_HA_DATA": str(data),
+            "REDIS_PORT": str(self.redis_ports[index]),
+            "SENTINEL_PORT": str(self.sentinel_ports[index]),
+            "REDIS_PASSWORD": LAYOUT_REDIS_PASSWORD,
+            "SENTINEL_PASSWORD": LAYOUT_SENTINEL_PASSWORD,
+        }
+        argv = [
+            "sh",
+            str(self.script),
+            role,
+            "127.0.0.1",
+            f"127.0.0.1:{self.redis_ports[0]}",
+            *self.sentinels,
+        ]
+        with (self.directory / f"{name}.out").open("ab") as out:
+            self.procs[name] = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+    def output(self, name: str) -> str:
+        """What the script (and then the server) printed."""
+        return (self.directory / f"{name}.out").read_text(encoding="utf-8", errors="replace")
+
+    def redis(self, port: int) -> redis_py.Redis:
+        """A client of the Redis node on ``port``."""
+        return redis_py.Redis(
+            port=port, password=LAYOUT_REDIS_PASSWORD, decode_responses=True, socket_timeout=5
+        )
+
+    def sentinel(self, index: int) -> redis_py.Redis:
+        """A client of sentinel ``index``."""
+        return redis_py.Redis(
+            port=self.sentinel_ports[index],
+            password=LAYOUT_SENTINEL_PASSWORD,
+            decode_responses=True,
+            socket_timeout=5,
+        )
+
+    def master_port(self) -> int | None:
+        """The master's port when every sentinel names the same one."""
+        ports = set()
+        for index in range(3):
+            try:
+                found = self.sentinel(index).sentinel_get_master_addr_by_name(MASTER_NAME)
+            except redis_py.RedisError:
+                return None
+            ports.add(found[1] if found else None)
+        return ports.pop() if len(ports) == 1 else None
+
+    def settled(self) -> bool:
+        """Each sentinel knows the master, two replicas and two other sentinels; both replicas in sync."""
+        try:
+            views = [self.sentinel(index).sentinel_master(MASTER_NAME) for index in range(3)]
+            info = self.redis(self.redis_ports[0]).info("replication")
+        except redis_py.RedisError:
+            return False
+        online = [v for k, v in info.items() if k.startswith("slave") and isinstance(v, dict)]
+        return all(v["num-slaves"] == 2 and v["num-other-sentinels"] == 2 for v in views) and (
+            len([r for r in online if r["state"] == "online"]) == 2
+        )
+
+    def stop(self) -> None:
+        """Sentinels first (no failover while tearing down), then the Redis nodes."""
+        for name in sorted(self.procs, key=lambda n: not n.startswith("sentinel")):
+            terminate(self.procs[name])
+
+
+@pytest.fixture
+def layout(tmp_path: Path):
+    """The shipped layout started by its script on loopback; stopped at the end."""
+    scripted = ScriptedLayout(tmp_path / "layout")
+    try:
+        for role in ("redis", "sentinel"):
+            for index in range(3):
+                scripted.start(role, index)
+        yield scripted
+    finally:
+        scripted.stop()
+
+
+def test_the_shipped_start_script_forms_the_layout_and_an_old_master_rejoins_as_a_replica(layout, sandbox):
+    """deploy/redis-ha.sh: a master, two replicas, three sentinels; WAIT 1 enqueues; old master → replica."""
+    wait_for(layout.settled, timeout_s=60, interval_s=0.2, what="the scripted layout to form")
+    first = layout.redis_ports[0]
+    assert "starts as the master" in layout.output("redis1")
+    assert f"starts as a replica of 127.0.0.1 {first}" in layout.output("redis2")
+    down_after = shipped_timings().down_after_ms
+    assert int(layout.sentinel(0).sentinel_master(MASTER_NAME)["down-after-milliseconds"]) == down_after
+    env = {
+        **BASE_ENV,
+        "RECSTOP_BROKER_URL": layout.url,
+        "RECSTOP_REDIS_SENTINEL_MASTER": MASTER_NAME,
+        "RECSTOP_REDIS_SENTINEL_PASSWORD": LAYOUT_SENTINEL_PASSWORD,
+        "RECSTOP_REDIS_WAIT_REPLICAS": "1",
+        "VOBIZ_API_BASE": sandbox.api_base,
+    }
+    settings = Settings.from_env(env)
+    producer = Producer(settings, redis_client(settings.redis))
+    try:
+        before = str(uuid.uuid4())
+        producer.stop_recording(before)
+        layout.procs["redis1"].kill()  # the master: SIGKILL
+        layout.procs["redis1"].wait(10)
+        new = wait_for(
+            lambda: (port := layout.master_port()) not in (None, first) and port,
+            timeout_s=down_after / 1000 + 30,
+            interval_s=0.1,
+            what="the sentinels to promote a replica",
+        )
+        layout.start("redis", 0)  # the old master comes back: the script asks the sentinels first
+        wait_for(
+            lambda: layout.redis(first).info("replication").get("master_link_status") == "up",
+            timeout_s=30,
+            what="the old master to follow the new one",
+        )
+        assert f"starts as a replica of 127.0.0.1 {new}" in layout.output("redis1")
+        assert layout.redis(first).info("replication")["master_port"] == new
+        after = wait_for(
+            lambda: _accepted(producer), timeout_s=30, what="an enqueue acknowledged by a replica"
+        )
+        # Both acknowledged stops are on the new master: the one from before the failover came with
+        # the replica that acknowledged it.
+        assert layout.redis(new).exists(keys.call_key(before), keys.call_key(after)) == 2
+    finally:
+        producer.close()
+
+
+def _accepted(producer: Producer) -> str | None:
+    """The call of a new stop acknowledged, or None when it was refused (no replica acknowledged it yet)."""
+    call_uuid = str(uuid.uuid4())
+    try:
+        producer.stop_recording(call_uuid)
+    except BrokerUnavailableError:
+        return None
+    return call_uuid

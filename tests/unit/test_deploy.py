@@ -27,9 +27,12 @@ from celery.bin.celery import find_app
 from packaging.utils import canonicalize_name
 
 import recstop.sandbox.__main__ as sandbox_main
+from chaos.scenarios.sentinel_failover import LAYOUT
+from harness.sentinel import MASTER_NAME, shipped_timings
 from recstop.producers import cli
 from recstop.worker.audit import roles as audit_roles
 from recstop.worker.config.environment import ENV_SPECS
+from recstop.worker.config.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -53,7 +56,9 @@ SETTINGS = {spec.name for spec in ENV_SPECS}
 # Variables in deploy/ that are not recstop settings, each with the reason it is there.
 OTHER_ENV = {
     "FLOWER_BASIC_AUTH": "Flower's own option (--basic-auth), read by Flower from the environment",
-    "REDIS_PASSWORD": "compose only: Redis's requirepass, interpolated into RECSTOP_BROKER_URL",
+    "REDIS_PASSWORD": "the Redis nodes' requirepass, masterauth (redis-ha.sh); compose: RECSTOP_BROKER_URL",
+    "SENTINEL_PASSWORD": "the sentinels' requirepass (redis-ha.sh); compose: RECSTOP_REDIS_SENTINEL_PASSWORD",
+    "POD_NAME": "Kubernetes: the pod's name (the downward API), the name a Redis node or sentinel announces",
     "POSTGRES_PASSWORD": "compose only: the audit database's password (postgres image), in RECSTOP_AUDIT_DB",
     "POSTGRES_USER": "compose only: the postgres image's user",
     "POSTGRES_DB": "compose only: the postgres image's database",
@@ -128,8 +133,8 @@ def interpolate(text: str) -> str:
 
 
 def pod_spec(doc: dict[str, Any]) -> dict[str, Any] | None:
-    """The pod a Deployment, Job or CronJob runs; None for other kinds."""
-    if doc["kind"] in {"Deployment", "Job"}:
+    """The pod a Deployment, StatefulSet, Job or CronJob runs; None for other kinds."""
+    if doc["kind"] in {"Deployment", "StatefulSet", "Job"}:
         return dict(doc["spec"]["template"]["spec"])
     if doc["kind"] == "CronJob":
         return dict(doc["spec"]["jobTemplate"]["spec"]["template"]["spec"])
@@ -163,8 +168,13 @@ def container_env(container: dict[str, Any]) -> dict[str, str]:
         else:
             env.update(k8s_data(secrets[source["secretRef"]["name"]]))
     for item in container.get("env", []):
-        ref = item.get("valueFrom", {}).get("secretKeyRef")
-        env[item["name"]] = k8s_data(secrets[ref["name"]])[ref["key"]] if ref else item["value"]
+        source = item.get("valueFrom", {})
+        if ref := source.get("secretKeyRef"):
+            env[item["name"]] = k8s_data(secrets[ref["name"]])[ref["key"]]
+        elif ref := source.get("fieldRef"):
+            env[item["name"]] = f"<{ref['fieldPath']}>"
+        else:
+            env[item["name"]] = item["value"]
     return env
 
 
@@ -209,6 +219,23 @@ def commands() -> list[tuple[str, list[str]]]:
         )
     found.extend((f"systemd {path.name}", unit_exec(path)) for path in sorted(SYSTEMD.glob("*.service")))
     return found
+
+
+def check_redis_ha(where: str, args: list[str]) -> None:
+    """A redis-ha.sh line: a role, this node, the first master, every sentinel (their names must exist)."""
+    role, me, first, *sentinels = args
+    assert role in {"redis", "sentinel"}, (where, args)
+    assert len(sentinels) == 3, (where, args)
+    if where.startswith("compose"):
+        names = set(compose()["services"])
+        assert me == where.split()[1], (where, me)
+        assert {me, first, *sentinels} <= names, (where, args)
+        assert first not in sentinels, (where, args)
+    else:  # each pod of the StatefulSet holds a Redis node and a sentinel, named by the headless Service
+        redis = k8s_named("StatefulSet")["recstop-redis"]
+        pods = [f"recstop-redis-{n}.{redis['spec']['serviceName']}" for n in range(redis["spec"]["replicas"])]
+        assert me == f"$(POD_NAME).{redis['spec']['serviceName']}", (where, me)
+        assert (first, sentinels) == (pods[0], pods), (where, args)
 
 
 def check_recstop(argv: list[str]) -> None:
@@ -338,8 +365,10 @@ def test_every_command_exists():
             parsed = parse_sandbox(argv[3:])
             assert parsed["port"] == 8765
             assert parsed["auto_calls"]
-        elif argv[:2] == ["sh", "-c"] and where == "compose redis":
-            assert shlex.split(argv[2])[:3] == ["exec", "redis-server", "/usr/local/etc/redis/redis.conf"]
+        elif argv[:2] == ["sh", "/usr/local/etc/redis/redis-ha.sh"]:
+            check_redis_ha(where, argv[2:])
+        elif argv[:2] == ["sh", "-c"] and re.fullmatch(r"k8s recstop-redis (liveness|readiness)Probe", where):
+            assert re.search(r"redis-cli (-p 26379 )?ping \| grep -q PONG$", argv[2]), argv
         elif argv[:2] == ["python", "-c"]:
             compile(argv[2], where, "exec")
         else:
@@ -499,25 +528,113 @@ def test_flower_always_has_basic_auth():
 
 
 def test_compose_services_health_redis_and_grace():
-    """Compose: health checks on every long-running service, Redis from redis.conf with a password, grace."""
+    """Compose: health checks on long-running services, Redis nodes from redis.conf with a password, grace."""
     services = compose()["services"]
-    assert {"redis", "worker", "flower", "sandbox"} <= services.keys()
+    assert {"redis-1", "sentinel-1", "worker", "flower", "sandbox"} <= services.keys()
     one_shot = {name for name, service in services.items() if service.get("restart") == "no"}
     assert one_shot == {"audit-migrate", "audit-retention"}
     for name, service in services.items():
         assert name in one_shot or service["healthcheck"]["test"], name
     assert services["worker"]["healthcheck"]["test"] == ["CMD", "recstop", "health"]
     assert services["sandbox"]["profiles"] == ["sandbox"]
-    redis_cmd = " ".join(services["redis"]["command"])
-    assert "redis.conf" in redis_cmd
-    assert "--requirepass" in redis_cmd
-    assert any("redis.conf" in volume for volume in services["redis"]["volumes"])
+    for name in redis_services("redis"):
+        volumes = services[name]["volumes"]
+        assert "./redis.conf:/usr/local/etc/redis/redis.conf:ro" in volumes, name
+        assert f"{name}-data:/data" in volumes, name
+        assert "${REDIS_PASSWORD" in services[name]["environment"]["REDIS_PASSWORD"], name
+        assert services[name]["user"] == "redis", name
     assert "${REDIS_PASSWORD" in services["worker"]["environment"]["RECSTOP_BROKER_URL"]
     env = services["worker"]["environment"]
     bound = float(env["RECSTOP_CONNECT_TIMEOUT_S"]) + float(env["RECSTOP_READ_TIMEOUT_S"])
     grace = services["worker"]["stop_grace_period"]
     assert grace.endswith("s")
     assert float(grace[:-1]) > bound + SHUTDOWN_MARGIN_S
+
+
+def redis_services(role: str) -> list[str]:
+    """The compose services that redis-ha.sh starts in ``role`` (redis, sentinel)."""
+    return [
+        name
+        for name, service in compose()["services"].items()
+        if service.get("command", [])[:3] == ["sh", "/usr/local/etc/redis/redis-ha.sh", role]
+    ]
+
+
+def sentinel_conf() -> dict[str, list[str]]:
+    """deploy/sentinel.conf's directives: ``sentinel <option>`` → its words, other names → theirs."""
+    found: dict[str, list[str]] = {}
+    for line in (DEPLOY / "sentinel.conf").read_text().splitlines():
+        words = line.split()
+        if words and not words[0].startswith("#"):
+            key = " ".join(words[:2]) if words[0] == "sentinel" else words[0]
+            found[key] = words[2:] if words[0] == "sentinel" else words[1:]
+    return found
+
+
+def layout_settings(env: dict[str, str]) -> Settings:
+    """The Redis settings a part of the layout reads (compose's interpolation, placeholder passwords)."""
+    redis = {
+        n: interpolate(str(v)) for n, v in env.items() if n.startswith(("RECSTOP_BROKER_", "RECSTOP_REDIS_"))
+    }
+    return Settings.from_env(redis)
+
+
+def test_compose_and_kubernetes_ship_the_sentinel_layout_the_chaos_row_measured():
+    """2 replicas, 3 sentinels (quorum 2), every part on the sentinels with WAIT 1: chaos's LAYOUT."""
+    monitor = sentinel_conf()["sentinel monitor"]
+    master_name, quorum = monitor[0], int(monitor[3])
+    assert master_name == MASTER_NAME
+    assert quorum == 2
+    assert shipped_timings().down_after_ms == int(sentinel_conf()["sentinel down-after-milliseconds"][1])
+    wanted = dict(LAYOUT.env)
+    assert wanted == {"RECSTOP_REDIS_WAIT_REPLICAS": "1", "RECSTOP_REDIS_SENTINEL_MASTER": master_name}
+    # Compose: three Redis nodes and three sentinels; every recstop part on all three sentinels.
+    services = compose()["services"]
+    nodes, sentinels = redis_services("redis"), redis_services("sentinel")
+    assert (len(nodes), len(sentinels)) == (3, 3)
+    parts = {n: s for n, s in services.items() if "RECSTOP_BROKER_URL" in s.get("environment", {})}
+    assert {"worker", "flower", "audit-sink"} <= parts.keys()
+    for name, service in parts.items():
+        settings = layout_settings(service["environment"])
+        assert settings.redis.sentinels() == [(s, 26379) for s in sentinels], name
+        assert (str(settings.redis.wait_replicas), settings.redis.sentinel_master) == (
+            wanted["RECSTOP_REDIS_WAIT_REPLICAS"],
+            master_name,
+        ), name
+        assert settings.redis.sentinel_password, name
+        assert set(sentinels) <= set(service.get("depends_on", {})), name
+    # Kubernetes: a StatefulSet of three pods, each a Redis node and a sentinel; every recstop part
+    # on the sentinels of those pods, with the same WAIT.
+    redis = k8s_named("StatefulSet")["recstop-redis"]
+    assert redis["spec"]["replicas"] == 3
+    pod = redis["spec"]["template"]["spec"]
+    assert [c["name"] for c in pod["containers"]] == ["redis", "sentinel"]
+    assert k8s_named("PodDisruptionBudget")["recstop-redis"]["spec"]["maxUnavailable"] == 1
+    hosts = [(f"recstop-redis-{n}.{redis['spec']['serviceName']}", 26379) for n in range(3)]
+    recstop_parts = [(n, c) for n, _, c in containers() if "RECSTOP_BROKER_URL" in container_env(c)]
+    assert len(recstop_parts) >= 3
+    for name, container in recstop_parts:
+        settings = layout_settings(container_env(container))
+        assert settings.redis.sentinels() == hosts, name
+        assert str(settings.redis.wait_replicas) == wanted["RECSTOP_REDIS_WAIT_REPLICAS"], name
+        assert settings.redis.sentinel_master == master_name, name
+
+
+def test_the_kubernetes_steps_create_the_redis_files_from_deploy_before_apply():
+    """README: recstop-redis-files is made from deploy/'s three files (no copy), mounted where it is read."""
+    lines = readme_block("Kubernetes")
+    [create] = [line for line in lines if line.startswith("kubectl create configmap recstop-redis-files")]
+    files = [a.split("=", 1)[1] for a in shlex.split(create) if a.startswith("--from-file=")]
+    assert files == ["deploy/redis.conf", "deploy/sentinel.conf", "deploy/redis-ha.sh"]
+    assert all((ROOT / f).is_file() for f in files)
+    assert lines.index(create) < lines.index("kubectl apply -f deploy/kubernetes/")
+    pod = k8s_named("StatefulSet")["recstop-redis"]["spec"]["template"]["spec"]
+    [volume] = [
+        v["name"] for v in pod["volumes"] if v.get("configMap", {}).get("name") == "recstop-redis-files"
+    ]
+    for container in pod["containers"]:
+        mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+        assert container["command"][1] == f"{mounts[volume]}/redis-ha.sh", container["name"]
 
 
 def test_systemd_units_have_the_required_keys():
@@ -657,6 +774,7 @@ def test_redis_conf_settings_and_that_redis_server_loads_it(tmp_path):
     assert conf["appendfsync"] in {"everysec", "always"}
     assert conf["maxmemory-policy"] == "noeviction"
     assert conf["timeout"] == "0"
+    assert conf["repl-diskless-sync-delay"] == "0"  # a replica that needs a whole copy gets it at once
     assert all(value.strip('"') for key, value in directives if key == "save")
     text = (DEPLOY / "redis.conf").read_text()
     assert "# requirepass " in text

@@ -16,7 +16,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
     """The Celery settings recstop needs, for workers and producers alike."""
     redis = settings.redis
     return {
-        "broker_url": redis.url,
+        "broker_url": redis.broker_url,  # every sentinel:// part with the Redis credentials
         # kombu's Redis transport with reliable fetch (and the Sentinel variant for sentinel://).
         "broker_transport": transport_for(redis.url),
         "broker_use_ssl": redis.tls_options(),  # rediss:// only; explicit, else kombu skips verification

@@ -64,7 +64,9 @@ class RedisSettings:
         env="RECSTOP_REDIS_WAIT_REPLICAS",
         parse=parsers.non_negative_int,
         help="Replicas that must hold a published stop message (`WAIT`) before the enqueue counts as "
-        "accepted; 0: none (asynchronous replication: a failover can lose the last acknowledged writes).",
+        "accepted; 0: none (asynchronous replication: a failover can lose the last acknowledged writes). "
+        "0 suits the default, a single Redis; deploy/'s Sentinel layout (two replicas) sets 1 "
+        "(docs/operations.md).",
     )
     wait_timeout_ms: int = setting(
         500,
@@ -198,6 +200,25 @@ class RedisSettings:
                 )
             found.append((parts.hostname, port))
         return found
+
+    @property
+    def broker_url(self) -> str:
+        """The URL kombu connects with: ``url``, every ``sentinel://`` part with the first one's credentials.
+
+        Kombu switches to the next ``;``-separated part when a sentinel is unreachable and takes that
+        part's user and password for Redis: a part without them would lose the password the first
+        one carries (the documented place for it) and fail authentication on the master.
+        """
+        if not self.sentinel:
+            return self.url
+        parts = self.url.split(";")
+        userinfo, at, _ = urlsplit(parts[0].strip()).netloc.rpartition("@")
+        if not at:
+            return self.url
+        filled = [
+            p if "@" in urlsplit(p.strip()).netloc else p.replace("://", f"://{userinfo}@", 1) for p in parts
+        ]
+        return ";".join(filled)
 
     def sentinel_db(self) -> int:
         """The database number in the first sentinel URL's path (``sentinel://h:26379/0``), default 0."""

@@ -15,6 +15,7 @@ import structlog
 from redis.exceptions import RedisError
 
 from recstop.worker.state.outage import RedisOutage
+from recstop.worker.state.redisclient import ReplicaShortfall
 from recstop.worker.state.schedule import CLAIM_BATCH, Schedule
 
 log = structlog.get_logger("recstop.scheduler")
@@ -63,8 +64,11 @@ class Scheduler:
                 if self.on_tick is not None:
                     self.on_tick()  # the worker's heartbeat (celeryapp.app): its failures are ours
                 _, wait_s = self.run_once()
-            except RedisError as exc:
+            except (RedisError, ReplicaShortfall) as exc:
                 # A few lines per outage, naming the Redis and the cause; tries back off meanwhile.
+                # A shortfall (RECSTOP_REDIS_WAIT_REPLICAS, no replica in a failover's gap): the
+                # stops were published on the master; a master lost before a replica held them
+                # still has their leased entries, published again when the leases expire.
                 self._stop.wait(self.outage.failed(exc))
                 continue
             self.outage.recovered()

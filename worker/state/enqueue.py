@@ -149,7 +149,10 @@ class Enqueues:
             call.messages.append(fetched.message)  # type: ignore[arg-type] # bytes, as fetched
         call.args["results"] = results_args(self.ctx.retention.result_s)
         call.keys.append(keys.result_key(stop.task_id))
-        (reply,) = self.run(call)
+        # No WAIT (RECSTOP_REDIS_WAIT_REPLICAS): the sender's publish was acknowledged already, and a
+        # failover that loses this script's writes still has the message, in its lane or in flight,
+        # to deliver (and defer) again. Waiting would only fail the move in a failover's gap.
+        (reply,) = self.ctx.scripts.run(ENQUEUE, call.keys, call.args, call.messages)
         enqueued = accepted(reply)
         if not enqueued.deduplicated and self.ctx.client.exists(keys.revoked_key(stop.task_id)):
             # Revoked while its message waited in the queue: cancelled before it is ever due.
