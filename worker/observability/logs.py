@@ -11,6 +11,7 @@ import os
 import queue
 import sys
 import threading
+import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import TextIO
@@ -62,12 +63,17 @@ class _Enqueue(logging.handlers.QueueHandler):
 class _BatchWriter:
     """The writer thread: takes every record queued so far at once, formats them, writes them as one.
 
-    One ``write`` and one ``flush`` per batch instead of per line: a busy worker queues a few
-    lines per stop, and each write of its own was a system call (expensive on this VM).
+    One ``write`` and one ``flush`` per batch instead of per line, and one wake-up of this thread
+    per batch: a busy worker queues a few lines per stop, and each write of its own was a system
+    call and a thread switch (both expensive on this VM).
     """
 
     #: Most lines written at once (a bound on the text held in memory).
     MAX_BATCH = 512
+    #: After a write, the lines of this long are gathered before the next: the writer wakes at
+    #: most this often while lines keep coming (each wake-up is a thread switch), and a line is
+    #: written at most this much after it was logged.
+    LINGER_S = 0.05
 
     def __init__(
         self, records: queue.SimpleQueue[logging.LogRecord | None], handler: logging.StreamHandler[TextIO]
@@ -106,6 +112,7 @@ class _BatchWriter:
                     stream.flush()
             if batch[-1] is None:
                 return
+            time.sleep(self.LINGER_S)  # gathering the next batch (not synchronisation)
 
 
 _listener: _BatchWriter | None = None
