@@ -134,19 +134,24 @@ def configure_logging(
     at exit.
     """
     out = stream or sys.stdout
-    shared: list[Processor] = [
+    # What must be read where the line is logged: the task's context (contextvars are per thread),
+    # the time, and the exception being handled. The rest runs where the line is rendered (the
+    # writer thread, with ``background``), for structlog's lines and the standard library's alike.
+    at_call: list[Processor] = [
         structlog.contextvars.merge_contextvars,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.format_exc_info,
+    ]
+    at_render: list[Processor] = [
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
         fill_task_fields,
-        structlog.processors.format_exc_info,
         RedactSecrets(secrets),
     ]
     structlog.configure(
         processors=[
             structlog.stdlib.filter_by_level,
-            *shared,
+            *at_call,
             structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
         ],
         logger_factory=structlog.stdlib.LoggerFactory(),
@@ -154,8 +159,12 @@ def configure_logging(
         cache_logger_on_first_use=True,
     )
     formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=[structlog.stdlib.ExtraAdder(), *shared],
-        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, _renderer(log_format, out)],
+        foreign_pre_chain=[structlog.stdlib.ExtraAdder(), *at_call],
+        processors=[
+            *at_render,
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            _renderer(log_format, out),
+        ],
     )
     handler = logging.StreamHandler(out)
     handler.setFormatter(formatter)
