@@ -98,7 +98,7 @@ class StopPlan:
             watchdog_s=given.watchdog_s,
             audit_max=given.audit.stream_max,
         )
-        self.sent_channel = self.scripts.events_channel(TaskEvent.SENT)
+        self.sent_channel = self.scripts.task_group_channel()
         self.revoked_channel = self.scripts.events_channel(TaskEvent.REVOKED)
 
     def one(

@@ -25,6 +25,9 @@ FEATURES: Mapping[str, Mapping[str, str]] = {
     "Celery results (RECSTOP_RESULT_EXPIRES_S=0 turns off)": {"RECSTOP_RESULT_EXPIRES_S": "0"},
     "audit outbox (RECSTOP_AUDIT_STREAM_MAX=0 turns off)": {"RECSTOP_AUDIT_STREAM_MAX": "0"},
     "recording confirmation (RECSTOP_CONFIRM=false turns off)": {"RECSTOP_CONFIRM": "false"},
+    "the worker's task events, for Flower (RECSTOP_TASK_EVENTS=false turns off)": {
+        "RECSTOP_TASK_EVENTS": "false"
+    },
 }
 #: How long the confirmations of a burst may take to settle once its last DELETE is done.
 SETTLE_S: Final = 120.0

@@ -102,6 +102,7 @@ def test_feature_cost_rows_measure_each_feature_on_and_off(report):
         "Celery results (RECSTOP_RESULT_EXPIRES_S=0 turns off)",
         "audit outbox (RECSTOP_AUDIT_STREAM_MAX=0 turns off)",
         "recording confirmation (RECSTOP_CONFIRM=false turns off)",
+        "the worker's task events, for Flower (RECSTOP_TASK_EVENTS=false turns off)",
     ]
     assert all(r["recstop"] > 0 and r["naive"] > 0 for r in rows)
     assert all("cost " in r["note"] for r in rows)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -72,6 +74,10 @@ def test_countdown_becomes_a_durable_scheduled_stop_with_the_same_task_id(
     assert done.task_id == task_id
     assert done.first_attempt_at >= record.due_at - 0.01
     assert len(deletes(sandbox_client, call_uuid)) == 1
+    # date_done is Redis' clock when the outcome was recorded, as Celery reads it (timezone-aware).
+    date_done = client_app.AsyncResult(task_id).date_done
+    assert date_done.tzinfo is not None
+    assert date_done.timestamp() == pytest.approx(done.finished_at, abs=0.01)
 
 
 def test_raw_envelope_with_a_timezone_less_eta_is_read_as_utc(producer, start_worker, call, redis_server):
@@ -236,3 +242,31 @@ def test_a_delayed_message_of_a_request_already_done_gets_that_stops_result(
     assert (result["state"], result["detail"]) == ("stopped", f"duplicate of {first.id}")
     assert final(producer, call_uuid).task_id == first.id
     assert len(deletes(sandbox_client, call_uuid)) == 1
+
+
+def test_a_bulk_enqueue_sends_its_task_sent_events_as_one_group_celery_reads(
+    producer, client_app, redis_server
+):
+    """A bulk enqueue's task-sent events go out as one task.multi message; Celery's receiver reads each."""
+    calls = [str(uuid.uuid4()) for _ in range(5)]
+    seen: list[dict] = []
+    receiver = client_app.events.Receiver(
+        client_app.connection_for_read(), handlers={"task-sent": seen.append}
+    )
+
+    def capture() -> None:
+        with contextlib.suppress(TimeoutError, OSError):
+            receiver.capture(timeout=20, wakeup=False)
+
+    thread = threading.Thread(target=capture, daemon=True)
+    thread.start()
+    monitor = redis_server.client()
+    wait_for(lambda: monitor.pubsub_numpat() > 0, what="the event receiver to subscribe")
+    before = monitor.info("commandstats").get("cmdstat_publish", {}).get("calls", 0)
+    handles = producer.stop_recordings(calls)
+    wait_for(lambda: len(seen) >= len(calls), timeout_s=20, what="the task-sent events")
+    receiver.should_stop = True
+    thread.join(5)
+    assert sorted(e["uuid"] for e in seen) == sorted(h.task_id for h in handles)
+    assert {(e["name"], e["queue"]) for e in seen} == {(TASK_NAME, QUEUE)}
+    assert monitor.info("commandstats")["cmdstat_publish"]["calls"] - before == 1

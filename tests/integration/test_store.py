@@ -187,3 +187,18 @@ def test_finish_counts_an_attempt_in_the_latency_bucket_the_exporter_reads(clien
     )
     counted = {k: v for k, v in client.hgetall(keys.METRICS).items() if k.startswith("latency_bucket:")}
     assert counted == {keys.counter(keys.Counter.LATENCY_BUCKET, "204", keys.bucket_label(0.25)): "1"}
+
+
+def test_a_script_redis_forgot_is_loaded_again_and_a_call_is_one_evalsha(client):
+    """After SCRIPT FLUSH (a restart) the next call loads its script; a known script costs one EVALSHA."""
+    store = make_store(client)
+    first = validate_stop(str(uuid.uuid4()), None, None, None, None)
+    enqueue(store, NewStop(first, "task-1"))
+    client.script_flush()
+    again = validate_stop(str(uuid.uuid4()), None, None, None, None)
+    assert not enqueue(store, NewStop(again, "task-2")).deduplicated
+    client.config_resetstat()
+    enqueue(store, NewStop(validate_stop(str(uuid.uuid4()), None, None, None, None), "task-3"))
+    stats = client.info("commandstats")
+    assert stats["cmdstat_evalsha"]["calls"] == 1
+    assert not {"cmdstat_script|exists", "cmdstat_script|load", "cmdstat_eval"} & stats.keys()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import threading
 
 import pytest
 import structlog
@@ -76,3 +77,39 @@ def test_reset_removes_the_handler():
     configure_logging(log_level="INFO", log_format="json", stream=io.StringIO())
     reset_logging()
     assert logging.getLogger().handlers == []
+
+
+class CountingStream(io.StringIO):
+    """A captured stream that counts its writes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, text: str) -> int:
+        """Count the write, keep the text."""
+        self.writes += 1
+        return super().write(text)
+
+
+def test_the_background_writer_writes_every_line_whole_in_fewer_writes():
+    """With the writer thread, lines of several threads all arrive, whole and in order per thread, batched."""
+    out = CountingStream()
+    configure_logging(log_level="INFO", log_format="json", stream=out, background=True)
+    log = structlog.get_logger("recstop.test")
+
+    def emit(thread: int) -> None:
+        for n in range(500):
+            log.info("line", thread=thread, n=n)
+
+    workers = [threading.Thread(target=emit, args=(t,)) for t in range(4)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    reset_logging()  # writes out what is queued
+    got = lines(out)
+    assert len(got) == 2000
+    for t in range(4):
+        assert [line["n"] for line in got if line["thread"] == t] == list(range(500))
+    assert out.writes < 2000

@@ -364,3 +364,12 @@ def test_worker_log_lines_mask_the_redis_password():
         reset_logging()
     assert "s3cr3t-redis-pw" not in out.getvalue()
     assert "redis://:***@h:6379/0" in out.getvalue()
+
+
+@pytest.mark.parametrize(("raw", "sent"), [(None, True), ("0", False), ("true", True)])
+def test_task_events_follow_their_setting(raw, sent):
+    """RECSTOP_TASK_EVENTS (on unless set off) decides whether the worker sends Celery's task events."""
+    env = {"RECSTOP_BROKER_URL": "redis://127.0.0.1:6379/0"} | (
+        {} if raw is None else {"RECSTOP_TASK_EVENTS": raw}
+    )
+    assert celery_config(Settings.from_env(env))["worker_send_task_events"] is sent

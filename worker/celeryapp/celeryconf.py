@@ -51,7 +51,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_reject_on_worker_lost": True,
         "task_acks_on_failure_or_timeout": True,
         "task_send_sent_event": True,
-        "worker_send_task_events": True,
+        # Task events for Flower (RECSTOP_TASK_EVENTS, on by default).
+        "worker_send_task_events": settings.task_events,
         "task_track_started": True,
         # Threads; unstarted tasks handed back at shutdown.
         "worker_pool": "recstop.worker.celeryapp.pool:ThreadPool",

@@ -228,6 +228,14 @@ class Settings:
     )
     rate_limit: RateLimitSettings = field(default_factory=RateLimitSettings)
     confirm: ConfirmSettings = field(default_factory=ConfirmSettings)
+    task_events: bool = setting(
+        True,  # noqa: FBT003 - a field's default
+        env="RECSTOP_TASK_EVENTS",
+        parse=parsers.boolean,
+        help="The worker sends Celery's task events (received, started, succeeded ...: what Flower and "
+        "`celery events` show); off saves their CPU (`make bench` scenario 8), `celery control "
+        "enable_events` turns them on at run time.",
+    )
     scheduler_poll_s: float = setting(
         0.2, env="RECSTOP_SCHEDULER_POLL_S", parse=parsers.positive_float, help="Scheduler poll interval."
     )

@@ -51,6 +51,10 @@ class ScriptSettings:
         """The Redis channel a task event of this broker database is published on."""
         return taskevents.channel(self.redis.url, event)
 
+    def task_group_channel(self) -> str:
+        """The Redis channel a group of task events (``task.multi``, one message) is published on."""
+        return taskevents.group_channel(self.redis.url)
+
 
 @dataclass(frozen=True, kw_only=True)
 class StoreContext(ScriptSettings):

@@ -17,7 +17,7 @@ from recstop.worker.config.settings import RetryPolicy
 from recstop.worker.model.errors import InvalidStopRequest
 from recstop.worker.model.status import ReplayedFrom, iso
 from recstop.worker.model.validation import StopRequest
-from recstop.worker.model.vocabulary import Origin, State, TaskEvent
+from recstop.worker.model.vocabulary import Origin, State
 from recstop.worker.state import keys, taskevents
 from recstop.worker.state.cancels import Cancels
 from recstop.worker.state.context import ScriptSettings, StoreContext, request_args
@@ -115,7 +115,7 @@ class Enqueues:
     def __init__(self, ctx: StoreContext, cancels: Cancels) -> None:
         self.ctx = ctx
         self.cancels = cancels
-        self._sent_channel = ctx.events_channel(TaskEvent.SENT)
+        self._sent_channel = ctx.task_group_channel()
 
     def prepare(self, stops: Sequence[NewStop], *, urgent: bool, origin: Origin) -> PreparedEnqueue:
         """One ``enqueue`` call for ``stops`` (all on one lane): keys, arguments, messages.
@@ -174,7 +174,8 @@ def prepare_enqueue(
     """The keys, arguments and messages of one ``enqueue`` call for ``stops`` (all on one lane).
 
     No I/O: the threaded store and the asyncio producer run what this prepares. ``sent_channel`` is
-    ``settings.events_channel(TaskEvent.SENT)``, computed once by the caller.
+    ``settings.task_group_channel()``, computed once by the caller: the ``task-sent`` events of the
+    stops that start a new run go out as one group (``state.taskevents.group_envelope``).
     """
     lane = keys.URGENT_QUEUE if urgent else keys.QUEUE
     return PreparedEnqueue(
@@ -192,6 +193,7 @@ def prepare_enqueue(
             "watchdog_s": settings.watchdog_s,
             "urgent": urgent,
             "events_channel": sent_channel,
+            "events": dict(zip(("head", "tail"), taskevents.group_envelope(), strict=True)),
             "audit": settings.audit(origin),
             "stops": [_stop_args(s) for s in stops],
         },
@@ -211,7 +213,7 @@ def _stop_args(stop: NewStop) -> dict[str, Any]:
 
 
 def _message_and_event(stop: NewStop, lane: str) -> tuple[str, str]:
-    """A new stop's task message and its ``task-sent`` event (with the ETA of a delayed stop)."""
+    """A new stop's task message and its ``task-sent`` event's fields (with the ETA of a delayed stop)."""
     kwargs = stop.request.to_kwargs()
     eta = stop.at_epoch
     if eta is None and stop.delay_s is not None:
@@ -219,5 +221,5 @@ def _message_and_event(stop: NewStop, lane: str) -> tuple[str, str]:
     parent = stop.replay.task_id if stop.replay is not None else None
     return (
         stop_message(kwargs, queue=lane, parent_id=parent),
-        taskevents.task_sent(stop.task_id, kwargs, queue=lane, eta=eta, parent_id=parent),
+        taskevents.task_sent_body(stop.task_id, kwargs, queue=lane, eta=eta, parent_id=parent),
     )

@@ -283,7 +283,8 @@ def _text(value: bytes | str) -> str:
 def inflight_lists(client: Redis) -> list[str]:
     """Every consumer's non-empty in-flight list (an empty list does not exist in Redis)."""
     return sorted(
-        str(k if isinstance(k, str) else k.decode()) for k in client.scan_iter(match=keys.INFLIGHT_MATCH)
+        str(k if isinstance(k, str) else k.decode())
+        for k in client.scan_iter(match=keys.INFLIGHT_MATCH, count=keys.SCAN_COUNT)
     )
 
 

@@ -208,6 +208,9 @@ def inflight_consumer(key: str, source: str) -> str:
 
 #: The pattern every in-flight list matches (``SCAN``).
 INFLIGHT_MATCH: Final = f"{PREFIX}:inflight:*"
+#: Keys a ``SCAN`` step looks at (Redis' default, 10, takes a step per 10 keys: 300,000 steps over
+#: the keys of 100,000 stops).
+SCAN_COUNT: Final = 1000
 
 
 def task_key(task_id: str) -> str:

@@ -21,12 +21,13 @@ A record lives ``Retention.result_s`` (``RECSTOP_RESULT_EXPIRES_S``, one day, Ce
 ``result_expires`` default); 0 writes none. The worker itself never reads results.
 
 The record's shape is written here once (:data:`META_TEMPLATE`): the scripts fill in the task id,
-the status and the result (``store_result`` in ``lua/common.lua``), and :func:`meta` fills it the
-same way for the copies written after a script.
+the status, the result and the date (Redis' clock; ``store_result`` in ``lua/common.lua``), and
+:func:`meta` fills it the same way (this process's clock) for the copies written after a script.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -43,8 +44,9 @@ RESULT_PLACEHOLDERS: Final = {
     "META_STATUS": "@@STATUS@@",
     "META_RESULT": '"@@RESULT@@"',  # the quotes go too: the result is any JSON value
     "META_TASK_ID": "@@META_TASK_ID@@",  # inside a JSON string: filled JSON-escaped
+    "META_DATE_DONE": "@@DATE_DONE@@",  # filled with Redis' clock (ISO 8601, UTC) by the script
 }
-_DATE_DONE: Final = "@@DATE_DONE@@"
+_DATE_DONE: Final = RESULT_PLACEHOLDERS["META_DATE_DONE"]
 #: Celery's Redis result-backend record (``celery.backends.base``'s meta), with placeholders.
 META_TEMPLATE: Final = json.dumps(
     {
@@ -59,17 +61,14 @@ META_TEMPLATE: Final = json.dumps(
 )
 
 
-#: :data:`META_TEMPLATE` as the JSON string a script is given, split where its date goes.
-_META_HEAD, _META_TAIL = json.dumps(META_TEMPLATE).split(_DATE_DONE)
-
-
+@functools.cache
 def results_args(expires_s: int) -> Raw:
     """The ``results`` argument of the scripts that write results: lifetime and the record to fill.
 
-    Encoded as the script gets it (``{"expires_s": ..., "meta": "..."}``), the template's JSON
-    encoding done once: only the date changes from one call to the next.
+    Encoded once, as the script gets it (``{"expires_s": ..., "meta": "..."}``): the script fills
+    in the date (``date_done``, from Redis' clock) with the rest, so the argument never changes.
     """
-    return Raw(f'{{"expires_s":{int(expires_s)},"meta":{_META_HEAD}{_now_iso()}{_META_TAIL}}}')
+    return Raw(f'{{"expires_s":{int(expires_s)},"meta":{json.dumps(META_TEMPLATE)}}}')
 
 
 def meta(task_id: str, status: str, result: object) -> str:

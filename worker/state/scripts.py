@@ -20,6 +20,7 @@ layout) and the helpers of ``lua/common.lua`` that the script uses, then the scr
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import re
 import threading
@@ -31,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 from redis import Redis
 from redis.client import Pipeline
 from redis.commands.core import Script
+from redis.exceptions import NoScriptError
 
 from recstop.worker.state.arguments import encode
 from recstop.worker.state.prelude import lua_prelude
@@ -107,8 +109,20 @@ def reply_json(reply: object) -> Any:  # noqa: ANN401 - the JSON a script answer
     return json.loads(reply)
 
 
+@functools.cache
+def sha1(name: str) -> str:
+    """The SHA1 a script is called by (``EVALSHA``): of its full text (:func:`source`)."""
+    return hashlib.sha1(source(name).encode(), usedforsecurity=False).hexdigest()
+
+
 class Scripts:
-    """The scripts registered on one client (EVALSHA, with EVAL when Redis does not know them yet)."""
+    """The scripts registered on one client (EVALSHA, with EVAL when Redis does not know them yet).
+
+    :meth:`run` sends ``EVALSHA`` itself, and loads the script only when Redis answers ``NOSCRIPT``
+    (a restart, a new server): one command per call, where redis-py's ``Script`` goes through
+    its own checks on every call. A pipeline (:meth:`queue`) uses redis-py's ``Script``, which makes
+    sure the scripts are loaded before the pipeline runs.
+    """
 
     def __init__(self, client: Redis) -> None:
         self.client = client
@@ -132,7 +146,12 @@ class Scripts:
         extra: Sequence[str | bytes] = (),
     ) -> R:
         """Run one script atomically; its reply as the script's parser reads it."""
-        raw = self._script(script)(keys=list(keys), args=[encode(args), *extra], client=self.client)
+        sha, call = sha1(script.name), (*keys, encode(args), *extra)
+        try:
+            raw = self.client.evalsha(sha, len(keys), *call)
+        except NoScriptError:
+            self.load(script)
+            raw = self.client.evalsha(sha, len(keys), *call)
         return script.parse(raw)
 
     def queue(
@@ -148,11 +167,11 @@ class Scripts:
 
     def sha(self, script: LuaScript[Any]) -> str:
         """The SHA1 a script is called by (``EVALSHA``)."""
-        return str(self._script(script).sha)
+        return sha1(script.name)
 
     def load(self, script: LuaScript[Any]) -> None:
         """Load a script into Redis (after a restart forgot it: ``NOSCRIPT``)."""
-        self.client.script_load(self._script(script).script)
+        self.client.script_load(source(script.name))
 
 
 class AsyncScripts:
@@ -175,8 +194,13 @@ class AsyncScripts:
         args: Mapping[str, Any],
         extra: Sequence[str | bytes] = (),
     ) -> R:
-        """Run one script atomically; its reply as the script's parser reads it."""
-        raw = await self._script(script)(keys=list(keys), args=[encode(args), *extra], client=self.client)
+        """Run one script atomically (``EVALSHA``, loaded on ``NOSCRIPT``); its reply, parsed."""
+        sha, call = sha1(script.name), (*keys, encode(args), *extra)
+        try:
+            raw = await self.client.evalsha(sha, len(keys), *call)
+        except NoScriptError:
+            await self.client.script_load(source(script.name))
+            raw = await self.client.evalsha(sha, len(keys), *call)
         return script.parse(raw)
 
     async def queue(

@@ -39,9 +39,26 @@ def channel(broker_url: str, event_type: TaskEvent) -> str:
     return f"/{db}.{EXCHANGE}/{event_type.replace('-', '.')}"
 
 
-def event_message(event_type: TaskEvent, fields: Mapping[str, Any], *, hostname: str = HOSTNAME) -> str:
-    """The kombu envelope of one Celery event, as JSON text."""
-    body = {
+#: The routing key of a group of task events sent as one message (Celery's ``task.multi``).
+TASK_GROUP: Final = "task.multi"
+#: Where the list of events goes in :func:`group_envelope`'s text.
+_EVENTS: Final = "@@EVENTS@@"
+
+
+def group_channel(broker_url: str) -> str:
+    """The Redis PUB/SUB channel of a group of task events (``task.multi``): one message, a list body.
+
+    Celery's own dispatcher sends its buffered task events this way; every event receiver (Flower,
+    ``celery events``) reads a list body as its events in order.
+    """
+    return channel(broker_url, TaskEvent.SENT).rsplit("/", 1)[0] + "/" + TASK_GROUP
+
+
+def event_body(
+    event_type: TaskEvent, fields: Mapping[str, Any], *, hostname: str = HOSTNAME
+) -> dict[str, Any]:
+    """One Celery event's fields, as its receivers read them."""
+    return {
         "hostname": hostname,
         "utcoffset": 0.0,
         "pid": os.getpid(),
@@ -50,6 +67,34 @@ def event_message(event_type: TaskEvent, fields: Mapping[str, Any], *, hostname:
         "timestamp": time.time(),
         "type": event_type,
     }
+
+
+def group_envelope(*, hostname: str = HOSTNAME) -> tuple[str, str]:
+    """The kombu envelope of a group of task events, as JSON text split where the events go.
+
+    A script joins the events it publishes (each :func:`task_sent_body`) into a JSON list and puts
+    that list, as a JSON string, between the two parts: the body is not base64-encoded (kombu
+    decodes a body without ``body_encoding`` as it is), so Lua needs no base64.
+    """
+    envelope = {
+        "body": _EVENTS,
+        "content-encoding": "utf-8",
+        "content-type": "application/json",
+        "headers": {"hostname": hostname},
+        "properties": {
+            "delivery_mode": 1,
+            "delivery_info": {"exchange": EXCHANGE, "routing_key": TASK_GROUP},
+            "priority": 0,
+            "delivery_tag": new_id(),
+        },
+    }
+    head, tail = json.dumps(envelope, separators=(",", ":")).split(json.dumps(_EVENTS))
+    return head, tail
+
+
+def event_message(event_type: TaskEvent, fields: Mapping[str, Any], *, hostname: str = HOSTNAME) -> str:
+    """The kombu envelope of one Celery event, as JSON text."""
+    body = event_body(event_type, fields, hostname=hostname)
     envelope = {
         "body": base64.b64encode(json.dumps(body, default=str).encode()).decode("ascii"),
         "content-encoding": "utf-8",
@@ -81,21 +126,48 @@ def task_sent(
     """
     return event_message(
         TaskEvent.SENT,
-        {
-            "uuid": task_id,
-            "name": TASK_NAME,
-            "args": "()",
-            "kwargs": repr(dict(kwargs)),
-            "retries": retries,
-            "eta": None if eta is None else datetime.fromtimestamp(eta, UTC).isoformat(),
-            "expires": None,
-            "queue": queue,
-            "exchange": "",
-            "routing_key": queue,
-            "root_id": task_id,
-            "parent_id": parent_id,
-        },
+        _sent_fields(task_id, kwargs, queue=queue, retries=retries, eta=eta, parent_id=parent_id),
     )
+
+
+def task_sent_body(
+    task_id: str,
+    kwargs: Mapping[str, Any],
+    *,
+    queue: str,
+    eta: float | None = None,
+    parent_id: str | None = None,
+) -> str:
+    """``task-sent`` as one event of a group (:func:`group_envelope`): its fields' JSON text."""
+    body = event_body(
+        TaskEvent.SENT, _sent_fields(task_id, kwargs, queue=queue, retries=0, eta=eta, parent_id=parent_id)
+    )
+    return json.dumps(body, default=str, separators=(",", ":"))
+
+
+def _sent_fields(
+    task_id: str,
+    kwargs: Mapping[str, Any],
+    *,
+    queue: str,
+    retries: int,
+    eta: float | None,
+    parent_id: str | None,
+) -> dict[str, Any]:
+    return {
+        "uuid": task_id,
+        "name": TASK_NAME,
+        "args": "()",
+        "kwargs": repr(dict(kwargs)),
+        "retries": retries,
+        "eta": None if eta is None else datetime.fromtimestamp(eta, UTC).isoformat(),
+        "expires": None,
+        "queue": queue,
+        "exchange": "",
+        "routing_key": queue,
+        "root_id": task_id,
+        "parent_id": parent_id,
+    }
 
 
 def task_retried(task_id: str, exception: str) -> str:

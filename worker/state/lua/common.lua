@@ -6,16 +6,43 @@
 -- a string literal here is a Redis command, a JSON field name or a message text, never a word of
 -- the vocabulary (tests/unit/test_lua_words.py checks).
 
+-- Redis' clock, read once per script run (a script is atomic: one moment): {seconds, microseconds}.
+local script_time = nil
+local function redis_time()
+  if script_time == nil then script_time = redis.call('TIME') end
+  return script_time
+end
+
 -- Redis' clock, in seconds.
 local function now_s()
-  local t = redis.call('TIME')
+  local t = redis_time()
   return tonumber(t[1]) + tonumber(t[2]) / 1000000
 end
 
 -- Redis' clock to the millisecond: what every stop record and dead letter stores.
 local function now_ms()
-  local t = redis.call('TIME')
+  local t = redis_time()
   return tonumber(t[1]) + math.floor(tonumber(t[2]) / 1000) / 1000
+end
+
+-- Redis' clock as ISO 8601 in UTC with microseconds (a Celery result's date_done), the civil date
+-- from the days since 1970 (H. Hinnant's days_from_civil, inverted).
+local function now_iso()
+  local t = redis_time()
+  local secs, us = tonumber(t[1]), tonumber(t[2])
+  local days = math.floor(secs / 86400)
+  local rem = secs - days * 86400
+  local z = days + 719468
+  local era = math.floor(z / 146097)
+  local doe = z - era * 146097
+  local yoe = math.floor((doe - math.floor(doe / 1460) + math.floor(doe / 36524) - math.floor(doe / 146096)) / 365)
+  local doy = doe - (365 * yoe + math.floor(yoe / 4) - math.floor(yoe / 100))
+  local mp = math.floor((5 * doy + 2) / 153)
+  local day = doy - math.floor((153 * mp + 2) / 5) + 1
+  local month = mp < 10 and mp + 3 or mp - 9
+  local year = yoe + era * 400 + (month <= 2 and 1 or 0)
+  return string.format('%04d-%02d-%02dT%02d:%02d:%02d.%06d+00:00', year, month, day,
+    math.floor(rem / 3600), math.floor(rem % 3600 / 60), rem % 60, us)
 end
 
 local function fmt(x)
@@ -164,13 +191,15 @@ end
 -- A task's result as Celery's Redis result backend keeps it (state/results.py builds the record's
 -- template, this fills it), so that AsyncResult.state and .get() say what the stop's record says:
 -- SET with its lifetime, and PUBLISHed on the key's own channel, where a waiting .get() listens.
--- R: {expires_s, meta}; no result is written when expires_s is 0 (results off) or the key is absent.
+-- R: {expires_s, meta}; date_done is Redis' clock. No result is written when expires_s is 0 (results off)
+-- or the key is absent.
 local function store_result(key, R, task_id, status, result)
   if key == nil or R == nil or (R.expires_s or 0) <= 0 then return end
   local meta = fill(R.meta, PLACEHOLDER.META_STATUS, status)
   -- cjson writes an empty table as {}: a result's recordings are a list, [] when there are none.
   meta = fill(meta, PLACEHOLDER.META_RESULT, fill(cjson.encode(result), '"recordings":{}', '"recordings":[]'))
   meta = fill(meta, PLACEHOLDER.META_TASK_ID, json_text(task_id))
+  meta = fill(meta, PLACEHOLDER.META_DATE_DONE, now_iso())
   redis.call('SET', key, meta, 'EX', R.expires_s)
   redis.call('PUBLISH', key, meta)
 end

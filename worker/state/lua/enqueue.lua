@@ -6,8 +6,9 @@
 -- KEYS[4+n+i] task index entry of stop i's task id (recstop:task:<task_id>)
 -- KEYS[5+2n] (with ack) the in-flight list holding the Celery message this enqueue replaces
 -- KEYS[#KEYS] (with results) the Celery result of the one stop's task id (a received message)
--- ARGV[1]    JSON {deadline_s, retention_s, watchdog_s, urgent, events_channel, ack, results, audit:
---            {max, origin}, stops: [{member, target, task_id, call_uuid, url, auth_id, request_id,
+-- ARGV[1]    JSON {deadline_s, retention_s, watchdog_s, urgent, events_channel, events: {head, tail},
+--            ack, results, audit: {max, origin}, stops: [{member, target, task_id, call_uuid, url,
+--            auth_id, request_id,
 --            not_after, delay_s, at, dlq_id, replay, keep_expired, join}]}:
 --            replay (with dlq_id: a dead letter replayed) is what the dead run did (model/status.py
 --            ReplayedFrom); the new run keeps it as replayed_from, counting in attempts_before the
@@ -18,7 +19,9 @@
 --            deadline, when it is due) instead of refusing it: a Celery message with eta and
 --            expires is never refused once received
 -- ARGV[2i]   stop i's task message, its task id PLACEHOLDER.TASK_ID (state/envelope.py)
--- ARGV[2i+1] stop i's task-sent event (state/taskevents.py), published when it starts a new run
+-- ARGV[2i+1] stop i's task-sent event's fields (state/taskevents.py task_sent_body): the events of
+--            the stops that start a new run are published once, at the end, as one group (Celery's
+--            task.multi) on events_channel: events.head, the JSON list as a JSON string, events.tail
 -- ARGV[2n+2] (with ack) that Celery message, byte for byte as fetched: acknowledged (removed from
 --            the in-flight list) in this script, so it is in the schedule or in the list, never
 --            in neither and never in both
@@ -33,6 +36,8 @@ local result_key = A.results and KEYS[#KEYS]
 local deadline_s, retention_s, watchdog_s = A.deadline_s, A.retention_s, A.watchdog_s
 local urgent = A.urgent == true
 local now = now_ms()
+-- The task-sent events of the stops that start a new run, published together at the end.
+local sent_events = {}
 
 local function push(r, name, message)
   redis.call('LPUSH', lane, fill(message, PLACEHOLDER.TASK_ID, json_text(r.task_id)))
@@ -118,7 +123,7 @@ local function enqueue(key, task_index, s, message, sent)
     push(r, s.member, message)
   end
   save_call(key, call, now)
-  redis.call('PUBLISH', A.events_channel, sent)
+  table.insert(sent_events, sent)
   audit(stream, metrics, A.audit, s.dlq_id and AUDIT.REPLAYED or AUDIT.ACCEPTED, r, s.target, now,
     {origin = A.audit and A.audit.origin, due_at = due, not_after = not_after, dlq_id = s.dlq_id})
   return reply(r, false, r.state == STATE.QUEUED)
@@ -128,6 +133,10 @@ local n = #A.stops
 local out = {}
 for i, s in ipairs(A.stops) do
   out[i] = enqueue(KEYS[4 + i], KEYS[4 + n + i], s, ARGV[2 * i], ARGV[2 * i + 1])
+end
+if #sent_events > 0 then
+  redis.call('PUBLISH', A.events_channel,
+    A.events.head .. cjson.encode('[' .. table.concat(sent_events, ',') .. ']') .. A.events.tail)
 end
 if A.ack then redis.call('LREM', KEYS[5 + 2 * n], 1, ARGV[2 * n + 2]) end
 return cjson.encode(out)
