@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, Final, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import redis
 
@@ -93,6 +93,15 @@ def redis_server_binary() -> str:
 #: The harness's password of each ACL user (a private server on loopback): the tests check that none
 #: shows in a log line or an error.
 REDIS_PASSWORDS: Final = {role: f"pw-{role.value}-Q7x2Lm9V" for role in Role}
+
+
+def with_role(url: str, role: Role) -> str:
+    """A harness URL of one ACL user (``redis://worker:...@host:port/0``) as another's; other URLs as given."""
+    parts = urlsplit(url)
+    if parts.username not in {r.value for r in Role} or parts.hostname is None:
+        return url
+    netloc = f"{quote(role.value)}:{quote(REDIS_PASSWORDS[role])}@{parts.hostname}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 @functools.cache
@@ -247,7 +256,7 @@ class RedisServer:
     def client(self, *, decode: bool = True) -> redis.Redis:
         """A plain client for this server (through ``url`` when one was given; ``admin`` with users)."""
         if self._url is not None or self.users:
-            return redis.Redis.from_url(self._url, decode_responses=decode, socket_timeout=5)
+            return redis.Redis.from_url(self.url, decode_responses=decode, socket_timeout=5)
         return redis.Redis(host="127.0.0.1", port=self.port, decode_responses=decode, socket_timeout=5)
 
     def stop(self) -> None:

@@ -51,6 +51,18 @@ class Role(StrEnum):
 PROCESS_ROLES: Final = (Role.WORKER, Role.PRODUCER, Role.AUDIT_SINK, Role.MONITOR)
 
 
+#: The Redis user each ``recstop`` command runs as (``sandbox`` and the audit queries use no Redis).
+COMMAND_ROLES: Final[Mapping[str, Role]] = {
+    "enqueue": Role.PRODUCER,
+    "cancel": Role.PRODUCER,
+    "status": Role.PRODUCER,
+    "dlq": Role.PRODUCER,
+    "health": Role.MONITOR,
+    "metrics": Role.MONITOR,
+    "audit": Role.AUDIT_SINK,
+}
+
+
 class Access(StrEnum):
     """How a role may touch keys matching a pattern (Redis 7 key permissions)."""
 
