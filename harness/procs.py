@@ -96,9 +96,13 @@ REDIS_PASSWORDS: Final = {role: f"pw-{role.value}-Q7x2Lm9V" for role in Role}
 
 
 def with_role(url: str, role: Role) -> str:
-    """A harness URL of one ACL user (``redis://worker:...@host:port/0``) as another's; other URLs as given."""
+    """A harness URL of one ACL user (``redis://worker:...@host:port/0``) as another's; other URLs as given.
+
+    A URL with a password other than the harness's (a test of a wrong one) is given back as it is.
+    """
     parts = urlsplit(url)
-    if parts.username not in {r.value for r in Role} or parts.hostname is None:
+    user = next((r for r in Role if r.value == parts.username), None)
+    if user is None or parts.password != quote(REDIS_PASSWORDS[user]) or parts.hostname is None:
         return url
     netloc = f"{quote(role.value)}:{quote(REDIS_PASSWORDS[role])}@{parts.hostname}:{parts.port}"
     return urlunsplit(parts._replace(netloc=netloc))

@@ -248,14 +248,14 @@ def test_a_wrong_password_and_a_silent_redis_are_told_apart(env, tmp_path):
         server.stop()
 
 
-def test_a_bad_line_of_a_file_is_named_by_its_line_number(env, producer, tmp_path):
+def test_a_bad_line_of_a_file_is_named_by_its_line_number(env, producer, redis_server, tmp_path):
     """`--file` errors name the file's line, counted from 1 with blank lines included; nothing is stored."""
     path = tmp_path / "calls.txt"
     path.write_text(f"{uuid.uuid4()}\n\n   \nnot-a-uuid!\n{uuid.uuid4()}\n", encoding="utf-8")
     result = cli(env, "enqueue", "--file", str(path), "--no-progress")
     assert result.returncode == 2
     assert result.stderr.startswith("recstop: error: line 4: call_uuid: ")
-    assert producer.redis.dbsize() == 0
+    assert redis_server.client().dbsize() == 0
 
 
 def test_a_sandbox_call_with_two_recordings_then_a_stop_of_one(env, start_worker, producer, sandbox_client):

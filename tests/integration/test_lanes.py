@@ -96,14 +96,14 @@ def test_bulk_enqueue_deduplicates_and_workers_stop_all(start_worker, producer, 
     assert len([r for r in sandbox_client.requests() if r["method"] == "DELETE"]) == 400
 
 
-def test_bulk_refuses_everything_when_one_item_is_bad(producer):
+def test_bulk_refuses_everything_when_one_item_is_bad(producer, redis_server):
     """One malformed item names its position and nothing at all is enqueued."""
     good = [str(uuid.uuid4()) for _ in range(5)]
     with pytest.raises(InvalidStopRequest, match=r"stops\[3\]\.call_uuid"):
         producer.stop_recordings([*good[:3], "not a uuid/../x", *good[3:]])
     with pytest.raises(InvalidStopRequest, match=r"stops\[1\]\.url"):
         producer.stop_recordings([good[0], StopSpec(good[1], url="ftp://x")])
-    assert producer.redis.dbsize() == 0
+    assert redis_server.client().dbsize() == 0
 
 
 def test_cli_file_enqueues_every_line_with_a_progress_bar(env, producer, tmp_path):
@@ -118,14 +118,14 @@ def test_cli_file_enqueues_every_line_with_a_progress_bar(env, producer, tmp_pat
     assert producer.redis.llen("recstop") == 300
 
 
-def test_cli_file_with_a_bad_line_exits_2_and_enqueues_nothing(env, producer, tmp_path):
+def test_cli_file_with_a_bad_line_exits_2_and_enqueues_nothing(env, producer, redis_server, tmp_path):
     """A bad line is a usage error naming it; no stop of the file is stored."""
     path = tmp_path / "calls.txt"
     path.write_text(f"{uuid.uuid4()}\nnot-a-uuid!\n", encoding="utf-8")
     result = cli(env, "enqueue", "--file", str(path))
     assert result.returncode == 2
     assert "line 2: call_uuid" in result.stderr
-    assert producer.redis.dbsize() == 0
+    assert redis_server.client().dbsize() == 0
 
 
 def test_cli_reads_call_uuids_from_stdin(env, producer):

@@ -17,13 +17,14 @@ import redis
 from celery import Celery
 from conftest import AUTH_ID, TOKEN
 from kombu.exceptions import OperationalError
-from support import RedisServer, final, free_port, in_flight, publish_raw, wait_for
+from support import RedisServer, as_role, final, free_port, in_flight, publish_raw, wait_for
 
 from harness.flower import FlowerProcess
 from recstop.producers import Producer
 from recstop.worker.celeryapp.celeryconf import celery_config
 from recstop.worker.config.settings import Settings
 from recstop.worker.model.errors import BrokerMisconfiguredError, BrokerUnavailableError, InvalidStopRequest
+from recstop.worker.state.acl import Role
 from recstop.worker.state.keys import QUEUE, TASK_NAME
 from recstop.worker.state.redisclient import redis_client
 
@@ -52,7 +53,7 @@ def exception_text(exc: BaseException) -> str:
 
 def producer_for(env: dict[str, str], **overrides: str) -> Producer:
     """A producer built from the environment, as a service would build one."""
-    settings = Settings.from_env({**env, **overrides})
+    settings = Settings.from_env({**as_role(env, Role.PRODUCER), **overrides})
     return Producer(settings, redis_client(settings.redis))
 
 
@@ -536,7 +537,7 @@ def hostile_messages(good: str) -> list[dict[str, object]]:
     )
 
 
-def test_producer_rejects_every_hostile_value(producer):
+def test_producer_rejects_every_hostile_value(producer, redis_server):
     """Producer.stop_recording raises InvalidStopRequest for each hostile field; nothing is stored."""
     good = str(uuid.uuid4())
     accepted = []
@@ -547,7 +548,7 @@ def test_producer_rejects_every_hostile_value(producer):
             continue
         accepted.append(kwargs)
     assert accepted == []
-    assert producer.redis.dbsize() == 0
+    assert redis_server.client().dbsize() == 0
 
 
 def test_hostile_messages_never_change_the_endpoint(

@@ -122,12 +122,18 @@ def lane_patterns() -> tuple[str, ...]:
 
 #: Celery's result keys (``keys.result_key``) and the channels ``AsyncResult.get`` listens on.
 RESULTS: Final = keys.result_key("*")
-#: kombu's exchange → queue bindings (``_kombu.binding.<exchange>``), read and declared on publish.
-BINDINGS: Final = "_kombu.binding.*"
+#: kombu's exchange → queue bindings (``_kombu.binding.<exchange>``, read and declared on publish),
+#: the tables it keeps while a queue is bound for good (``_kombu.binding_permanent.<exchange>``) and
+#: the deadlines of an expiring queue's (``_kombu.binding_deadlines``: Celery's reply queues).
+BINDINGS: Final = "_kombu.binding*"
 #: Celery's remote control exchange (``celery.pidbox``, a fanout) and its reply exchange, whose
 #: queues are ``<client id>.reply.celery.pidbox`` lists.
 PIDBOX: Final = "celery.pidbox"
-REPLY_QUEUES: Final = f"*.reply.{PIDBOX}"
+#: The reply queues, and their priority lists (kombu deletes those with the queue).
+REPLY_QUEUES: Final = f"*.reply.{PIDBOX}*"
+#: Each worker's own pidbox queue (``<node name>.celery.pidbox``, bound to the fanout), and its
+#: priority lists.
+NODE_QUEUES: Final = f"*.{PIDBOX}*"
 #: Celery's events exchange (a fanout: channels ``/<db>.celeryev/<routing key>``).
 EVENTS: Final = "celeryev"
 
@@ -158,7 +164,7 @@ def grants(db: int = 0) -> dict[Role, Grant]:
         Role.WORKER: Grant(
             commands=(
                 *CONNECTION, *SCRIPTING, *TRANSACTIONS, *PUBSUB,
-                "del", "exists", "expire", "get", "set", "mget", "scan", "type", "ttl", "pttl",
+                "del", "exists", "expire", "pexpire", "get", "set", "mget", "scan", "type", "ttl", "pttl",
                 "hdel", "hget", "hgetall", "hincrby", "hincrbyfloat", "hkeys", "hlen", "hmget", "hset",
                 "llen", "lmove", "blmove", "lpush", "lrange", "lrem", "rpop", "brpop", "rpush", "lpop",
                 "sadd", "scard", "smembers", "srem",
@@ -166,7 +172,7 @@ def grants(db: int = 0) -> dict[Role, Grant]:
                 "zadd", "zcard", "zcount", "zrange", "zrangebyscore", "zrem", "zremrangebyrank",
                 "zremrangebyscore", "zscore",
             ),
-            keys=(Keys((OWN_KEYS, *lanes.patterns, RESULTS, BINDINGS, REPLY_QUEUES, f"*.{PIDBOX}")),),
+            keys=(Keys((OWN_KEYS, *lanes.patterns, RESULTS, BINDINGS, REPLY_QUEUES, NODE_QUEUES)),),
             channels=(events, pidbox, RESULTS),
         ),
         Role.PRODUCER: Grant(
@@ -177,8 +183,8 @@ def grants(db: int = 0) -> dict[Role, Grant]:
                 "llen", "lpush", "lrem",
                 "sadd", "smembers",
                 "time", "xadd", "xlen", "xtrim",
-                "zadd", "zcard", "zrange", "zrangebyscore", "zrem", "zremrangebyrank", "zremrangebyscore",
-                "zscore",
+                "zadd", "zcard", "zrange", "zrangebyscore", "zrevrange", "zrem", "zremrangebyrank",
+                "zremrangebyscore", "zscore",
             ),
             keys=(
                 Keys(
@@ -205,9 +211,10 @@ def grants(db: int = 0) -> dict[Role, Grant]:
                 *CONNECTION, *PUBSUB, "evalsha", "eval", "script|load",
                 "info", "time", "exists", "get", "mget", "type", "ttl", "scan",
                 "hget", "hgetall", "hkeys", "hlen", "hmget",
-                "llen", "lrange", "rpop", "brpop", "lpush", "sadd", "smembers",
-                "zcard", "zcount", "zrange", "zrangebyscore", "zscore",
-                "xlen", "xinfo|stream", "xinfo|groups", "xpending",
+                "llen", "lrange", "rpop", "brpop", "lpush", "sadd", "smembers", "srem", "pexpire", "del",
+                "zadd", "zrem",
+                "zcard", "zcount", "zrange", "zrangebyscore", "zrevrange", "zscore",
+                "xlen", "xrange", "xinfo|stream", "xinfo|groups", "xpending",
             ),
             keys=(
                 Keys((OWN_KEYS, *lanes.patterns, RESULTS), Access.READ),
