@@ -103,7 +103,7 @@ def test_a_send_task_stop_names_the_account_it_ran_with_on_every_event(
     client = redis_server.client()
     refused, later = call(), call()
     sandbox_client.set_faults([{"kind": "status", "status": 403, "call_uuid": refused, "times": 1}])
-    app = Celery("backend-svc", broker=redis_server.url, set_as_current=False)
+    app = Celery("backend-svc", broker=redis_server.role_url(Role.PRODUCER), set_as_current=False)
     app.conf.update(task_serializer="json", broker_connection_retry_on_startup=False)
     try:
         app.send_task(TASK_NAME, kwargs={"call_uuid": refused}, queue=QUEUE)

@@ -12,6 +12,7 @@ from support import cli, final, publish_raw, wait_for
 from recstop.producers import StopSpec
 from recstop.worker.model.errors import InvalidBulkItem, InvalidStopRequest, UnknownAccountError
 from recstop.worker.model.validation import StopRequest
+from recstop.worker.state.acl import Role
 from recstop.worker.state.enqueue import NewStop
 
 pytestmark = pytest.mark.integration
@@ -72,7 +73,9 @@ def test_an_at_in_the_past_is_refused_naming_it_unless_it_is_clock_skew(producer
     assert (skewed.state, skewed.deduplicated) == ("queued", False)
 
 
-def test_a_deadline_in_the_past_or_before_the_stop_is_due_names_what_was_given_and_defaulted(producer, redis_server):
+def test_a_deadline_in_the_past_or_before_the_stop_is_due_names_what_was_given_and_defaulted(
+    producer, redis_server
+):
     """A not_after past or before at is named; Redis' clock refusing a default names RECSTOP_DEADLINE_S."""
     past = _ago(hours=3)
     with pytest.raises(InvalidStopRequest, match=rf"^not_after: {re.escape(past)} is 3 hours in the past$"):
@@ -154,7 +157,7 @@ def test_raw_malformed_messages_are_dead_lettered(
 ):
     """Malformed raw messages → dead letter 'malformed' with the reason; the worker keeps serving."""
     worker = start_worker()
-    task_id = publish_raw(redis_server.url, kwargs, args)
+    task_id = publish_raw(redis_server.role_url(Role.PRODUCER), kwargs, args)
     entry = wait_for(lambda: next(iter(producer.dead_letters.list()), None), what="dead letter")
     assert entry.reason == "malformed"
     assert entry.task_id == task_id
@@ -168,7 +171,7 @@ def test_raw_malformed_messages_are_dead_lettered(
 def test_malformed_dead_letter_cannot_be_replayed(producer, start_worker, redis_server):
     """Replaying a malformed message fails with a reason and keeps the entry."""
     start_worker()
-    publish_raw(redis_server.url, {"call_uuid": "../../etc"})
+    publish_raw(redis_server.role_url(Role.PRODUCER), {"call_uuid": "../../etc"})
     entry = wait_for(lambda: next(iter(producer.dead_letters.list()), None), what="dead letter")
     [result] = producer.replay([entry.id])
     assert "malformed" in result.error

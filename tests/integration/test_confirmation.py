@@ -16,6 +16,7 @@ from recstop.worker.model.status import iso
 from recstop.worker.model.vocabulary import Confirmation
 from recstop.worker.run.runtime import build_runtime
 from recstop.worker.state import keys
+from recstop.worker.state.acl import Role
 
 pytestmark = pytest.mark.integration
 
@@ -195,7 +196,10 @@ def test_the_whole_path_on_real_processes_status_result_and_audit_trail(
     created = sandbox_client.new_call(AUTH_ID, recordings=1)
     call_uuid, (url,) = created["call_uuid"], created["recordings"]
     client_app = Celery(
-        "backend-svc", broker=redis_server.url, backend=redis_server.url, set_as_current=False
+        "backend-svc",
+        broker=redis_server.role_url(Role.PRODUCER),
+        backend=redis_server.role_url(Role.PRODUCER),
+        set_as_current=False,
     )
     try:
         task_id = client_app.send_task(

@@ -118,7 +118,7 @@ def test_cli_file_enqueues_every_line_with_a_progress_bar(env, producer, tmp_pat
     assert producer.redis.llen("recstop") == 300
 
 
-def test_cli_file_with_a_bad_line_exits_2_and_enqueues_nothing(env, producer, redis_server, tmp_path):
+def test_cli_file_with_a_bad_line_exits_2_and_enqueues_nothing(env, redis_server, tmp_path):
     """A bad line is a usage error naming it; no stop of the file is stored."""
     path = tmp_path / "calls.txt"
     path.write_text(f"{uuid.uuid4()}\nnot-a-uuid!\n", encoding="utf-8")

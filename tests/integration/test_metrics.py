@@ -12,6 +12,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 from support import ROOT, free_port, in_flight, terminate, wait_for
 
+from recstop.worker.state.acl import Role
 from recstop.worker.state.keys import LATENCY_BUCKETS
 
 pytestmark = pytest.mark.integration
@@ -35,7 +36,7 @@ def value(scrape, name, **labels):
 def exporter(redis_server):
     """``recstop metrics`` on a free port, as a real subprocess; returns its /metrics URL."""
     port = free_port()
-    env = {**os.environ, "RECSTOP_BROKER_URL": redis_server.url}
+    env = {**os.environ, "RECSTOP_BROKER_URL": redis_server.role_url(Role.MONITOR)}
     env.pop("RECSTOP_HEALTH_MAX_HEARTBEAT_AGE_S", None)
     proc = subprocess.Popen(
         [

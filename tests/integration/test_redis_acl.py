@@ -82,7 +82,7 @@ def client_as(server: RedisServer, role: Role) -> redis.Redis:
 @pytest.mark.acl_denials
 @pytest.mark.parametrize("role", acl.PROCESS_ROLES)
 def test_each_role_is_refused_what_it_must_not_do(redis_server, role):
-    """Each role's user is refused the administrative commands and its neighbours' keys; Redis logs each refusal."""
+    """Each role is refused the administrative commands and its neighbours' keys; Redis logs each refusal."""
     client = client_as(redis_server, role)
     attempts = [*NOBODY, *REFUSED[role]]
     try:
@@ -110,20 +110,26 @@ def test_no_role_of_a_process_has_a_dangerous_command(redis_server):
 
 
 def test_a_stop_goes_through_every_part_each_as_its_own_user(
-    redis_server, env, start_worker_process, call, sandbox_client, tmp_path
+    redis_server, env, start_worker_process, call, tmp_path
 ):
-    """Producer, worker, audit sink, health and metrics each connect as their role; the stop is stopped, audited, seen."""
+    """Producer, worker, sink, health and metrics each connect as their role: the stop is stopped, audited, seen."""
     worker = start_worker_process()
     database = tmp_path / "audit.db"
     sink = AuditSinkProcess(
-        {**env, "RECSTOP_BROKER_URL": redis_server.role_url(Role.AUDIT_SINK), "RECSTOP_AUDIT_DB": f"sqlite:///{database}"},
+        {
+            **env,
+            "RECSTOP_BROKER_URL": redis_server.role_url(Role.AUDIT_SINK),
+            "RECSTOP_AUDIT_DB": f"sqlite:///{database}",
+        },
         tmp_path / "sink.log",
         args=["--batch", "50"],
     ).start(wait=False)
     port = free_port()
     metrics = cli_process(redis_server.role_url(Role.MONITOR), port)
     try:
-        producer_settings = Settings.from_env({**env, "RECSTOP_BROKER_URL": redis_server.role_url(Role.PRODUCER)})
+        producer_settings = Settings.from_env(
+            {**env, "RECSTOP_BROKER_URL": redis_server.role_url(Role.PRODUCER)}
+        )
         call_uuid = call()
         with Producer(producer_settings, redis_client(producer_settings.redis)) as producer:
             producer.stop_recording(call_uuid)
@@ -167,7 +173,16 @@ def cli_process(url: str, port: int):
 
     from support import ROOT  # noqa: PLC0415
 
-    argv = [sys.executable, "-m", "recstop.producers.cli", "metrics", "--host", "127.0.0.1", "--port", str(port)]
+    argv = [
+        sys.executable,
+        "-m",
+        "recstop.producers.cli",
+        "metrics",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
     env = {**os.environ, "RECSTOP_BROKER_URL": url}
     return subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -190,7 +205,7 @@ def client_list(server: RedisServer) -> list[str]:
 
 
 def test_a_restart_loads_every_transaction_the_role_users_wrote_to_the_aof(tmp_path):
-    """With the default user off, a restart replays the AOF's MULTI/EXEC and scripts of the worker user: nothing lost."""
+    """Default user off: a restart replays the worker user's MULTI/EXEC and scripts from the AOF, nothing lost."""
     server = RedisServer(tmp_path / "redis", appendonly=True, appendfsync="always", users=True).start()
     try:
         worker = client_as(server, Role.WORKER)
@@ -198,7 +213,9 @@ def test_a_restart_loads_every_transaction_the_role_users_wrote_to_the_aof(tmp_p
             pipe.lpush(keys.QUEUE, "m1")
             pipe.set(CALL, "{}")
             pipe.execute()
-        worker.eval(f"redis.call('LPUSH', '{keys.QUEUE}', 'm2') redis.call('ZADD', '{keys.SCHEDULE}', 1, 'x')", 0)
+        worker.eval(
+            f"redis.call('LPUSH', '{keys.QUEUE}', 'm2') redis.call('ZADD', '{keys.SCHEDULE}', 1, 'x')", 0
+        )
         worker.close()
         server.stop()
         server.start()

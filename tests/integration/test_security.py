@@ -360,7 +360,9 @@ def test_token_appears_nowhere(producer, start_worker, sandbox_client, call, red
         producer.stop_recording(slow).task_id,
         producer.stop_recording(forbidden).task_id,
         producer.stop_recording(unauthorized).task_id,
-        publish_raw(redis_server.url, {"call_uuid": "../../etc/passwd", "auth_id": AUTH_ID}),
+        publish_raw(
+            redis_server.role_url(Role.PRODUCER), {"call_uuid": "../../etc/passwd", "auth_id": AUTH_ID}
+        ),
     ]
     # While the slow stop is in flight its message sits in the worker's in-flight list: scan then too.
     wait_for(
@@ -445,8 +447,10 @@ def test_token_sent_by_a_careless_raw_producer_stays_out_of_flower(
         return False
 
     wait_for(flower_listens, timeout_s=30, interval_s=0.5, what="flower to list a probe stop")
-    leaky = publish_raw(redis_server.url, {"call_uuid": call(), "auth_token": TOKEN})
-    with_repr = publish_raw(redis_server.url, {"call_uuid": call(), "note": f"token={TOKEN}"})
+    leaky = publish_raw(redis_server.role_url(Role.PRODUCER), {"call_uuid": call(), "auth_token": TOKEN})
+    with_repr = publish_raw(
+        redis_server.role_url(Role.PRODUCER), {"call_uuid": call(), "note": f"token={TOKEN}"}
+    )
     entries = wait_for(
         lambda: (found := producer.dead_letters.list()) and len(found) == 2 and found,
         what="both messages dead-lettered",
@@ -557,9 +561,13 @@ def test_hostile_messages_never_change_the_endpoint(
     """Raw hostile messages are dead-lettered as malformed; the API sees exactly the good stop's path."""
     start_worker()
     good = call()
-    hostile = {publish_raw(redis_server.url, kwargs): kwargs for kwargs in hostile_messages(good)}
-    other_account = publish_raw(redis_server.url, {"call_uuid": str(uuid.uuid4()), "auth_id": "MA_OTHER0001"})
-    publish_raw(redis_server.url, {"call_uuid": good, "auth_id": AUTH_ID})
+    hostile = {
+        publish_raw(redis_server.role_url(Role.PRODUCER), kwargs): kwargs for kwargs in hostile_messages(good)
+    }
+    other_account = publish_raw(
+        redis_server.role_url(Role.PRODUCER), {"call_uuid": str(uuid.uuid4()), "auth_id": "MA_OTHER0001"}
+    )
+    publish_raw(redis_server.role_url(Role.PRODUCER), {"call_uuid": good, "auth_id": AUTH_ID})
     assert final(producer, good).state == "stopped"
 
     def dead_by_task():

@@ -132,7 +132,7 @@ def test_the_audit_sink_touches_nothing_but_the_audit_stream():
 def render(tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     """Run deploy/redis-acl-render.sh on the shipped template into ``tmp_path/users.acl``."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("RECSTOP_REDIS_PASSWORD_")}
-    return subprocess.run(  # noqa: S603 - the shipped script, fixed arguments
+    return subprocess.run(
         ["/bin/sh", str(RENDER), str(TEMPLATE), str(tmp_path / "users.acl")],
         env={**clean, **env},
         capture_output=True,
@@ -143,7 +143,7 @@ def render(tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[s
 
 
 def test_the_render_script_writes_each_password_as_its_hash_from_env_or_file(tmp_path):
-    """The rendered file is state.acl's with every password's SHA-256, from a variable or a file, and shows none."""
+    """The rendered file is state.acl's with each password's SHA-256 (from a variable or a file), none in clear."""
     passwords = {role: f"Pw {role.value} $'\"`!" for role in Role}
     env = {acl.password_env(role): passwords[role] for role in Role if role is not Role.MONITOR}
     secret_file = tmp_path / "monitor.pw"
@@ -158,7 +158,7 @@ def test_the_render_script_writes_each_password_as_its_hash_from_env_or_file(tmp
 
 
 def test_the_render_script_leaves_out_the_optional_users_and_refuses_a_missing_required_one(tmp_path):
-    """Without passwords the replica and sentinel users are left out; a missing required one fails, naming it."""
+    """The replica and sentinel users are left out without passwords; a missing required one fails, named."""
     required = [role for role in Role if role not in {Role.REPLICA, Role.SENTINEL}]
     passwords = {role: f"pw-{role.value}" for role in required}
     done = render(tmp_path, {acl.password_env(role): passwords[role] for role in required})

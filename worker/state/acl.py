@@ -136,6 +136,9 @@ REPLY_QUEUES: Final = f"*.reply.{PIDBOX}*"
 NODE_QUEUES: Final = f"*.{PIDBOX}*"
 #: Celery's events exchange (a fanout: channels ``/<db>.celeryev/<routing key>``).
 EVENTS: Final = "celeryev"
+#: The queue each event receiver declares (``celeryev.<uuid>``: a worker's gossip, Flower) and
+#: deletes with its priority lists; the events themselves go through the channels.
+EVENT_QUEUES: Final = f"{EVENTS}.*"
 
 
 def fanout_channel(db: int, exchange: str, routing: str | None = None) -> str:
@@ -172,7 +175,9 @@ def grants(db: int = 0) -> dict[Role, Grant]:
                 "zadd", "zcard", "zcount", "zrange", "zrangebyscore", "zrem", "zremrangebyrank",
                 "zremrangebyscore", "zscore",
             ),
-            keys=(Keys((OWN_KEYS, *lanes.patterns, RESULTS, BINDINGS, REPLY_QUEUES, NODE_QUEUES)),),
+            keys=(
+                Keys((OWN_KEYS, *lanes.patterns, RESULTS, BINDINGS, REPLY_QUEUES, NODE_QUEUES, EVENT_QUEUES)),
+            ),
             channels=(events, pidbox, RESULTS),
         ),
         Role.PRODUCER: Grant(
@@ -218,7 +223,7 @@ def grants(db: int = 0) -> dict[Role, Grant]:
             ),
             keys=(
                 Keys((OWN_KEYS, *lanes.patterns, RESULTS), Access.READ),
-                Keys((REPLY_QUEUES, BINDINGS)),
+                Keys((REPLY_QUEUES, EVENT_QUEUES, BINDINGS)),
             ),
             channels=(events, pidbox),
         ),
