@@ -26,8 +26,11 @@ from celery.bin.celery import find_app
 from packaging.utils import canonicalize_name
 
 import recstop.sandbox.__main__ as sandbox_main
+from harness.procs import redis_server_version
 from recstop.producers import cli
 from recstop.worker.config.environment import ENV_SPECS
+from recstop.worker.state import acl
+from recstop.worker.state.acl import Role
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -46,7 +49,14 @@ SETTINGS = {spec.name for spec in ENV_SPECS}
 # Variables in deploy/ that are not recstop settings, each with the reason it is there.
 OTHER_ENV = {
     "FLOWER_BASIC_AUTH": "Flower's own option (--basic-auth), read by Flower from the environment",
-    "REDIS_PASSWORD": "compose only: Redis's requirepass, interpolated into RECSTOP_BROKER_URL",
+    **{
+        acl.password_env(
+            role
+        ): "a Redis user's password: deploy/redis-acl-render.sh renders the ACL file from it "
+        "(compose also interpolates it into the parts' RECSTOP_BROKER_URL)"
+        for role in Role
+    },
+    "MONITOR_BROKER_URL": "compose and k8s: the monitor user's URL, which `recstop health` probes run with",
     "POSTGRES_PASSWORD": "compose only: the audit database's password (postgres image), in RECSTOP_AUDIT_DB",
     "POSTGRES_USER": "compose only: the postgres image's user",
     "POSTGRES_DB": "compose only: the postgres image's database",
@@ -166,15 +176,27 @@ def commands() -> list[tuple[str, list[str]]]:
         test = service["healthcheck"]["test"]
         if test[0] == "CMD":
             found.append((f"compose {name} healthcheck", test[1:]))
+        elif test[0] == "CMD-SHELL" and unwrap(["sh", "-c", test[1]])[0] == "recstop":
+            found.append((f"compose {name} healthcheck", unwrap(["sh", "-c", test[1]])))
     for name, _, container in containers():
         found.append((f"k8s {name}", container["command"]))
         found.extend(
-            (f"k8s {name} {probe}", container[probe]["exec"]["command"])
+            (f"k8s {name} {probe}", unwrap(container[probe]["exec"]["command"]))
             for probe in ("livenessProbe", "readinessProbe")
             if "exec" in container.get(probe, {})
         )
     found.extend((f"systemd {path.name}", unit_exec(path)) for path in sorted(SYSTEMD.glob("*.service")))
     return found
+
+
+def unwrap(argv: list[str]) -> list[str]:
+    """What ``sh -c 'VAR="$OTHER" exec cmd ...'`` runs (a probe as another Redis user), else ``argv``."""
+    if argv[:2] != ["sh", "-c"]:
+        return argv
+    words = shlex.split(argv[2])
+    while words and (re.match(r"^[A-Z_]+=", words[0]) or words[0] == "exec"):
+        words = words[1:]
+    return words
 
 
 def check_recstop(argv: list[str]) -> None:
@@ -254,7 +276,8 @@ def test_every_environment_variable_is_a_setting_or_allowed():
     for where, found in names.items():
         unknown = found - SETTINGS - OTHER_ENV.keys()
         assert not unknown, f"{where}: {sorted(unknown)} are not in worker.settings.ENV_SPECS"
-    assert {"RECSTOP_BROKER_URL", "VOBIZ_AUTH_ID", "VOBIZ_AUTH_TOKEN"} <= names["recstop.env.example"]
+    example = names["recstop.env.example"] | names["recstop.env.example (commented)"]
+    assert {"RECSTOP_BROKER_URL", "VOBIZ_AUTH_ID", "VOBIZ_AUTH_TOKEN"} <= example
 
 
 def test_flower_env_variable_is_a_flower_option():
@@ -303,7 +326,9 @@ def test_every_command_exists():
             assert parsed["port"] == 8765
             assert parsed["auto_calls"]
         elif argv[:2] == ["sh", "-c"] and where == "compose redis":
-            assert shlex.split(argv[2])[:3] == ["exec", "redis-server", "/usr/local/etc/redis/redis.conf"]
+            render, start = argv[2].split(" && ")
+            assert shlex.split(render)[0] == "/usr/local/etc/redis/redis-acl-render.sh"
+            assert shlex.split(start)[:3] == ["exec", "redis-server", "/usr/local/etc/redis/redis.conf"]
         elif argv[:2] == ["python", "-c"]:
             compile(argv[2], where, "exec")
         else:
@@ -414,7 +439,7 @@ def test_worker_deployment_probes_security_and_grace_period():
     _, pod, container = next(c for c in containers() if c[0] == "recstop-worker")
     assert pod["terminationGracePeriodSeconds"] > bound + SHUTDOWN_MARGIN_S
     for probe in ("livenessProbe", "readinessProbe"):
-        assert container[probe]["exec"]["command"][:2] == ["recstop", "health"]
+        assert unwrap(container[probe]["exec"]["command"])[:2] == ["recstop", "health"]
     assert {"cpu", "memory"} <= container["resources"]["requests"].keys()
     assert "memory" in container["resources"]["limits"]
     for name, pod_spec, each in containers():
@@ -465,13 +490,16 @@ def test_compose_services_health_redis_and_grace():
     assert {"redis", "worker", "flower", "sandbox"} <= services.keys()
     for name, service in services.items():
         assert service["healthcheck"]["test"], name
-    assert services["worker"]["healthcheck"]["test"] == ["CMD", "recstop", "health"]
+    assert unwrap(["sh", "-c", services["worker"]["healthcheck"]["test"][1]]) == ["recstop", "health"]
     assert services["sandbox"]["profiles"] == ["sandbox"]
     redis_cmd = " ".join(services["redis"]["command"])
     assert "redis.conf" in redis_cmd
-    assert "--requirepass" in redis_cmd
-    assert any("redis.conf" in volume for volume in services["redis"]["volumes"])
-    assert "${REDIS_PASSWORD" in services["worker"]["environment"]["RECSTOP_BROKER_URL"]
+    assert "redis-acl-render.sh /usr/local/etc/redis/redis-users.acl /data/users.acl &&" in redis_cmd
+    assert "--requirepass" not in redis_cmd
+    for shipped in ("redis.conf", "redis-users.acl", "redis-acl-render.sh"):
+        assert any(volume.startswith(f"./{shipped}:") for volume in services["redis"]["volumes"]), shipped
+    required = [role for role in Role if role not in {Role.REPLICA, Role.SENTINEL}]
+    assert set(services["redis"]["environment"]) == {acl.password_env(role) for role in required}
     env = services["worker"]["environment"]
     bound = float(env["RECSTOP_CONNECT_TIMEOUT_S"]) + float(env["RECSTOP_READ_TIMEOUT_S"])
     grace = services["worker"]["stop_grace_period"]
@@ -487,7 +515,8 @@ def test_systemd_units_have_the_required_keys():
     assert {p.name for p in paths} >= {"recstop-worker@.service", "recstop-flower.service"}
     for path in paths:
         service = unit(path)["Service"]
-        assert service["EnvironmentFile"] == "/etc/recstop/recstop.env", path.name
+        files = re.findall(r"(?m)^EnvironmentFile=(.*)$", path.read_text())
+        assert files[0] == "/etc/recstop/recstop.env", path.name  # then its Redis user's URL
         assert service["KillSignal"] == "SIGTERM", path.name
         assert service["Restart"] == "on-failure", path.name
         assert service["User"] not in {"root", "0"}, path.name
@@ -601,7 +630,7 @@ def redis_server() -> str:
 
 
 def test_redis_conf_settings_and_that_redis_server_loads_it(tmp_path):
-    """redis.conf: AOF, a real fsync policy, noeviction, no save "", and redis-server loads it."""
+    """redis.conf: AOF, a real fsync policy, noeviction, no save "", ACL users; redis-server loads it."""
     directives = [
         line.split(None, 1)
         for line in (DEPLOY / "redis.conf").read_text().splitlines()
@@ -614,13 +643,18 @@ def test_redis_conf_settings_and_that_redis_server_loads_it(tmp_path):
     assert conf["timeout"] == "0"
     assert all(value.strip('"') for key, value in directives if key == "save")
     text = (DEPLOY / "redis.conf").read_text()
-    assert "# requirepass " in text
-    assert "# user recstop on" in text
+    assert conf["aclfile"] == "/data/users.acl"
+    assert "requirepass" not in conf
+    assert "user" not in conf
     assert "# tls-port" in text
     sock = tmp_path / "redis.sock"
-    # As written, but for `dir` (applied while the file is read: /data exists in the Redis image only).
+    # As written, but for `dir` and `aclfile` (/data exists in the Redis image only); the ACL file
+    # is the shipped one rendered.
+    passwords = {role: f"pw-{role.value}" for role in Role}
+    (tmp_path / "users.acl").write_text(acl.acl_file(passwords, server=redis_server_version()))
+    text = re.sub(r"(?m)^dir .*$", f"dir {tmp_path}", text)
     local = tmp_path / "redis.conf"
-    local.write_text(re.sub(r"(?m)^dir .*$", f"dir {tmp_path}", text))
+    local.write_text(re.sub(r"(?m)^aclfile .*$", f"aclfile {tmp_path / 'users.acl'}", text))
     argv = [redis_server(), str(local), "--dir", str(tmp_path), "--port", "0"]
     argv += ["--bind", "127.0.0.1", "--unixsocket", str(sock), "--daemonize", "no"]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -632,7 +666,17 @@ def test_redis_conf_settings_and_that_redis_server_loads_it(tmp_path):
             if "ready to accept connections" in line.lower():
                 break
         assert proc.poll() is None, "".join(log)
-        client = redis.Redis(unix_socket_path=str(sock), decode_responses=True)
+        anonymous = redis.Redis(unix_socket_path=str(sock), decode_responses=True)
+        with pytest.raises(redis.AuthenticationError):
+            anonymous.ping()
+        anonymous.close()
+        client = redis.Redis(
+            unix_socket_path=str(sock),
+            username="admin",
+            password=passwords[Role.ADMIN],
+            decode_responses=True,
+        )
+        assert sorted(client.acl_users()) == sorted([*(role.value for role in Role), "default"])
         assert client.config_get("appendonly") == {"appendonly": "yes"}
         assert client.config_get("appendfsync")["appendfsync"] == conf["appendfsync"]
         assert client.config_get("maxmemory-policy")["maxmemory-policy"] == "noeviction"
@@ -651,3 +695,48 @@ def test_deploy_readme_names_every_file():
             assert path.name in readme or f"{path.parent.name}/" in readme, path
     assert "/metrics" in readme
     assert "without" in readme.lower()
+
+
+#: The Redis user each part of deploy/ runs as (state.acl: the roles).
+PART_ROLES = {
+    "worker": Role.WORKER,
+    "flower": Role.MONITOR,
+    "metrics": Role.MONITOR,
+    "audit-sink": Role.AUDIT_SINK,
+}
+
+
+def url_user(url: str) -> str:
+    """The user name of a ``redis://user:password@...`` URL (an interpolated password is fine)."""
+    return url.split("://", 1)[1].split(":", 1)[0]
+
+
+def test_each_part_connects_to_redis_as_its_own_user():
+    """Compose, Kubernetes and systemd give each part the URL of its role's user; probes use monitor's."""
+    services = compose()["services"]
+    for name, role in PART_ROLES.items():
+        if name in services:
+            env = services[name]["environment"]
+            assert url_user(env["RECSTOP_BROKER_URL"]) == role.value, name
+            assert f"${{{acl.password_env(role)}:?" in env["RECSTOP_BROKER_URL"], name
+            if "MONITOR_BROKER_URL" in env:
+                assert url_user(env["MONITOR_BROKER_URL"]) == Role.MONITOR.value
+    redis_test = " ".join(services["redis"]["healthcheck"]["test"])
+    assert "--user monitor" in redis_test
+    urls = k8s_data(k8s_named("Secret")["recstop-redis"])
+    assert {url_user(url) + "-url" for url in urls.values()} == set(urls)
+    for name, _, container in containers():
+        refs = {
+            item["name"]: item["valueFrom"]["secretKeyRef"]
+            for item in container.get("env", [])
+            if "secretKeyRef" in item.get("valueFrom", {})
+        }
+        role = PART_ROLES[name.removeprefix("recstop-")]
+        assert refs["RECSTOP_BROKER_URL"] == {"name": "recstop-redis", "key": f"{role.value}-url"}, name
+        assert "RECSTOP_BROKER_URL" not in k8s_data(k8s_named("Secret")["recstop-env"])
+        if "MONITOR_BROKER_URL" in refs:
+            assert refs["MONITOR_BROKER_URL"] == {"name": "recstop-redis", "key": "monitor-url"}
+    for path in SYSTEMD.glob("*.service"):
+        role = PART_ROLES[path.name.removeprefix("recstop-").split("@")[0].removesuffix(".service")]
+        files = re.findall(r"(?m)^EnvironmentFile=(.*)$", path.read_text())
+        assert files == ["/etc/recstop/recstop.env", f"/etc/recstop/redis-{role.value}.env"], path.name
