@@ -5,8 +5,8 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
-import re
 import os
+import re
 import shutil
 import signal
 import socket
@@ -111,7 +111,8 @@ def with_role(url: str, role: Role) -> str:
 @functools.cache
 def redis_server_version() -> tuple[int, int]:
     """The (major, minor) version of :func:`redis_server_binary`."""
-    out = subprocess.run([redis_server_binary(), "--version"], capture_output=True, text=True, check=True).stdout
+    argv = [redis_server_binary(), "--version"]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
     found = re.search(r"v=(\d+)\.(\d+)", out)
     if found is None:
         raise RuntimeError(f"cannot read the version of redis-server: {out!r}")
@@ -156,7 +157,7 @@ class RedisServer:
 
     @property
     def url(self) -> str:
-        """The URL of this server: ``redis://127.0.0.1:<port>/0`` unless one was given (``admin``'s with users)."""
+        """The server's URL: ``redis://127.0.0.1:<port>/0`` unless one was given (``admin``'s with users)."""
         if self._url is None and self.users:
             return self.role_url(Role.ADMIN)
         return self._url or f"redis://127.0.0.1:{self.port}/0"

@@ -12,7 +12,7 @@ import pytest
 import redis
 from conftest import TOKEN
 from kombu.message import Message
-from support import deletes, final, free_port, in_flight, wait_for
+from support import as_role, deletes, final, free_port, in_flight, wait_for
 
 from harness.poison import Poisoned, Touch, poison_set
 from recstop.producers import cli
@@ -98,7 +98,7 @@ def test_pickle_gadget_is_real_and_is_stored_as_raw_bytes(
     assert "content_type_refused" in result.error
     assert producer.dead_letters.count() == 1
 
-    for name, value in env.items():
+    for name, value in as_role(env, Role.PRODUCER).items():
         monkeypatch.setenv(name, value)
     listing, shown, replayed = io.StringIO(), io.StringIO(), io.StringIO()
     assert cli.run(["dlq", "list"], out=listing) == 0

@@ -112,7 +112,7 @@ def test_no_role_of_a_process_has_a_dangerous_command(redis_server):
 def test_a_stop_goes_through_every_part_each_as_its_own_user(
     redis_server, env, start_worker_process, call, tmp_path
 ):
-    """Producer, worker, sink, health and metrics each connect as their role: the stop is stopped, audited, seen."""
+    """Producer, worker, sink, health, metrics each connect as their role: the stop is done, audited, seen."""
     worker = start_worker_process()
     database = tmp_path / "audit.db"
     sink = AuditSinkProcess(
@@ -205,7 +205,7 @@ def client_list(server: RedisServer) -> list[str]:
 
 
 def test_a_restart_loads_every_transaction_the_role_users_wrote_to_the_aof(tmp_path):
-    """Default user off: a restart replays the worker user's MULTI/EXEC and scripts from the AOF, nothing lost."""
+    """Default user off: a restart replays the worker's MULTI/EXEC and scripts from the AOF, nothing lost."""
     server = RedisServer(tmp_path / "redis", appendonly=True, appendfsync="always", users=True).start()
     try:
         worker = client_as(server, Role.WORKER)

@@ -143,7 +143,7 @@ def render(tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[s
 
 
 def test_the_render_script_writes_each_password_as_its_hash_from_env_or_file(tmp_path):
-    """The rendered file is state.acl's with each password's SHA-256 (from a variable or a file), none in clear."""
+    """The rendered file is state.acl's, each password as its SHA-256 (from a variable or a file)."""
     passwords = {role: f"Pw {role.value} $'\"`!" for role in Role}
     env = {acl.password_env(role): passwords[role] for role in Role if role is not Role.MONITOR}
     secret_file = tmp_path / "monitor.pw"

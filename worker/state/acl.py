@@ -117,7 +117,11 @@ def lane_patterns() -> tuple[str, ...]:
     """
     steps = "".join(str(step) for step in keys.PRIORITY_STEPS)
     wild = "?" * len(keys.PRIORITY_SEP)
-    return tuple(p for lane in keys.LANES for p in (_glob_escape(lane), f"{_glob_escape(lane)}{wild}[{steps}]"))
+    return tuple(
+        pattern
+        for lane in keys.LANES
+        for pattern in (_glob_escape(lane), f"{_glob_escape(lane)}{wild}[{steps}]")
+    )
 
 
 #: Celery's result keys (``keys.result_key``) and the channels ``AsyncResult.get`` listens on.
@@ -157,6 +161,7 @@ SCRIPTING: Final = ("evalsha", "eval", "script|load", "script|exists")
 #: A pipeline in a transaction (kombu's publish, recstop's batches) and ``WAIT`` for replicas.
 TRANSACTIONS: Final = ("multi", "exec", "discard", "watch", "unwatch", "wait")
 PUBSUB: Final = ("publish", "subscribe", "unsubscribe", "psubscribe", "punsubscribe")
+
 
 def grants(db: int = 0) -> dict[Role, Grant]:
     """Every role's grant; channels for database ``db``."""
