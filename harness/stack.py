@@ -30,6 +30,7 @@ from harness.procs import RedisServer, WorkerProcess, pick_port
 from harness.sandbox import SandboxProcess
 from recstop.producers import Producer
 from recstop.worker.config.settings import Settings
+from recstop.worker.state.acl import Role
 from recstop.worker.state.redisclient import redis_client
 
 #: How long a started worker may take to heartbeat and log ``worker_ready``.
@@ -114,6 +115,7 @@ class Stack:
             port=pick_port(options.port),
             log_path=self.directory / "redis.log",
             new_session=True,
+            users=True,
         )
 
     def _sandbox_process(self, options: SandboxOptions) -> SandboxProcess:
@@ -168,14 +170,22 @@ class Stack:
 
     @property
     def broker_url(self) -> str:
-        """The Redis URL workers and producers use."""
+        """The Redis URL of the harness itself (a private server's ``admin`` user; else the URL given)."""
         return self._external_url if self._redis is None else self._redis.url
+
+    def url(self, role: Role) -> str:
+        """The Redis URL of ``role``'s user (an external Redis: its URL, whatever the role)."""
+        return self._external_url if self._redis is None else self._redis.role_url(role)
 
     @property
     def env(self) -> dict[str, str]:
-        """Where Redis and the API are, the account(s), then the stack's ``env`` overrides."""
+        """A worker's environment: :meth:`env_as` the ``worker`` user."""
+        return self.env_as(Role.WORKER)
+
+    def env_as(self, role: Role) -> dict[str, str]:
+        """Where Redis (as ``role``'s user) and the API are, the account(s), then the ``env`` overrides."""
         # The audit trail of a local stack: SQLite in its directory (production: PostgreSQL).
-        env = {"RECSTOP_BROKER_URL": self.broker_url, "RECSTOP_AUDIT_DB": f"sqlite:///{self.audit_db_path}"}
+        env = {"RECSTOP_BROKER_URL": self.url(role), "RECSTOP_AUDIT_DB": f"sqlite:///{self.audit_db_path}"}
         options = self._sandbox_options
         if self._sandbox is not None and options is not None:
             env["VOBIZ_API_BASE"] = self._sandbox.api_base
@@ -206,8 +216,8 @@ class Stack:
         self.stop()
 
     def settings(self, **overrides: str) -> Settings:
-        """The settings a producer of this stack reads."""
-        return Settings.from_env({**self.env, **overrides})
+        """The settings a producer of this stack reads (the ``producer`` user)."""
+        return Settings.from_env({**self.env_as(Role.PRODUCER), **overrides})
 
     def producer(self, **overrides: str) -> Producer:
         """A new producer with its own connections, closed with the stack."""
@@ -261,12 +271,16 @@ class Stack:
 
     def start_flower(self, *, port: int | None = None) -> FlowerProcess:
         """Start Flower on 127.0.0.1 (``port`` if free), its API open, its log ``flower.log``."""
-        self._flower = FlowerProcess(self.env, self.directory / "flower.log", port=pick_port(port))
+        self._flower = FlowerProcess(
+            self.env_as(Role.MONITOR), self.directory / "flower.log", port=pick_port(port)
+        )
         return self._flower.start()
 
     def start_audit_sink(self, *args: str) -> AuditSinkProcess:
         """Start ``recstop audit sink`` (into ``audit_db_path`` unless ``env`` names another database)."""
-        self._audit_sink = AuditSinkProcess(self.env, self.directory / "audit-sink.log", args=args)
+        self._audit_sink = AuditSinkProcess(
+            self.env_as(Role.AUDIT_SINK), self.directory / "audit-sink.log", args=args
+        )
         return self._audit_sink.start()
 
     def exited(self) -> list[str]:

@@ -60,7 +60,7 @@ def describe(stack: Stack, env: Mapping[str, str]) -> list[str]:
     if env.get("RECSTOP_BROKER_URL"):
         lines = [f"redis      {mask_url(stack.broker_url)}   (from RECSTOP_BROKER_URL)"]
     else:
-        lines = [f"redis      {stack.broker_url}   (private, AOF in {run_dir(env)}/redis)"]
+        lines = [f"redis      {mask_url(stack.broker_url)}   (private, AOF in {run_dir(env)}/redis)"]
     if real_credentials(env):
         return [
             *lines,
