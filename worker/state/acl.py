@@ -167,6 +167,9 @@ def grants(db: int = 0) -> dict[Role, Grant]:
     """Every role's grant; channels for database ``db``."""
     lanes = Keys(lane_patterns())
     events = fanout_channel(db, EVENTS, "*")
+    # Redis checks a PSUBSCRIBE pattern literally against these: a worker's gossip subscribes to
+    # the other workers' events only.
+    worker_events = fanout_channel(db, EVENTS, "worker.*")
     pidbox = fanout_channel(db, PIDBOX)
     return {
         Role.WORKER: Grant(
@@ -183,7 +186,7 @@ def grants(db: int = 0) -> dict[Role, Grant]:
             keys=(
                 Keys((OWN_KEYS, *lanes.patterns, RESULTS, BINDINGS, REPLY_QUEUES, NODE_QUEUES, EVENT_QUEUES)),
             ),
-            channels=(events, pidbox, RESULTS),
+            channels=(events, worker_events, pidbox, RESULTS),
         ),
         Role.PRODUCER: Grant(
             commands=(
@@ -201,11 +204,12 @@ def grants(db: int = 0) -> dict[Role, Grant]:
                     (
                         keys.call_key("*"), keys.task_key("*"), keys.revoked_key("*"), keys.SCHEDULE,
                         keys.DLQ_INDEX, keys.DLQ_ENTRIES, keys.METRICS, keys.AUDIT_STREAM,
-                        *lanes.patterns, RESULTS, BINDINGS,
+                        *lanes.patterns, RESULTS, BINDINGS, REPLY_QUEUES,
                     )
                 ),
             ),
-            channels=(events, RESULTS),
+            # A Celery-native cancel (``AsyncResult.revoke``) is a broadcast on the pidbox.
+            channels=(events, pidbox, RESULTS),
         ),
         Role.AUDIT_SINK: Grant(
             commands=(
