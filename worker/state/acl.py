@@ -225,7 +225,7 @@ def grants(db: int = 0) -> dict[Role, Grant]:
                 *CONNECTION, *PUBSUB, "evalsha", "eval", "script|load",
                 "info", "time", "exists", "get", "mget", "type", "ttl", "scan",
                 "hget", "hgetall", "hkeys", "hlen", "hmget",
-                "llen", "lrange", "rpop", "brpop", "lpush", "sadd", "smembers", "srem", "pexpire", "del",
+                "llen", "lindex", "lrange", "rpop", "brpop", "lpush", "sadd", "smembers", "srem", "pexpire", "del",
                 "zadd", "zrem",
                 "zcard", "zcount", "zrange", "zrangebyscore", "zrevrange", "zscore",
                 "xlen", "xrange", "xinfo|stream", "xinfo|groups", "xpending",
