@@ -139,7 +139,8 @@ def test_a_hung_redis_is_an_unknown_outcome_and_a_retry_with_the_request_id_is_d
 def test_a_reset_after_the_command_arrived_is_an_unknown_outcome(env, redis_server, proxy):
     """ECONNRESET while waiting for the answer: StopOutcomeUnknownError, and the stop is stored."""
     call_uuid = str(uuid.uuid4())
-    with producer_at(env, f"redis://127.0.0.1:{proxy.port}/0") as producer:
+    through = redis_server.role_url(Role.PRODUCER).replace(f":{redis_server.port}/", f":{proxy.port}/")
+    with producer_at(env, through) as producer:
         producer.stop_recording(str(uuid.uuid4()))  # handshake done, script loaded: the next reply is ours
         proxy.armed.set()
         with pytest.raises(StopOutcomeUnknownError, match="may be stored"):

@@ -222,7 +222,7 @@ def grants(db: int = 0) -> dict[Role, Grant]:
         ),
         Role.MONITOR: Grant(
             commands=(
-                *CONNECTION, *PUBSUB, "evalsha", "eval", "script|load",
+                *CONNECTION, *PUBSUB, *TRANSACTIONS, "evalsha", "eval", "script|load",
                 "info", "time", "exists", "get", "mget", "type", "ttl", "scan",
                 "hget", "hgetall", "hkeys", "hlen", "hmget",
                 "llen", "lindex", "lrange", "rpop", "brpop", "lpush", "sadd", "smembers", "srem", "pexpire", "del",
