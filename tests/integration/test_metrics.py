@@ -66,9 +66,8 @@ def exporter(redis_server):
     wait_for(serving, timeout_s=20, what="the metrics exporter to serve")
     assert proc.stdout is not None
     first = proc.stdout.readline().decode()  # it says where it listens as it starts
-    assert first.startswith(f"serving Prometheus metrics on {url} (reading redis://monitor:***@127.0.0.1:"), (
-        first
-    )
+    banner = f"serving Prometheus metrics on {url} (reading redis://monitor:***@127.0.0.1:"
+    assert first.startswith(banner), first
     yield proc, url
     terminate(proc)
 
