@@ -163,7 +163,7 @@ class RedisServer:
         return self._url or f"redis://127.0.0.1:{self.port}/0"
 
     def role_url(self, role: Role) -> str:
-        """The URL of one ACL user: ``redis://<role>:<password>@127.0.0.1:<port>/0`` (no users: :attr:`url`)."""
+        """One ACL user's URL: ``redis://<role>:<password>@127.0.0.1:<port>/0`` (no users: :attr:`url`)."""
         if not self.users:
             return self.url
         return f"redis://{quote(role.value)}:{quote(REDIS_PASSWORDS[role])}@127.0.0.1:{self.port}/0"

@@ -104,6 +104,8 @@ class Stack:
         self._audit_sink: AuditSinkProcess | None = None
         self.workers: list[WorkerProcess] = []
         self.producers: list[Producer] = []
+        #: What Redis refused a part of the stack (read as the stack stops: ``ACL LOG``).
+        self.denials: list[str] = []
         self._stopped = False
 
     def _redis_server(self, options: RedisOptions) -> RedisServer:
@@ -305,6 +307,7 @@ class Stack:
             with contextlib.ExitStack() as steps:  # callbacks run last-in first-out
                 if self._redis is not None:
                     steps.callback(self._redis.stop)
+                    steps.callback(self._read_denials)  # once every other part has stopped
                 if self._sandbox is not None:
                     steps.callback(self._sandbox.stop)
                 if self._audit_sink is not None:
@@ -315,6 +318,14 @@ class Stack:
                 steps.callback(self._close_producers)
         finally:
             self._tidy()
+
+    def _read_denials(self) -> None:
+        """Keep what Redis refused any part (its ``ACL LOG``) in :attr:`denials`, while it still runs."""
+        if self._redis is not None and self._redis.proc is not None and self._redis.proc.poll() is None:
+            self.denials = [
+                f"{entry.get('username')} refused {entry.get('reason')} {entry.get('object')!r}"
+                for entry in self._redis.acl_denials()
+            ]
 
     def _close_producers(self) -> None:
         with contextlib.ExitStack() as steps:
