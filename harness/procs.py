@@ -258,10 +258,10 @@ class RedisServer:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGCONT)
 
-    def client(self, *, decode: bool = True) -> redis.Redis:
-        """A plain client for this server (through ``url`` when one was given; ``admin`` with users)."""
+    def client(self, *, decode: bool = True, role: Role = Role.ADMIN) -> redis.Redis:
+        """A plain client for this server (through ``url`` when one was given; ``role``'s user with users)."""
         if self._url is not None or self.users:
-            return redis.Redis.from_url(self.url, decode_responses=decode, socket_timeout=5)
+            return redis.Redis.from_url(self.role_url(role), decode_responses=decode, socket_timeout=5)
         return redis.Redis(host="127.0.0.1", port=self.port, decode_responses=decode, socket_timeout=5)
 
     def stop(self) -> None:

@@ -42,7 +42,7 @@ class Sinks:
 
     def make(self, name: str, **options) -> AuditSink:
         options = {"block_ms": 100, "claim_idle_s": 0.5, "max_backoff_s": 0.5, **options}
-        client = fail_fast(self.redis_server.client(decode=False))
+        client = fail_fast(self.redis_server.client(decode=False, role=Role.AUDIT_SINK))
         return AuditSink(client, audit_engine(self.db_url), name=name, **{**DEFAULTS, **options})
 
     def start(self, name: str, **options) -> AuditSink:

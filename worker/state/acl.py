@@ -193,8 +193,8 @@ def grants(db: int = 0) -> dict[Role, Grant]:
                 *CONNECTION, *SCRIPTING, *TRANSACTIONS, "publish", "subscribe", "unsubscribe",
                 "del", "exists", "expire", "get", "set", "mget", "type",
                 "hdel", "hget", "hgetall", "hincrby", "hkeys", "hlen", "hmget", "hset",
-                "llen", "lpush", "lrem",
-                "sadd", "smembers",
+                "llen", "lpush", "lrem", "rpop", "brpop", "pexpire",
+                "sadd", "smembers", "srem",
                 "time", "xadd", "xlen", "xtrim",
                 "zadd", "zcard", "zrange", "zrangebyscore", "zrevrange", "zrem", "zremrangebyrank",
                 "zremrangebyscore", "zscore",
@@ -222,7 +222,7 @@ def grants(db: int = 0) -> dict[Role, Grant]:
         ),
         Role.MONITOR: Grant(
             commands=(
-                *CONNECTION, *PUBSUB, *TRANSACTIONS, "evalsha", "eval", "script|load",
+                *CONNECTION, *PUBSUB, *TRANSACTIONS, *SCRIPTING,
                 "info", "time", "exists", "get", "mget", "type", "ttl", "scan",
                 "hget", "hgetall", "hkeys", "hlen", "hmget",
                 "llen", "lindex", "lrange", "rpop", "brpop", "lpush", "sadd", "smembers", "srem", "pexpire", "del",
