@@ -223,10 +223,10 @@ def grants(db: int = 0) -> dict[Role, Grant]:
         Role.MONITOR: Grant(
             commands=(
                 *CONNECTION, *PUBSUB, *TRANSACTIONS, *SCRIPTING,
-                "info", "time", "exists", "get", "mget", "type", "ttl", "scan",
+                "time", "exists", "get", "mget", "type", "ttl", "scan",
                 "hget", "hgetall", "hkeys", "hlen", "hmget",
-                "llen", "lindex", "lrange", "rpop", "brpop", "lpush", "sadd", "smembers", "srem", "pexpire", "del",
-                "zadd", "zrem",
+                "llen", "lindex", "lrange", "rpop", "brpop", "lpush", "pexpire", "del",
+                "sadd", "smembers", "srem", "zadd", "zrem",
                 "zcard", "zcount", "zrange", "zrangebyscore", "zrevrange", "zscore",
                 "xlen", "xrange", "xinfo|stream", "xinfo|groups", "xpending",
             ),
