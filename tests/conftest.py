@@ -41,11 +41,6 @@ def redis_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Red
     try:
         if server.proc is not None and request.node.get_closest_marker("acl_denials") is None:
             denials = [_denial(entry) for entry in server.acl_denials()]
-            import os  # noqa: PLC0415 - TEMP
-
-            if denials and os.environ.get("LPR_DENIALS"):
-                with open(os.environ["LPR_DENIALS"], "a") as f:
-                    f.write("\n".join(f"{request.node.nodeid} {d}" for d in denials) + "\n")
             assert not denials, f"Redis refused a part of the stack (ACL LOG): {denials}"
     finally:
         server.stop()
