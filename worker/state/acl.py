@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 
-from recstop.worker.state import keys
+from recstop.worker.state import keys, taskevents
 
 
 class Role(StrEnum):
@@ -138,8 +138,8 @@ REPLY_QUEUES: Final = f"*.reply.{PIDBOX}*"
 #: Each worker's own pidbox queue (``<node name>.celery.pidbox``, bound to the fanout), and its
 #: priority lists.
 NODE_QUEUES: Final = f"*.{PIDBOX}*"
-#: Celery's events exchange (a fanout: channels ``/<db>.celeryev/<routing key>``).
-EVENTS: Final = "celeryev"
+#: Celery's events exchange (a fanout: channels ``/<db>.celeryev/<routing key>``, ``state.taskevents``).
+EVENTS: Final = taskevents.EXCHANGE
 #: The queue each event receiver declares (``celeryev.<uuid>``: a worker's gossip, Flower) and
 #: deletes with its priority lists; the events themselves go through the channels.
 EVENT_QUEUES: Final = f"{EVENTS}.*"
