@@ -41,7 +41,7 @@ def fill(redis_server, audit_db, events_: list[dict], secrets=()) -> AuditSink:
         retention_days=AuditSettings().retention_days,
         redactor=Redactor(secrets),
     )
-    xadd_events(client, events_)
+    xadd_events(redis_server.client(decode=False), events_)  # the harness writes them, as workers would
     while sink.step():
         pass
     return sink
