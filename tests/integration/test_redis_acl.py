@@ -246,3 +246,23 @@ def test_a_wrong_password_is_refused_and_never_shown(redis_server, env):
     assert wrong not in result.stdout + result.stderr
     assert "producer:***@" in result.stdout + result.stderr
     assert [entry["reason"] for entry in redis_server.acl_denials()] == ["auth"]
+
+
+def test_a_replica_follows_its_master_as_the_replica_user(tmp_path):
+    """A replica authenticating as ``replica`` (PSYNC, REPLCONF, PING only) copies the master's writes."""
+    master = RedisServer(tmp_path / "master", users=True).start()
+    link = ["--replicaof", "127.0.0.1", str(master.port), "--masteruser", Role.REPLICA.value]
+    link += ["--masterauth", REDIS_PASSWORDS[Role.REPLICA]]
+    replica = RedisServer(tmp_path / "replica", users=True, extra_args=link).start()
+    try:
+        worker = client_as(master, Role.WORKER)
+        worker.lpush(keys.QUEUE, "m1")
+        monitor = client_as(replica, Role.MONITOR)
+        wait_for(lambda: monitor.llen(keys.QUEUE) == 1, timeout_s=20, what="the replica to copy the write")
+        worker.close()
+        monitor.close()
+        assert master.acl_denials() == []
+        assert replica.acl_denials() == []
+    finally:
+        replica.stop()
+        master.stop()
