@@ -28,6 +28,13 @@ BASE_ENV: Final = {
 }
 
 
+class RedisRefusedError(AssertionError):
+    """A part of a scenario's stack was refused a command, key or channel by its Redis user."""
+
+    def __init__(self, name: str, denials: list[str]) -> None:
+        super().__init__(f"stack {name}: Redis refused {len(denials)} time(s): {denials[:5]}")
+
+
 class Stack(stack.Stack):
     """The harness stack: AOF with ``appendfsync`` per scenario, both accounts, ``BASE_ENV`` and overrides.
 
@@ -60,6 +67,13 @@ class Stack(stack.Stack):
             env={**BASE_ENV, **overrides.env},
             keep_dir=keep_dir,
         )
+
+    def stop(self) -> None:
+        """Stop the stack; a part Redis refused something (``ACL LOG``) fails the scenario."""
+        stopping = not self._stopped
+        super().stop()
+        if stopping and self.denials:
+            raise RedisRefusedError(self.name, self.denials)
 
     def stop_workers(self) -> None:
         """SIGTERM every worker at once, wait for them together; SIGKILL what outlives ``worker_stop_s``."""
