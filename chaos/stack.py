@@ -5,11 +5,13 @@ from __future__ import annotations
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar, Final
 
 from chaos.overrides import DEFAULTS, Overrides
 from harness import stack
+from recstop.worker.state.acl import Role
 
 AUTH_ID: Final = "MA_CHAOS0001"
 TOKEN: Final = "tok-Chaos-7c1e55aa90d3"
@@ -52,10 +54,10 @@ class Stack(stack.Stack):
         appendfsync: str = "everysec",
         overrides: Overrides = DEFAULTS,
         keep_dir: Path | None = None,
-        redis_url: str | None = None,
+        redis_url: str | Callable[[Role], str] | None = None,
         watch_url: str | None = None,
     ) -> None:
-        """``redis_url``: an external Redis (a ``sentinel://`` URL, read through ``watch_url``)."""
+        """``redis_url``: an external Redis (a ``sentinel://`` URL or each role's), read via ``watch_url``."""
         self.overrides = overrides
         super().__init__(
             name,

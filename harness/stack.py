@@ -16,7 +16,7 @@ import json
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -82,7 +82,7 @@ class Stack:
         self,
         name: str,
         *,
-        redis: RedisOptions | str = PRIVATE_REDIS,
+        redis: RedisOptions | str | Callable[[Role], str] = PRIVATE_REDIS,
         sandbox: SandboxOptions | None = None,
         env: Mapping[str, str] | None = None,
         directory: Path | None = None,
@@ -100,8 +100,9 @@ class Stack:
         )
         self.directory.mkdir(parents=True, exist_ok=True)
         self.base_env = dict(env or {})
-        self._redis = None if isinstance(redis, str) else self._redis_server(redis)
-        self._external_url = redis if isinstance(redis, str) else ""
+        # An external Redis: one URL for every part, or each role's (``Callable[[Role], str]``).
+        self._redis = self._redis_server(redis) if isinstance(redis, RedisOptions) else None
+        self._external: str | Callable[[Role], str] = "" if isinstance(redis, RedisOptions) else redis
         self._sandbox_options = sandbox
         self._sandbox = None if sandbox is None else self._sandbox_process(sandbox)
         self._flower: FlowerProcess | None = None
@@ -177,11 +178,13 @@ class Stack:
     @property
     def broker_url(self) -> str:
         """The Redis URL of the harness itself (a private server's ``admin`` user; else the URL given)."""
-        return self._external_url if self._redis is None else self._redis.url
+        return self._redis.url if self._redis is not None else self.url(Role.ADMIN)
 
     def url(self, role: Role) -> str:
-        """The Redis URL of ``role``'s user (an external Redis: its URL, whatever the role)."""
-        return self._external_url if self._redis is None else self._redis.role_url(role)
+        """The Redis URL of ``role``'s user (an external Redis: its URL, or its URL for ``role``)."""
+        if self._redis is not None:
+            return self._redis.role_url(role)
+        return self._external if isinstance(self._external, str) else self._external(role)
 
     @property
     def env(self) -> dict[str, str]:

@@ -502,7 +502,9 @@ class ScriptedLayout:
         found = []
         for name, port in zip(("redis1", "redis2", "redis3"), self.redis_ports, strict=True):
             if self.procs[name].poll() is None:
-                found += [f"{name}: {e['username']} {e['reason']} {e['object']}" for e in self.redis(port).acl_log()]
+                found += [
+                    f"{name}: {e['username']} {e['reason']} {e['object']}" for e in self.redis(port).acl_log()
+                ]
         return found
 
     def sentinel(self, index: int) -> redis_py.Redis:

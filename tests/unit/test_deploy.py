@@ -28,8 +28,8 @@ from packaging.utils import canonicalize_name
 
 import recstop.sandbox.__main__ as sandbox_main
 from chaos.scenarios.sentinel_failover import LAYOUT
-from harness.sentinel import MASTER_NAME, shipped_timings
 from harness.procs import redis_server_version
+from harness.sentinel import MASTER_NAME, shipped_timings
 from recstop.producers import cli
 from recstop.worker.audit import roles as audit_roles
 from recstop.worker.config.environment import ENV_SPECS
@@ -395,7 +395,9 @@ def test_every_command_exists():
             check_redis_ha(where, argv[2:])
         elif program == "redis-cli" and re.fullmatch(r"k8s recstop-redis (liveness|readiness)Probe", where):
             # A node's probe as the monitor user (the default user is off), a sentinel's with its password.
-            assert argv in (["redis-cli", *user, "ping", "|", "grep", "-q", "PONG"] for user in REDIS_PROBE_AUTH), argv
+            assert argv in (
+                ["redis-cli", *user, "ping", "|", "grep", "-q", "PONG"] for user in REDIS_PROBE_AUTH
+            ), argv
         elif argv[:2] == ["python", "-c"]:
             compile(argv[2], where, "exec")
         else:
@@ -555,7 +557,7 @@ def test_flower_always_has_basic_auth():
 
 
 def test_compose_services_health_redis_and_grace():
-    """Compose: health checks, Redis nodes and sentinels with the shipped files and the ACL passwords, grace."""
+    """Compose: health checks, Redis nodes and sentinels with the shipped files and ACL passwords, grace."""
     services = compose()["services"]
     assert {"redis-1", "sentinel-1", "worker", "flower", "sandbox"} <= services.keys()
     one_shot = {name for name, service in services.items() if service.get("restart") == "no"}
@@ -575,7 +577,9 @@ def test_compose_services_health_redis_and_grace():
     # A node renders every user (the replica and sentinel users included); a sentinel gets its user's only.
     for name in redis_services("redis"):
         env = services[name]["environment"]
-        assert set(env) == {acl.password_env(role) for role in Role} | {"RECSTOP_REDIS_SENTINEL_PASSWORD"}, name
+        assert set(env) == {acl.password_env(role) for role in Role} | {"RECSTOP_REDIS_SENTINEL_PASSWORD"}, (
+            name
+        )
         assert "--user monitor" in services[name]["healthcheck"]["test"][1], name
     for name in redis_services("sentinel"):
         env = services[name]["environment"]
@@ -935,7 +939,7 @@ PART_ROLES = {
 
 
 def url_user(url: str) -> str:
-    """The user name of a ``redis://user:password@...`` or ``sentinel://...`` URL (interpolated password or not)."""
+    """The user of a ``redis://user:password@...`` or ``sentinel://...`` URL (interpolated or not)."""
     return url.split("://", 1)[1].split(":", 1)[0]
 
 
