@@ -191,10 +191,19 @@ def test_a_countdown_message_is_deferred_while_no_replica_acknowledges(redis_ser
 
 @pytest.fixture
 def cluster(request, tmp_path: Path):
-    """Master and replica (AOF on) and three sentinels (quorum 2) on loopback; param: replica via a relay."""
-    ha = SentinelCluster(tmp_path / "ha", relayed_replica=getattr(request, "param", False)).start()
-    yield ha
-    ha.stop()
+    """Master and replica (AOF on), three sentinels (quorum 2), the ACL users; param: replica via a relay.
+
+    As the shipped layout: the replica follows as ``replica``, the sentinels watch as ``sentinel``;
+    at the end no running node's ``ACL LOG`` holds an entry (a killed node's log is gone with it).
+    """
+    relayed = getattr(request, "param", False)
+    ha = SentinelCluster(tmp_path / "ha", relayed_replica=relayed, users=True).start()
+    try:
+        yield ha
+        denials = ha.acl_denials()
+        assert not denials, f"Redis refused a part of the stack (ACL LOG): {denials}"
+    finally:
+        ha.stop()
 
 
 @pytest.fixture
@@ -207,10 +216,10 @@ def sandbox(tmp_path: Path):
 
 @pytest.fixture
 def ha_env(cluster: SentinelCluster, sandbox: SandboxProcess) -> dict[str, str]:
-    """Workers' and producers' environment: the sentinel:// URL and the master name."""
+    """Workers' environment (the worker user's sentinel:// URL; producers: their own) and the master name."""
     return {
         **BASE_ENV,
-        "RECSTOP_BROKER_URL": cluster.url,
+        "RECSTOP_BROKER_URL": cluster.role_url(Role.WORKER),
         "RECSTOP_REDIS_SENTINEL_MASTER": MASTER_NAME,
         "VOBIZ_API_BASE": sandbox.api_base,
     }
@@ -233,12 +242,14 @@ def workers(ha_env, cluster, tmp_path):
 
 
 @pytest.fixture
-def producers(ha_env):
+def producers(ha_env, cluster):
     """Make producers on the sentinel:// URL; all closed at the end."""
     made: list[Producer] = []
 
     def make(**overrides: str) -> Producer:
-        settings = Settings.from_env({**ha_env, **overrides})
+        settings = Settings.from_env(
+            {**ha_env, "RECSTOP_BROKER_URL": cluster.role_url(Role.PRODUCER), **overrides}
+        )
         producer = Producer(settings, redis_client(settings.redis))
         made.append(producer)
         return producer
@@ -273,7 +284,10 @@ def test_stop_goes_through_the_master_the_sentinels_name(cluster, workers, produ
     )
     assert state(cluster.master.client())["task_id"] == handle.task_id
     [ready] = [r for r in worker.log_records() if r.get("event") == "worker_ready"]
-    assert ready["broker"] == cluster.url
+    assert ready["broker"] == RedisSettings(url=cluster.role_url(Role.WORKER)).safe_url
+    # Each part as its own user: the worker's and the producer's connections on the master.
+    clients = {c["user"] for c in cluster.master.client().client_list(_type="normal")}
+    assert {Role.WORKER.value, Role.PRODUCER.value} <= clients
 
 
 def test_failover_during_load_loses_no_accepted_stop(cluster, workers, producers, sandbox):
