@@ -981,3 +981,19 @@ def test_each_part_connects_to_redis_as_its_own_user():
             assert redis_files == [f"/etc/recstop/redis-{PART_ROLES[part].value}.env"], path.name
         else:  # audit-retention: the database only
             assert redis_files == [], path.name
+
+
+def test_redis_ha_script_renders_the_users_and_authenticates_as_the_replica_and_sentinel_users():
+    """redis-ha.sh: renders, then --aclfile; follows as replica; a sentinel watches as sentinel."""
+    script = (DEPLOY / "redis-ha.sh").read_text()
+    node, sentinel = script.split("    redis)\n", 1)[1].split("    sentinel)\n", 1)
+    render = 'sh "$conf/redis-acl-render.sh" "$conf/redis-users.acl" "$data/users.acl"'
+    assert render in node
+    assert node.index(render) < node.index("exec redis-server")
+    assert '--aclfile "$data/users.acl"' in node
+    assert f"--masteruser {Role.REPLICA.value} --masterauth" in node
+    assert "--requirepass" not in node  # the default user stays off: the ACL file says so
+    assert f'--sentinel auth-user "$name" {Role.SENTINEL.value}' in sentinel
+    assert '--requirepass "$RECSTOP_REDIS_SENTINEL_PASSWORD"' in sentinel
+    for role in (Role.REPLICA, Role.SENTINEL):
+        assert f"password_of {acl.password_env(role).removeprefix('RECSTOP_REDIS_PASSWORD_')}" in script
