@@ -5,11 +5,13 @@ from __future__ import annotations
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar, Final
 
 from chaos.overrides import DEFAULTS, Overrides
 from harness import stack
+from recstop.worker.state.acl import Role
 
 AUTH_ID: Final = "MA_CHAOS0001"
 TOKEN: Final = "tok-Chaos-7c1e55aa90d3"
@@ -26,6 +28,13 @@ BASE_ENV: Final = {
     "VOBIZ_AUTH_TOKEN": TOKEN,
     "RECSTOP_LOG_FORMAT": "json",
 }
+
+
+class RedisRefusedError(AssertionError):
+    """A part of a scenario's stack was refused a command, key or channel by its Redis user."""
+
+    def __init__(self, name: str, denials: list[str]) -> None:
+        super().__init__(f"stack {name}: Redis refused {len(denials)} time(s): {denials[:5]}")
 
 
 class Stack(stack.Stack):
@@ -45,10 +54,10 @@ class Stack(stack.Stack):
         appendfsync: str = "everysec",
         overrides: Overrides = DEFAULTS,
         keep_dir: Path | None = None,
-        redis_url: str | None = None,
+        redis_url: str | Callable[[Role], str] | None = None,
         watch_url: str | None = None,
     ) -> None:
-        """``redis_url``: an external Redis (a ``sentinel://`` URL, read through ``watch_url``)."""
+        """``redis_url``: an external Redis (a ``sentinel://`` URL or each role's), read via ``watch_url``."""
         self.overrides = overrides
         super().__init__(
             name,
@@ -60,6 +69,13 @@ class Stack(stack.Stack):
             env={**BASE_ENV, **overrides.env},
             keep_dir=keep_dir,
         )
+
+    def stop(self) -> None:
+        """Stop the stack; a part Redis refused something (``ACL LOG``) fails the scenario."""
+        stopping = not self._stopped
+        super().stop()
+        if stopping and self.denials:
+            raise RedisRefusedError(self.name, self.denials)
 
     def stop_workers(self) -> None:
         """SIGTERM every worker at once, wait for them together; SIGKILL what outlives ``worker_stop_s``."""

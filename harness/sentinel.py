@@ -11,10 +11,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
+from urllib.parse import quote
 
 import redis
 
-from harness.procs import RedisServer, free_port, redis_server_binary, terminate, wait_for
+from harness.procs import REDIS_PASSWORDS, RedisServer, free_port, redis_server_binary, terminate, wait_for
+from recstop.worker.state.acl import Role
 
 #: The master name the sentinels monitor, as deploy/sentinel.conf names it.
 MASTER_NAME: Final = "recstop"
@@ -68,8 +70,11 @@ class SentinelServer:
         quorum: int = 2,
         master_name: str = MASTER_NAME,
         timings: SentinelTimings = SentinelTimings(),
+        users: bool = False,
     ) -> None:
         self.directory = directory
+        #: With ``users`` it watches the nodes as the ACL user ``sentinel`` (``auth-user``, ``auth-pass``).
+        self.users = users
         self.master_port = master_port
         self.quorum = quorum
         self.master_name = master_name
@@ -91,6 +96,14 @@ class SentinelServer:
                 f"sentinel down-after-milliseconds {name} {self.timings.down_after_ms}",
                 f"sentinel failover-timeout {name} {self.timings.failover_timeout_ms}",
                 f"sentinel parallel-syncs {name} 1",
+                *(
+                    [
+                        f"sentinel auth-user {name} {Role.SENTINEL.value}",
+                        f"sentinel auth-pass {name} {REDIS_PASSWORDS[Role.SENTINEL]}",
+                    ]
+                    if self.users
+                    else []
+                ),
                 "",
             ]
         )
@@ -224,7 +237,11 @@ class SentinelCluster:
     """A master (AOF on), ``replicas`` replicas of it (AOF on) and three sentinels with quorum 2.
 
     ``url`` is kombu's Sentinel URL for producers and workers (``sentinel://h:p;sentinel://h:p;...``,
-    with ``RECSTOP_REDIS_SENTINEL_MASTER`` = :data:`MASTER_NAME`).
+    with ``RECSTOP_REDIS_SENTINEL_MASTER`` = :data:`MASTER_NAME`). With ``users`` every node loads
+    recstop's ACL users (``RedisServer(users=True)``, the default user off) as the shipped layout
+    does: a replica follows its master as ``replica``, a sentinel watches the nodes as ``sentinel``,
+    and each part connects as its role's user (:meth:`role_url`); :meth:`acl_denials` reads every
+    node's ``ACL LOG``.
     """
 
     def __init__(
@@ -237,10 +254,16 @@ class SentinelCluster:
         relayed_replica: bool = False,
         replicas: int = 1,
         timings: SentinelTimings = SentinelTimings(),
+        users: bool = False,
     ) -> None:
         self.directory = directory
+        self.users = users
         self.master = RedisServer(
-            directory / "master", appendonly=True, appendfsync=appendfsync, extra_args=extra_args
+            directory / "master",
+            appendonly=True,
+            appendfsync=appendfsync,
+            extra_args=[*self._replication_auth(), *extra_args],
+            users=users,
         )
         #: With ``relayed_replica``, the master is known (to sentinels, clients and the replica) by
         #: this relay's port, so that its replication link can be stalled (``freeze``/``cut``).
@@ -252,20 +275,62 @@ class SentinelCluster:
                 directory / ("replica" if index == 0 else f"replica{index + 1}"),
                 appendonly=True,
                 appendfsync=appendfsync,
-                extra_args=["--replicaof", "127.0.0.1", str(upstream), *extra_args],
+                extra_args=[
+                    "--replicaof",
+                    "127.0.0.1",
+                    str(upstream),
+                    *self._replication_auth(),
+                    *extra_args,
+                ],
+                users=users,
             )
             for index in range(replicas)
         ]
         self.replica = self.replicas[0]
         self.sentinels = [
-            SentinelServer(directory / f"sentinel{index + 1}", upstream, timings=timings)
+            SentinelServer(directory / f"sentinel{index + 1}", upstream, timings=timings, users=users)
             for index in range(sentinels)
         ]
 
+    def _replication_auth(self) -> list[str]:
+        """How a node follows a master (any node may become a replica): as the ``replica`` user."""
+        if not self.users:
+            return []
+        return ["--masteruser", Role.REPLICA.value, "--masterauth", REDIS_PASSWORDS[Role.REPLICA]]
+
     @property
     def url(self) -> str:
-        """The ``sentinel://`` broker URL naming every sentinel."""
-        return ";".join(f"sentinel://127.0.0.1:{s.port}" for s in self.sentinels)
+        """The ``sentinel://`` broker URL naming every sentinel (with users: the ``admin`` user's)."""
+        return self.role_url(Role.ADMIN)
+
+    def role_url(self, role: Role) -> str:
+        """The ``sentinel://`` URL of ``role``'s user: every sentinel, the user and password in each."""
+        userinfo = f"{quote(role.value)}:{quote(REDIS_PASSWORDS[role])}@" if self.users else ""
+        return ";".join(f"sentinel://{userinfo}127.0.0.1:{s.port}" for s in self.sentinels)
+
+    def node_client(self, port: int) -> redis.Redis:
+        """A client of the node on ``port`` (with users: as ``admin``, the harness's inspection)."""
+        if self.users:
+            return redis.Redis(
+                host="127.0.0.1",
+                port=port,
+                username=Role.ADMIN.value,
+                password=REDIS_PASSWORDS[Role.ADMIN],
+                decode_responses=True,
+                socket_timeout=2,
+            )
+        return redis.Redis(host="127.0.0.1", port=port, decode_responses=True, socket_timeout=2)
+
+    def acl_denials(self) -> list[str]:
+        """What any running node refused some user (its ``ACL LOG``), one line each."""
+        found: list[str] = []
+        for node in (self.master, *self.replicas):
+            if node.proc is not None and node.proc.poll() is None:
+                found += [
+                    f"{node.port}: {e.get('username')} refused {e.get('reason')} {e.get('object')!r}"
+                    for e in node.acl_denials()
+                ]
+        return found
 
     def start(self, *, settle: bool = True) -> SentinelCluster:
         """Start everything; return once the replicas are in sync and (``settle``) the sentinels know all.
@@ -323,7 +388,7 @@ class SentinelCluster:
             port = self.master_port()
             if port is None or port == old_port:
                 return 0.0
-            client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=2)
+            client = self.node_client(port)
             try:
                 role = client.execute_command("ROLE")  # type: ignore[no-untyped-call]
             except redis.RedisError:

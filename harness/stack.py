@@ -16,7 +16,7 @@ import json
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -30,6 +30,7 @@ from harness.procs import RedisServer, WorkerProcess, pick_port
 from harness.sandbox import SandboxProcess
 from recstop.producers import Producer
 from recstop.worker.config.settings import Settings
+from recstop.worker.state.acl import Role
 from recstop.worker.state.redisclient import redis_client
 
 #: How long a started worker may take to heartbeat and log ``worker_ready``.
@@ -81,7 +82,7 @@ class Stack:
         self,
         name: str,
         *,
-        redis: RedisOptions | str = PRIVATE_REDIS,
+        redis: RedisOptions | str | Callable[[Role], str] = PRIVATE_REDIS,
         sandbox: SandboxOptions | None = None,
         env: Mapping[str, str] | None = None,
         directory: Path | None = None,
@@ -99,14 +100,17 @@ class Stack:
         )
         self.directory.mkdir(parents=True, exist_ok=True)
         self.base_env = dict(env or {})
-        self._redis = None if isinstance(redis, str) else self._redis_server(redis)
-        self._external_url = redis if isinstance(redis, str) else ""
+        # An external Redis: one URL for every part, or each role's (``Callable[[Role], str]``).
+        self._redis = self._redis_server(redis) if isinstance(redis, RedisOptions) else None
+        self._external: str | Callable[[Role], str] = "" if isinstance(redis, RedisOptions) else redis
         self._sandbox_options = sandbox
         self._sandbox = None if sandbox is None else self._sandbox_process(sandbox)
         self._flower: FlowerProcess | None = None
         self._audit_sink: AuditSinkProcess | None = None
         self.workers: list[WorkerProcess] = []
         self.producers: list[Producer] = []
+        #: What Redis refused a part of the stack (read as the stack stops: ``ACL LOG``).
+        self.denials: list[str] = []
         self._stopped = False
 
     def _redis_server(self, options: RedisOptions) -> RedisServer:
@@ -118,6 +122,7 @@ class Stack:
             port=pick_port(options.port),
             log_path=self.directory / "redis.log",
             new_session=True,
+            users=True,
         )
 
     def _sandbox_process(self, options: SandboxOptions) -> SandboxProcess:
@@ -172,14 +177,24 @@ class Stack:
 
     @property
     def broker_url(self) -> str:
-        """The Redis URL workers and producers use."""
-        return self._external_url if self._redis is None else self._redis.url
+        """The Redis URL of the harness itself (a private server's ``admin`` user; else the URL given)."""
+        return self._redis.url if self._redis is not None else self.url(Role.ADMIN)
+
+    def url(self, role: Role) -> str:
+        """The Redis URL of ``role``'s user (an external Redis: its URL, or its URL for ``role``)."""
+        if self._redis is not None:
+            return self._redis.role_url(role)
+        return self._external if isinstance(self._external, str) else self._external(role)
 
     @property
     def env(self) -> dict[str, str]:
-        """Where Redis and the API are, the account(s), then the stack's ``env`` overrides."""
+        """A worker's environment: :meth:`env_as` the ``worker`` user."""
+        return self.env_as(Role.WORKER)
+
+    def env_as(self, role: Role) -> dict[str, str]:
+        """Where Redis (as ``role``'s user) and the API are, the account(s), then the ``env`` overrides."""
         # The audit trail of a local stack: SQLite in its directory (production: PostgreSQL).
-        env = {"RECSTOP_BROKER_URL": self.broker_url, "RECSTOP_AUDIT_DB": f"sqlite:///{self.audit_db_path}"}
+        env = {"RECSTOP_BROKER_URL": self.url(role), "RECSTOP_AUDIT_DB": f"sqlite:///{self.audit_db_path}"}
         options = self._sandbox_options
         if self._sandbox is not None and options is not None:
             env["VOBIZ_API_BASE"] = self._sandbox.api_base
@@ -210,8 +225,8 @@ class Stack:
         self.stop()
 
     def settings(self, **overrides: str) -> Settings:
-        """The settings a producer of this stack reads."""
-        return Settings.from_env({**self.env, **overrides})
+        """The settings a producer of this stack reads (the ``producer`` user)."""
+        return Settings.from_env({**self.env_as(Role.PRODUCER), **overrides})
 
     def producer(self, **overrides: str) -> Producer:
         """A new producer with its own connections, closed with the stack."""
@@ -265,12 +280,16 @@ class Stack:
 
     def start_flower(self, *, port: int | None = None) -> FlowerProcess:
         """Start Flower on 127.0.0.1 (``port`` if free), its API open, its log ``flower.log``."""
-        self._flower = FlowerProcess(self.env, self.directory / "flower.log", port=pick_port(port))
+        self._flower = FlowerProcess(
+            self.env_as(Role.MONITOR), self.directory / "flower.log", port=pick_port(port)
+        )
         return self._flower.start()
 
     def start_audit_sink(self, *args: str) -> AuditSinkProcess:
         """Start ``recstop audit sink`` (into ``audit_db_path`` unless ``env`` names another database)."""
-        self._audit_sink = AuditSinkProcess(self.env, self.directory / "audit-sink.log", args=args)
+        self._audit_sink = AuditSinkProcess(
+            self.env_as(Role.AUDIT_SINK), self.directory / "audit-sink.log", args=args
+        )
         return self._audit_sink.start()
 
     def exited(self) -> list[str]:
@@ -295,6 +314,7 @@ class Stack:
             with contextlib.ExitStack() as steps:  # callbacks run last-in first-out
                 if self._redis is not None:
                     steps.callback(self._redis.stop)
+                    steps.callback(self._read_denials)  # once every other part has stopped
                 if self._sandbox is not None:
                     steps.callback(self._sandbox.stop)
                 if self._audit_sink is not None:
@@ -305,6 +325,14 @@ class Stack:
                 steps.callback(self._close_producers)
         finally:
             self._tidy()
+
+    def _read_denials(self) -> None:
+        """Keep what Redis refused any part (its ``ACL LOG``) in :attr:`denials`, while it still runs."""
+        if self._redis is not None and self._redis.proc is not None and self._redis.proc.poll() is None:
+            self.denials = [
+                f"{entry.get('username')} refused {entry.get('reason')} {entry.get('object')!r}"
+                for entry in self._redis.acl_denials()
+            ]
 
     def _close_producers(self) -> None:
         with contextlib.ExitStack() as steps:

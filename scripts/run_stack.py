@@ -21,6 +21,7 @@ from typing import Final
 from harness.procs import ROOT, wait_for
 from harness.stack import RedisOptions, SandboxOptions, Stack
 from recstop.worker.config.secrets import mask_url
+from recstop.worker.state.acl import Role
 
 RUN: Final = ROOT / ".run"  # RECSTOP_RUN_DIR overrides it (tests run the stack in a temp dir)
 DEMO_AUTH_ID: Final = "MA_DEMO0001"
@@ -60,7 +61,7 @@ def describe(stack: Stack, env: Mapping[str, str]) -> list[str]:
     if env.get("RECSTOP_BROKER_URL"):
         lines = [f"redis      {mask_url(stack.broker_url)}   (from RECSTOP_BROKER_URL)"]
     else:
-        lines = [f"redis      {stack.broker_url}   (private, AOF in {run_dir(env)}/redis)"]
+        lines = [f"redis      {mask_url(stack.broker_url)}   (private, AOF in {run_dir(env)}/redis)"]
     if real_credentials(env):
         return [
             *lines,
@@ -88,7 +89,8 @@ def serve(stack: Stack, env: Mapping[str, str]) -> list[str]:
         f"audit      recstop audit sink -> {mask_url(audit_db)}   (log in {run_dir(env)}/audit-sink.log)"
     )
     exports = {
-        "RECSTOP_BROKER_URL": stack.broker_url,
+        # The quick start's commands are a producer's (enqueue, status, dlq): its Redis user.
+        "RECSTOP_BROKER_URL": stack.url(Role.PRODUCER),
         "VOBIZ_AUTH_ID": {**env, **stack.env}["VOBIZ_AUTH_ID"],
         "RECSTOP_AUDIT_DB": audit_db,  # `recstop audit show` reads the stack's trail
     }

@@ -13,12 +13,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from support import InProcessWorker, LogCapture, RedisServer, WorkerProcess
+from support import REDIS_PASSWORDS, InProcessWorker, LogCapture, RedisServer, WorkerProcess, as_role
 
 from harness.postgres import PostgresServer
 from recstop.producers import Producer
 from recstop.sandbox import SandboxClient, SandboxServer
 from recstop.worker.config.settings import Settings
+from recstop.worker.state.acl import Role
 from recstop.worker.state.redisclient import redis_client
 
 AUTH_ID = "MA_TESTACCT01"
@@ -28,11 +29,25 @@ OTHER_TOKEN = "tok-Other-0a1b2c3d4e5f"
 
 
 @pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    """A private redis-server on a free port."""
-    server = RedisServer(tmp_path / "redis").start()
+def redis_server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RedisServer]:
+    """A private redis-server on a free port, with recstop's ACL users; no user refused anything.
+
+    Every part of the stack connects as its role's user (``state.acl``): a command, key or channel
+    a part uses and its role lacks is refused, and fails the test here, at teardown, unless the test
+    is marked ``acl_denials`` (it provokes refusals on purpose).
+    """
+    server = RedisServer(tmp_path / "redis", users=True).start()
     yield server
-    server.stop()
+    try:
+        if server.proc is not None and request.node.get_closest_marker("acl_denials") is None:
+            denials = [_denial(entry) for entry in server.acl_denials()]
+            assert not denials, f"Redis refused a part of the stack (ACL LOG): {denials}"
+    finally:
+        server.stop()
+
+
+def _denial(entry: dict[str, object]) -> str:
+    return f"{entry.get('username')} {entry.get('reason')} {entry.get('context')} {entry.get('object')}"
 
 
 @pytest.fixture(scope="session")
@@ -68,9 +83,12 @@ def sandbox_client(sandbox: SandboxServer) -> Iterator[SandboxClient]:
 
 @pytest.fixture
 def env(redis_server: RedisServer, sandbox: SandboxServer) -> dict[str, str]:
-    """Environment for workers and producers: fast retries, short timeouts, JSON logs."""
+    """Environment for workers (the ``worker`` user): fast retries, short timeouts, JSON logs.
+
+    A producer, the CLI, the sink or a monitor gets the same with its own user (``as_role``, ``cli``).
+    """
     return {
-        "RECSTOP_BROKER_URL": redis_server.url,
+        "RECSTOP_BROKER_URL": redis_server.role_url(Role.WORKER),
         "VOBIZ_API_BASE": sandbox.api_base,
         "VOBIZ_AUTH_ID": AUTH_ID,
         "VOBIZ_AUTH_TOKEN": TOKEN,
@@ -95,6 +113,8 @@ def logs() -> Iterator[LogCapture]:
     capture = LogCapture(secrets=(TOKEN, OTHER_TOKEN))
     yield capture
     capture.close()
+    leaked = [role for role, password in REDIS_PASSWORDS.items() if password in capture.text()]
+    assert not leaked, f"a log line shows the Redis password of {leaked}"
 
 
 @pytest.fixture
@@ -138,8 +158,8 @@ def start_worker_process(
 
 @pytest.fixture
 def settings(env: dict[str, str]) -> Settings:
-    """The settings a producer on this test's stack reads."""
-    return Settings.from_env(env)
+    """The settings a producer on this test's stack reads (the ``producer`` user)."""
+    return Settings.from_env(as_role(env, Role.PRODUCER))
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from typing import Any
 from harness.inprocess import InProcessWorker, LogCapture
 from harness.poison import lpush_raw_message
 from harness.procs import (
+    REDIS_PASSWORDS,
     ROOT,
     RedisServer,
     WorkerProcess,
@@ -23,16 +24,20 @@ from harness.procs import (
     redis_server_binary,
     terminate,
     wait_for,
+    with_role,
 )
 from recstop.worker.state import keys
+from recstop.worker.state.acl import COMMAND_ROLES, Role
 from recstop.worker.state.inflight import inflight_messages
 
 __all__ = [
+    "REDIS_PASSWORDS",
     "ROOT",
     "InProcessWorker",
     "LogCapture",
     "RedisServer",
     "WorkerProcess",
+    "as_role",
     "audit_event",
     "audit_life",
     "cli",
@@ -46,6 +51,7 @@ __all__ = [
     "stored_ids",
     "terminate",
     "wait_for",
+    "with_role",
     "xadd_events",
 ]
 
@@ -70,11 +76,22 @@ def deletes(sandbox_client: Any, call_uuid: str) -> list[dict[str, Any]]:
     return [r for r in sandbox_client.requests(call_uuid=call_uuid) if r["method"] == "DELETE"]
 
 
+def as_role(env: Mapping[str, str], role: Role) -> dict[str, str]:
+    """``env`` with ``RECSTOP_BROKER_URL`` as ``role``'s user (a URL of no harness user stays)."""
+    url = env.get("RECSTOP_BROKER_URL")
+    return dict(env) if url is None else {**env, "RECSTOP_BROKER_URL": with_role(url, role)}
+
+
 def cli(env: Mapping[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    """Run the real ``recstop`` console script as a process."""
+    """Run the real ``recstop`` console script as a process, as the Redis user of its command.
+
+    ``recstop health`` runs as ``monitor``, ``recstop enqueue`` as ``producer`` ... (``acl.COMMAND_ROLES``).
+    """
     exe = str(Path(sys.executable).parent / "recstop")
+    role = COMMAND_ROLES.get(args[0]) if args else None
+    run_env = as_role(env, role) if role is not None else dict(env)
     return subprocess.run(  # noqa: PLW1510 - the exit code is what the tests assert
-        [exe, *args], env={**os.environ, **env}, capture_output=True, text=True, timeout=60, cwd=ROOT
+        [exe, *args], env={**os.environ, **run_env}, capture_output=True, text=True, timeout=60, cwd=ROOT
     )
 
 

@@ -32,6 +32,7 @@ from recstop.worker.audit.lag import read_lag
 from recstop.worker.audit.query import show
 from recstop.worker.audit.schema import events, migrate
 from recstop.worker.state import keys
+from recstop.worker.state.acl import Role
 
 NAME = "9 audit"
 SHOW_TARGET_MS = 50.0
@@ -75,7 +76,7 @@ def _event(call_uuid: str, name: str) -> dict[str, object]:
 def sink_throughput(count: int, db_url: str | None) -> float:
     """events/s of one sink process draining ``count`` events appended as fast as Redis takes them."""
     with Stack("audit-sink-rate") as stack:
-        env = stack.env if db_url is None else {**stack.env, "RECSTOP_AUDIT_DB": db_url}
+        env = stack.env_as(Role.AUDIT_SINK) | ({} if db_url is None else {"RECSTOP_AUDIT_DB": db_url})
         sink = AuditSinkProcess(env, stack.directory / "sink.log").start()
         client = stack.client(decode=True)
         try:
@@ -112,7 +113,7 @@ def burst_lag(report: Report, profile: Profile, db_url: str) -> None:
     with BenchStack("audit-burst", latency_ms=profile.burst_latency_ms) as stack:
         stack.start_workers(profile.burst_processes)
         sink = AuditSinkProcess(
-            {**stack.env, "RECSTOP_AUDIT_DB": db_url}, stack.directory / "sink.log"
+            {**stack.env_as(Role.AUDIT_SINK), "RECSTOP_AUDIT_DB": db_url}, stack.directory / "sink.log"
         ).start()
         client = stack.client(decode=True)
         samples: list[float] = []

@@ -16,6 +16,7 @@ from bench.stack import BenchStack
 from bench.stats import summary_ms
 from harness.procs import ROOT
 from recstop.producers import Producer
+from recstop.worker.state.acl import Role
 from recstop.worker.state.envelope import stop_message
 
 NAME = "5 producer"
@@ -50,7 +51,7 @@ def run(report: Report, profile: Profile) -> None:
         subprocess.run(
             [sys.executable, "-m", "recstop.producers.cli", "enqueue", "--file", str(path)],
             cwd=ROOT,
-            env={**os.environ, **stack.env},
+            env={**os.environ, **stack.env_as(Role.PRODUCER)},
             check=True,
             capture_output=True,
             timeout=300,

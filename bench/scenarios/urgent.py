@@ -16,6 +16,7 @@ from bench.stack import BenchStack
 from bench.stats import percentile
 from harness.procs import ROOT, wait_for
 from recstop.worker.config.settings import Settings
+from recstop.worker.state.acl import Role
 
 NAME = "3 urgent lane"
 
@@ -111,7 +112,7 @@ def _cli_urgent(stack: BenchStack, call: str) -> None:
     subprocess.run(
         [sys.executable, "-m", "recstop.producers.cli", "enqueue", call, "--urgent"],
         cwd=ROOT,
-        env={**os.environ, **stack.env},
+        env={**os.environ, **stack.env_as(Role.PRODUCER)},
         check=True,
         capture_output=True,
         timeout=60,

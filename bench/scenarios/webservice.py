@@ -22,6 +22,7 @@ from bench.stack import BenchStack
 from bench.stats import percentile
 from bench.webservice import load, request
 from harness.procs import ROOT, free_port, terminate, wait_for
+from recstop.worker.state.acl import Role
 
 NAME = "10 web service"
 SERVERS = {
@@ -78,7 +79,7 @@ def _serve_and_load(
     proc = subprocess.Popen(
         [sys.executable, "-m", *(arg.format(port=port) for arg in argv)],
         cwd=ROOT,
-        env={**os.environ, **stack.env},
+        env={**os.environ, **stack.env_as(Role.PRODUCER)},
         stdout=log,
         stderr=subprocess.STDOUT,
     )

@@ -35,6 +35,7 @@ from recstop.worker.audit.lag import read_lag
 from recstop.worker.audit.schema import events
 from recstop.worker.audit.verify import verify
 from recstop.worker.state import keys
+from recstop.worker.state.acl import Role
 
 LATENCY_MS: Final = 20
 #: How long the last sink may take to commit everything once the stops are done (claiming a killed
@@ -61,7 +62,7 @@ def run(profile: Profile, keep_dir: Path | None = None) -> ScenarioResult:
         database, overrides = _database(postgres)
         with (
             Stack("audit_sink_kill", overrides=overrides, keep_dir=keep_dir) as stack,
-            PlainCelery(stack.broker_url) as plain,
+            PlainCelery(stack.url(Role.PRODUCER)) as plain,
         ):
             stack.sandbox.client.set_faults([], latency_ms=LATENCY_MS)
             stack.start_workers(2)

@@ -22,6 +22,7 @@ from chaos.stack import AUTH_ID, Stack
 from chaos.verify import deletes_by_call, reconcile
 from harness.procs import WorkerProcess, wait_for
 from harness.stack import READY_TIMEOUT_S
+from recstop.worker.state.acl import Role
 
 WORKERS: Final = 3
 SEED: Final = 20240611
@@ -39,7 +40,7 @@ def run(profile: Profile, keep_dir: Path | None = None) -> ScenarioResult:
     overrides = profile.locks
     with (
         Stack("kill_loop", overrides=overrides, keep_dir=keep_dir) as stack,
-        PlainCelery(stack.broker_url) as plain,
+        PlainCelery(stack.url(Role.PRODUCER)) as plain,
     ):
         stack.sandbox.client.set_faults([], latency_ms=LATENCY_MS)
         slots = stack.start_workers(WORKERS)

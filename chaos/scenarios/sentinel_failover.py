@@ -7,6 +7,11 @@ as shipped: :data:`LAYOUT`). Part B SIGKILLs a replica during a burst: the other
 so no enqueue is refused; the replica is restarted and rejoins. Part A SIGKILLs the master during a
 burst: enqueues are refused until a replica is promoted and the other follows it, then accepted
 again. Every stop the producer acknowledged, in either part, must be carried out: 0 lost.
+
+Every node loads recstop's ACL users as the shipped layout does: the replicas follow as ``replica``,
+the sentinels watch as ``sentinel``, workers connect as ``worker`` and producers as ``producer``.
+Nothing may be refused: every node's ``ACL LOG`` is read before each SIGKILL (a killed node's log
+dies with it) and at the end.
 """
 
 from __future__ import annotations
@@ -27,7 +32,6 @@ from chaos.profiles import Profile
 from chaos.report import ScenarioResult
 from chaos.stack import Stack
 from chaos.verify import deletes_by_call, reconcile
-from harness.procs import RedisServer
 from harness.sentinel import MASTER_NAME, SentinelCluster, shipped_replication_args, shipped_timings
 
 #: What the shipped layout sets beyond the defaults (compose's x-recstop-env, the ConfigMap):
@@ -53,15 +57,14 @@ def run(profile: Profile, keep_dir: Path | None = None) -> ScenarioResult:
     timings = shipped_timings()
     ha_dir = Path(tempfile.mkdtemp(prefix="recstop-chaos-sentinel-"))
     cluster = SentinelCluster(
-        ha_dir, replicas=REPLICAS, timings=timings, extra_args=shipped_replication_args()
+        ha_dir, replicas=REPLICAS, timings=timings, extra_args=shipped_replication_args(), users=True
     )
-    figures: dict[str, object] = {}
     try:
         with Stack(
             "sentinel_failover",
             overrides=LAYOUT,
             keep_dir=keep_dir,
-            redis_url=cluster.url,
+            redis_url=cluster.role_url,
             watch_url=cluster.master.url,
         ) as stack:
             cluster.start(settle=False)  # the sentinels learn of each other while the workers start
@@ -75,9 +78,10 @@ def run(profile: Profile, keep_dir: Path | None = None) -> ScenarioResult:
             tally = reconcile(stack.producer(), stack.sandbox.client, accepted, timeout_s=180)
             deletes = [e["time"] for es in deletes_by_call(stack.sandbox.client).values() for e in es]
             alive = all(w.alive for w in workers)
-            master = _client(cluster.master_port())
+            master = _client(cluster, cluster.master_port())
             leftovers = wait_drained(master, timeout_s=DRAIN_S)
             master.close()
+        denials = {*part_b.denials, *part_a.denials, *cluster.acl_denials()}  # the stack has stopped
     finally:
         cluster.stop()
         if keep_dir is not None:
@@ -85,10 +89,13 @@ def run(profile: Profile, keep_dir: Path | None = None) -> ScenarioResult:
         shutil.rmtree(ha_dir, ignore_errors=True)
     result = ScenarioResult("Sentinel: replica SIGKILL, then master SIGKILL", tally)
     result.note_overrides(LAYOUT)
-    figures.update(part_b.figures(), **part_a.figures())
-    figures["sentinel_timings_ms"] = {
-        "down_after": timings.down_after_ms,
-        "failover_timeout": timings.failover_timeout_ms,
+    figures: dict[str, object] = {
+        **part_b.figures(),
+        **part_a.figures(),
+        "sentinel_timings_ms": {
+            "down_after": timings.down_after_ms,
+            "failover_timeout": timings.failover_timeout_ms,
+        },
     }
     worker_s = min((t - part_a.promoted_at for t in deletes if t >= part_a.promoted_at), default=None)
     figures["worker_first_delete_after_promotion_s"] = None if worker_s is None else round(worker_s, 2)
@@ -128,6 +135,11 @@ def run(profile: Profile, keep_dir: Path | None = None) -> ScenarioResult:
         f"first DELETE {figures['worker_first_delete_after_promotion_s']} s after the promotion",
     )
     result.check("lanes and in-flight lists drained", leftovers == 0, f"{leftovers} left")
+    result.check(
+        "Redis refused no part (every node's ACL LOG)",
+        not denials,
+        f"{len(denials)} refusal(s): {sorted(denials)[:3]}",
+    )
     result.elapsed_s = time.monotonic() - started
     return result
 
@@ -143,6 +155,8 @@ class _Part:
         self.promoted_at = fault_at
         self.followers = 0
         self.failover_s = 0.0
+        #: What the nodes refused until the fault (``ACL LOG``, read before the SIGKILL).
+        self.denials: list[str] = []
 
     @property
     def refused_s(self) -> float | None:
@@ -183,10 +197,12 @@ def _replica_loss(stack: Stack, cluster: SentinelCluster, stops: int, rate_per_s
     load = Load(stack.producer, calls, rate_per_s=rate_per_s, give_up_s=60).start()
     load.wait_progress(int(len(calls) * FAULT_AT))
     victim = cluster.replicas[-1]
+    denials = cluster.acl_denials()
     victim.crash()
     killed_at = time.time()
     part = _Part(calls, load.wait(timeout_s=120), killed_at)
     part.victim = str(victim.port)
+    part.denials = denials
     cluster.restart_as_replica(victim)
     return part
 
@@ -197,25 +213,27 @@ def _master_loss(stack: Stack, cluster: SentinelCluster, stops: int, rate_per_s:
     load = Load(stack.producer, calls, rate_per_s=rate_per_s, give_up_s=120).start()
     load.wait_progress(int(len(calls) * FAULT_AT))
     old = cluster.master
+    denials = cluster.acl_denials()
     old.crash()
     crashed_at = time.time()
     promoted_at = cluster.wait_failover(old.port)
     part = _Part(calls, load.wait(timeout_s=180), crashed_at)
     part.promoted_at = promoted_at
     part.failover_s = promoted_at - crashed_at
-    part.followers = _followers(cluster.master_port())
+    part.followers = _followers(cluster, cluster.master_port())
+    part.denials = denials
     return part
 
 
-def _client(port: int | None) -> redis.Redis:
+def _client(cluster: SentinelCluster, port: int | None) -> redis.Redis:
     if port is None:
         raise AssertionError("no master the sentinels agree on")
-    return RedisServer(Path(), port=port).client()
+    return cluster.node_client(port)
 
 
-def _followers(port: int | None) -> int:
+def _followers(cluster: SentinelCluster, port: int | None) -> int:
     """Replicas whose link to the master at ``port`` is up (``INFO replication`` of the master)."""
-    client = _client(port)
+    client = _client(cluster, port)
     with contextlib.closing(client):
         info = client.info("replication")
     return sum(

@@ -20,6 +20,7 @@ from chaos.stack import Stack
 from chaos.storm_producer import READY, request_id
 from chaos.verify import deletes_by_call, reconcile
 from harness.procs import ROOT
+from recstop.worker.state.acl import Role
 from recstop.worker.state.keys import QUEUE, TASK_NAME
 
 
@@ -50,7 +51,7 @@ def run(profile: Profile, keep_dir: Path | None = None) -> ScenarioResult:
             subprocess.Popen(
                 [*argv, str(i)],
                 cwd=ROOT,
-                env={**os.environ, **stack.env},
+                env={**os.environ, **stack.env_as(Role.PRODUCER)},
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
@@ -72,7 +73,7 @@ def run(profile: Profile, keep_dir: Path | None = None) -> ScenarioResult:
         producer = stack.producer()
         tally = reconcile(producer, stack.sandbox.client, calls, timeout_s=120)
         first = {c: r.task_id for c, r in tally.records.items()}
-        _redeliver(stack.redis.url, [(t, c) for c, t in first.items()])
+        _redeliver(stack.url(Role.PRODUCER), [(t, c) for c, t in first.items()])
         redis = stack.redis.client()
         left = wait_drained(redis, timeout_s=60)
         redis.close()

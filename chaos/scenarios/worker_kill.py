@@ -19,6 +19,7 @@ from chaos.profiles import Profile
 from chaos.report import ScenarioResult
 from chaos.stack import AUTH_ID, Stack
 from chaos.verify import deletes_by_call, reconcile
+from recstop.worker.state.acl import Role
 
 #: The issue's bound on the 99th percentile of recovery (kill to the DELETE of the last stop held).
 RECOVERY_P99_BOUND_S: Final = 10.0
@@ -31,7 +32,7 @@ def run(profile: Profile, keep_dir: Path | None = None) -> ScenarioResult:
     overrides = profile.locks
     with (
         Stack("worker_kill", overrides=overrides, keep_dir=keep_dir) as stack,
-        PlainCelery(stack.broker_url) as plain,
+        PlainCelery(stack.url(Role.PRODUCER)) as plain,
     ):
         stack.sandbox.client.set_faults([], latency_ms=LATENCY_MS)
         slots = stack.start_workers(2)

@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from support import ROOT, final, free_port, terminate, wait_for
+from support import ROOT, as_role, final, free_port, terminate, wait_for
 
 from bench.stats import percentile
 from bench.webservice import load, request
@@ -34,13 +34,14 @@ from recstop.producers import (
     StopSpec,
     async_redis_client,
 )
+from recstop.worker.state.acl import Role
 
 pytestmark = pytest.mark.integration
 
 
 def async_producer(env: dict[str, str], **overrides: str) -> AsyncProducer:
     """An async producer for the test's stack (create it inside the running loop)."""
-    settings = ProducerSettings.from_env({**env, **overrides})
+    settings = ProducerSettings.from_env({**as_role(env, Role.PRODUCER), **overrides})
     return AsyncProducer(settings, async_redis_client(settings.redis))
 
 

@@ -22,6 +22,7 @@ from recstop.worker.audit.sink import AuditSink
 from recstop.worker.config.settings import AuditSettings
 from recstop.worker.model.redaction import Redactor
 from recstop.worker.state import keys
+from recstop.worker.state.acl import Role
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("audit")]
 
@@ -31,7 +32,7 @@ OTHER = "6b0e1c2d-0000-4000-8000-0000000ff1ce"
 
 def fill(redis_server, audit_db, events_: list[dict], secrets=()) -> AuditSink:
     """Store ``events_`` through a sink (stepped on this thread until the stream is drained)."""
-    client = redis_server.client(decode=False)
+    client = redis_server.client(decode=False, role=Role.AUDIT_SINK)
     sink = AuditSink(
         client,
         audit_engine(audit_db),
@@ -40,7 +41,7 @@ def fill(redis_server, audit_db, events_: list[dict], secrets=()) -> AuditSink:
         retention_days=AuditSettings().retention_days,
         redactor=Redactor(secrets),
     )
-    xadd_events(client, events_)
+    xadd_events(redis_server.client(decode=False), events_)  # the harness writes them, as workers would
     while sink.step():
         pass
     return sink

@@ -7,10 +7,11 @@ import json
 import pytest
 from celery import Celery
 from conftest import AUTH_ID, TOKEN
-from support import final, wait_for
+from support import as_role, final, wait_for
 
 from recstop.producers import Producer
 from recstop.worker.config.settings import Settings
+from recstop.worker.state.acl import Role
 from recstop.worker.state.keys import AUDIT_STREAM, QUEUE, TASK_NAME
 from recstop.worker.state.redisclient import redis_client
 
@@ -83,7 +84,7 @@ def test_a_cancel_is_one_event_and_the_outbox_stays_bounded_counting_what_it_dro
     """A cancel records who cancelled; past RECSTOP_AUDIT_STREAM_MAX the oldest events go, counted."""
     client = redis_server.client()
     calls = [call() for _ in range(4)]
-    settings = Settings.from_env({**env, "RECSTOP_AUDIT_STREAM_MAX": "3"})
+    settings = Settings.from_env({**as_role(env, Role.PRODUCER), "RECSTOP_AUDIT_STREAM_MAX": "3"})
     with Producer(settings, redis_client(settings.redis)) as small:
         for call_uuid in calls:
             small.stop_recording(call_uuid, delay=60)
@@ -102,7 +103,7 @@ def test_a_send_task_stop_names_the_account_it_ran_with_on_every_event(
     client = redis_server.client()
     refused, later = call(), call()
     sandbox_client.set_faults([{"kind": "status", "status": 403, "call_uuid": refused, "times": 1}])
-    app = Celery("backend-svc", broker=redis_server.url, set_as_current=False)
+    app = Celery("backend-svc", broker=redis_server.role_url(Role.PRODUCER), set_as_current=False)
     app.conf.update(task_serializer="json", broker_connection_retry_on_startup=False)
     try:
         app.send_task(TASK_NAME, kwargs={"call_uuid": refused}, queue=QUEUE)

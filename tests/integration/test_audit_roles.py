@@ -26,6 +26,7 @@ from recstop.worker.audit.sink import AuditSink, fail_fast
 from recstop.worker.audit.verify import verify
 from recstop.worker.model.redaction import Redactor
 from recstop.worker.state import keys
+from recstop.worker.state.acl import Role
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("audit_roles")]
 
@@ -102,7 +103,7 @@ def refusal(url: str, statement: str) -> BaseException:
 
 def sink_as(url: str, redis_server, **options) -> AuditSink:
     """An in-process sink writing to ``url`` (stepped by the test)."""
-    client = fail_fast(redis_server.client(decode=False))
+    client = fail_fast(redis_server.client(decode=False, role=Role.AUDIT_SINK))
     return AuditSink(client, audit_engine(url), name="t", block_ms=10, **options)
 
 
@@ -117,7 +118,12 @@ def test_the_sink_as_its_role_stores_real_stops_and_the_reader_reads_them(
 ):
     """Real stops through a worker: the sink as its role stores them all; show, export, verify as reader."""
     start_worker()
-    sink = AuditSinkProcess({**env, "RECSTOP_AUDIT_DB": audit_roles.sink}, tmp_path / "sink.log").start()
+    as_sink = {
+        **env,
+        "RECSTOP_BROKER_URL": redis_server.role_url(Role.AUDIT_SINK),
+        "RECSTOP_AUDIT_DB": audit_roles.sink,
+    }
+    sink = AuditSinkProcess(as_sink, tmp_path / "sink.log").start()
     flaky, *others = (call() for _ in range(4))
     sandbox_client.set_faults([{"kind": "status", "status": 503, "call_uuid": flaky, "times": 1}])
     for call_uuid in (flaky, *others):
@@ -185,7 +191,12 @@ def test_retention_as_its_role_deletes_only_old_rows_and_the_chain_still_verifie
         xadd_events(client, audit_life())
         drain(sink)
     sink.engine.dispose()
-    as_sink = {**env, "RECSTOP_AUDIT_DB": audit_roles.sink, "RECSTOP_AUDIT_RETENTION_DAYS": "5"}
+    as_sink = {
+        **env,
+        "RECSTOP_BROKER_URL": redis_server.role_url(Role.AUDIT_SINK),
+        "RECSTOP_AUDIT_DB": audit_roles.sink,
+        "RECSTOP_AUDIT_RETENTION_DAYS": "5",
+    }
     process = AuditSinkProcess(as_sink, tmp_path / "sink.log").start()
     (late,) = xadd_events(client, [audit_event(str(uuid.uuid4()), "accepted")])
     reader = audit_engine(audit_roles.reader, writer=False)

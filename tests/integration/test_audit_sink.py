@@ -24,6 +24,7 @@ from recstop.worker.config.settings import AuditSettings, HealthThresholds
 from recstop.worker.observability.health import check_health
 from recstop.worker.observability.metrics import RecstopCollector
 from recstop.worker.state import keys
+from recstop.worker.state.acl import Role
 
 #: The sink's settings as shipped (a test overrides what it measures).
 DEFAULTS = {"retention_days": AuditSettings().retention_days}
@@ -41,7 +42,7 @@ class Sinks:
 
     def make(self, name: str, **options) -> AuditSink:
         options = {"block_ms": 100, "claim_idle_s": 0.5, "max_backoff_s": 0.5, **options}
-        client = fail_fast(self.redis_server.client(decode=False))
+        client = fail_fast(self.redis_server.client(decode=False, role=Role.AUDIT_SINK))
         return AuditSink(client, audit_engine(self.db_url), name=name, **{**DEFAULTS, **options})
 
     def start(self, name: str, **options) -> AuditSink:
@@ -205,7 +206,7 @@ def test_sigkill_of_a_sink_process_under_load_then_restart(redis_server, audit_d
         done.set()
 
     log_path = tmp_path / "sink.log"
-    first = _sink_process(redis_server.url, audit_db, log_path)
+    first = _sink_process(redis_server.role_url(Role.AUDIT_SINK), audit_db, log_path)
     second = None
     producer = threading.Thread(target=load, daemon=True)
     try:
@@ -213,7 +214,7 @@ def test_sigkill_of_a_sink_process_under_load_then_restart(redis_server, audit_d
         wait_for(lambda: count_stored(reader) >= 200, timeout_s=30, what=log_path.read_text)
         first.kill()
         killed_at = count_stored(reader)
-        second = _sink_process(redis_server.url, audit_db, log_path)
+        second = _sink_process(redis_server.role_url(Role.AUDIT_SINK), audit_db, log_path)
         assert done.wait(30)
         wait_for(
             lambda: count_stored(reader) == 2000, timeout_s=30, what=lambda: log_path.read_text()[-3000:]

@@ -12,6 +12,7 @@ from support import cli, final, publish_raw, wait_for
 from recstop.producers import StopSpec
 from recstop.worker.model.errors import InvalidBulkItem, InvalidStopRequest, UnknownAccountError
 from recstop.worker.model.validation import StopRequest
+from recstop.worker.state.acl import Role
 from recstop.worker.state.enqueue import NewStop
 
 pytestmark = pytest.mark.integration
@@ -22,11 +23,11 @@ BAD_URLS = ["ftp://host/rec.mp3", "https://h/" + "a" * 3000]
 
 
 @pytest.mark.parametrize("call_uuid", BAD_CALLS)
-def test_producer_rejects_bad_call_uuid(producer, call_uuid):
+def test_producer_rejects_bad_call_uuid(producer, redis_server, call_uuid):
     """A hostile or malformed call_uuid raises InvalidStopRequest before anything is stored."""
     with pytest.raises(InvalidStopRequest, match="call_uuid"):
         producer.stop_recording(call_uuid)
-    assert producer.redis.dbsize() == 0
+    assert redis_server.client().dbsize() == 0
 
 
 @pytest.mark.parametrize("url", BAD_URLS)
@@ -55,7 +56,7 @@ def _ago(**delta: float) -> str:
     return (datetime.now(UTC) - timedelta(**delta)).isoformat(timespec="seconds")
 
 
-def test_an_at_in_the_past_is_refused_naming_it_unless_it_is_clock_skew(producer):
+def test_an_at_in_the_past_is_refused_naming_it_unless_it_is_clock_skew(producer, redis_server):
     """An at years or minutes past is refused, naming it and how far back; seconds past is due now."""
     with pytest.raises(InvalidStopRequest) as years:
         producer.stop_recording(GOOD, at="2020-01-01T00:00:00Z")
@@ -67,12 +68,14 @@ def test_an_at_in_the_past_is_refused_naming_it_unless_it_is_clock_skew(producer
     ten = _ago(minutes=10)
     with pytest.raises(InvalidStopRequest, match=rf"^at: {re.escape(ten)} is (9|10) minutes in the past: "):
         producer.stop_recording(GOOD, at=ten)
-    assert producer.redis.dbsize() == 0
+    assert redis_server.client().dbsize() == 0
     skewed = producer.stop_recording(GOOD, at=_ago(seconds=5))  # a clock a few seconds behind
     assert (skewed.state, skewed.deduplicated) == ("queued", False)
 
 
-def test_a_deadline_in_the_past_or_before_the_stop_is_due_names_what_was_given_and_defaulted(producer):
+def test_a_deadline_in_the_past_or_before_the_stop_is_due_names_what_was_given_and_defaulted(
+    producer, redis_server
+):
     """A not_after past or before at is named; Redis' clock refusing a default names RECSTOP_DEADLINE_S."""
     past = _ago(hours=3)
     with pytest.raises(InvalidStopRequest, match=rf"^not_after: {re.escape(past)} is 3 hours in the past$"):
@@ -86,7 +89,7 @@ def test_a_deadline_in_the_past_or_before_the_stop_is_due_names_what_was_given_a
         producer.stop_recording(GOOD, at=at, not_after=early)
     with pytest.raises(InvalidBulkItem, match=r"^stops\[1\]\.not_after: .* in the past"):
         producer.stop_recordings([str(uuid.uuid4()), StopSpec(GOOD, not_after=past)])
-    assert producer.redis.dbsize() == 0
+    assert redis_server.client().dbsize() == 0
     # The same check in enqueue.lua, by Redis' clock (a producer whose clock runs ahead of it).
     stale = NewStop(StopRequest(GOOD, auth_id="MA_TESTACCT01"), str(uuid.uuid4()), at_epoch=1577836800.0)
     with pytest.raises(InvalidStopRequest) as refused:
@@ -154,7 +157,7 @@ def test_raw_malformed_messages_are_dead_lettered(
 ):
     """Malformed raw messages → dead letter 'malformed' with the reason; the worker keeps serving."""
     worker = start_worker()
-    task_id = publish_raw(redis_server.url, kwargs, args)
+    task_id = publish_raw(redis_server.role_url(Role.PRODUCER), kwargs, args)
     entry = wait_for(lambda: next(iter(producer.dead_letters.list()), None), what="dead letter")
     assert entry.reason == "malformed"
     assert entry.task_id == task_id
@@ -168,7 +171,7 @@ def test_raw_malformed_messages_are_dead_lettered(
 def test_malformed_dead_letter_cannot_be_replayed(producer, start_worker, redis_server):
     """Replaying a malformed message fails with a reason and keeps the entry."""
     start_worker()
-    publish_raw(redis_server.url, {"call_uuid": "../../etc"})
+    publish_raw(redis_server.role_url(Role.PRODUCER), {"call_uuid": "../../etc"})
     entry = wait_for(lambda: next(iter(producer.dead_letters.list()), None), what="dead letter")
     [result] = producer.replay([entry.id])
     assert "malformed" in result.error

@@ -23,6 +23,7 @@ from support import ROOT, deletes, final, in_flight, wait_for
 from test_other_language import fill, readme_message
 
 from recstop.worker.model.errors import StopDead
+from recstop.worker.state.acl import Role
 from recstop.worker.state.keys import QUEUE, TASK_NAME
 
 pytestmark = pytest.mark.integration
@@ -31,7 +32,12 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def client_app(redis_server) -> Iterator[Celery]:
     """A backend service's Celery app: the broker and, as result backend, the same Redis."""
-    app = Celery("backend-svc", broker=redis_server.url, backend=redis_server.url, set_as_current=False)
+    app = Celery(
+        "backend-svc",
+        broker=redis_server.role_url(Role.PRODUCER),
+        backend=redis_server.role_url(Role.PRODUCER),
+        set_as_current=False,
+    )
     app.conf.update(task_serializer="json", result_serializer="json", accept_content=["json"])
     yield app
     app.close()

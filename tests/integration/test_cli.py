@@ -8,8 +8,10 @@ import uuid
 import pytest
 from support import RedisServer, cli, final, free_port, wait_for
 
+from recstop.worker.config.secrets import mask_url
 from recstop.worker.model import exitcodes
 from recstop.worker.model.status import iso
+from recstop.worker.state.acl import Role
 
 pytestmark = pytest.mark.integration
 
@@ -60,8 +62,9 @@ def test_status_of_unknown_stop_exits_6_naming_what_and_where_it_asked(env, redi
     call_uuid = "3f2b8c1e-7a4d-4e2b-9c1a-0d9e8f7a6b5c"
     result = cli(env, "status", call_uuid)
     assert result.returncode == exitcodes.UNKNOWN
+    where = mask_url(redis_server.role_url(Role.PRODUCER))
     assert result.stderr == (
-        f"recstop: no stop is known for call {call_uuid} (any recording) in Redis at {redis_server.url}\n"
+        f"recstop: no stop is known for call {call_uuid} (any recording) in Redis at {where}\n"
     )
     url = "https://media.example.com/rec/1.mp3"
     with_url = cli(env, "status", call_uuid, "--url", url, "--json")
@@ -248,14 +251,14 @@ def test_a_wrong_password_and_a_silent_redis_are_told_apart(env, tmp_path):
         server.stop()
 
 
-def test_a_bad_line_of_a_file_is_named_by_its_line_number(env, producer, tmp_path):
+def test_a_bad_line_of_a_file_is_named_by_its_line_number(env, redis_server, tmp_path):
     """`--file` errors name the file's line, counted from 1 with blank lines included; nothing is stored."""
     path = tmp_path / "calls.txt"
     path.write_text(f"{uuid.uuid4()}\n\n   \nnot-a-uuid!\n{uuid.uuid4()}\n", encoding="utf-8")
     result = cli(env, "enqueue", "--file", str(path), "--no-progress")
     assert result.returncode == 2
     assert result.stderr.startswith("recstop: error: line 4: call_uuid: ")
-    assert producer.redis.dbsize() == 0
+    assert redis_server.client().dbsize() == 0
 
 
 def test_a_sandbox_call_with_two_recordings_then_a_stop_of_one(env, start_worker, producer, sandbox_client):
@@ -281,5 +284,7 @@ def test_an_unhealthy_report_names_the_redis_it_checked(env, redis_server):
     result = cli(env, "health")
     assert result.returncode == 1
     assert result.stdout.startswith("UNHEALTHY\n")
-    assert result.stdout.endswith(f"checked Redis at {redis_server.url}\n")
-    assert json.loads(cli(env, "health", "--json").stdout)["redis"] == redis_server.url
+    assert result.stdout.endswith(f"checked Redis at {mask_url(redis_server.role_url(Role.MONITOR))}\n")
+    assert json.loads(cli(env, "health", "--json").stdout)["redis"] == mask_url(
+        redis_server.role_url(Role.MONITOR)
+    )

@@ -8,7 +8,7 @@ import uuid
 import pytest
 from celery import Celery
 from conftest import AUTH_ID, TOKEN
-from support import cli, final, wait_for
+from support import as_role, cli, final, wait_for
 
 from harness.auditsink import AuditSinkProcess
 from recstop.worker.config.settings import Settings
@@ -16,6 +16,7 @@ from recstop.worker.model.status import iso
 from recstop.worker.model.vocabulary import Confirmation
 from recstop.worker.run.runtime import build_runtime
 from recstop.worker.state import keys
+from recstop.worker.state.acl import Role
 
 pytestmark = pytest.mark.integration
 
@@ -195,7 +196,10 @@ def test_the_whole_path_on_real_processes_status_result_and_audit_trail(
     created = sandbox_client.new_call(AUTH_ID, recordings=1)
     call_uuid, (url,) = created["call_uuid"], created["recordings"]
     client_app = Celery(
-        "backend-svc", broker=redis_server.url, backend=redis_server.url, set_as_current=False
+        "backend-svc",
+        broker=redis_server.role_url(Role.PRODUCER),
+        backend=redis_server.role_url(Role.PRODUCER),
+        set_as_current=False,
     )
     try:
         task_id = client_app.send_task(
@@ -222,7 +226,7 @@ def test_the_whole_path_on_real_processes_status_result_and_audit_trail(
     assert f"recording         {url} ended " in listing
 
     audit_env = {**env, "RECSTOP_AUDIT_DB": f"sqlite:///{tmp_path / 'audit.db'}"}
-    sink = AuditSinkProcess(audit_env, tmp_path / "sink.log").start()
+    sink = AuditSinkProcess(as_role(audit_env, Role.AUDIT_SINK), tmp_path / "sink.log").start()
     try:
         wait_for(
             lambda: "recording_confirmed" in cli(audit_env, "audit", "show", call_uuid).stdout,

@@ -8,6 +8,7 @@ import pytest
 from celery import Celery
 from support import deletes, final, in_flight
 
+from recstop.worker.state.acl import Role
 from recstop.worker.state.keys import QUEUE
 
 pytestmark = pytest.mark.integration
@@ -16,7 +17,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def control_app(redis_server) -> Iterator[Celery]:
     """A Celery client of the test's Redis, for remote control commands."""
-    app = Celery("control-client", broker=redis_server.url, set_as_current=False)
+    app = Celery("control-client", broker=redis_server.role_url(Role.MONITOR), set_as_current=False)
     yield app
     app.close()
 

@@ -16,6 +16,7 @@ from support import deletes, final, publish_raw, wait_for
 from harness.browser import Table, chromium, render
 from harness.flower import FlowerProcess
 from harness.procs import ROOT
+from recstop.worker.state.acl import Role
 
 pytestmark = pytest.mark.integration
 
@@ -102,7 +103,9 @@ def test_flower_shows_what_happened_to_every_stop(
     assert final(producer, flaky).attempts == 3
     wait_for(lambda: producer.status(waiting).state == "retrying", what="the waiting stop's first attempt")
     # Another service's message for the same request, after it stopped: consumed, no DELETE.
-    duplicate = publish_raw(redis_server.url, {"call_uuid": live, "request_id": f"req-{live}"})
+    duplicate = publish_raw(
+        redis_server.role_url(Role.PRODUCER), {"call_uuid": live, "request_id": f"req-{live}"}
+    )
 
     sandbox_client.update_account(AUTH_ID, active=False)  # 403: dead-lettered at once
     doomed = call()

@@ -11,6 +11,8 @@ import time
 import pytest
 from support import ROOT, free_port
 
+from recstop.worker.state.acl import Role
+
 pytestmark = pytest.mark.integration
 
 CHECKS = {"redis", "workers", "dead_letters", "schedule", "audit"}
@@ -49,12 +51,12 @@ def beat(client, name, age_s=0.0):
 def test_healthy_with_a_running_worker(redis_server, start_worker):
     """A real worker, no dead letters, nothing overdue → exit 0; text names every check as ok."""
     start_worker()
-    code, out, err = health(redis_server.url)
+    code, out, err = health(redis_server.role_url(Role.MONITOR))
     assert (code, err) == (0, "")
     assert out.startswith("healthy\n")
     for name in CHECKS:
         assert f"ok   {name}" in out
-    code, data = report(redis_server.url)
+    code, data = report(redis_server.role_url(Role.MONITOR))
     assert code == 0
     assert data["healthy"] is True
     assert set(data["checks"]) == CHECKS
@@ -65,7 +67,7 @@ def test_healthy_with_a_running_worker(redis_server, start_worker):
 
 def test_no_worker_is_unhealthy(redis_server):
     """No heartbeat at all → exit 1 with the workers check failing, the others passing."""
-    code, data = report(redis_server.url)
+    code, data = report(redis_server.role_url(Role.MONITOR))
     assert code == 1
     assert data["healthy"] is False
     assert {name for name, c in data["checks"].items() if not c["ok"]} == {"workers"}
@@ -76,13 +78,13 @@ def test_only_a_stale_heartbeat_is_unhealthy_and_reported_dead(redis_server):
     """A heartbeat older than --max-heartbeat-age-s counts as dead, not alive → exit 1."""
     client = redis_server.client()
     beat(client, "ghost@host", age_s=60)
-    code, data = report(redis_server.url, "--max-heartbeat-age-s", "6")
+    code, data = report(redis_server.role_url(Role.MONITOR), "--max-heartbeat-age-s", "6")
     assert code == 1
     workers = data["checks"]["workers"]
     assert workers["ok"] is False
     assert (workers["data"]["live"], workers["data"]["stale"]) == ([], ["ghost@host"])
     assert "ghost@host" in workers["detail"]
-    code, out, _ = health(redis_server.url, "--max-heartbeat-age-s", "120")
+    code, out, _ = health(redis_server.role_url(Role.MONITOR), "--max-heartbeat-age-s", "120")
     assert code == 0, out
 
 
@@ -91,7 +93,7 @@ def test_a_fresh_and_a_stale_heartbeat_is_healthy_with_one_live(redis_server):
     client = redis_server.client()
     beat(client, "ghost@host", age_s=60)
     beat(client, "w1@host")
-    code, data = report(redis_server.url)
+    code, data = report(redis_server.role_url(Role.MONITOR))
     assert code == 0
     assert data["checks"]["workers"]["data"] == {
         "live": ["w1@host"],
@@ -105,11 +107,11 @@ def test_too_many_dead_letters_is_unhealthy(redis_server):
     client = redis_server.client()
     beat(client, "w1@host")
     client.zadd("recstop:dlq", {f"dl{i}": time.time() for i in range(3)})
-    code, data = report(redis_server.url, "--max-dead-letters", "2")
+    code, data = report(redis_server.role_url(Role.MONITOR), "--max-dead-letters", "2")
     assert code == 1
     assert {name for name, c in data["checks"].items() if not c["ok"]} == {"dead_letters"}
     assert data["checks"]["dead_letters"]["data"] == {"count": 3, "max": 2}
-    assert report(redis_server.url, "--max-dead-letters", "3")[0] == 0
+    assert report(redis_server.role_url(Role.MONITOR), "--max-dead-letters", "3")[0] == 0
 
 
 def test_dead_letter_threshold_comes_from_the_environment(redis_server):
@@ -117,9 +119,17 @@ def test_dead_letter_threshold_comes_from_the_environment(redis_server):
     client = redis_server.client()
     beat(client, "w1@host")
     client.zadd("recstop:dlq", {"dl1": time.time(), "dl2": time.time()})
-    assert report(redis_server.url, RECSTOP_HEALTH_MAX_DEAD_LETTERS="1")[0] == 1
-    assert report(redis_server.url, "--max-dead-letters", "5", RECSTOP_HEALTH_MAX_DEAD_LETTERS="1")[0] == 0
-    assert report(redis_server.url)[0] == 0  # default 100
+    assert report(redis_server.role_url(Role.MONITOR), RECSTOP_HEALTH_MAX_DEAD_LETTERS="1")[0] == 1
+    assert (
+        report(
+            redis_server.role_url(Role.MONITOR),
+            "--max-dead-letters",
+            "5",
+            RECSTOP_HEALTH_MAX_DEAD_LETTERS="1",
+        )[0]
+        == 0
+    )
+    assert report(redis_server.role_url(Role.MONITOR))[0] == 0  # default 100
 
 
 def test_an_overdue_schedule_entry_is_unhealthy(redis_server):
@@ -128,14 +138,14 @@ def test_an_overdue_schedule_entry_is_unhealthy(redis_server):
     beat(client, "w1@host")
     client.zadd("recstop:schedule", {"c0ffee00-0000-4000-8000-000000000001/all": time.time() - 120})
     client.zadd("recstop:schedule", {"c0ffee00-0000-4000-8000-000000000002/all": time.time() + 300})
-    code, data = report(redis_server.url, "--max-overdue-s", "60")
+    code, data = report(redis_server.role_url(Role.MONITOR), "--max-overdue-s", "60")
     assert code == 1
     schedule = data["checks"]["schedule"]
     assert {name for name, c in data["checks"].items() if not c["ok"]} == {"schedule"}
     assert schedule["data"]["oldest_key"] == "c0ffee00-0000-4000-8000-000000000001/all"
     assert 119 < schedule["data"]["oldest_overdue_s"] < 200
     assert "c0ffee00-0000-4000-8000-000000000001/all" in schedule["detail"]
-    assert report(redis_server.url, "--max-overdue-s", "600")[0] == 0
+    assert report(redis_server.role_url(Role.MONITOR), "--max-overdue-s", "600")[0] == 0
 
 
 def test_redis_unreachable_is_exit_1_with_a_reason_and_no_traceback():

@@ -12,6 +12,7 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 from support import ROOT, free_port, in_flight, terminate, wait_for
 
+from recstop.worker.state.acl import Role
 from recstop.worker.state.keys import LATENCY_BUCKETS
 
 pytestmark = pytest.mark.integration
@@ -35,7 +36,7 @@ def value(scrape, name, **labels):
 def exporter(redis_server):
     """``recstop metrics`` on a free port, as a real subprocess; returns its /metrics URL."""
     port = free_port()
-    env = {**os.environ, "RECSTOP_BROKER_URL": redis_server.url}
+    env = {**os.environ, "RECSTOP_BROKER_URL": redis_server.role_url(Role.MONITOR)}
     env.pop("RECSTOP_HEALTH_MAX_HEARTBEAT_AGE_S", None)
     proc = subprocess.Popen(
         [
@@ -65,7 +66,8 @@ def exporter(redis_server):
     wait_for(serving, timeout_s=20, what="the metrics exporter to serve")
     assert proc.stdout is not None
     first = proc.stdout.readline().decode()  # it says where it listens as it starts
-    assert first.startswith(f"serving Prometheus metrics on {url} (reading redis://127.0.0.1:"), first
+    banner = f"serving Prometheus metrics on {url} (reading redis://monitor:***@127.0.0.1:"
+    assert first.startswith(banner), first
     yield proc, url
     terminate(proc)
 

@@ -12,13 +12,14 @@ import pytest
 import redis
 from conftest import TOKEN
 from kombu.message import Message
-from support import deletes, final, free_port, in_flight, wait_for
+from support import as_role, deletes, final, free_port, in_flight, wait_for
 
 from harness.poison import Poisoned, Touch, poison_set
 from recstop.producers import cli
 from recstop.worker.celeryapp.poison import Poison, PoisonHandler
 from recstop.worker.config.settings import Retention
 from recstop.worker.model.redaction import Redactor
+from recstop.worker.state.acl import Role
 from recstop.worker.state.deadletters import MAX_PAYLOAD_CHARS, DeadLetters
 from recstop.worker.state.keys import QUEUE, TASK_NAME
 
@@ -44,7 +45,7 @@ def test_poison_messages_are_dead_lettered_and_the_worker_keeps_serving(
     producer.stop_recording(before)
     items = poison_set(tmp_path)
     for item in items:
-        item.publish(redis_server.url)
+        item.publish(redis_server.role_url(Role.PRODUCER))
     after = call()
     producer.stop_recording(after)
 
@@ -82,7 +83,7 @@ def test_pickle_gadget_is_real_and_is_stored_as_raw_bytes(
     marker = tmp_path / "unpickled"
     payload = pickle.dumps(Touch(marker))
     item = Poisoned("pickle", "content_type_refused", payload, "application/x-python-serialize")
-    item.publish(redis_server.url)
+    item.publish(redis_server.role_url(Role.PRODUCER))
     [entry] = dead_letters(producer, 1)
     assert entry.reason == "content_type_refused"
     assert "application/x-python-serialize" in entry.error
@@ -97,7 +98,7 @@ def test_pickle_gadget_is_real_and_is_stored_as_raw_bytes(
     assert "content_type_refused" in result.error
     assert producer.dead_letters.count() == 1
 
-    for name, value in env.items():
+    for name, value in as_role(env, Role.PRODUCER).items():
         monkeypatch.setenv(name, value)
     listing, shown, replayed = io.StringIO(), io.StringIO(), io.StringIO()
     assert cli.run(["dlq", "list"], out=listing) == 0
@@ -113,7 +114,7 @@ def test_huge_raw_body_is_capped_and_tokens_are_masked(producer, start_worker, r
     """A 1 MB refused body is stored capped at 16 KiB, with its size, and the token masked."""
     start_worker()
     body = (TOKEN + " " + "y" * 1_000_000).encode()
-    Poisoned("big", "content_type_refused", body, "text/plain").publish(redis_server.url)
+    Poisoned("big", "content_type_refused", body, "text/plain").publish(redis_server.role_url(Role.PRODUCER))
     [entry] = dead_letters(producer, 1)
     assert entry.payload["body_bytes"] == len(body)
     assert entry.payload["body_truncated"] is True
@@ -134,7 +135,7 @@ def test_hundreds_of_mixed_poison_messages_while_serving_stops(
     sent: list[Poisoned] = []
     for n in range(240):
         item = kinds[n % len(kinds)].copy()
-        item.publish(redis_server.url)
+        item.publish(redis_server.role_url(Role.PRODUCER))
         sent.append(item)
         if n % 24 == 0:
             good.append(call())

@@ -31,6 +31,7 @@ from recstop.producers import (
     redis_client,
 )
 from recstop.worker.state import keys
+from recstop.worker.state.acl import Role
 
 pytestmark = pytest.mark.integration
 
@@ -116,7 +117,9 @@ def test_a_hung_redis_is_an_unknown_outcome_and_a_retry_with_the_request_id_is_d
 ):
     """SIGSTOP: StopOutcomeUnknownError after the socket timeout; the stop was in fact stored, once."""
     call_uuid = str(uuid.uuid4())
-    with producer_at(env, redis_server.url, RECSTOP_REDIS_SOCKET_TIMEOUT_S="0.5") as producer:
+    with producer_at(
+        env, redis_server.role_url(Role.PRODUCER), RECSTOP_REDIS_SOCKET_TIMEOUT_S="0.5"
+    ) as producer:
         producer.stop_recording(str(uuid.uuid4()))  # a connection and the script loaded, as in a service
         redis_server.pause()
         try:
@@ -136,7 +139,8 @@ def test_a_hung_redis_is_an_unknown_outcome_and_a_retry_with_the_request_id_is_d
 def test_a_reset_after_the_command_arrived_is_an_unknown_outcome(env, redis_server, proxy):
     """ECONNRESET while waiting for the answer: StopOutcomeUnknownError, and the stop is stored."""
     call_uuid = str(uuid.uuid4())
-    with producer_at(env, f"redis://127.0.0.1:{proxy.port}/0") as producer:
+    through = redis_server.role_url(Role.PRODUCER).replace(f":{redis_server.port}/", f":{proxy.port}/")
+    with producer_at(env, through) as producer:
         producer.stop_recording(str(uuid.uuid4()))  # handshake done, script loaded: the next reply is ours
         proxy.armed.set()
         with pytest.raises(StopOutcomeUnknownError, match="may be stored"):
@@ -151,7 +155,7 @@ def test_a_replica_wait_shortfall_is_an_unknown_outcome_stored_on_the_master(env
     call_uuid = str(uuid.uuid4())
     wait = {"RECSTOP_REDIS_WAIT_REPLICAS": "1", "RECSTOP_REDIS_WAIT_TIMEOUT_MS": "100"}
     with (
-        producer_at(env, redis_server.url, **wait) as producer,
+        producer_at(env, redis_server.role_url(Role.PRODUCER), **wait) as producer,
         pytest.raises(StopOutcomeUnknownError, match=r"stored on the master but held by 0 replica\(s\)"),
     ):
         producer.stop_recording(call_uuid)
@@ -166,7 +170,7 @@ def test_no_pooled_connection_in_time_is_not_stored(env, redis_server):
         "RECSTOP_REDIS_SOCKET_TIMEOUT_S": "3",
     }
     second = str(uuid.uuid4())
-    with producer_at(env, redis_server.url, **slow) as producer:
+    with producer_at(env, redis_server.role_url(Role.PRODUCER), **slow) as producer:
         producer.status(second)
         redis_server.pause()
         holder = threading.Thread(target=producer.status, args=(str(uuid.uuid4()),))
@@ -187,7 +191,7 @@ def test_150_threads_through_a_stall_wait_for_the_pool_and_every_stop_is_stored(
     """Redis stalls 1.5 s under 150 threads: the default pool (100) makes the rest wait, no pool error."""
     calls = [str(uuid.uuid4()) for _ in range(150)]
     errors: list[BaseException] = []
-    with producer_at(env, redis_server.url) as producer:
+    with producer_at(env, redis_server.role_url(Role.PRODUCER)) as producer:
         assert producer.redis.connection_pool.max_connections == 100
         redis_server.pause()
 
@@ -246,7 +250,7 @@ def test_an_out_of_memory_redis_is_a_configuration_error(env, redis_server):
     client.config_set("maxmemory-policy", "noeviction")
     client.config_set("maxmemory", "1")
     try:
-        _misconfigured(env, redis_server.url, redis_server, "out of memory")
+        _misconfigured(env, redis_server.role_url(Role.PRODUCER), redis_server, "out of memory")
     finally:
         client.config_set("maxmemory", "0")
         client.close()
@@ -257,7 +261,7 @@ def test_a_read_only_replica_is_a_configuration_error(env, redis_server):
     client = redis_server.client()
     client.replicaof("127.0.0.1", free_port())
     try:
-        _misconfigured(env, redis_server.url, redis_server, "read-only replica")
+        _misconfigured(env, redis_server.role_url(Role.PRODUCER), redis_server, "read-only replica")
     finally:
         client.replicaof("NO", "ONE")
         client.close()

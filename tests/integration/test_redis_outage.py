@@ -7,6 +7,9 @@ import time
 import pytest
 from support import wait_for
 
+from recstop.worker.config.secrets import mask_url
+from recstop.worker.state.acl import Role
+
 pytestmark = pytest.mark.integration
 
 #: How long Redis stays down: the scheduler polls every 0.05 s here, 40 tries in that time.
@@ -41,8 +44,12 @@ def test_a_worker_whose_redis_is_down_logs_a_few_lines_naming_the_redis_and_the_
     for line in lines:
         if line["event"].endswith("_unavailable"):
             assert line["level"] == "warning"
-            assert line["error"].startswith(f"Redis at {redis_server.url}: connection refused"), line
+            assert line["error"].startswith(
+                f"Redis at {mask_url(redis_server.role_url(Role.WORKER))}: connection refused"
+            ), line
         else:
-            assert (line["level"], line["redis"]) == ("info", redis_server.url), line
+            assert (line["level"], line["redis"]) == ("info", mask_url(redis_server.role_url(Role.WORKER))), (
+                line
+            )
     # Everything the worker logged meanwhile (Celery's reconnects included) stays a handful of lines.
     assert len([r for r in logs.records()[before:] if r["level"] != "debug"]) <= 15

@@ -8,18 +8,19 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from support import deletes, final, in_flight, wait_for
+from support import as_role, deletes, final, in_flight, wait_for
 
 from recstop.producers import Producer
 from recstop.worker.config.settings import Settings
 from recstop.worker.state import keys
+from recstop.worker.state.acl import Role
 from recstop.worker.state.redisclient import redis_client
 
 pytestmark = pytest.mark.integration
 
 
 def _enqueue_many(env, call_uuid, count, barrier, results):
-    settings = Settings.from_env(env)
+    settings = Settings.from_env(as_role(env, Role.PRODUCER))
     with Producer(settings, redis_client(settings.redis)) as producer:
         barrier.wait(30)
         for _ in range(count):
@@ -144,7 +145,7 @@ def test_message_lost_between_redis_and_worker_is_republished_by_the_watchdog(
 ):
     """A published message that vanishes from Redis (deleted, lost) is published again by the watchdog."""
     fast = {**env, "RECSTOP_WATCHDOG_S": "1"}
-    settings = Settings.from_env(fast)
+    settings = Settings.from_env(as_role(fast, Role.PRODUCER))
     call_uuid = call()
     with Producer(settings, redis_client(settings.redis)) as producer:
         handle = producer.stop_recording(call_uuid)

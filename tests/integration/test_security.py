@@ -17,13 +17,14 @@ import redis
 from celery import Celery
 from conftest import AUTH_ID, TOKEN
 from kombu.exceptions import OperationalError
-from support import RedisServer, final, free_port, in_flight, publish_raw, wait_for
+from support import RedisServer, as_role, final, free_port, in_flight, publish_raw, wait_for
 
 from harness.flower import FlowerProcess
 from recstop.producers import Producer
 from recstop.worker.celeryapp.celeryconf import celery_config
 from recstop.worker.config.settings import Settings
 from recstop.worker.model.errors import BrokerMisconfiguredError, BrokerUnavailableError, InvalidStopRequest
+from recstop.worker.state.acl import Role
 from recstop.worker.state.keys import QUEUE, TASK_NAME
 from recstop.worker.state.redisclient import redis_client
 
@@ -52,7 +53,7 @@ def exception_text(exc: BaseException) -> str:
 
 def producer_for(env: dict[str, str], **overrides: str) -> Producer:
     """A producer built from the environment, as a service would build one."""
-    settings = Settings.from_env({**env, **overrides})
+    settings = Settings.from_env({**as_role(env, Role.PRODUCER), **overrides})
     return Producer(settings, redis_client(settings.redis))
 
 
@@ -359,7 +360,9 @@ def test_token_appears_nowhere(producer, start_worker, sandbox_client, call, red
         producer.stop_recording(slow).task_id,
         producer.stop_recording(forbidden).task_id,
         producer.stop_recording(unauthorized).task_id,
-        publish_raw(redis_server.url, {"call_uuid": "../../etc/passwd", "auth_id": AUTH_ID}),
+        publish_raw(
+            redis_server.role_url(Role.PRODUCER), {"call_uuid": "../../etc/passwd", "auth_id": AUTH_ID}
+        ),
     ]
     # While the slow stop is in flight its message sits in the worker's in-flight list: scan then too.
     wait_for(
@@ -444,8 +447,10 @@ def test_token_sent_by_a_careless_raw_producer_stays_out_of_flower(
         return False
 
     wait_for(flower_listens, timeout_s=30, interval_s=0.5, what="flower to list a probe stop")
-    leaky = publish_raw(redis_server.url, {"call_uuid": call(), "auth_token": TOKEN})
-    with_repr = publish_raw(redis_server.url, {"call_uuid": call(), "note": f"token={TOKEN}"})
+    leaky = publish_raw(redis_server.role_url(Role.PRODUCER), {"call_uuid": call(), "auth_token": TOKEN})
+    with_repr = publish_raw(
+        redis_server.role_url(Role.PRODUCER), {"call_uuid": call(), "note": f"token={TOKEN}"}
+    )
     entries = wait_for(
         lambda: (found := producer.dead_letters.list()) and len(found) == 2 and found,
         what="both messages dead-lettered",
@@ -536,7 +541,7 @@ def hostile_messages(good: str) -> list[dict[str, object]]:
     )
 
 
-def test_producer_rejects_every_hostile_value(producer):
+def test_producer_rejects_every_hostile_value(producer, redis_server):
     """Producer.stop_recording raises InvalidStopRequest for each hostile field; nothing is stored."""
     good = str(uuid.uuid4())
     accepted = []
@@ -547,7 +552,7 @@ def test_producer_rejects_every_hostile_value(producer):
             continue
         accepted.append(kwargs)
     assert accepted == []
-    assert producer.redis.dbsize() == 0
+    assert redis_server.client().dbsize() == 0
 
 
 def test_hostile_messages_never_change_the_endpoint(
@@ -556,9 +561,13 @@ def test_hostile_messages_never_change_the_endpoint(
     """Raw hostile messages are dead-lettered as malformed; the API sees exactly the good stop's path."""
     start_worker()
     good = call()
-    hostile = {publish_raw(redis_server.url, kwargs): kwargs for kwargs in hostile_messages(good)}
-    other_account = publish_raw(redis_server.url, {"call_uuid": str(uuid.uuid4()), "auth_id": "MA_OTHER0001"})
-    publish_raw(redis_server.url, {"call_uuid": good, "auth_id": AUTH_ID})
+    hostile = {
+        publish_raw(redis_server.role_url(Role.PRODUCER), kwargs): kwargs for kwargs in hostile_messages(good)
+    }
+    other_account = publish_raw(
+        redis_server.role_url(Role.PRODUCER), {"call_uuid": str(uuid.uuid4()), "auth_id": "MA_OTHER0001"}
+    )
+    publish_raw(redis_server.role_url(Role.PRODUCER), {"call_uuid": good, "auth_id": AUTH_ID})
     assert final(producer, good).state == "stopped"
 
     def dead_by_task():

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 import redis as redis_py
@@ -18,7 +20,7 @@ from support import in_flight
 from chaos.load import Load, new_calls
 from chaos.stack import AUTH_ID, BASE_ENV, TOKEN
 from chaos.verify import deletes_by_call, reconcile
-from harness.procs import WorkerProcess, free_port, terminate, wait_for
+from harness.procs import REDIS_PASSWORDS, WorkerProcess, free_port, redis_server_version, terminate, wait_for
 from harness.sandbox import SandboxProcess
 from harness.sentinel import MASTER_NAME, SentinelCluster, shipped_timings
 from recstop.producers import Producer
@@ -30,6 +32,7 @@ from recstop.worker.config.settings import Settings
 from recstop.worker.model.errors import BrokerUnavailableError, ConfigError
 from recstop.worker.run.scheduler import Scheduler
 from recstop.worker.state import keys
+from recstop.worker.state.acl import Role, acl_file, password_env
 from recstop.worker.state.redisclient import redis_client
 from recstop.worker.state.store import StopStore
 
@@ -188,10 +191,19 @@ def test_a_countdown_message_is_deferred_while_no_replica_acknowledges(redis_ser
 
 @pytest.fixture
 def cluster(request, tmp_path: Path):
-    """Master and replica (AOF on) and three sentinels (quorum 2) on loopback; param: replica via a relay."""
-    ha = SentinelCluster(tmp_path / "ha", relayed_replica=getattr(request, "param", False)).start()
-    yield ha
-    ha.stop()
+    """Master and replica (AOF on), three sentinels (quorum 2), the ACL users; param: replica via a relay.
+
+    As the shipped layout: the replica follows as ``replica``, the sentinels watch as ``sentinel``;
+    at the end no running node's ``ACL LOG`` holds an entry (a killed node's log is gone with it).
+    """
+    relayed = getattr(request, "param", False)
+    ha = SentinelCluster(tmp_path / "ha", relayed_replica=relayed, users=True).start()
+    try:
+        yield ha
+        denials = ha.acl_denials()
+        assert not denials, f"Redis refused a part of the stack (ACL LOG): {denials}"
+    finally:
+        ha.stop()
 
 
 @pytest.fixture
@@ -204,10 +216,10 @@ def sandbox(tmp_path: Path):
 
 @pytest.fixture
 def ha_env(cluster: SentinelCluster, sandbox: SandboxProcess) -> dict[str, str]:
-    """Workers' and producers' environment: the sentinel:// URL and the master name."""
+    """Workers' environment (the worker user's sentinel:// URL; producers: their own) and the master name."""
     return {
         **BASE_ENV,
-        "RECSTOP_BROKER_URL": cluster.url,
+        "RECSTOP_BROKER_URL": cluster.role_url(Role.WORKER),
         "RECSTOP_REDIS_SENTINEL_MASTER": MASTER_NAME,
         "VOBIZ_API_BASE": sandbox.api_base,
     }
@@ -230,12 +242,14 @@ def workers(ha_env, cluster, tmp_path):
 
 
 @pytest.fixture
-def producers(ha_env):
+def producers(ha_env, cluster):
     """Make producers on the sentinel:// URL; all closed at the end."""
     made: list[Producer] = []
 
     def make(**overrides: str) -> Producer:
-        settings = Settings.from_env({**ha_env, **overrides})
+        settings = Settings.from_env(
+            {**ha_env, "RECSTOP_BROKER_URL": cluster.role_url(Role.PRODUCER), **overrides}
+        )
         producer = Producer(settings, redis_client(settings.redis))
         made.append(producer)
         return producer
@@ -270,7 +284,10 @@ def test_stop_goes_through_the_master_the_sentinels_name(cluster, workers, produ
     )
     assert state(cluster.master.client())["task_id"] == handle.task_id
     [ready] = [r for r in worker.log_records() if r.get("event") == "worker_ready"]
-    assert ready["broker"] == cluster.url
+    assert ready["broker"] == RedisSettings(url=cluster.role_url(Role.WORKER)).safe_url
+    # Each part as its own user: the worker's and the producer's connections on the master.
+    clients = {c["user"] for c in cluster.master.client().client_list(_type="normal")}
+    assert {Role.WORKER.value, Role.PRODUCER.value} <= clients
 
 
 def test_failover_during_load_loses_no_accepted_stop(cluster, workers, producers, sandbox):
@@ -410,7 +427,6 @@ def test_replica_behind_at_the_crash_loses_unreplicated_stops_unless_publishes_w
 
 # --- the shipped layout's start script (deploy/redis-ha.sh) on loopback ---------------------------
 
-LAYOUT_REDIS_PASSWORD = "Layout-redis-pw-5"
 LAYOUT_SENTINEL_PASSWORD = "Layout-sentinel-pw-8"
 
 
@@ -418,7 +434,8 @@ class ScriptedLayout:
     """Three Redis nodes and three sentinels, each started by ``deploy/redis-ha.sh`` as compose does.
 
     On loopback every node is 127.0.0.1 with a port of its own (``NAME:PORT``); the shipped configs
-    are used as they are but for ``dir`` and ``bind`` (a container's ``/data``, every interface).
+    are used as they are but for ``dir`` and ``bind`` (a container's ``/data``, every interface). Each
+    node renders the shipped ACL users from the harness's passwords (``RECSTOP_REDIS_PASSWORD_<ROLE>``).
     """
 
     def __init__(self, directory: Path) -> None:
@@ -431,6 +448,11 @@ class ScriptedLayout:
             lines = (deploy / name).read_text(encoding="utf-8").splitlines()
             lines = [local.get(line.split(" ", 1)[0], line) for line in lines]
             (self.conf / name).write_text("\n".join([*lines, local["bind"], ""]), encoding="utf-8")
+        shutil.copyfile(deploy / "redis-acl-render.sh", self.conf / "redis-acl-render.sh")
+        # The shipped template (test_acl: the same text), for this redis-server's version (7.0 knows
+        # no CLIENT SETINFO, which the template names for 7.2).
+        template = acl_file(server=redis_server_version())
+        (self.conf / "redis-users.acl").write_text(template, encoding="utf-8")
         self.script = deploy / "redis-ha.sh"
         self.redis_ports = [free_port() for _ in range(3)]
         self.sentinel_ports = [free_port() for _ in range(3)]
@@ -441,10 +463,10 @@ class ScriptedLayout:
         """The sentinels as the script names them (``127.0.0.1:PORT``)."""
         return [f"127.0.0.1:{port}" for port in self.sentinel_ports]
 
-    @property
-    def url(self) -> str:
-        """The broker URL of this layout: every sentinel, the Redis password in each."""
-        return ";".join(f"sentinel://:{LAYOUT_REDIS_PASSWORD}@{s}" for s in self.sentinels)
+    def url(self, role: Role) -> str:
+        """The broker URL of ``role`` in this layout: every sentinel, its user and password in each."""
+        userinfo = f"{quote(role.value)}:{quote(REDIS_PASSWORDS[role])}"
+        return ";".join(f"sentinel://{userinfo}@{s}" for s in self.sentinels)
 
     def start(self, role: str, index: int) -> None:
         """Start node ``index`` (0..2) of ``role`` (redis, sentinel) with the script, as compose does."""
@@ -457,8 +479,8 @@ class ScriptedLayout:
             "REDIS_HA_DATA": str(data),
             "REDIS_PORT": str(self.redis_ports[index]),
             "SENTINEL_PORT": str(self.sentinel_ports[index]),
-            "REDIS_PASSWORD": LAYOUT_REDIS_PASSWORD,
-            "SENTINEL_PASSWORD": LAYOUT_SENTINEL_PASSWORD,
+            "RECSTOP_REDIS_SENTINEL_PASSWORD": LAYOUT_SENTINEL_PASSWORD,
+            **{password_env(role): password for role, password in REDIS_PASSWORDS.items()},
         }
         argv = [
             "sh",
@@ -475,11 +497,29 @@ class ScriptedLayout:
         """What the script (and then the server) printed."""
         return (self.directory / f"{name}.out").read_text(encoding="utf-8", errors="replace")
 
-    def redis(self, port: int) -> redis_py.Redis:
-        """A client of the Redis node on ``port``."""
+    def redis(self, port: int, role: Role = Role.ADMIN) -> redis_py.Redis:
+        """A client of the Redis node on ``port``, as ``role``'s user (the test's inspection: admin)."""
         return redis_py.Redis(
-            port=port, password=LAYOUT_REDIS_PASSWORD, decode_responses=True, socket_timeout=5
+            port=port,
+            username=role.value,
+            password=REDIS_PASSWORDS[role],
+            decode_responses=True,
+            socket_timeout=5,
         )
+
+    def users_of(self, port: int, client_type: str) -> set[str]:
+        """The users the clients of ``client_type`` (replica, normal, pubsub) on a node are logged in as."""
+        return {c["user"] for c in self.redis(port).client_list(_type=client_type)}
+
+    def denials(self) -> list[str]:
+        """Every ``ACL LOG`` entry of every running node: what some user was refused."""
+        found = []
+        for name, port in zip(("redis1", "redis2", "redis3"), self.redis_ports, strict=True):
+            if self.procs[name].poll() is None:
+                found += [
+                    f"{name}: {e['username']} {e['reason']} {e['object']}" for e in self.redis(port).acl_log()
+                ]
+        return found
 
     def sentinel(self, index: int) -> redis_py.Redis:
         """A client of sentinel ``index``."""
@@ -533,16 +573,25 @@ def layout(tmp_path: Path):
 
 
 def test_the_shipped_start_script_forms_the_layout_and_an_old_master_rejoins_as_a_replica(layout, sandbox):
-    """deploy/redis-ha.sh: a master, two replicas, three sentinels; WAIT 1 enqueues; old master → replica."""
+    """deploy/redis-ha.sh with the ACL users: 2 replicas (as replica), 3 sentinels (as sentinel), WAIT 1."""
     wait_for(layout.settled, timeout_s=60, interval_s=0.2, what="the scripted layout to form")
     first = layout.redis_ports[0]
+    # The default user is off; the replicas follow as `replica`, the sentinels watch as `sentinel`.
+    with pytest.raises(redis_py.AuthenticationError):
+        redis_py.Redis(port=first, socket_timeout=5).ping()
+    assert layout.users_of(first, "replica") == {Role.REPLICA.value}
+    wait_for(
+        lambda: all(layout.users_of(port, "normal") >= {Role.SENTINEL.value} for port in layout.redis_ports),
+        timeout_s=30,
+        what="every sentinel to watch every node as the sentinel user",
+    )
     assert "starts as the master" in layout.output("redis1")
     assert f"starts as a replica of 127.0.0.1 {first}" in layout.output("redis2")
     down_after = shipped_timings().down_after_ms
     assert int(layout.sentinel(0).sentinel_master(MASTER_NAME)["down-after-milliseconds"]) == down_after
     env = {
         **BASE_ENV,
-        "RECSTOP_BROKER_URL": layout.url,
+        "RECSTOP_BROKER_URL": layout.url(Role.PRODUCER),
         "RECSTOP_REDIS_SENTINEL_MASTER": MASTER_NAME,
         "RECSTOP_REDIS_SENTINEL_PASSWORD": LAYOUT_SENTINEL_PASSWORD,
         "RECSTOP_REDIS_WAIT_REPLICAS": "1",
@@ -575,6 +624,9 @@ def test_the_shipped_start_script_forms_the_layout_and_an_old_master_rejoins_as_
         # Both acknowledged stops are on the new master: the one from before the failover came with
         # the replica that acknowledged it.
         assert layout.redis(new).exists(keys.call_key(before), keys.call_key(after)) == 2
+        assert layout.users_of(new, "replica") == {Role.REPLICA.value}
+        # Nothing was refused: not the failover (sentinel), the resync (replica), nor the producer.
+        assert layout.denials() == []
     finally:
         producer.close()
 

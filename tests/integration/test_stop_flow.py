@@ -10,6 +10,8 @@ import pytest
 from conftest import AUTH_ID, TOKEN
 from support import deletes, final, in_flight, publish_raw, wait_for
 
+from recstop.worker.state.acl import Role
+
 pytestmark = pytest.mark.integration
 
 
@@ -204,7 +206,7 @@ def test_redelivered_message_causes_no_second_delete(
     handle = producer.stop_recording(call_uuid)
     final(producer, call_uuid)
     for _ in range(3):
-        publish_raw(redis_server.url, {"call_uuid": call_uuid}, task_id=handle.task_id)
+        publish_raw(redis_server.role_url(Role.PRODUCER), {"call_uuid": call_uuid}, task_id=handle.task_id)
     client = redis_server.client()
     wait_for(lambda: client.llen("recstop") == 0, timeout_s=10, what="queue to drain")
     wait_for(lambda: in_flight(client) == 0, timeout_s=10, what="messages to be acked")
@@ -217,7 +219,9 @@ def test_raw_producer_message_gets_the_same_guarantees(
     """A plain protocol-v2 JSON message from another language is executed and recorded."""
     start_worker()
     call_uuid = call()
-    task_id = publish_raw(redis_server.url, {"call_uuid": call_uuid, "request_id": "go-svc-1"})
+    task_id = publish_raw(
+        redis_server.role_url(Role.PRODUCER), {"call_uuid": call_uuid, "request_id": "go-svc-1"}
+    )
     record = final(producer, call_uuid)
     assert (record.state, record.task_id, record.request_id) == ("stopped", task_id, "go-svc-1")
     assert len(deletes(sandbox_client, call_uuid)) == 1
@@ -227,7 +231,7 @@ def test_unknown_account_at_the_worker_is_dead_lettered(producer, start_worker, 
     """A message naming an account without credentials → dead letter 'unknown_account'."""
     start_worker()
     call_uuid = str(uuid.uuid4())
-    publish_raw(redis_server.url, {"call_uuid": call_uuid, "auth_id": "MA_NOBODY99"})
+    publish_raw(redis_server.role_url(Role.PRODUCER), {"call_uuid": call_uuid, "auth_id": "MA_NOBODY99"})
     record = final(producer, call_uuid)
     assert (record.state, record.dead_reason) == ("dead", "unknown_account")
 
@@ -239,7 +243,7 @@ def test_token_never_stored_in_redis(producer, start_worker, sandbox_client, cal
     sandbox_client.set_faults([{"kind": "status", "status": 503, "call_uuid": failing}])
     producer.stop_recording(ok)
     producer.stop_recording(failing)
-    publish_raw(redis_server.url, {"call_uuid": "../" + TOKEN, "auth_token": TOKEN})
+    publish_raw(redis_server.role_url(Role.PRODUCER), {"call_uuid": "../" + TOKEN, "auth_token": TOKEN})
     final(producer, ok)
     final(producer, failing)
     wait_for(lambda: producer.dead_letters.count() == 2, what="malformed message dead-lettered")
@@ -333,9 +337,11 @@ def test_raw_message_of_a_finished_request_is_skipped(
     """A raw producer's second message (new task id, same request_id) after success is skipped."""
     worker = start_worker()
     call_uuid = call()
-    publish_raw(redis_server.url, {"call_uuid": call_uuid, "request_id": "go-svc-9"})
+    publish_raw(redis_server.role_url(Role.PRODUCER), {"call_uuid": call_uuid, "request_id": "go-svc-9"})
     final(producer, call_uuid)
-    second = publish_raw(redis_server.url, {"call_uuid": call_uuid, "request_id": "go-svc-9"})
+    second = publish_raw(
+        redis_server.role_url(Role.PRODUCER), {"call_uuid": call_uuid, "request_id": "go-svc-9"}
+    )
     wait_for(
         lambda: any(
             r.get("event") == "stop_skipped" and r.get("task_id") == second for r in worker.log_records()

@@ -18,9 +18,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support import ROOT, final
+from support import ROOT, as_role, final
 
 from recstop.producers import State
+from recstop.worker.state.acl import Role
 
 # One test process runs the module: one wheel, one virtualenv, one writer of the wheelhouse.
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300), pytest.mark.xdist_group("wheel")]
@@ -106,7 +107,14 @@ def test_the_bare_install_enqueues_sync_and_async_and_the_worker_stops_them(
     start_worker()
     for mode in ("sync", "async"):
         call_uuid = call()
-        done = run(bare / "bin" / "python", EXAMPLE, mode, call_uuid, env={**os.environ, **env}, cwd=bare)
+        done = run(
+            bare / "bin" / "python",
+            EXAMPLE,
+            mode,
+            call_uuid,
+            env={**os.environ, **as_role(env, Role.PRODUCER)},
+            cwd=bare,
+        )
         task_id, state = done.stdout.split()
         assert state == "queued"
         record = final(producer, call_uuid)
@@ -119,7 +127,7 @@ def test_the_bare_command_line_enqueues_and_names_the_extra_a_command_needs(
     """enqueue, status, dlq and cancel work bare; health, metrics, audit and sandbox name their extra."""
     start_worker()
     recstop = bare / "bin" / "recstop"
-    environ = {**os.environ, **env}
+    environ = {**os.environ, **as_role(env, Role.PRODUCER)}  # the bare commands are a producer's
     call_uuid = call()
     assert run(recstop, "enqueue", call_uuid, env=environ, cwd=bare).stdout.startswith("queued task_id=")
     assert final(producer, call_uuid).state is State.STOPPED

@@ -28,11 +28,14 @@ from packaging.utils import canonicalize_name
 
 import recstop.sandbox.__main__ as sandbox_main
 from chaos.scenarios.sentinel_failover import LAYOUT
+from harness.procs import redis_server_version
 from harness.sentinel import MASTER_NAME, shipped_timings
 from recstop.producers import cli
 from recstop.worker.audit import roles as audit_roles
 from recstop.worker.config.environment import ENV_SPECS
 from recstop.worker.config.settings import Settings
+from recstop.worker.state import acl
+from recstop.worker.state.acl import Role
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -49,6 +52,10 @@ UNIT_ENV_EXAMPLES = {
     "/etc/recstop/audit-sink.env": SYSTEMD / "audit-sink.env.example",
     "/etc/recstop/audit-retention.env": SYSTEMD / "audit-retention.env.example",
 }
+#: Each unit's Redis URL, as its own user (docs/operations.md, "Redis users"): set by hand, no example.
+REDIS_USER_ENV_FILES = {f"/etc/recstop/redis-{role.value}.env" for role in Role}
+#: How a Redis probe authenticates: a node as the monitor user, a sentinel (port 26379) with its own password.
+REDIS_PROBE_AUTH = (["--user", "monitor"], ["-p", "26379"])
 K8S_VERSION = "1.30"
 SHUTDOWN_MARGIN_S = 10.0  # recording the outcomes in Redis after the last DELETE returns
 
@@ -56,9 +63,15 @@ SETTINGS = {spec.name for spec in ENV_SPECS}
 # Variables in deploy/ that are not recstop settings, each with the reason it is there.
 OTHER_ENV = {
     "FLOWER_BASIC_AUTH": "Flower's own option (--basic-auth), read by Flower from the environment",
-    "REDIS_PASSWORD": "the Redis nodes' requirepass, masterauth (redis-ha.sh); compose: RECSTOP_BROKER_URL",
-    "SENTINEL_PASSWORD": "the sentinels' requirepass (redis-ha.sh); compose: RECSTOP_REDIS_SENTINEL_PASSWORD",
     "POD_NAME": "Kubernetes: the pod's name (the downward API), the name a Redis node or sentinel announces",
+    **{
+        acl.password_env(
+            role
+        ): "a Redis user's password: deploy/redis-acl-render.sh renders the ACL file from it "
+        "(redis-ha.sh: the replica and sentinel users' too; compose interpolates them into the parts' URLs)"
+        for role in Role
+    },
+    "MONITOR_BROKER_URL": "compose and k8s: the monitor user's URL, which `recstop health` probes run with",
     "POSTGRES_PASSWORD": "compose only: the audit database's password (postgres image), in RECSTOP_AUDIT_DB",
     "POSTGRES_USER": "compose only: the postgres image's user",
     "POSTGRES_DB": "compose only: the postgres image's database",
@@ -210,10 +223,12 @@ def commands() -> list[tuple[str, list[str]]]:
         test = service.get("healthcheck", {}).get("test", [""])
         if test[0] == "CMD":
             found.append((f"compose {name} healthcheck", test[1:]))
+        elif test[0] == "CMD-SHELL" and unwrap(["sh", "-c", test[1]])[0] == "recstop":
+            found.append((f"compose {name} healthcheck", unwrap(["sh", "-c", test[1]])))
     for name, _, container in containers():
         found.append((f"k8s {name}", container["command"]))
         found.extend(
-            (f"k8s {name} {probe}", container[probe]["exec"]["command"])
+            (f"k8s {name} {probe}", unwrap(container[probe]["exec"]["command"]))
             for probe in ("livenessProbe", "readinessProbe")
             if "exec" in container.get(probe, {})
         )
@@ -236,6 +251,16 @@ def check_redis_ha(where: str, args: list[str]) -> None:
         pods = [f"recstop-redis-{n}.{redis['spec']['serviceName']}" for n in range(redis["spec"]["replicas"])]
         assert me == f"$(POD_NAME).{redis['spec']['serviceName']}", (where, me)
         assert (first, sentinels) == (pods[0], pods), (where, args)
+
+
+def unwrap(argv: list[str]) -> list[str]:
+    """What ``sh -c 'VAR="$OTHER" exec cmd ...'`` runs (a probe as another Redis user), else ``argv``."""
+    if argv[:2] != ["sh", "-c"]:
+        return argv
+    words = shlex.split(argv[2])
+    while words and (re.match(r"^[A-Z_]+=", words[0]) or words[0] == "exec"):
+        words = words[1:]
+    return words
 
 
 def check_recstop(argv: list[str]) -> None:
@@ -317,7 +342,8 @@ def test_every_environment_variable_is_a_setting_or_allowed():
     for where, found in names.items():
         unknown = found - SETTINGS - OTHER_ENV.keys()
         assert not unknown, f"{where}: {sorted(unknown)} are not in worker.settings.ENV_SPECS"
-    assert {"RECSTOP_BROKER_URL", "VOBIZ_AUTH_ID", "VOBIZ_AUTH_TOKEN"} <= names["recstop.env.example"]
+    example = names["recstop.env.example"] | names["recstop.env.example (commented)"]
+    assert {"RECSTOP_BROKER_URL", "VOBIZ_AUTH_ID", "VOBIZ_AUTH_TOKEN"} <= example
 
 
 def test_flower_env_variable_is_a_flower_option():
@@ -367,8 +393,11 @@ def test_every_command_exists():
             assert parsed["auto_calls"]
         elif argv[:2] == ["sh", "/usr/local/etc/redis/redis-ha.sh"]:
             check_redis_ha(where, argv[2:])
-        elif argv[:2] == ["sh", "-c"] and re.fullmatch(r"k8s recstop-redis (liveness|readiness)Probe", where):
-            assert re.search(r"redis-cli (-p 26379 )?ping \| grep -q PONG$", argv[2]), argv
+        elif program == "redis-cli" and re.fullmatch(r"k8s recstop-redis (liveness|readiness)Probe", where):
+            # A node's probe as the monitor user (the default user is off), a sentinel's with its password.
+            assert argv in (
+                ["redis-cli", *user, "ping", "|", "grep", "-q", "PONG"] for user in REDIS_PROBE_AUTH
+            ), argv
         elif argv[:2] == ["python", "-c"]:
             compile(argv[2], where, "exec")
         else:
@@ -482,7 +511,7 @@ def test_worker_deployment_probes_security_and_grace_period():
     _, pod, container = next(c for c in containers() if c[0] == "recstop-worker")
     assert pod["terminationGracePeriodSeconds"] > bound + SHUTDOWN_MARGIN_S
     for probe in ("livenessProbe", "readinessProbe"):
-        assert container[probe]["exec"]["command"][:2] == ["recstop", "health"]
+        assert unwrap(container[probe]["exec"]["command"])[:2] == ["recstop", "health"]
     assert {"cpu", "memory"} <= container["resources"]["requests"].keys()
     assert "memory" in container["resources"]["limits"]
     for name, pod_spec, each in containers():
@@ -528,22 +557,33 @@ def test_flower_always_has_basic_auth():
 
 
 def test_compose_services_health_redis_and_grace():
-    """Compose: health checks on long-running services, Redis nodes from redis.conf with a password, grace."""
+    """Compose: health checks, Redis nodes and sentinels with the shipped files and ACL passwords, grace."""
     services = compose()["services"]
     assert {"redis-1", "sentinel-1", "worker", "flower", "sandbox"} <= services.keys()
     one_shot = {name for name, service in services.items() if service.get("restart") == "no"}
     assert one_shot == {"audit-migrate", "audit-retention"}
     for name, service in services.items():
         assert name in one_shot or service["healthcheck"]["test"], name
-    assert services["worker"]["healthcheck"]["test"] == ["CMD", "recstop", "health"]
+    assert unwrap(["sh", "-c", services["worker"]["healthcheck"]["test"][1]]) == ["recstop", "health"]
     assert services["sandbox"]["profiles"] == ["sandbox"]
-    for name in redis_services("redis"):
+    shipped = ("redis.conf", "sentinel.conf", "redis-ha.sh", "redis-users.acl", "redis-acl-render.sh")
+    for name in redis_services("redis") + redis_services("sentinel"):
         volumes = services[name]["volumes"]
-        assert "./redis.conf:/usr/local/etc/redis/redis.conf:ro" in volumes, name
+        for file in shipped:
+            assert f"./{file}:/usr/local/etc/redis/{file}:ro" in volumes, (name, file)
         assert f"{name}-data:/data" in volumes, name
-        assert "${REDIS_PASSWORD" in services[name]["environment"]["REDIS_PASSWORD"], name
         assert services[name]["user"] == "redis", name
-    assert "${REDIS_PASSWORD" in services["worker"]["environment"]["RECSTOP_BROKER_URL"]
+        assert "--requirepass" not in services[name]["command"], name
+    # A node renders every user (the replica and sentinel users included); a sentinel gets its user's only.
+    for name in redis_services("redis"):
+        env = services[name]["environment"]
+        assert set(env) == {acl.password_env(role) for role in Role} | {"RECSTOP_REDIS_SENTINEL_PASSWORD"}, (
+            name
+        )
+        assert "--user monitor" in services[name]["healthcheck"]["test"][1], name
+    for name in redis_services("sentinel"):
+        env = services[name]["environment"]
+        assert set(env) == {acl.password_env(Role.SENTINEL), "RECSTOP_REDIS_SENTINEL_PASSWORD"}, name
     env = services["worker"]["environment"]
     bound = float(env["RECSTOP_CONNECT_TIMEOUT_S"]) + float(env["RECSTOP_READ_TIMEOUT_S"])
     grace = services["worker"]["stop_grace_period"]
@@ -621,11 +661,12 @@ def test_compose_and_kubernetes_ship_the_sentinel_layout_the_chaos_row_measured(
 
 
 def test_the_kubernetes_steps_create_the_redis_files_from_deploy_before_apply():
-    """README: recstop-redis-files is made from deploy/'s three files (no copy), mounted where it is read."""
+    """README: recstop-redis-files is made from deploy/'s five files (no copy), mounted where it is read."""
     lines = readme_block("Kubernetes")
     [create] = [line for line in lines if line.startswith("kubectl create configmap recstop-redis-files")]
     files = [a.split("=", 1)[1] for a in shlex.split(create) if a.startswith("--from-file=")]
-    assert files == ["deploy/redis.conf", "deploy/sentinel.conf", "deploy/redis-ha.sh"]
+    shipped = ("redis.conf", "sentinel.conf", "redis-ha.sh", "redis-users.acl", "redis-acl-render.sh")
+    assert files == [f"deploy/{name}" for name in shipped]
     assert all((ROOT / f).is_file() for f in files)
     assert lines.index(create) < lines.index("kubectl apply -f deploy/kubernetes/")
     pod = k8s_named("StatefulSet")["recstop-redis"]["spec"]["template"]["spec"]
@@ -646,8 +687,8 @@ def test_systemd_units_have_the_required_keys():
     for path in paths:
         service = unit(path)["Service"]
         files = unit_env_files(path)
-        assert files[0] == "/etc/recstop/recstop.env", path.name
-        assert set(files[1:]) <= UNIT_ENV_EXAMPLES.keys(), path.name
+        assert files[0] == "/etc/recstop/recstop.env", path.name  # then its Redis user's URL, its database's
+        assert set(files[1:]) <= UNIT_ENV_EXAMPLES.keys() | REDIS_USER_ENV_FILES, path.name
         assert service["KillSignal"] == "SIGTERM", path.name
         assert service["Restart"] == "on-failure", path.name
         assert service["User"] not in {"root", "0"}, path.name
@@ -763,7 +804,7 @@ def redis_server() -> str:
 
 
 def test_redis_conf_settings_and_that_redis_server_loads_it(tmp_path):
-    """redis.conf: AOF, a real fsync policy, noeviction, no save "", and redis-server loads it."""
+    """redis.conf: AOF, a real fsync policy, noeviction, no save "", ACL users; redis-server loads it."""
     directives = [
         line.split(None, 1)
         for line in (DEPLOY / "redis.conf").read_text().splitlines()
@@ -777,13 +818,18 @@ def test_redis_conf_settings_and_that_redis_server_loads_it(tmp_path):
     assert conf["repl-diskless-sync-delay"] == "0"  # a replica that needs a whole copy gets it at once
     assert all(value.strip('"') for key, value in directives if key == "save")
     text = (DEPLOY / "redis.conf").read_text()
-    assert "# requirepass " in text
-    assert "# user recstop on" in text
+    assert conf["aclfile"] == "/data/users.acl"
+    assert "requirepass" not in conf
+    assert "user" not in conf
     assert "# tls-port" in text
     sock = tmp_path / "redis.sock"
-    # As written, but for `dir` (applied while the file is read: /data exists in the Redis image only).
+    # As written, but for `dir` and `aclfile` (/data exists in the Redis image only); the ACL file
+    # is the shipped one rendered.
+    passwords = {role: f"pw-{role.value}" for role in Role}
+    (tmp_path / "users.acl").write_text(acl.acl_file(passwords, server=redis_server_version()))
+    text = re.sub(r"(?m)^dir .*$", f"dir {tmp_path}", text)
     local = tmp_path / "redis.conf"
-    local.write_text(re.sub(r"(?m)^dir .*$", f"dir {tmp_path}", text))
+    local.write_text(re.sub(r"(?m)^aclfile .*$", f"aclfile {tmp_path / 'users.acl'}", text))
     argv = [redis_server(), str(local), "--dir", str(tmp_path), "--port", "0"]
     argv += ["--bind", "127.0.0.1", "--unixsocket", str(sock), "--daemonize", "no"]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -795,7 +841,17 @@ def test_redis_conf_settings_and_that_redis_server_loads_it(tmp_path):
             if "ready to accept connections" in line.lower():
                 break
         assert proc.poll() is None, "".join(log)
-        client = redis.Redis(unix_socket_path=str(sock), decode_responses=True)
+        anonymous = redis.Redis(unix_socket_path=str(sock), decode_responses=True)
+        with pytest.raises(redis.AuthenticationError):
+            anonymous.ping()
+        anonymous.close()
+        client = redis.Redis(
+            unix_socket_path=str(sock),
+            username="admin",
+            password=passwords[Role.ADMIN],
+            decode_responses=True,
+        )
+        assert sorted(client.acl_users()) == sorted([*(role.value for role in Role), "default"])
         assert client.config_get("appendonly") == {"appendonly": "yes"}
         assert client.config_get("appendfsync")["appendfsync"] == conf["appendfsync"]
         assert client.config_get("maxmemory-policy")["maxmemory-policy"] == "noeviction"
@@ -871,3 +927,73 @@ def test_kubernetes_migrate_job_and_retention_cronjob():
     timer = unit(SYSTEMD / "recstop-audit-retention.timer")
     assert timer["Timer"]["Persistent"] == "true"
     assert unit(SYSTEMD / "recstop-audit-retention.service")["Service"]["Type"] == "oneshot"
+
+
+#: The Redis user each part of deploy/ runs as (state.acl: the roles).
+PART_ROLES = {
+    "worker": Role.WORKER,
+    "flower": Role.MONITOR,
+    "metrics": Role.MONITOR,
+    "audit-sink": Role.AUDIT_SINK,
+}
+
+
+def url_user(url: str) -> str:
+    """The user of a ``redis://user:password@...`` or ``sentinel://...`` URL (interpolated or not)."""
+    return url.split("://", 1)[1].split(":", 1)[0]
+
+
+def test_each_part_connects_to_redis_as_its_own_user():
+    """Compose, Kubernetes and systemd give each part the URL of its role's user; probes use monitor's."""
+    services = compose()["services"]
+    for name, role in PART_ROLES.items():
+        if name in services:
+            env = services[name]["environment"]
+            assert url_user(env["RECSTOP_BROKER_URL"]) == role.value, name
+            assert f"${{{acl.password_env(role)}:?" in env["RECSTOP_BROKER_URL"], name
+            if "MONITOR_BROKER_URL" in env:
+                assert url_user(env["MONITOR_BROKER_URL"]) == Role.MONITOR.value
+    secret = k8s_data(k8s_named("Secret")["recstop-redis"])
+    urls = {key: value for key, value in secret.items() if key.endswith("-url")}
+    assert set(secret) - set(urls) == {"sentinel-password"}
+    assert {url_user(url) + "-url" for url in urls.values()} == set(urls)
+    for url in urls.values():  # every sentinel part carries the same user
+        assert {url_user(part) for part in url.split(";")} == {url_user(url)}
+    for name, _, container in containers():
+        if name not in {f"recstop-{part}" for part in PART_ROLES}:
+            continue
+        refs = {
+            item["name"]: item["valueFrom"]["secretKeyRef"]
+            for item in container.get("env", [])
+            if "secretKeyRef" in item.get("valueFrom", {})
+        }
+        role = PART_ROLES[name.removeprefix("recstop-")]
+        assert refs["RECSTOP_BROKER_URL"] == {"name": "recstop-redis", "key": f"{role.value}-url"}, name
+        assert "RECSTOP_BROKER_URL" not in k8s_data(k8s_named("Secret")["recstop-env"])
+        if "MONITOR_BROKER_URL" in refs:
+            assert refs["MONITOR_BROKER_URL"] == {"name": "recstop-redis", "key": "monitor-url"}
+        sentinel_password = {"name": "recstop-redis", "key": "sentinel-password"}
+        assert refs["RECSTOP_REDIS_SENTINEL_PASSWORD"] == sentinel_password, name
+    for path in SYSTEMD.glob("*.service"):
+        part = path.name.removeprefix("recstop-").split("@")[0].removesuffix(".service")
+        redis_files = [f for f in unit_env_files(path) if f in REDIS_USER_ENV_FILES]
+        if part in PART_ROLES:
+            assert redis_files == [f"/etc/recstop/redis-{PART_ROLES[part].value}.env"], path.name
+        else:  # audit-retention: the database only
+            assert redis_files == [], path.name
+
+
+def test_redis_ha_script_renders_the_users_and_authenticates_as_the_replica_and_sentinel_users():
+    """redis-ha.sh: renders, then --aclfile; follows as replica; a sentinel watches as sentinel."""
+    script = (DEPLOY / "redis-ha.sh").read_text()
+    node, sentinel = script.split("    redis)\n", 1)[1].split("    sentinel)\n", 1)
+    render = 'sh "$conf/redis-acl-render.sh" "$conf/redis-users.acl" "$data/users.acl"'
+    assert render in node
+    assert node.index(render) < node.index("exec redis-server")
+    assert '--aclfile "$data/users.acl"' in node
+    assert f"--masteruser {Role.REPLICA.value} --masterauth" in node
+    assert "--requirepass" not in node  # the default user stays off: the ACL file says so
+    assert f'--sentinel auth-user "$name" {Role.SENTINEL.value}' in sentinel
+    assert '--requirepass "$RECSTOP_REDIS_SENTINEL_PASSWORD"' in sentinel
+    for role in (Role.REPLICA, Role.SENTINEL):
+        assert f"password_of {acl.password_env(role).removeprefix('RECSTOP_REDIS_PASSWORD_')}" in script
