@@ -34,7 +34,7 @@ class RedisSettings:
     A password or an ACL user comes in the URL (``redis://user:password@host:6379/0``); it never
     shows in a repr (see ``safe_url``). The ``tls_*`` options apply to ``rediss://`` URLs only.
     High availability: ``sentinel://h1:26379;sentinel://h2:26379;...`` (kombu's format) with
-    ``sentinel_master``; the Redis password then goes in the first URL, the sentinels' own in
+    ``sentinel_master``; the Redis user and password then go in the first URL, the sentinels' own in
     ``sentinel_password``.
     """
 
@@ -56,8 +56,8 @@ class RedisSettings:
         None,
         env="RECSTOP_REDIS_SENTINEL_PASSWORD",
         parse=parsers.text,
-        help="Password of the sentinels themselves (`requirepass` in sentinel.conf); the Redis password "
-        "goes in the first `sentinel://` URL.",
+        help="Password of the sentinels themselves (`requirepass` in sentinel.conf); the part's Redis "
+        "user and password go in the first `sentinel://` URL.",
     )
     wait_replicas: int = setting(
         0,
