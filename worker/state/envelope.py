@@ -24,6 +24,8 @@ from recstop.worker.state.keys import TASK_NAME
 TASK_ID_PLACEHOLDER: Final = "@@TASK_ID@@"
 _ORIGIN: Final = f"{os.getpid()}@{socket.gethostname()}"
 _EMBED: Final = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
+#: One compact encoder for every message (``json.dumps`` with separators builds one per call).
+_dumps: Final = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def stop_message(
@@ -34,7 +36,7 @@ def stop_message(
     ``parent_id``: the task id of the dead stop a replay replays (Celery's ``parent_id`` header,
     which the worker's task events carry: Flower links the replay to the stop it replays).
     """
-    body = json.dumps([[], dict(kwargs), _EMBED], separators=(",", ":")).encode()
+    body = _dumps([[], dict(kwargs), _EMBED]).encode()
     template = _template(queue, retries)
     if parent_id is not None:  # a replay, rare: not worth a template of its own
         envelope = json.loads(template)
