@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import uuid
 from types import MappingProxyType
 
 from recstop.worker.model.ids import new_id
-from recstop.worker.state import taskevents
+from recstop.worker.state import envelope, taskevents
 from recstop.worker.state.arguments import Raw, encode, raw
 
 
@@ -67,3 +68,21 @@ def test_task_sent_body_is_compact_json_of_the_event() -> None:
     assert body["eta"] == "1970-01-01T00:00:00+00:00"
     assert body["queue"] == body["routing_key"] == "recstop"
     assert text == json.dumps(body, separators=(",", ":"))
+
+
+def test_stop_message_fills_body_kwargsrepr_and_tag_in_their_own_places() -> None:
+    """Body, kwargsrepr and delivery tag are each filled where they belong, whatever the URL holds."""
+    url = 'https://h/x?a="é"&b=@@DELIVERY_TAG@@'
+    kwargs = {"call_uuid": "c", "url": url, "auth_id": None, "request_id": None, "not_after": None}
+    for parent in (None, "dead-task"):
+        message = json.loads(envelope.stop_message(kwargs, queue="recstop.urgent", parent_id=parent))
+        assert json.loads(base64.b64decode(message["body"])) == [
+            [],
+            kwargs,
+            {"callbacks": None, "errbacks": None, "chain": None, "chord": None},
+        ]
+        assert message["headers"]["kwargsrepr"] == repr(kwargs)
+        assert message["headers"]["parent_id"] == parent
+        assert message["headers"]["id"] == envelope.TASK_ID_PLACEHOLDER
+        assert uuid.UUID(message["properties"]["delivery_tag"]).version == 4
+        assert message["properties"]["delivery_info"]["routing_key"] == "recstop.urgent"

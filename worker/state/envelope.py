@@ -42,11 +42,27 @@ def stop_message(
         envelope = json.loads(template)
         envelope["headers"]["parent_id"] = parent_id
         template = json.dumps(envelope, separators=(",", ":"))
-    return (
-        template.replace(_BODY, base64.b64encode(body).decode("ascii"), 1)
-        .replace(_KWARGSREPR, json.dumps(repr(dict(kwargs)))[1:-1], 1)
-        .replace(_TAG, new_id(), 1)
+    head, between, tail, end = _split(template)
+    return "".join(
+        (
+            head,
+            base64.b64encode(body).decode("ascii"),
+            between,
+            json.dumps(repr(dict(kwargs)))[1:-1],
+            tail,
+            new_id(),
+            end,
+        )
     )
+
+
+@functools.lru_cache(maxsize=64)
+def _split(template: str) -> tuple[str, str, str, str]:
+    """A template's text around its body, kwargs repr and delivery tag placeholders, in that order."""
+    head, rest = template.split(_BODY, 1)
+    between, rest = rest.split(_KWARGSREPR, 1)
+    tail, end = rest.split(_TAG, 1)
+    return head, between, tail, end
 
 
 _BODY: Final = "@@BODY@@"
