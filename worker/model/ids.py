@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import random
-import uuid
+from typing import Final
 
 _random = random.Random(os.urandom(32))  # noqa: S311 - unique ids, not secrets
 
@@ -21,6 +21,15 @@ def _reseed() -> None:
 os.register_at_fork(after_in_child=_reseed)
 
 
+#: The bits ``uuid.UUID(int=..., version=4)`` sets: the version (4) and the RFC 4122 variant.
+_CLEAR: Final = ~((0xF000 << 64) | (0xC000 << 48))
+_SET: Final = (0x4000 << 64) | (0x8000 << 48)
+
+
 def new_id() -> str:
-    """A random (version 4) UUID as text."""
-    return str(uuid.UUID(int=_random.getrandbits(128), version=4))
+    """A random (version 4) UUID as text, as ``str(uuid.UUID(int=bits, version=4))`` writes it.
+
+    Formatted directly: building a ``uuid.UUID`` object for its text cost twice as long.
+    """
+    text = f"{(_random.getrandbits(128) & _CLEAR) | _SET:032x}"
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"

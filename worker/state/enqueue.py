@@ -175,7 +175,8 @@ def prepare_enqueue(
 
     No I/O: the threaded store and the asyncio producer run what this prepares. ``sent_channel`` is
     ``settings.task_group_channel()``, computed once by the caller: the ``task-sent`` events of the
-    stops that start a new run go out as one group (``state.taskevents.group_envelope``).
+    stops that start a new run go out as one group (``state.taskevents.group_envelope``). What is the
+    same on every call (the settings, the group's envelope) is encoded once (``state.arguments.Raw``).
     """
     lane = keys.URGENT_QUEUE if urgent else keys.QUEUE
     return PreparedEnqueue(
@@ -193,7 +194,7 @@ def prepare_enqueue(
             "watchdog_s": settings.watchdog_s,
             "urgent": urgent,
             "events_channel": sent_channel,
-            "events": dict(zip(("head", "tail"), taskevents.group_envelope(), strict=True)),
+            "events": taskevents.group_envelope_arg(),
             "audit": settings.audit(origin),
             "stops": [_stop_args(s) for s in stops],
         },

@@ -24,6 +24,8 @@ from recstop.worker.state.keys import TASK_NAME
 TASK_ID_PLACEHOLDER: Final = "@@TASK_ID@@"
 _ORIGIN: Final = f"{os.getpid()}@{socket.gethostname()}"
 _EMBED: Final = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
+#: One compact encoder for every message (``json.dumps`` with separators builds one per call).
+_dumps: Final = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def stop_message(
@@ -34,17 +36,33 @@ def stop_message(
     ``parent_id``: the task id of the dead stop a replay replays (Celery's ``parent_id`` header,
     which the worker's task events carry: Flower links the replay to the stop it replays).
     """
-    body = json.dumps([[], dict(kwargs), _EMBED], separators=(",", ":")).encode()
+    body = _dumps([[], dict(kwargs), _EMBED]).encode()
     template = _template(queue, retries)
     if parent_id is not None:  # a replay, rare: not worth a template of its own
         envelope = json.loads(template)
         envelope["headers"]["parent_id"] = parent_id
         template = json.dumps(envelope, separators=(",", ":"))
-    return (
-        template.replace(_BODY, base64.b64encode(body).decode("ascii"), 1)
-        .replace(_KWARGSREPR, json.dumps(repr(dict(kwargs)))[1:-1], 1)
-        .replace(_TAG, new_id(), 1)
+    head, between, tail, end = _split(template)
+    return "".join(
+        (
+            head,
+            base64.b64encode(body).decode("ascii"),
+            between,
+            json.dumps(repr(dict(kwargs)))[1:-1],
+            tail,
+            new_id(),
+            end,
+        )
     )
+
+
+@functools.lru_cache(maxsize=64)
+def _split(template: str) -> tuple[str, str, str, str]:
+    """A template's text around its body, kwargs repr and delivery tag placeholders, in that order."""
+    head, rest = template.split(_BODY, 1)
+    between, rest = rest.split(_KWARGSREPR, 1)
+    tail, end = rest.split(_TAG, 1)
+    return head, between, tail, end
 
 
 _BODY: Final = "@@BODY@@"

@@ -13,6 +13,7 @@ publishes the text it is given, when what it decides calls for it.
 from __future__ import annotations
 
 import base64
+import functools
 import json
 import os
 import socket
@@ -24,6 +25,7 @@ from urllib.parse import urlsplit
 
 from recstop.worker.model.ids import new_id
 from recstop.worker.model.vocabulary import TaskEvent
+from recstop.worker.state.arguments import Raw, raw
 from recstop.worker.state.keys import TASK_NAME
 
 EXCHANGE: Final = "celeryev"
@@ -43,6 +45,10 @@ def channel(broker_url: str, event_type: TaskEvent) -> str:
 TASK_GROUP: Final = "task.multi"
 #: Where the list of events goes in :func:`group_envelope`'s text.
 _EVENTS: Final = "@@EVENTS@@"
+#: Where each group's own delivery tag goes in the cached envelope (:func:`_group_template`).
+_TAG: Final = "@@DELIVERY_TAG@@"
+#: One compact encoder for every event (``json.dumps`` with arguments builds one per call).
+_dumps: Final = json.JSONEncoder(separators=(",", ":"), default=str).encode
 
 
 def group_channel(broker_url: str) -> str:
@@ -74,8 +80,31 @@ def group_envelope(*, hostname: str = HOSTNAME) -> tuple[str, str]:
 
     A script joins the events it publishes (each :func:`task_sent_body`) into a JSON list and puts
     that list, as a JSON string, between the two parts: the body is not base64-encoded (kombu
-    decodes a body without ``body_encoding`` as it is), so Lua needs no base64.
+    decodes a body without ``body_encoding`` as it is), so Lua needs no base64. Each call has a
+    delivery tag of its own; the rest is built once per host name.
     """
+    head, tail = _group_template(hostname)
+    return head, tail.replace(_TAG, new_id(), 1)
+
+
+def group_envelope_arg(*, hostname: str = HOSTNAME) -> Raw:
+    """:func:`group_envelope` as a script's ``events`` argument: ``{"head": ..., "tail": ...}``, encoded.
+
+    Encoded once per host name; each call puts in a delivery tag of its own (a UUID: no character
+    of it needs escaping in JSON, so the encoded text takes it as it is).
+    """
+    return Raw(_group_arg_template(hostname).replace(_TAG, new_id(), 1))
+
+
+@functools.cache
+def _group_arg_template(hostname: str) -> str:
+    head, tail = _group_template(hostname)
+    return str(raw({"head": head, "tail": tail}))
+
+
+@functools.cache
+def _group_template(hostname: str) -> tuple[str, str]:
+    """:func:`group_envelope`'s two parts, its delivery tag left as a placeholder."""
     envelope = {
         "body": _EVENTS,
         "content-encoding": "utf-8",
@@ -85,7 +114,7 @@ def group_envelope(*, hostname: str = HOSTNAME) -> tuple[str, str]:
             "delivery_mode": 1,
             "delivery_info": {"exchange": EXCHANGE, "routing_key": TASK_GROUP},
             "priority": 0,
-            "delivery_tag": new_id(),
+            "delivery_tag": _TAG,
         },
     }
     head, tail = json.dumps(envelope, separators=(",", ":")).split(json.dumps(_EVENTS))
@@ -142,7 +171,7 @@ def task_sent_body(
     body = event_body(
         TaskEvent.SENT, _sent_fields(task_id, kwargs, queue=queue, retries=0, eta=eta, parent_id=parent_id)
     )
-    return json.dumps(body, default=str, separators=(",", ":"))
+    return _dumps(body)
 
 
 def _sent_fields(
