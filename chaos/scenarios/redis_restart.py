@@ -35,8 +35,10 @@ def run(profile: Profile, keep_dir: Path | None, appendfsync: str) -> ScenarioRe
         stack.redis.crash()
         crashed_at = time.time()
         time.sleep(OUTAGE_S)  # the outage itself: what the scenario injects, not a synchronisation
-        stack.redis.start()
+        # From the moment the server is started again: its producers may be accepted before start()
+        # has seen it answer (a backlog of retries flushes within milliseconds).
         up_at = time.time()
+        stack.redis.start()
         sent = load.wait(timeout_s=180)
         accepted_at = {a.call_uuid: a.accepted_at for a in sent.accepted}
         tally = reconcile(stack.producer(), stack.sandbox.client, accepted_at, timeout_s=120)

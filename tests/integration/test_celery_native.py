@@ -250,15 +250,13 @@ def test_a_delayed_message_of_a_request_already_done_gets_that_stops_result(
     assert len(deletes(sandbox_client, call_uuid)) == 1
 
 
-def test_a_bulk_enqueue_sends_its_task_sent_events_as_one_group_celery_reads(
-    producer, client_app, redis_server
-):
+def test_a_bulk_enqueue_sends_its_task_sent_events_as_one_group_celery_reads(producer, redis_server):
     """A bulk enqueue's task-sent events go out as one task.multi message; Celery's receiver reads each."""
     calls = [str(uuid.uuid4()) for _ in range(5)]
     seen: list[dict] = []
-    receiver = client_app.events.Receiver(
-        client_app.connection_for_read(), handlers={"task-sent": seen.append}
-    )
+    # The receiver is what Flower runs: it connects as the monitoring user.
+    watcher = Celery("watcher", broker=redis_server.role_url(Role.MONITOR), set_as_current=False)
+    receiver = watcher.events.Receiver(watcher.connection_for_read(), handlers={"task-sent": seen.append})
 
     def capture() -> None:
         with contextlib.suppress(TimeoutError, OSError):
@@ -276,3 +274,4 @@ def test_a_bulk_enqueue_sends_its_task_sent_events_as_one_group_celery_reads(
     assert sorted(e["uuid"] for e in seen) == sorted(h.task_id for h in handles)
     assert {(e["name"], e["queue"]) for e in seen} == {(TASK_NAME, QUEUE)}
     assert monitor.info("commandstats")["cmdstat_publish"]["calls"] - before == 1
+    watcher.close()
