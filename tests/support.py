@@ -130,3 +130,20 @@ def stored_ids(engine: Any) -> list[str]:
 
     with engine.connect() as connection:
         return list(connection.scalars(select(events.c.stream_id).order_by(events.c.seq)))
+
+
+def metrics_process(url: str, port: int, *, output: int = subprocess.DEVNULL) -> subprocess.Popen[bytes]:
+    """``recstop metrics`` on 127.0.0.1:``port`` as a real process, reading Redis as the user of ``url``."""
+    env = {**os.environ, "RECSTOP_BROKER_URL": url}
+    env.pop("RECSTOP_HEALTH_MAX_HEARTBEAT_AGE_S", None)
+    argv = [
+        sys.executable,
+        "-m",
+        "recstop.producers.cli",
+        "metrics",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    return subprocess.Popen(argv, cwd=ROOT, env=env, stdout=output, stderr=output)

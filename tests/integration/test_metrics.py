@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 import uuid
 
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
-from support import ROOT, free_port, in_flight, terminate, wait_for
+from support import free_port, in_flight, metrics_process, terminate, wait_for
 
 from recstop.worker.state.acl import Role
 from recstop.worker.state.keys import LATENCY_BUCKETS
@@ -36,24 +34,7 @@ def value(scrape, name, **labels):
 def exporter(redis_server):
     """``recstop metrics`` on a free port, as a real subprocess; returns its /metrics URL."""
     port = free_port()
-    env = {**os.environ, "RECSTOP_BROKER_URL": redis_server.role_url(Role.MONITOR)}
-    env.pop("RECSTOP_HEALTH_MAX_HEARTBEAT_AGE_S", None)
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "recstop.producers.cli",
-            "metrics",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    proc = metrics_process(redis_server.role_url(Role.MONITOR), port, output=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}/metrics"
 
     def serving():

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import redis
 import requests
-from support import REDIS_PASSWORDS, RedisServer, cli, final, free_port, terminate, wait_for
+from support import REDIS_PASSWORDS, RedisServer, cli, final, free_port, metrics_process, terminate, wait_for
 
 from harness.auditsink import AuditSinkProcess
 from recstop.producers import Producer
@@ -127,7 +127,7 @@ def test_a_stop_goes_through_every_part_each_as_its_own_user(
         args=["--batch", "50"],
     ).start(wait=False)
     port = free_port()
-    metrics = cli_process(redis_server.role_url(Role.MONITOR), port)
+    metrics = metrics_process(redis_server.role_url(Role.MONITOR), port)
     try:
         producer_settings = Settings.from_env(
             {**env, "RECSTOP_BROKER_URL": redis_server.role_url(Role.PRODUCER)}
@@ -168,28 +168,6 @@ def stopped_rows(database: Path, call_uuid: str) -> bool:
         except sqlite3.OperationalError:  # the sink has not made its tables yet
             return False
     return bool(rows[0])
-
-
-def cli_process(url: str, port: int):
-    """``recstop metrics`` as a process, as the user of ``url``."""
-    import os  # noqa: PLC0415
-    import subprocess  # noqa: PLC0415
-    import sys  # noqa: PLC0415
-
-    from support import ROOT  # noqa: PLC0415
-
-    argv = [
-        sys.executable,
-        "-m",
-        "recstop.producers.cli",
-        "metrics",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
-    env = {**os.environ, "RECSTOP_BROKER_URL": url}
-    return subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def scraped(port: int) -> str:
